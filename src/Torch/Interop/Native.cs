@@ -1,0 +1,158 @@
+using System.Reflection;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+
+namespace MLNetExt.Torch.Interop;
+
+/// <summary>Kinds of <see cref="NativeValue"/>; mirrors <c>enum mlnx_kind</c> in src/Native/mlnx.h.</summary>
+internal enum ValueKind : int
+{
+    None = 0, Tensor = 1, Int = 2, Double = 3, Bool = 4, IntList = 5, DoubleList = 6, BoolList = 7,
+    String = 8, Device = 9, TensorList = 10, OptionalTensorList = 11, Default = 12,
+}
+
+/// <summary>One boxed argument or result; mirrors <c>mlnx_value</c>.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal struct NativeValue
+{
+    public ValueKind Kind;
+    public int Aux;
+    public long I;
+    public double D;
+    public IntPtr P;
+    public long N;
+}
+
+/// <summary>Mirrors <c>mlnx_tensor_meta</c>.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal struct TensorMeta
+{
+    public int NDim;
+    public int DType;
+    public int DeviceType;
+    public int DeviceIndex;
+    public int RequiresGrad;
+    public int IsLeaf;
+    public int IsContiguous;
+    public int Reserved;
+    public long Numel;
+    public IntPtr DataPtr;
+}
+
+/// <summary>The P/Invoke surface of libmlnetext_native. Every call that can fail returns an error
+/// string pointer (zero on success) that <see cref="Check"/> turns into a <see cref="TorchException"/>.</summary>
+internal static unsafe partial class Native
+{
+    internal const string Library = "mlnetext_native";
+    internal const string FileName = "libmlnetext_native.so";
+
+    static Native()
+    {
+        NativeLibrary.SetDllImportResolver(typeof(Native).Assembly, Resolve);
+        Check(mlnx_init());
+        // libtorch starts with one intra-op thread here; use the machine unless told otherwise.
+        var threads = Environment.GetEnvironmentVariable("MLNETEXT_THREADS");
+        mlnx_set_num_threads(int.TryParse(threads, out var n) && n > 0 ? n : Environment.ProcessorCount);
+    }
+
+    /// <summary>Forces the resolver registration and the one-time runtime set-up.</summary>
+    internal static void EnsureLoaded() => RuntimeHelpers.RunClassConstructor(typeof(Native).TypeHandle);
+
+    static IntPtr Resolve(string name, Assembly assembly, DllImportSearchPath? path)
+    {
+        if (name != Library) return IntPtr.Zero;
+        var tried = new List<string>();
+        foreach (var candidate in Candidates())
+        {
+            tried.Add(candidate);
+            if (!File.Exists(candidate)) continue;
+            try
+            {
+                return NativeLibrary.Load(candidate);
+            }
+            catch (DllNotFoundException e)
+            {
+                throw new DllNotFoundException(
+                    $"Found {candidate} but could not load it: {e.Message}. The bridge needs Debian's libtorch " +
+                    "(apt-get install libtorch-dev libopenblas0-pthread) or the libtorch it was built against; " +
+                    "run tools/setup.sh.", e);
+            }
+        }
+        throw new DllNotFoundException(
+            $"{FileName} was not found (looked in: {string.Join(", ", tried)}). Build it with tools/setup.sh, " +
+            "or set MLNETEXT_NATIVE to its full path.");
+    }
+
+    static IEnumerable<string> Candidates()
+    {
+        var env = Environment.GetEnvironmentVariable("MLNETEXT_NATIVE");
+        if (!string.IsNullOrEmpty(env)) yield return env;
+        yield return Path.Combine(AppContext.BaseDirectory, FileName);
+        var asmDir = Path.GetDirectoryName(typeof(Native).Assembly.Location);
+        if (!string.IsNullOrEmpty(asmDir)) yield return Path.Combine(asmDir, FileName);
+        // A development checkout: walk up to the repository's artifacts/native.
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir != null; dir = dir.Parent)
+        {
+            var p = Path.Combine(dir.FullName, "artifacts", "native", FileName);
+            if (File.Exists(p)) { yield return p; yield break; }
+        }
+    }
+
+    /// <summary>Throws a <see cref="TorchException"/> carrying (and freeing) a native error message.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void Check(IntPtr error)
+    {
+        if (error != IntPtr.Zero) Throw(error);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    static void Throw(IntPtr error) => throw new TorchException(TakeString(error));
+
+    /// <summary>Copies a malloc'd UTF-8 string and frees it.</summary>
+    internal static string TakeString(IntPtr p)
+    {
+        try { return Marshal.PtrToStringUTF8(p) ?? ""; }
+        finally { mlnx_free(p); }
+    }
+
+    [LibraryImport(Library)] internal static partial void mlnx_free(IntPtr p);
+
+    [LibraryImport(Library)] internal static partial IntPtr mlnx_init();
+    [LibraryImport(Library)] internal static partial IntPtr mlnx_version(out IntPtr str);
+    [LibraryImport(Library)] internal static partial IntPtr mlnx_config(out IntPtr str);
+    [LibraryImport(Library)] internal static partial void mlnx_set_num_threads(int n);
+    [LibraryImport(Library)] internal static partial int mlnx_get_num_threads();
+    [LibraryImport(Library)] internal static partial IntPtr mlnx_manual_seed(ulong seed);
+    [LibraryImport(Library)] internal static partial int mlnx_cuda_is_available();
+    [LibraryImport(Library)] internal static partial int mlnx_cuda_device_count();
+
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    internal static partial IntPtr mlnx_op_find(string name, string overload, out IntPtr op);
+    [LibraryImport(Library)] internal static partial IntPtr mlnx_op_schema(IntPtr op, out IntPtr str);
+    [LibraryImport(Library)]
+    internal static partial IntPtr mlnx_op_call(IntPtr op, NativeValue* args, int nargs, NativeValue* results,
+                                                int maxResults, out int nresults);
+
+    [LibraryImport(Library)] internal static partial void mlnx_tensor_free(IntPtr t);
+    [LibraryImport(Library)]
+    internal static partial IntPtr mlnx_tensor_from_data(void* data, long* sizes, int ndim, int dtype,
+                                                         int deviceType, int deviceIndex, out IntPtr tensor);
+    [LibraryImport(Library)] internal static partial IntPtr mlnx_tensor_copy_to(IntPtr t, void* dest, long nbytes);
+    [LibraryImport(Library), SuppressGCTransition]
+    internal static partial IntPtr mlnx_tensor_meta_get(IntPtr t, TensorMeta* meta);
+    [LibraryImport(Library), SuppressGCTransition]
+    internal static partial IntPtr mlnx_tensor_shape(IntPtr t, long* sizes, long* strides, int cap);
+    [LibraryImport(Library), SuppressGCTransition] internal static partial IntPtr mlnx_tensor_impl(IntPtr t);
+    [LibraryImport(Library)] internal static partial IntPtr mlnx_tensor_alias(IntPtr t, out IntPtr alias);
+    [LibraryImport(Library)] internal static partial IntPtr mlnx_tensor_set_data(IntPtr t, IntPtr src);
+
+    [LibraryImport(Library)]
+    internal static partial IntPtr mlnx_backward(IntPtr* tensors, IntPtr* grads, int n, int retainGraph, int createGraph);
+    [LibraryImport(Library)] internal static partial IntPtr mlnx_tensor_grad(IntPtr t, out IntPtr grad);
+    [LibraryImport(Library)] internal static partial IntPtr mlnx_tensor_set_grad(IntPtr t, IntPtr grad);
+    [LibraryImport(Library)] internal static partial IntPtr mlnx_tensor_set_requires_grad(IntPtr t, int requiresGrad);
+    [LibraryImport(Library), SuppressGCTransition] internal static partial int mlnx_grad_mode_set(int enabled);
+    [LibraryImport(Library), SuppressGCTransition] internal static partial int mlnx_grad_mode_get();
+    [LibraryImport(Library)] internal static partial IntPtr mlnx_inference_mode_enter(out IntPtr guard);
+    [LibraryImport(Library)] internal static partial void mlnx_inference_mode_exit(IntPtr guard);
+}

@@ -1,0 +1,77 @@
+using MLNetExt.Torch.Interop;
+
+namespace MLNetExt.Torch;
+
+/// <summary>Process-wide facts and settings of the libtorch runtime.</summary>
+public static class TorchRuntime
+{
+    /// <summary>The libtorch version the bridge was built against, e.g. "1.13.0".</summary>
+    public static string Version
+    {
+        get
+        {
+            Native.Check(Native.mlnx_version(out var s));
+            return Native.TakeString(s);
+        }
+    }
+
+    /// <summary>libtorch's build configuration (<c>torch.__config__.show()</c>).</summary>
+    public static string BuildConfig
+    {
+        get
+        {
+            Native.Check(Native.mlnx_config(out var s));
+            return Native.TakeString(s);
+        }
+    }
+
+    /// <summary>Intra-op threads. Defaults to the processor count (or MLNETEXT_THREADS).</summary>
+    public static int Threads
+    {
+        get => Native.mlnx_get_num_threads();
+        set
+        {
+            if (value < 1) throw new ArgumentOutOfRangeException(nameof(value), value, "Thread count must be at least 1.");
+            Native.mlnx_set_num_threads(value);
+        }
+    }
+
+    /// <summary>Seeds the CPU generator and every CUDA generator (<c>torch.manual_seed</c>).</summary>
+    public static void ManualSeed(ulong seed) => Native.Check(Native.mlnx_manual_seed(seed));
+
+    /// <summary>True when libtorch was built with CUDA and a device is present.</summary>
+    public static bool CudaIsAvailable => Native.mlnx_cuda_is_available() != 0 && CudaDeviceCount > 0;
+
+    /// <summary>Number of visible CUDA devices (0 without CUDA).</summary>
+    public static int CudaDeviceCount => Native.mlnx_cuda_device_count();
+
+    /// <summary>The BLAS library mapped into this process (read from /proc/self/maps), or "unknown".
+    /// Debian's libtorch uses whatever provides libblas.so.3; without OpenBLAS matmuls are ~70x slower.</summary>
+    public static string BlasLibrary
+    {
+        get
+        {
+            Native.EnsureLoaded();
+            try
+            {
+                var libs = File.ReadLines("/proc/self/maps")
+                    .Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries).LastOrDefault() ?? "")
+                    .Where(p => p.Contains("blas", StringComparison.OrdinalIgnoreCase))
+                    .Select(p => ResolveLink(p))
+                    .Distinct()
+                    .ToList();
+                return libs.Count == 0 ? "unknown" : string.Join(", ", libs);
+            }
+            catch (IOException)
+            {
+                return "unknown";
+            }
+        }
+    }
+
+    static string ResolveLink(string path)
+    {
+        try { return new FileInfo(path).ResolveLinkTarget(true)?.FullName ?? path; }
+        catch (IOException) { return path; }
+    }
+}

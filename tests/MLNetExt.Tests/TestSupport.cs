@@ -1,0 +1,58 @@
+using MLNetExt.Torch;
+
+[assembly: Parallelize(Workers = 1, Scope = ExecutionScope.ClassLevel)]
+
+namespace MLNetExt.Tests;
+
+/// <summary>Numeric tolerances for every comparison in the suite, in one place.</summary>
+internal static class Tolerances
+{
+    /// <summary>float32 results of the same libtorch kernels as Python: identical up to threading order.</summary>
+    public const double Float32Abs = 1e-5, Float32Rel = 1e-5;
+
+    /// <summary>float64 results.</summary>
+    public const double Float64Abs = 1e-10, Float64Rel = 1e-10;
+
+    /// <summary>float32 gradients (reductions in backward may reorder sums).</summary>
+    public const double GradAbs = 1e-4, GradRel = 1e-4;
+
+    /// <summary>Central finite differences in float64 with step 1e-6.</summary>
+    public const double FiniteDifference = 1e-6;
+}
+
+/// <summary>Locations of committed fixture files.</summary>
+internal static class Fixtures
+{
+    public static string Path(string name)
+    {
+        var p = System.IO.Path.Combine(AppContext.BaseDirectory, "fixtures", name);
+        if (!File.Exists(p)) throw new FileNotFoundException($"Fixture {name} is missing; regenerate with tests/fixtures/make_fixtures.py", p);
+        return p;
+    }
+}
+
+/// <summary>Assertions over tensors with messages that show where and by how much values differ.</summary>
+internal static class TensorAssert
+{
+    public static void Close(Tensor expected, Tensor actual, double atol, double rtol, string what = "")
+    {
+        CollectionAssert.AreEqual(expected.Shape, actual.Shape, $"{what}: shape [{string.Join(", ", expected.Shape)}] expected, [{string.Join(", ", actual.Shape)}] found");
+        using var e = expected.To(DType.Float64);
+        using var a = actual.To(DType.Float64);
+        var ev = e.ToArray<double>();
+        var av = a.ToArray<double>();
+        double worst = 0;
+        int worstAt = -1;
+        for (int i = 0; i < ev.Length; i++)
+        {
+            if (double.IsNaN(ev[i]) && double.IsNaN(av[i])) continue;
+            if (double.IsInfinity(ev[i]) && ev[i] == av[i]) continue;
+            double excess = Math.Abs(ev[i] - av[i]) - (atol + rtol * Math.Abs(ev[i]));
+            if (excess > worst || double.IsNaN(excess)) { worst = double.IsNaN(excess) ? double.PositiveInfinity : excess; worstAt = i; }
+        }
+        if (worstAt >= 0)
+            Assert.Fail($"{what}: element {worstAt} is {av[worstAt]:R}, expected {ev[worstAt]:R} (atol {atol}, rtol {rtol})");
+    }
+
+    public static void Equal(Tensor expected, Tensor actual, string what = "") => Close(expected, actual, 0, 0, what);
+}
