@@ -1,0 +1,6 @@
+using System.CommandLine;
+using MLNetExt.Cli;
+
+var root = new RootCommand("MLNetExt: modern vision backbones for .NET — fine-tune, export to ONNX, serve.");
+root.Subcommands.Add(DemoCommand.Create());
+return root.Parse(args).Invoke();

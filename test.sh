@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs the whole test suite after the same set-up as the main job; the last line is "N passed, M failed".
+set -uo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$root"
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+if ! ./tools/setup.sh; then
+  echo "set-up or build failed"
+  echo "0 passed, 1 failed"
+  exit 1
+fi
+dotnet test MLNetExt.sln -c Release --no-build -nologo "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+# VSTest summary lines: "Passed!  - Failed: 0, Passed: 42, Skipped: 0, Total: 42, ..." (one per test project)
+read -r passed failed < <(grep -E '(Passed|Failed)! +- Failed: +[0-9]+, Passed: +[0-9]+' "$log" |
+  sed -E 's/.*Failed: +([0-9]+), Passed: +([0-9]+).*/\2 \1/' | awk '{p+=$1; f+=$2} END {print p+0, f+0}')
+if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
+echo "$passed passed, $failed failed"
+exit "$status"

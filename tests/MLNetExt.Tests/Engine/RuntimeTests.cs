@@ -1,0 +1,111 @@
+using MLNetExt.Nn;
+using MLNetExt.Torch;
+
+namespace MLNetExt.Tests.Engine;
+
+[TestClass]
+public sealed class RuntimeTests
+{
+    [TestMethod]
+    public void ReportsVersionThreadsAndBlas()
+    {
+        StringAssert.StartsWith(TorchRuntime.Version, "1.13");
+        Assert.IsGreaterThanOrEqualTo(1, TorchRuntime.Threads);
+        int before = TorchRuntime.Threads;
+        TorchRuntime.Threads = 1;
+        Assert.AreEqual(1, TorchRuntime.Threads);
+        TorchRuntime.Threads = before;
+        StringAssert.Contains(TorchRuntime.BlasLibrary, "openblas", "libopenblas0-pthread must provide libblas.so.3");
+        StringAssert.Contains(TorchRuntime.BuildConfig, "PyTorch built with");
+    }
+
+    [TestMethod]
+    public void CudaQueriesAnswerWithoutCuda()
+    {
+        // The CPU build reports no devices; on a CUDA build this only checks consistency.
+        Assert.AreEqual(TorchRuntime.CudaDeviceCount > 0, TorchRuntime.CudaIsAvailable);
+    }
+
+    [TestMethod]
+    public void ManualSeedRepeatsDraws()
+    {
+        using var scope = TensorScope.Begin();
+        TorchRuntime.ManualSeed(7);
+        var a = Tensor.Randn(new long[] { 5 });
+        TorchRuntime.ManualSeed(7);
+        var b = Tensor.Randn(new long[] { 5 });
+        TensorAssert.Equal(a, b, "same seed, same numbers");
+    }
+
+    [TestMethod]
+    public void DataRoundTripsThroughManagedBuffers()
+    {
+        using var scope = TensorScope.Begin();
+        var f = Tensor.FromArray<float>(new[] { 1f, 2f, 3f, 4f, 5f, 6f }, new long[] { 2, 3 });
+        CollectionAssert.AreEqual(new long[] { 2, 3 }, f.Shape);
+        CollectionAssert.AreEqual(new long[] { 3, 1 }, f.Strides);
+        var t = f.Transpose(0, 1);
+        Assert.IsFalse(t.IsContiguous);
+        CollectionAssert.AreEqual(new[] { 1f, 4f, 2f, 5f, 3f, 6f }, t.ToArray<float>(), "non-contiguous views copy out in row-major order");
+        CollectionAssert.AreEqual(new long[] { 1, 2 }, Tensor.FromArray<long>(new long[] { 1, 2 }, new long[] { 2 }).ToArray<long>());
+        CollectionAssert.AreEqual(new[] { true, false }, Tensor.FromArray<bool>(new[] { true, false }, new long[] { 2 }).ToArray<bool>());
+        CollectionAssert.AreEqual(new byte[] { 0, 255 }, Tensor.FromArray<byte>(new byte[] { 0, 255 }, new long[] { 2 }).ToArray<byte>());
+        CollectionAssert.AreEqual(new[] { 7, -1 }, Tensor.FromArray<int>(new[] { 7, -1 }, new long[] { 2 }).ToArray<int>());
+        var h = Tensor.FromArray<Half>(new[] { (Half)1.5f, (Half)(-2f) }, new long[] { 2 });
+        Assert.AreEqual(DType.Float16, h.DType);
+        CollectionAssert.AreEqual(new[] { 1.5f, -2f }, h.To(DType.Float32).ToArray<float>());
+        var bf = f.To(DType.BFloat16);
+        Assert.AreEqual(DType.BFloat16, bf.DType);
+        CollectionAssert.AreEqual(new[] { 1f, 2f, 3f, 4f, 5f, 6f }, bf.ToArray<BFloat16>().Select(v => v.ToSingle()).ToArray());
+        Assert.AreEqual(BFloat16.FromSingle(3.14159f).Bits, bf.Mul(0).Add(3.14159).ToArray<BFloat16>()[0].Bits, "bf16 rounding matches torch");
+        Assert.AreEqual(21.0, f.Sum().ToDouble());
+        Assert.AreEqual(6L, f.Argmax().ToInt64() + 1);
+    }
+
+    [TestMethod]
+    public void BadBuffersAreRejectedWithSizes()
+    {
+        var e = Assert.ThrowsExactly<ArgumentException>(() => Tensor.FromArray<float>(new float[5], new long[] { 2, 3 }));
+        StringAssert.Contains(e.Message, "6 elements but 5");
+        using var t = Tensor.Zeros(new long[] { 2 }, DType.Float64);
+        var e2 = Assert.ThrowsExactly<InvalidOperationException>(() => t.ToArray<float>());
+        StringAssert.Contains(e2.Message, "float64");
+    }
+
+    [TestMethod]
+    public void OperatorErrorsNameTheOpAndShapes()
+    {
+        using var scope = TensorScope.Begin();
+        var a = Tensor.Zeros(new long[] { 2, 3 });
+        var b = Tensor.Zeros(new long[] { 4, 5 });
+        var e = Assert.ThrowsExactly<TorchException>(() => a.Matmul(b));
+        StringAssert.Contains(e.Message, "aten::matmul");
+        StringAssert.Contains(e.Message, "float32[2, 3]");
+        StringAssert.Contains(e.Message, "float32[4, 5]");
+        var w = Tensor.Zeros(new long[] { 4, 3, 3, 3 }, DType.Float64);
+        var x = Tensor.Zeros(new long[] { 1, 3, 8, 8 });
+        var e2 = Assert.ThrowsExactly<TorchException>(() => F.Conv2d(x, w));
+        StringAssert.Contains(e2.Message, "aten::conv2d");
+        StringAssert.Contains(e2.Message, "float64[4, 3, 3, 3]");
+        Assert.DoesNotContain("frame #", e2.Message, "no C++ backtrace in user-facing messages");
+        var missing = new Op("aten::no_such_op");
+        var e3 = Assert.ThrowsExactly<TorchException>(() => missing.Call(a));
+        StringAssert.Contains(e3.Message, "no_such_op");
+    }
+
+    [TestMethod]
+    public void DispatcherFillsDefaultsAndReturnsLists()
+    {
+        using var scope = TensorScope.Begin();
+        StringAssert.StartsWith(Ops.LayerNorm.Schema, "aten::layer_norm(Tensor input, int[] normalized_shape");
+        var x = Tensor.Arange(0, 10);
+        var parts = x.Split(new long[] { 3, 7 });
+        Assert.HasCount(2, parts);
+        CollectionAssert.AreEqual(new[] { 3f, 4f, 5f, 6f, 7f, 8f, 9f }, parts[1].ToArray<float>());
+        var (values, indices) = x.View(2, 5).Max(1);
+        CollectionAssert.AreEqual(new[] { 4f, 9f }, values.ToArray<float>());
+        CollectionAssert.AreEqual(new long[] { 4, 4 }, indices.ToArray<long>());
+        var e = Assert.ThrowsExactly<TorchException>(() => Ops.Cat.Call());
+        StringAssert.Contains(e.Message, "missing required argument 'tensors'");
+    }
+}

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Idempotent set-up for a fresh Debian 12 machine: installs the Debian packages MLNetExt needs when they are
+# missing, then builds the native bridge (CMake) and the .NET solution in Release. Safe to run repeatedly.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+# libtorch-dev: the engine; libopenblas0-pthread: fast BLAS (Debian's libtorch uses whatever provides
+# libblas.so.3, and the reference BLAS is ~70x slower); python3-torch: fixtures and benchmarks only.
+packages=(libtorch-dev libopenblas0-pthread cmake g++ python3-torch)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}" >&2
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v dotnet >/dev/null 2>&1; then
+  echo "setup: the .NET SDK (dotnet, version 10) is required but not on PATH" >&2
+  exit 1
+fi
+
+echo "setup: building the native bridge" >&2
+cmake -S src/Native -B artifacts/native-build -DCMAKE_BUILD_TYPE=Release -DMLNETEXT_NATIVE_OUT="$root/artifacts/native" >/dev/null
+cmake --build artifacts/native-build -j"$(nproc)" >/dev/null
+
+echo "setup: building the solution (Release)" >&2
+dotnet build MLNetExt.sln -c Release -nologo -v quiet -clp:ErrorsOnly
