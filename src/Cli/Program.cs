@@ -1,6 +1,9 @@
 using System.CommandLine;
 using MLNetExt.Cli;
 
-var root = new RootCommand("MLNetExt: modern vision backbones for .NET — fine-tune, export to ONNX, serve.");
-root.Subcommands.Add(DemoCommand.Create());
+var root = new RootCommand("MLNetExt: modern vision backbones for .NET — fine-tune, export to ONNX, serve.")
+{
+    DemoCommand.Create(),
+    KeysCommand.Create(),
+};
 return root.Parse(args).Invoke();

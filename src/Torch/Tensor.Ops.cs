@@ -306,12 +306,16 @@ public partial class Tensor
     public Tensor Add_(Tensor other, double alpha = 1) { Ops.Add_.CallVoid(this, other, alpha); return this; }
     /// <summary>aten::add_.Scalar.</summary>
     public Tensor Add_(double other) { Ops.AddScalar_.CallVoid(this, other); return this; }
+    /// <summary>aten::add_.Scalar with an integer scalar (keeps integer tensors integer).</summary>
+    public Tensor Add_(long other) { Ops.AddScalar_.CallVoid(this, other); return this; }
     /// <summary>aten::sub_.Tensor.</summary>
     public Tensor Sub_(Tensor other, double alpha = 1) { Ops.Sub_.CallVoid(this, other, alpha); return this; }
     /// <summary>aten::mul_.Tensor.</summary>
     public Tensor Mul_(Tensor other) { Ops.Mul_.CallVoid(this, other); return this; }
     /// <summary>aten::mul_.Scalar.</summary>
     public Tensor Mul_(double other) { Ops.MulScalar_.CallVoid(this, other); return this; }
+    /// <summary>aten::mul_.Scalar with an integer scalar.</summary>
+    public Tensor Mul_(long other) { Ops.MulScalar_.CallVoid(this, other); return this; }
     /// <summary>aten::div_.Tensor.</summary>
     public Tensor Div_(Tensor other) { Ops.Div_.CallVoid(this, other); return this; }
     /// <summary>aten::div_.Scalar.</summary>
@@ -320,6 +324,8 @@ public partial class Tensor
     public Tensor Zero_() { Ops.Zero_.CallVoid(this); return this; }
     /// <summary>aten::fill_.Scalar.</summary>
     public Tensor Fill_(double value) { Ops.Fill_.CallVoid(this, value); return this; }
+    /// <summary>aten::fill_.Scalar with an integer value.</summary>
+    public Tensor Fill_(long value) { Ops.Fill_.CallVoid(this, value); return this; }
     /// <summary>Copies <paramref name="source"/> into this tensor with broadcasting and dtype conversion (aten::copy_).</summary>
     public Tensor Copy_(Tensor source) { Ops.Copy_.CallVoid(this, source); return this; }
     /// <summary>aten::addcmul_.</summary>

@@ -56,9 +56,10 @@ public static class TorchRuntime
             {
                 var libs = File.ReadLines("/proc/self/maps")
                     .Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries).LastOrDefault() ?? "")
-                    .Where(p => p.Contains("blas", StringComparison.OrdinalIgnoreCase))
+                    .Where(p => Path.GetFileName(p).Contains("blas", StringComparison.OrdinalIgnoreCase))
                     .Select(p => ResolveLink(p))
                     .Distinct()
+                    .Where(p => !Path.GetFileName(p).Contains("lapack"))
                     .ToList();
                 return libs.Count == 0 ? "unknown" : string.Join(", ", libs);
             }
