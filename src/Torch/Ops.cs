@@ -11,6 +11,7 @@ internal static class Ops
     internal static readonly Op Sub = A("sub", "Tensor"), SubScalar = A("sub", "Scalar");
     internal static readonly Op Mul = A("mul", "Tensor"), MulScalar = A("mul", "Scalar");
     internal static readonly Op Div = A("div", "Tensor"), DivScalar = A("div", "Scalar"), DivMode = A("div", "Tensor_mode");
+    internal static readonly Op RsubScalar = A("rsub", "Scalar");
     internal static readonly Op Neg = A("neg"), PowScalar = A("pow", "Tensor_Scalar"), PowTensor = A("pow", "Tensor_Tensor");
     internal static readonly Op Sqrt = A("sqrt"), Rsqrt = A("rsqrt"), Exp = A("exp"), Log = A("log"), Abs = A("abs");
     internal static readonly Op Sin = A("sin"), Cos = A("cos"), Tanh = A("tanh"), Sigmoid = A("sigmoid"), Relu = A("relu");

@@ -33,13 +33,19 @@ public partial class Tensor
 
     public static Tensor operator +(Tensor a, Tensor b) => a.Add(b);
     public static Tensor operator +(Tensor a, double b) => a.Add(b);
+    public static Tensor operator +(Tensor a, long b) => a.Add(b);
     public static Tensor operator +(double a, Tensor b) => b.Add(a);
+    public static Tensor operator +(long a, Tensor b) => b.Add(a);
     public static Tensor operator -(Tensor a, Tensor b) => a.Sub(b);
     public static Tensor operator -(Tensor a, double b) => a.Sub(b);
-    public static Tensor operator -(double a, Tensor b) => Ops.AddScalar.Call(Ops.Neg.Call(b), a);
+    public static Tensor operator -(Tensor a, long b) => a.Sub(b);
+    public static Tensor operator -(double a, Tensor b) => Ops.RsubScalar.Call(b, a);
+    public static Tensor operator -(long a, Tensor b) => Ops.RsubScalar.Call(b, a);
     public static Tensor operator *(Tensor a, Tensor b) => a.Mul(b);
     public static Tensor operator *(Tensor a, double b) => a.Mul(b);
+    public static Tensor operator *(Tensor a, long b) => a.Mul(b);
     public static Tensor operator *(double a, Tensor b) => b.Mul(a);
+    public static Tensor operator *(long a, Tensor b) => b.Mul(a);
     public static Tensor operator /(Tensor a, Tensor b) => a.Div(b);
     public static Tensor operator /(Tensor a, double b) => a.Div(b);
     public static Tensor operator -(Tensor a) => a.Neg();

@@ -18,6 +18,10 @@ internal static class Tolerances
 
     /// <summary>Central finite differences in float64 with step 1e-6.</summary>
     public const double FiniteDifference = 1e-6;
+
+    /// <summary>Bound of a finite-difference check: |numeric - autograd| ≤ FiniteDifferenceAbs + FiniteDifferenceRel·|autograd|.
+    /// With step 1e-6 in float64 the truncation error is ~1e-12 and the rounding error ~1e-10·|loss|.</summary>
+    public const double FiniteDifferenceAbs = 1e-7, FiniteDifferenceRel = 1e-6;
 }
 
 /// <summary>Locations of committed fixture files.</summary>
