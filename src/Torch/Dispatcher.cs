@@ -50,13 +50,13 @@ internal readonly struct Arg
     public static Arg OptionalTensors(Tensor?[] v) => new(ValueKind.OptionalTensorList, r: v);
 
     /// <summary>Scratch space the argument needs when marshalled (list elements or UTF-8 bytes).</summary>
-    internal int ScratchLongs => Ref switch
+    internal int ScratchLongs => Kind switch
     {
-        long[] a => a.Length,
-        double[] a => a.Length,
-        bool[] a => (a.Length + 7) / 8,
-        Tensor?[] a => a.Length,
-        string s => (Encoding.UTF8.GetByteCount(s) + 7) / 8,
+        ValueKind.IntList => ((long[])Ref!).Length,
+        ValueKind.DoubleList => ((double[])Ref!).Length,
+        ValueKind.BoolList => (((bool[])Ref!).Length + 7) / 8,
+        ValueKind.TensorList or ValueKind.OptionalTensorList => ((Tensor?[])Ref!).Length,
+        ValueKind.String => (Encoding.UTF8.GetByteCount((string)Ref!) + 7) / 8,
         _ => 0,
     };
 }
