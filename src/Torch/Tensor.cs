@@ -121,7 +121,7 @@ public partial class Tensor : IDisposable
     }
 
     /// <summary>The sizes of every dimension (a copy).</summary>
-    public long[] Shape => (long[])Sizes().Clone();
+    public long[] Shape => Sizes().AsSpan().ToArray();
 
     /// <summary>The strides of every dimension, in elements.</summary>
     public unsafe long[] Strides
