@@ -13,7 +13,7 @@ internal static class Ops
     internal static readonly Op Div = A("div", "Tensor"), DivScalar = A("div", "Scalar"), DivMode = A("div", "Tensor_mode");
     internal static readonly Op RsubScalar = A("rsub", "Scalar");
     internal static readonly Op Neg = A("neg"), PowScalar = A("pow", "Tensor_Scalar"), PowTensor = A("pow", "Tensor_Tensor");
-    internal static readonly Op Sqrt = A("sqrt"), Rsqrt = A("rsqrt"), Exp = A("exp"), Log = A("log"), Abs = A("abs");
+    internal static readonly Op Sqrt = A("sqrt"), Rsqrt = A("rsqrt"), Exp = A("exp"), Log = A("log"), Log2 = A("log2"), Abs = A("abs");
     internal static readonly Op Sin = A("sin"), Cos = A("cos"), Tanh = A("tanh"), Sigmoid = A("sigmoid"), Relu = A("relu");
     internal static readonly Op Erf = A("erf"), Floor = A("floor"), Round = A("round"), Sign = A("sign");
     internal static readonly Op Reciprocal = A("reciprocal"), Square = A("square"), Log1p = A("log1p"), Expm1 = A("expm1");
@@ -49,7 +49,7 @@ internal static class Ops
     internal static readonly Op Clone = A("clone"), Detach = A("detach"), ToDtype = A("to", "dtype"), ToDevice = A("to", "device");
     internal static readonly Op Tril = A("tril"), Triu = A("triu"), UnfoldDim = A("unfold"), Im2Col = A("im2col");
     internal static readonly Op ConstantPad = A("constant_pad_nd"), Pad = A("pad"), OneHot = A("one_hot");
-    internal static readonly Op AsStrided = A("as_strided");
+    internal static readonly Op AsStrided = A("as_strided"), Meshgrid = A("meshgrid", "indexing");
 
     // in place
     internal static readonly Op Add_ = A("add_", "Tensor"), AddScalar_ = A("add_", "Scalar"), Sub_ = A("sub_", "Tensor");

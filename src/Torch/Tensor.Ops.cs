@@ -64,6 +64,8 @@ public partial class Tensor
     public Tensor Exp() => Ops.Exp.Call(this);
     /// <summary>aten::log.</summary>
     public Tensor Log() => Ops.Log.Call(this);
+    /// <summary>aten::log2 (exact, unlike <c>Log() / ln 2</c>).</summary>
+    public Tensor Log2() => Ops.Log2.Call(this);
     /// <summary>aten::log1p.</summary>
     public Tensor Log1p() => Ops.Log1p.Call(this);
     /// <summary>aten::expm1.</summary>
@@ -281,6 +283,8 @@ public partial class Tensor
     public static Tensor Cat(Tensor[] tensors, int dim = 0) => Ops.Cat.Call(tensors, dim);
     /// <summary>Stacks along a new dimension (aten::stack).</summary>
     public static Tensor Stack(Tensor[] tensors, int dim = 0) => Ops.Stack.Call(tensors, dim);
+    /// <summary>Coordinate grids from 1-D tensors (aten::meshgrid.indexing; "ij" is PyTorch's default).</summary>
+    public static Tensor[] Meshgrid(Tensor[] tensors, string indexing = "ij") => Ops.Meshgrid.CallMany(tensors, indexing);
     /// <summary>aten::einsum.</summary>
     public static Tensor Einsum(string equation, params Tensor[] tensors) => Ops.Einsum.Call(equation, tensors);
 

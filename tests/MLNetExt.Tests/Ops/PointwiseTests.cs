@@ -38,6 +38,8 @@ public sealed class PointwiseTests : OpsTestBase
         ["unary_cos"] = c => [c.In(0).Cos()],
         ["unary_reciprocal"] = c => [c.In(0).Reciprocal()],
         ["unary_square"] = c => [c.In(0).Square()],
+        ["unary_log2"] = c => [c.In(0).Log2()],
+        ["log_spaced_coords"] = c => [c.In(0).Sign() * (c.In(0).Abs() + 1.0).Log2() / Math.Log2(8)],
         ["clamp_both"] = c => [c.In(0).Clamp(-0.5, 0.8)],
         ["clamp_min_only"] = c => [c.In(0).Clamp(min: -0.3)],
         ["clamp_max_only"] = c => [c.In(0).Clamp(max: 0.2)],

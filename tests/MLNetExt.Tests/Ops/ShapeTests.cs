@@ -25,6 +25,8 @@ public sealed class ShapeTests : OpsTestBase
         ["tril_triu"] = c => [c.In(0).Tril(), c.In(0).Triu(1)],
         ["cat"] = c => [Tensor.Cat([c.In(0), c.In(1), c.In(2)], 1)],
         ["stack"] = c => [Tensor.Stack([c.In(0), c.In(1)], 1)],
+        ["meshgrid_ij"] = c => Tensor.Meshgrid([c.In(0), c.In(1)]),
+        ["meshgrid_xy"] = c => Tensor.Meshgrid([c.In(0), c.In(1)], "xy"),
         ["split_size"] = c => c.In(0).Split(2, 1),
         ["split_sizes"] = c => c.In(0).Split(new long[] { 1, 4, 2 }, 1),
         ["chunk"] = c => c.In(0).Chunk(3, 0),
