@@ -2,6 +2,7 @@
 // state_dict. Run: dotnet run --project samples/EngineBasics -c Release
 using MLNetExt.Nn;
 using MLNetExt.Optim;
+using MLNetExt.Serialization;
 using MLNetExt.Torch;
 
 TorchRuntime.ManualSeed(42);
@@ -22,6 +23,13 @@ for (int step = 0; step <= 300; step++)
     optimizer.Step();
     if (step % 100 == 0) Console.WriteLine($"step {step,3}: loss {loss.ToDouble():F4}");
 }
+
+// Save the weights (written atomically) and load them into a fresh model; strict loading checks every key.
+var path = Path.Combine(Path.GetTempPath(), "engine-basics.safetensors");
+SafeTensors.Save(path, model.StateDict());
+using var restored = new TwoLayerNet(inputs: 4, hidden: 32, outputs: 1);
+using (var weights = SafeTensors.Load(path)) restored.LoadStateDict(weights);
+Console.WriteLine($"saved {path} and reloaded {restored.StateDict().Count} tensors");
 
 /// <summary>Linear → GELU → Linear, registered as "fc1" and "fc2" like its PyTorch twin.</summary>
 sealed class TwoLayerNet : Module<Tensor, Tensor>
