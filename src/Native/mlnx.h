@@ -88,7 +88,6 @@ MLNX_API char* mlnx_tensor_copy_to(void* t, void* dest, int64_t nbytes);
 MLNX_API char* mlnx_tensor_meta_get(void* t, mlnx_tensor_meta* meta);
 // Writes min(ndim, cap) sizes and strides.
 MLNX_API char* mlnx_tensor_shape(void* t, int64_t* sizes, int64_t* strides, int32_t cap);
-MLNX_API void* mlnx_tensor_impl(void* t);   // identity of the underlying TensorImpl
 MLNX_API char* mlnx_tensor_alias(void* t, void** out);  // a second handle to the same tensor
 MLNX_API char* mlnx_tensor_set_data(void* t, void* src);  // t.set_data(src) (Parameter.data = src)
 

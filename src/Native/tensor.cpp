@@ -163,8 +163,6 @@ MLNX_API char* mlnx_tensor_shape(void* h, int64_t* sizes, int64_t* strides, int3
   MLNX_CATCH("tensor shape")
 }
 
-MLNX_API void* mlnx_tensor_impl(void* h) { return T(h).unsafeGetTensorImpl(); }
-
 MLNX_API char* mlnx_tensor_alias(void* h, void** out) {
   MLNX_TRY { *out = new at::Tensor(T(h)); }
   MLNX_CATCH("alias tensor")

@@ -44,7 +44,7 @@ public partial class Tensor : IDisposable
 
     ObjectDisposedException DisposedError() =>
         new(nameof(Tensor), $"This tensor ({DescribeCached()}) was disposed (explicitly or by the end of its " +
-            "TensorScope) and cannot be used. Keep it with TensorScope.MoveToOuter or DetachFromScope, or clone it.");
+            "TensorScope) and cannot be used. Keep it with MoveToOuterScope or DetachFromScope, or clone it.");
 
     string DescribeCached() =>
         _sizes is null ? "shape unknown" : $"{(_dtype >= 0 ? ((DType)_dtype).TorchName() : "?")}[{string.Join(", ", _sizes)}]";
@@ -197,9 +197,6 @@ public partial class Tensor : IDisposable
         RequiresGrad = requiresGrad;
         return this;
     }
-
-    /// <summary>Identity of the underlying TensorImpl: equal for two handles to the same tensor.</summary>
-    internal IntPtr ImplId => Native.mlnx_tensor_impl(Handle);
 
     /// <summary>A second, independently owned handle to this same tensor (no copy).</summary>
     internal Tensor Alias()

@@ -44,12 +44,6 @@ public sealed class TensorScope : IDisposable
         _parent?._owned.Add(t);
     }
 
-    /// <summary>Moves <paramref name="tensors"/> to the enclosing scope and returns the first.</summary>
-    public static void MoveToOuter(params Tensor[] tensors)
-    {
-        foreach (var t in tensors) t.MoveToOuterScope();
-    }
-
     /// <summary>Frees the scope's tensors and makes the enclosing scope current again.</summary>
     public void Dispose()
     {

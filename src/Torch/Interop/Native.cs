@@ -142,7 +142,6 @@ internal static unsafe partial class Native
     internal static partial IntPtr mlnx_tensor_meta_get(IntPtr t, TensorMeta* meta);
     [LibraryImport(Library), SuppressGCTransition]
     internal static partial IntPtr mlnx_tensor_shape(IntPtr t, long* sizes, long* strides, int cap);
-    [LibraryImport(Library), SuppressGCTransition] internal static partial IntPtr mlnx_tensor_impl(IntPtr t);
     [LibraryImport(Library)] internal static partial IntPtr mlnx_tensor_alias(IntPtr t, out IntPtr alias);
     [LibraryImport(Library)] internal static partial IntPtr mlnx_tensor_set_data(IntPtr t, IntPtr src);
 

@@ -105,6 +105,10 @@ public sealed class RuntimeTests
         var (values, indices) = x.View(2, 5).Max(1);
         CollectionAssert.AreEqual(new[] { 4f, 9f }, values.ToArray<float>());
         CollectionAssert.AreEqual(new long[] { 4, 4 }, indices.ToArray<long>());
+        var a = Tensor.From(1f, 2f);
+        TensorAssert.Equal(Ops.Add.Call(a, a, 1.0), Ops.Add.Call(a, a, Arg.Default), "Arg.Default takes the schema's alpha=1");
+        var ln = Ops.LayerNorm.Call(a, new long[] { 2 }, Arg.Default, Arg.None, 1e-5);
+        TensorAssert.Close(Tensor.From(-1f, 1f), ln, 1e-4, 0, "optional tensors default to None");
         var e = Assert.ThrowsExactly<TorchException>(() => Ops.Cat.Call());
         StringAssert.Contains(e.Message, "missing required argument 'tensors'");
     }

@@ -118,6 +118,39 @@ public sealed class ModuleTests
         Assert.AreEqual(199L, block.ParameterCount());
     }
 
+    sealed class WithHead : Module
+    {
+        public WithHead()
+        {
+            RegisterModule("head", new Linear(4, 10));
+            RegisterBuffer("table", Tensor.Zeros(new long[] { 3 }));
+        }
+
+        public void ResetClassifier(int classes) => ReplaceModule("head", new Linear(4, classes));
+
+        public void ResizeTable(int n) => ReplaceBuffer("table", Tensor.Ones(new long[] { n }));
+
+        public void ReplaceMissing() => ReplaceModule("classifier", new Identity());
+    }
+
+    [TestMethod]
+    public void ReplacingAChildOrBufferKeepsItsNameAndFreesTheOld()
+    {
+        long live0 = Tensor.LiveCount;
+        using (var m = new WithHead())
+        {
+            m.ResetClassifier(2);
+            m.ResizeTable(5);
+            var sd = m.StateDict();
+            CollectionAssert.AreEqual(new[] { "table", "head.weight", "head.bias" }, sd.Select(kv => kv.Key).ToArray());
+            CollectionAssert.AreEqual(new long[] { 2, 4 }, sd[1].Value.Shape);
+            CollectionAssert.AreEqual(new long[] { 5 }, sd[0].Value.Shape);
+            Assert.AreEqual(live0 + 3, Tensor.LiveCount, "the replaced head and table were freed");
+            Assert.ThrowsExactly<KeyNotFoundException>(() => m.ReplaceMissing());
+        }
+        Assert.AreEqual(live0, Tensor.LiveCount);
+    }
+
     [TestMethod]
     public void DisposingAModuleFreesEverything()
     {
