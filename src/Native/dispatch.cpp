@@ -6,6 +6,7 @@
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/core/ivalue.h>
 #include <ATen/core/stack.h>
+#include <ATen/detail/CUDAHooksInterface.h>
 
 #include <cstdlib>
 #include <cstring>
@@ -164,6 +165,7 @@ std::string describe_args(const c10::FunctionSchema& schema, const mlnx_value* a
       case MLNX_INT: s << v.i; break;
       case MLNX_DOUBLE: s << v.d; break;
       case MLNX_BOOL: s << (v.i ? "True" : "False"); break;
+      case MLNX_DEVICE: s << c10::Device(static_cast<c10::DeviceType>(v.i), static_cast<c10::DeviceIndex>(v.aux)); break;
       case MLNX_NONE: s << "None"; break;
       case MLNX_DEFAULT: s << "<default>"; break;
       case MLNX_INT_LIST: {
@@ -187,6 +189,18 @@ std::string describe_args(const c10::FunctionSchema& schema, const mlnx_value* a
     }
   }
   return s.str();
+}
+
+// libtorch's "Could not run 'op' with arguments from the 'X' backend" lists every kernel registration after a
+// blank line (90 lines); keep the sentence that matters and say what to do about a missing CUDA backend.
+std::string tidy(const char* what) {
+  std::string msg(what);
+  if (msg.find("Could not run '") == std::string::npos) return msg;
+  auto cut = msg.find("\n\n");
+  if (cut != std::string::npos) msg.resize(cut);
+  if (msg.find("from the 'CUDA' backend") != std::string::npos && !at::detail::getCUDAHooks().hasCUDA())
+    msg += " This libtorch has no CUDA support: build the bridge against a CUDA-enabled libtorch (src/Native/README.md).";
+  return msg;
 }
 
 }  // namespace
@@ -247,7 +261,7 @@ MLNX_API char* mlnx_op_call(void* op, const mlnx_value* args, int32_t nargs, mln
     }
     return nullptr;
   } catch (const c10::Error& e) {
-    return mlnx::dup_string(entry->display + ": " + e.what_without_backtrace() + " (arguments: " +
+    return mlnx::dup_string(entry->display + ": " + tidy(e.what_without_backtrace()) + " (arguments: " +
                             describe_args(entry->handle.schema(), args, nargs) + ")");
   } catch (const std::exception& e) {
     return mlnx::dup_string(entry->display + ": " + e.what() + " (arguments: " +

@@ -27,6 +27,25 @@ public sealed class RuntimeTests
     }
 
     [TestMethod]
+    public void DeviceRequestsFailClearlyWithoutCuda()
+    {
+        using var scope = TensorScope.Begin();
+        var cpu = Tensor.Zeros(new long[] { 2 });
+        if (TorchRuntime.CudaIsAvailable)
+        {
+            Assert.AreEqual(Device.Cuda(0), cpu.To(Device.Cuda(0)).Device);
+            return;
+        }
+        var e = Assert.ThrowsExactly<TorchException>(() => cpu.To(Device.Cuda(1)));
+        StringAssert.Contains(e.Message, "aten::to.device");
+        StringAssert.Contains(e.Message, "device=cuda:1");
+        StringAssert.Contains(e.Message, "no CUDA support");
+        Assert.DoesNotContain("registered at", e.Message, "the kernel registration dump is cut");
+        var e2 = Assert.ThrowsExactly<FormatException>(() => Device.Parse("gpu"));
+        StringAssert.Contains(e2.Message, "'gpu'");
+    }
+
+    [TestMethod]
     public void ManualSeedRepeatsDraws()
     {
         using var scope = TensorScope.Begin();
