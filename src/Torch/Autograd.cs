@@ -19,9 +19,10 @@ public static class Autograd
     /// cannot later be used in autograd.</summary>
     public static InferenceModeGuard InferenceMode() => new();
 
-    /// <summary>Back-propagates from several outputs at once.</summary>
+    /// <summary>Back-propagates from several outputs at once; <paramref name="retainGraph"/> defaults to
+    /// <paramref name="createGraph"/>, as in PyTorch.</summary>
     public static unsafe void Backward(IReadOnlyList<Tensor> outputs, IReadOnlyList<Tensor?>? gradients = null,
-                                       bool retainGraph = false, bool createGraph = false)
+                                       bool? retainGraph = null, bool createGraph = false)
     {
         if (gradients != null && gradients.Count != outputs.Count)
             throw new ArgumentException($"{outputs.Count} outputs but {gradients.Count} gradients were given.", nameof(gradients));
@@ -33,7 +34,7 @@ public static class Autograd
             g[k] = gradients?[k]?.Handle ?? IntPtr.Zero;
         }
         fixed (IntPtr* pt = t, pg = g)
-            Native.Check(Native.mlnx_backward(pt, pg, t.Length, retainGraph ? 1 : 0, createGraph ? 1 : 0));
+            Native.Check(Native.mlnx_backward(pt, pg, t.Length, (retainGraph ?? createGraph) ? 1 : 0, createGraph ? 1 : 0));
         GC.KeepAlive(outputs);
         GC.KeepAlive(gradients);
     }

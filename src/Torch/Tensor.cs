@@ -227,11 +227,12 @@ public partial class Tensor : IDisposable
         set => Native.Check(Native.mlnx_tensor_set_grad(Handle, value is null ? IntPtr.Zero : value.Handle));
     }
 
-    /// <summary>Back-propagates from this tensor (a scalar unless <paramref name="gradient"/> is given).</summary>
-    public unsafe void Backward(Tensor? gradient = null, bool retainGraph = false, bool createGraph = false)
+    /// <summary>Back-propagates from this tensor (a scalar unless <paramref name="gradient"/> is given). As in
+    /// PyTorch, <paramref name="retainGraph"/> defaults to <paramref name="createGraph"/>.</summary>
+    public unsafe void Backward(Tensor? gradient = null, bool? retainGraph = null, bool createGraph = false)
     {
         IntPtr t = Handle, g = gradient?.Handle ?? IntPtr.Zero;
-        Native.Check(Native.mlnx_backward(&t, &g, 1, retainGraph ? 1 : 0, createGraph ? 1 : 0));
+        Native.Check(Native.mlnx_backward(&t, &g, 1, (retainGraph ?? createGraph) ? 1 : 0, createGraph ? 1 : 0));
         GC.KeepAlive(gradient);
     }
 
