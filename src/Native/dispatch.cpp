@@ -97,7 +97,7 @@ c10::IValue to_ivalue(const mlnx_value& v, const c10::Argument& arg, const std::
         if (handles[k])
           list.push_back(*static_cast<at::Tensor*>(handles[k]));
         else
-          list.push_back(c10::nullopt);
+          list.push_back(c10::optional<at::Tensor>());
       }
       return c10::IValue(std::move(list));
     }
