@@ -12,7 +12,9 @@ internal static class TensorMemory
     public static unsafe IntPtr DataPointer(Tensor t)
     {
         TensorMeta m;
-        Native.Check(Native.mlnx_tensor_meta_get(t.Handle, &m));
+        var error = Native.mlnx_tensor_meta_get(t.Handle, &m);
+        GC.KeepAlive(t);
+        Native.Check(error);
         if (m.DeviceType != (int)DeviceType.Cpu) throw new InvalidOperationException("DataPointer needs a CPU tensor.");
         return m.DataPtr;
     }

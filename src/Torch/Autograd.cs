@@ -33,10 +33,12 @@ public static class Autograd
             t[k] = outputs[k].Handle;
             g[k] = gradients?[k]?.Handle ?? IntPtr.Zero;
         }
+        IntPtr error;
         fixed (IntPtr* pt = t, pg = g)
-            Native.Check(Native.mlnx_backward(pt, pg, t.Length, (retainGraph ?? createGraph) ? 1 : 0, createGraph ? 1 : 0));
-        GC.KeepAlive(outputs);
+            error = Native.mlnx_backward(pt, pg, t.Length, (retainGraph ?? createGraph) ? 1 : 0, createGraph ? 1 : 0);
+        GC.KeepAlive(outputs);  // before Check, so no tensor is finalized mid-call on the error path either
         GC.KeepAlive(gradients);
+        Native.Check(error);
     }
 
     /// <summary>Restores the previous grad mode when disposed.</summary>

@@ -190,9 +190,9 @@ internal sealed unsafe class Op
         {
             long* next = scratchBase;
             for (int k = 0; k < args.Length; k++) Marshal(args[k], ref values[k], ref next);
-            int count;
-            Native.Check(Native.mlnx_op_call(Handle, values, args.Length, results, maxResults, out count));
-            KeepAlive(args);
+            var error = Native.mlnx_op_call(Handle, values, args.Length, results, maxResults, out int count);
+            KeepAlive(args);  // before Check: on the error path too, no argument may be finalized mid-call
+            Native.Check(error);
             return count;
         }
     }

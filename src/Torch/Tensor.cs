@@ -84,6 +84,16 @@ public partial class Tensor : IDisposable
         _dtype = -1;
     }
 
+    /// <summary>Checks a native call's result while keeping this tensor (and <paramref name="other"/>) reachable
+    /// until the call has returned: after reading <see cref="Handle"/> the JIT may otherwise consider the object
+    /// dead, and its finalizer could free the handle mid-call.</summary>
+    void Checked(IntPtr error, object? other = null)
+    {
+        GC.KeepAlive(this);
+        GC.KeepAlive(other);
+        Native.Check(error);
+    }
+
     // ---- scope ownership ----
 
     /// <summary>Hands this tensor from its scope to the enclosing one (or to the caller when there is none)
@@ -106,7 +116,7 @@ public partial class Tensor : IDisposable
     unsafe TensorMeta Meta()
     {
         TensorMeta m;
-        Native.Check(Native.mlnx_tensor_meta_get(Handle, &m));
+        Checked(Native.mlnx_tensor_meta_get(Handle, &m));
         return m;
     }
 
@@ -115,7 +125,7 @@ public partial class Tensor : IDisposable
         if (_sizes is { } s) return s;
         var m = Meta();
         var sizes = new long[m.NDim];
-        fixed (long* p = sizes) Native.Check(Native.mlnx_tensor_shape(Handle, p, null, m.NDim));
+        fixed (long* p = sizes) Checked(Native.mlnx_tensor_shape(Handle, p, null, m.NDim));
         _dtype = m.DType;
         return _sizes = sizes;
     }
@@ -129,7 +139,7 @@ public partial class Tensor : IDisposable
         get
         {
             var strides = new long[Dim];
-            fixed (long* p = strides) Native.Check(Native.mlnx_tensor_shape(Handle, null, p, strides.Length));
+            fixed (long* p = strides) Checked(Native.mlnx_tensor_shape(Handle, null, p, strides.Length));
             return strides;
         }
     }
@@ -188,7 +198,7 @@ public partial class Tensor : IDisposable
     public bool RequiresGrad
     {
         get => Meta().RequiresGrad != 0;
-        set => Native.Check(Native.mlnx_tensor_set_requires_grad(Handle, value ? 1 : 0));
+        set => Checked(Native.mlnx_tensor_set_requires_grad(Handle, value ? 1 : 0));
     }
 
     /// <summary>Sets <see cref="RequiresGrad"/> and returns this tensor.</summary>
@@ -201,7 +211,7 @@ public partial class Tensor : IDisposable
     /// <summary>A second, independently owned handle to this same tensor (no copy).</summary>
     internal Tensor Alias()
     {
-        Native.Check(Native.mlnx_tensor_alias(Handle, out var h));
+        Checked(Native.mlnx_tensor_alias(Handle, out var h));
         return new Tensor(h);
     }
 
@@ -209,7 +219,7 @@ public partial class Tensor : IDisposable
     /// its identity and autograd flags (moving parameters between devices or dtypes).</summary>
     public void SetData(Tensor source)
     {
-        Native.Check(Native.mlnx_tensor_set_data(Handle, source.Handle));
+        Checked(Native.mlnx_tensor_set_data(Handle, source.Handle), source);
         InvalidateMetadata();
     }
 
@@ -221,10 +231,10 @@ public partial class Tensor : IDisposable
     {
         get
         {
-            Native.Check(Native.mlnx_tensor_grad(Handle, out var g));
+            Checked(Native.mlnx_tensor_grad(Handle, out var g));
             return g == IntPtr.Zero ? null : new Tensor(g);
         }
-        set => Native.Check(Native.mlnx_tensor_set_grad(Handle, value is null ? IntPtr.Zero : value.Handle));
+        set => Checked(Native.mlnx_tensor_set_grad(Handle, value is null ? IntPtr.Zero : value.Handle), value);
     }
 
     /// <summary>Back-propagates from this tensor (a scalar unless <paramref name="gradient"/> is given). As in
@@ -232,8 +242,7 @@ public partial class Tensor : IDisposable
     public unsafe void Backward(Tensor? gradient = null, bool? retainGraph = null, bool createGraph = false)
     {
         IntPtr t = Handle, g = gradient?.Handle ?? IntPtr.Zero;
-        Native.Check(Native.mlnx_backward(&t, &g, 1, (retainGraph ?? createGraph) ? 1 : 0, createGraph ? 1 : 0));
-        GC.KeepAlive(gradient);
+        Checked(Native.mlnx_backward(&t, &g, 1, (retainGraph ?? createGraph) ? 1 : 0, createGraph ? 1 : 0), gradient);
     }
 
     // ---- data in and out ----
@@ -291,7 +300,7 @@ public partial class Tensor : IDisposable
     public unsafe void CopyTo<T>(Span<T> destination) where T : unmanaged
     {
         fixed (T* d = destination)
-            Native.Check(Native.mlnx_tensor_copy_to(Handle, d, (long)destination.Length * sizeof(T)));
+            Checked(Native.mlnx_tensor_copy_to(Handle, d, (long)destination.Length * sizeof(T)));
     }
 
     /// <summary>The raw bytes (row-major, on the CPU).</summary>
