@@ -243,25 +243,23 @@ public abstract class Module : IDisposable
     }
 
     /// <summary>Moves every parameter and buffer to <paramref name="device"/> in place (object identity kept).</summary>
-    public Module To(Device device)
-    {
-        foreach (var t in Parameters().Cast<Tensor>().Concat(NamedBuffers().Select(b => b.Buffer)))
-        {
-            using var moved = t.To(device);
-            t.SetData(moved);
-        }
-        return this;
-    }
+    public Module To(Device device) => ReplaceData(t => t.To(device));
 
     /// <summary>Converts floating-point parameters and buffers to <paramref name="dtype"/> in place.</summary>
     public Module To(DType dtype)
     {
         if (!dtype.IsFloatingPoint()) throw new ArgumentException($"Modules can only be cast to floating-point dtypes, not {dtype.TorchName()}.", nameof(dtype));
+        return ReplaceData(t => t.DType.IsFloatingPoint() ? t.To(dtype) : null);
+    }
+
+    /// <summary>Swaps the data under every parameter and buffer for <paramref name="convert"/>'s result (null keeps
+    /// it), so optimizers and callers holding these objects see the change.</summary>
+    Module ReplaceData(Func<Tensor, Tensor?> convert)
+    {
         foreach (var t in Parameters().Cast<Tensor>().Concat(NamedBuffers().Select(b => b.Buffer)))
         {
-            if (!t.DType.IsFloatingPoint()) continue;
-            using var cast = t.To(dtype);
-            t.SetData(cast);
+            using var replacement = convert(t);
+            if (replacement is not null) t.SetData(replacement);
         }
         return this;
     }

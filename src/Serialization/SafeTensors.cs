@@ -46,7 +46,7 @@ public static class SafeTensors
                     if (x.e.End == x.e.Begin) return;
                     unsafe
                     {
-                        TensorMemory.ReadExactly(file, dataStart + x.e.Begin, (byte*)TensorMemory.DataPointer(x.t), x.e.End - x.e.Begin,
+                        TensorMemory.ReadExactly(file, dataStart + x.e.Begin, (byte*)x.t.CpuDataPointer, x.e.End - x.e.Begin,
                             m => new CheckpointException(path, $"tensor '{x.e.Name}': {m} (truncated file?)."));
                     }
                 });
@@ -253,7 +253,7 @@ public static class SafeTensors
         // Contiguous CPU tensors are written from their own memory; others through one contiguous CPU copy.
         using var cpu = t.To(Device.Cpu);
         using var dense = cpu.Contiguous();
-        byte* p = (byte*)TensorMemory.DataPointer(dense);
+        byte* p = (byte*)dense.CpuDataPointer;
         long left = dense.NumEl * dense.DType.ElementSize();
         while (left > 0)
         {

@@ -1,5 +1,4 @@
 using MLNetExt.Torch;
-using MLNetExt.Torch.Interop;
 using Microsoft.Win32.SafeHandles;
 
 namespace MLNetExt.Serialization;
@@ -8,17 +7,6 @@ namespace MLNetExt.Serialization;
 /// without a managed intermediate.</summary>
 internal static class TensorMemory
 {
-    /// <summary>Address of the first element of a CPU tensor (storage offset included); zero when it has none.</summary>
-    public static unsafe IntPtr DataPointer(Tensor t)
-    {
-        TensorMeta m;
-        var error = Native.mlnx_tensor_meta_get(t.Handle, &m);
-        GC.KeepAlive(t);
-        Native.Check(error);
-        if (m.DeviceType != (int)DeviceType.Cpu) throw new InvalidOperationException("DataPointer needs a CPU tensor.");
-        return m.DataPtr;
-    }
-
     /// <summary>A new uninitialised 1-D (or shaped) CPU tensor the caller owns, whatever scope is open.</summary>
     public static Tensor Allocate(long[] shape, DType dtype) => Tensor.Empty(shape, dtype, Device.Cpu).DetachFromScope();
 

@@ -260,7 +260,7 @@ public sealed class TorchCheckpoint : IDisposable
             TensorMemory.ForEach(pending, pending.Sum(s => s.Entry.Size), s =>
             {
                 if (s.Entry.Size == 0) return;
-                unsafe { _zip.Read(s.Entry, (byte*)TensorMemory.DataPointer(s.Base), verifyCrc: true); }
+                unsafe { _zip.Read(s.Entry, (byte*)s.Base.CpuDataPointer, verifyCrc: true); }
             });
 
             // The views keep their storages alive; the 1-D base tensors are no longer needed.

@@ -188,6 +188,19 @@ public partial class Tensor : IDisposable
         }
     }
 
+    /// <summary>Address of the first element (storage offset included) of a CPU tensor; for IO that moves bytes
+    /// straight between files and tensor memory. Valid while this tensor lives.</summary>
+    internal IntPtr CpuDataPointer
+    {
+        get
+        {
+            var m = Meta();
+            if (m.DeviceType != (int)DeviceType.Cpu)
+                throw new InvalidOperationException($"Direct data access needs a CPU tensor; this one is on {new Device((DeviceType)m.DeviceType, m.DeviceIndex)}.");
+            return m.DataPtr;
+        }
+    }
+
     /// <summary>True when the strides are the row-major ones.</summary>
     public bool IsContiguous => Meta().IsContiguous != 0;
 

@@ -42,7 +42,7 @@ internal static class Ckpt
 
     /// <summary>Address of a tensor's storage: its data pointer minus the storage offset.</summary>
     public static long StorageBase(Tensor t, long storageOffset) =>
-        (long)TensorMemory.DataPointer(t) - storageOffset * t.DType.ElementSize();
+        (long)t.CpuDataPointer - storageOffset * t.DType.ElementSize();
 
     /// <summary>Runs <paramref name="body"/> and checks it left no tensor alive (finalizers of other
     /// tests' garbage are drained first so they cannot move the count).</summary>

@@ -66,7 +66,7 @@ public sealed class TorchCheckpointTests
         CollectionAssert.AreEqual(Enumerable.Repeat(-1f, 6).ToArray(), sd["row"].ToArray<float>());
         sd["alias1"].Fill_(4);
         CollectionAssert.AreEqual(new[] { 4f, 4f, 4f }, sd["alias2"].ToArray<float>());
-        Assert.AreEqual(TensorMemory.DataPointer(sd["shared_a"]) + 5 * 8, TensorMemory.DataPointer(sd["shared_b"]));
+        Assert.AreEqual(sd["shared_a"].CpuDataPointer + 5 * 8, sd["shared_b"].CpuDataPointer);
         CollectionAssert.AreEqual(new long[] { 5, 6, 7, 8, 9, 10, 11, 12, 13, 14 }, sd["shared_b"].ToArray<long>());
     }
 
