@@ -61,6 +61,31 @@ internal readonly struct Arg
     };
 }
 
+// ---- [export hook] the ONNX exporter's recording door (src/Export/Tracing). When no trace is running, each
+// call pays one static null check. ----
+
+/// <summary>Receives every operator call while an ONNX export trace runs (see <c>MLNetExt.Export.Tracing</c>).</summary>
+internal interface IOpRecorder
+{
+    /// <summary>After an operator returned tensors (or, <paramref name="inPlace"/>, modified its first argument).</summary>
+    void OnCall(Op op, ReadOnlySpan<Arg> args, ReadOnlySpan<Tensor> results, bool inPlace);
+
+    /// <summary>Before an operator that returns a plain value to the host (<c>aten::item</c>).</summary>
+    void OnHostValue(Op op, ReadOnlySpan<Arg> args);
+
+    /// <summary>Before tensor data is copied to host memory.</summary>
+    void OnHostRead(Tensor tensor);
+
+    /// <summary>After <paramref name="alias"/> was made as a second handle to <paramref name="source"/>.</summary>
+    void OnAlias(Tensor source, Tensor alias);
+}
+
+/// <summary>The recorder of the running trace, or null (the normal case).</summary>
+internal static class OpTrace
+{
+    [ThreadStatic] internal static IOpRecorder? Recorder;
+}
+
 /// <summary>An aten operator, resolved once through the dispatcher and then called boxed. This is the one
 /// door to the engine: every tensor operation passes through <see cref="Invoke"/>, which keeps errors,
 /// lifetimes and (later) tracing uniform.</summary>
@@ -118,7 +143,9 @@ internal sealed unsafe class Op
             ReleaseResults(results, n);
             throw new TorchException($"{this} returned {n} values where one tensor was expected");
         }
-        return new Tensor(results[0].P);
+        var result = new Tensor(results[0].P);
+        if (OpTrace.Recorder is { } recorder) recorder.OnCall(this, args, [result], inPlace: false);  // [export hook]
+        return result;
     }
 
     /// <summary>Calls an operator that returns several tensors (a tuple, or one tensor list).</summary>
@@ -132,6 +159,7 @@ internal sealed unsafe class Op
             var list = new Tensor[results[0].N];
             for (int k = 0; k < list.Length; k++) list[k] = new Tensor(handles[k]);
             Native.mlnx_free(results[0].P);
+            if (OpTrace.Recorder is { } r1) r1.OnCall(this, args, list, inPlace: false);  // [export hook]
             return list;
         }
         var outs = new Tensor[n];
@@ -145,15 +173,21 @@ internal sealed unsafe class Op
             }
             outs[k] = new Tensor(results[k].P);
         }
+        if (OpTrace.Recorder is { } r2) r2.OnCall(this, args, outs, inPlace: false);  // [export hook]
         return outs;
     }
 
     /// <summary>Calls an in-place or out-variant operator whose results alias its inputs.</summary>
-    public void CallVoid(params ReadOnlySpan<Arg> args) => Invoke(args, null, 0);
+    public void CallVoid(params ReadOnlySpan<Arg> args)
+    {
+        Invoke(args, null, 0);
+        if (OpTrace.Recorder is { } recorder) recorder.OnCall(this, args, [], inPlace: true);  // [export hook]
+    }
 
     /// <summary>Calls an operator returning one non-tensor value (int, float or bool).</summary>
     public NativeValue CallValue(params ReadOnlySpan<Arg> args)
     {
+        if (OpTrace.Recorder is { } recorder) recorder.OnHostValue(this, args);  // [export hook]
         NativeValue* results = stackalloc NativeValue[MaxResults];
         int n = Invoke(args, results, MaxResults);
         if (n != 1 || results[0].Kind is ValueKind.Tensor or ValueKind.TensorList)

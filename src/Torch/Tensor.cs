@@ -225,7 +225,9 @@ public partial class Tensor : IDisposable
     internal Tensor Alias()
     {
         Checked(Native.mlnx_tensor_alias(Handle, out var h));
-        return new Tensor(h);
+        var alias = new Tensor(h);
+        OpTrace.Recorder?.OnAlias(this, alias);  // [export hook]
+        return alias;
     }
 
     /// <summary><c>tensor.data = source</c>: swaps the storage and metadata under this tensor while keeping
@@ -312,6 +314,7 @@ public partial class Tensor : IDisposable
     /// which must hold exactly <see cref="NumEl"/> elements of this tensor's dtype.</summary>
     public unsafe void CopyTo<T>(Span<T> destination) where T : unmanaged
     {
+        OpTrace.Recorder?.OnHostRead(this);  // [export hook]
         fixed (T* d = destination)
             Checked(Native.mlnx_tensor_copy_to(Handle, d, (long)destination.Length * sizeof(T)));
     }

@@ -1,0 +1,92 @@
+using System.CommandLine;
+using MLNetExt.Export;
+using MLNetExt.Torch;
+using MLNetExt.Vision;
+
+namespace MLNetExt.Cli;
+
+/// <summary>
+/// `mlnetext export (--variant NAME | --arch FAMILY --config FILE.json) [--weights FILE] [--num-classes K]
+/// [--labels a,b,c] [--image-size H[,W]] [--opset 17] [--preprocess mlnet|none] [--features] --output model.onnx`:
+/// traces the backbone and writes one ONNX file (plus model.onnx.data past 1 GB of weights). The file appears only when complete.
+/// </summary>
+internal static class ExportCommand
+{
+    public static Command Create()
+    {
+        var model = new ModelOptions();
+        var weights = new Option<FileInfo>("--weights") { Description = "Weights: torch.save checkpoint or safetensors (default: initialised weights)" };
+        var labels = new Option<string>("--labels") { Description = "Class names in output order, comma-separated (stored in the model)" };
+        var size = new Option<string>("--image-size") { Description = "Input height[,width] (default: the variant's input size)" };
+        var opset = new Option<int>("--opset") { Description = "Target ONNX opset (13-21)", DefaultValueFactory = _ => 17 };
+        var preprocess = new Option<string>("--preprocess") { Description = "mlnet: input 'image' 0-255 RGB planar, normalised in the graph; none: normalised input 'input'", DefaultValueFactory = _ => "mlnet" };
+        var features = new Option<bool>("--features") { Description = "Also output 'features' (pooled pre-logits)" };
+        var output = new Option<FileInfo>("--output") { Description = "The .onnx file to write", Required = true };
+        var cmd = new Command("export", "Export a backbone to ONNX (outputs Score = softmax, logits).") { weights, labels, size, opset, preprocess, features, output };
+        model.AddTo(cmd);
+        cmd.SetAction(r =>
+        {
+            try
+            {
+                return Run(model.Resolve(r), r.GetValue(weights), r.GetValue(labels), r.GetValue(size), r.GetValue(opset),
+                    r.GetValue(preprocess)!, r.GetValue(features), r.GetValue(output)!, Console.Out);
+            }
+            catch (Exception e) when (e is ArgumentException or IOException or InvalidOperationException or TorchException or OnnxExportException)
+            {
+                Console.Error.WriteLine(e.Message);
+                return e is ArgumentException ? 2 : 1;
+            }
+        });
+        return cmd;
+    }
+
+    internal static int Run(ModelOptions.Choice choice, FileInfo? weights, string? labelsText, string? sizeText, int opset, string preprocess,
+        bool features, FileInfo output, TextWriter log)
+    {
+        var mode = preprocess.ToLowerInvariant() switch
+        {
+            "mlnet" => OnnxPreprocess.MLNet,
+            "none" => OnnxPreprocess.None,
+            _ => throw new ArgumentException($"--preprocess must be 'mlnet' or 'none', got '{preprocess}'."),
+        };
+        (int, int)? imageSize = null;
+        if (sizeText is not null)
+        {
+            var parts = sizeText.Split(',', StringSplitOptions.TrimEntries);
+            if (parts.Length is < 1 or > 2 || !parts.All(p => int.TryParse(p, out var v) && v > 0))
+                throw new ArgumentException($"--image-size must be H or H,W with positive integers, got '{sizeText}'.");
+            int h = int.Parse(parts[0]);
+            imageSize = (h, parts.Length == 2 ? int.Parse(parts[1]) : h);
+        }
+        string[]? labels = labelsText?.Split(',', StringSplitOptions.TrimEntries);
+        int? classes = choice.NumClasses ?? labels?.Length;
+        if (labels is not null && choice.NumClasses is { } k && k != labels.Length)
+            throw new ArgumentException($"--labels names {labels.Length} classes but --num-classes is {k}.");
+        choice = choice with { NumClasses = classes };
+        Backbone m;
+        if (weights is not null)
+        {
+            if (!weights.Exists) throw new FileNotFoundException($"--weights: file '{weights.FullName}' does not exist.");
+            var (loaded, load) = Backbones.Load(choice.VariantOrFamily, weights.FullName, choice.NumClasses, choice.CustomKwargs);
+            if (load.SkippedHeadKeys.Count > 0)
+                log.WriteLine($"note: classifier re-initialised ({string.Join(", ", load.SkippedHeadKeys)}): the weights have another class count");
+            m = loaded;
+        }
+        else
+        {
+            m = choice.Create();
+            log.WriteLine("note: no --weights given: exporting initialised (untrained) weights");
+        }
+        using (m)
+        {
+            var result = OnnxExporter.Export(m, output.FullName, new OnnxExportOptions
+            {
+                Opset = opset, Preprocess = mode, ImageSize = imageSize, Labels = labels, IncludeFeatures = features,
+            });
+            log.WriteLine($"wrote {result.Path}{(result.ExternalDataPath is null ? "" : $" (+ {result.ExternalDataPath})")}: " +
+                $"{result.NodeCount} nodes, {result.InitializerCount} initializers ({result.InitializerBytes / 1e6:F1} MB), " +
+                $"input {result.Inputs[0]}, outputs {string.Join(", ", result.Outputs)}, opset {opset}, {result.Elapsed.TotalSeconds:F2} s");
+        }
+        return 0;
+    }
+}

@@ -1,0 +1,296 @@
+using MLNetExt.Export.Graph;
+using MLNetExt.Torch;
+
+namespace MLNetExt.Export.Mappers;
+
+/// <summary><c>gelu(self, approximate='none'|'tanh')</c>: exact GELU through Erf below opset 20, the Gelu operator from 20.</summary>
+[Aten("aten::gelu")]
+internal sealed class GeluMapper : OpMapper
+{
+    [Opset(13)]
+    public void V13(MapContext c)
+    {
+        var t = c.OutDType();
+        string x = c.In(0);
+        string inner;
+        if ((c.String(1) ?? "none") == "tanh")
+        {
+            // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+            var cube = c.Emit("Mul", new[] { c.Emit("Mul", new[] { x, x }), x });
+            var poly = c.Emit("Add", new[] { x, c.Emit("Mul", new[] { cube, c.Scalar(0.044715, t) }) });
+            inner = c.Emit("Tanh", new[] { c.Emit("Mul", new[] { poly, c.Scalar(Math.Sqrt(2 / Math.PI), t) }) });
+        }
+        else inner = c.Emit("Erf", new[] { c.Emit("Div", new[] { x, c.Scalar(Math.Sqrt(2), t) }) });
+        var half = c.Emit("Mul", new[] { x, c.Scalar(0.5, t) });
+        c.EmitOut("Mul", new[] { half, c.Emit("Add", new[] { inner, c.Scalar(1, t) }) });
+    }
+
+    [Opset(20)]
+    public void V20(MapContext c) => c.EmitOut("Gelu", new[] { c.In(0) }, Attr.S("approximate", c.String(1) ?? "none"));
+}
+
+[Aten("aten::silu")]
+internal sealed class SiluMapper : OpMapper
+{
+    [Opset(13)]
+    public void V13(MapContext c) => c.EmitOut("Mul", new[] { c.In(0), c.Emit("Sigmoid", new[] { c.In(0) }) });
+}
+
+[Aten("aten::hardswish")]
+internal sealed class HardswishMapper : OpMapper
+{
+    [Opset(14)]
+    public void V14(MapContext c) => c.EmitOut("HardSwish", new[] { c.In(0) });
+}
+
+[Aten("aten::leaky_relu")]
+internal sealed class LeakyReluMapper : OpMapper
+{
+    [Opset(13)]
+    public void V13(MapContext c) => c.EmitOut("LeakyRelu", new[] { c.In(0) }, Attr.F("alpha", c.Double(1, 0.01)));
+}
+
+/// <summary><c>softplus(self, beta, threshold)</c>: <c>x</c> where <c>beta x &gt; threshold</c>, else <c>log(1 + exp(beta x)) / beta</c>.</summary>
+[Aten("aten::softplus")]
+internal sealed class SoftplusMapper : OpMapper
+{
+    [Opset(13)]
+    public void V13(MapContext c)
+    {
+        var t = c.OutDType();
+        double beta = c.Double(1, 1), threshold = c.Double(2, 20);
+        string x = c.In(0);
+        string bx = beta == 1 ? x : c.Emit("Mul", new[] { x, c.Scalar(beta, t) });
+        string sp = c.Emit("Softplus", new[] { bx });
+        if (beta != 1) sp = c.Emit("Div", new[] { sp, c.Scalar(beta, t) });
+        c.EmitOut("Where", new[] { c.Emit("Greater", new[] { bx, c.Scalar(threshold, t) }), x, sp });
+    }
+}
+
+/// <summary>softmax / log_softmax over one axis (opset 13 semantics: a single axis), with optional dtype.</summary>
+internal abstract class SoftmaxBase(string onnxOp) : OpMapper
+{
+    [Opset(13)]
+    public void V13(MapContext c)
+    {
+        int axis = c.NormDim(c.Int(1, -1), c.Rank(0));
+        c.EmitOut(onnxOp, new[] { c.InAs(0, c.OutDType()) }, Attr.I("axis", axis));
+    }
+}
+
+[Aten("aten::softmax")] internal sealed class SoftmaxMapper() : SoftmaxBase("Softmax");
+[Aten("aten::log_softmax")] internal sealed class LogSoftmaxMapper() : SoftmaxBase("LogSoftmax");
+
+/// <summary><c>conv2d(input, weight, bias, stride, padding, dilation, groups)</c> with integer padding.</summary>
+[Aten("aten::conv2d")]
+internal sealed class Conv2dMapper : OpMapper
+{
+    [Opset(13)]
+    public void V13(MapContext c)
+    {
+        long[] Pair(int k, long d) { var v = c.IsNone(k) ? new[] { d } : c.Ints(k); return v.Length == 1 ? new[] { v[0], v[0] } : v; }
+        var w = c.Shape(1);
+        var stride = Pair(3, 1);
+        var pad = Pair(4, 0);
+        var dil = Pair(5, 1);
+        long groups = c.Int(6, 1);
+        var inputs = c.IsNone(2) ? new[] { c.In(0), c.In(1) } : new[] { c.In(0), c.In(1), c.In(2) };
+        c.EmitOut("Conv", inputs,
+            Attr.Ints("kernel_shape", new[] { w[2], w[3] }), Attr.Ints("strides", stride),
+            Attr.Ints("pads", new[] { pad[0], pad[1], pad[0], pad[1] }), Attr.Ints("dilations", dil), Attr.I("group", groups));
+    }
+}
+
+/// <summary><c>linear(input, weight, bias)</c>: Gemm for 2-D input, MatMul with the transposed weight otherwise.</summary>
+[Aten("aten::linear")]
+internal sealed class LinearMapper : OpMapper
+{
+    [Opset(13)]
+    public void V13(MapContext c)
+    {
+        if (c.Rank(0) == 2)
+        {
+            var ins = c.IsNone(2) ? new[] { c.In(0), c.In(1) } : new[] { c.In(0), c.In(1), c.In(2) };
+            c.EmitOut("Gemm", ins, Attr.I("transB", 1));
+            return;
+        }
+        var wt = c.Emit("Transpose", new[] { c.In(1) }, Attr.Ints("perm", new long[] { 1, 0 }));
+        var y = c.Emit("MatMul", new[] { c.In(0), wt });
+        if (c.IsNone(2)) c.Alias(0, y); else c.EmitOut("Add", new[] { y, c.In(2) });
+    }
+}
+
+/// <summary><c>layer_norm(input, normalized_shape, weight, bias, eps)</c>: decomposed below 17, LayerNormalization from 17.</summary>
+[Aten("aten::layer_norm")]
+internal sealed class LayerNormMapper : OpMapper
+{
+    [Opset(13)]
+    public void V13(MapContext c)
+    {
+        var t = c.OutDType();
+        int n = c.Ints(1).Length, rank = c.Rank(0);
+        var axes = Enumerable.Range(rank - n, n).Select(a => (long)a).ToArray();
+        string x = c.In(0);
+        var mean = c.Reduce("ReduceMean", x, axes, true);
+        var d = c.Emit("Sub", new[] { x, mean });
+        var var_ = c.Reduce("ReduceMean", c.Emit("Mul", new[] { d, d }), axes, true);
+        var y = c.Emit("Div", new[] { d, c.Emit("Sqrt", new[] { c.Emit("Add", new[] { var_, c.Scalar(c.Double(4, 1e-5), t) }) }) });
+        if (!c.IsNone(2)) y = c.Emit("Mul", new[] { y, c.In(2) });
+        if (!c.IsNone(3)) y = c.Emit("Add", new[] { y, c.In(3) });
+        c.Alias(0, y);
+    }
+
+    [Opset(17)]
+    public void V17(MapContext c)
+    {
+        var t = c.OutDType();
+        int n = c.Ints(1).Length, rank = c.Rank(0);
+        var normShape = c.Ints(1);
+        string scale = c.IsNone(2) ? c.Graph.Const(t, Enumerable.Repeat(1.0, (int)normShape.Aggregate(1L, (a, b) => a * b)).ToArray(), normShape) : c.In(2);
+        var ins = c.IsNone(3) ? new[] { c.In(0), scale } : new[] { c.In(0), scale, c.In(3) };
+        c.EmitOut("LayerNormalization", ins, Attr.I("axis", rank - n), Attr.F("epsilon", c.Double(4, 1e-5)));
+    }
+}
+
+/// <summary><c>group_norm(input, num_groups, weight, bias, eps)</c>: InstanceNormalization over [N, G, rest], then the
+/// per-channel affine (valid at every opset; GroupNormalization changed meaning between 18 and 21).</summary>
+[Aten("aten::group_norm")]
+internal sealed class GroupNormMapper : OpMapper
+{
+    [Opset(13)]
+    public void V13(MapContext c)
+    {
+        var t = c.OutDType();
+        long groups = c.Int(1, 1);
+        int rank = c.Rank(0);
+        string x = c.In(0);
+        var grouped = c.Emit("Reshape", new[] { x, c.ConstI64(0, groups, -1) });
+        var ones = c.Graph.Const(t, Enumerable.Repeat(1.0, (int)groups).ToArray(), new[] { groups });
+        var zeros = c.Graph.Const(t, new double[groups], new[] { groups });
+        var normed = c.Emit("InstanceNormalization", new[] { grouped, ones, zeros }, Attr.F("epsilon", c.Double(4, 1e-5)));
+        var y = c.Emit("Reshape", new[] { normed, c.Emit("Shape", new[] { x }) });
+        var affineShape = new long[rank - 1];
+        affineShape[0] = -1;
+        for (int k = 1; k < affineShape.Length; k++) affineShape[k] = 1;
+        if (!c.IsNone(2)) y = c.Emit("Mul", new[] { y, c.Emit("Reshape", new[] { c.In(2), c.ConstI64(affineShape) }) });
+        if (!c.IsNone(3)) y = c.Emit("Add", new[] { y, c.Emit("Reshape", new[] { c.In(3), c.ConstI64(affineShape) }) });
+        c.Alias(0, y);
+    }
+}
+
+/// <summary><c>batch_norm(input, weight, bias, running_mean, running_var, training, momentum, eps, cudnn)</c> in eval mode.</summary>
+[Aten("aten::batch_norm")]
+internal sealed class BatchNormMapper : OpMapper
+{
+    [Opset(13)]
+    public void V13(MapContext c)
+    {
+        if (c.Bool(5, false)) throw c.Unsupported("batch_norm in training mode");
+        if (c.IsNone(3) || c.IsNone(4)) throw c.Unsupported("batch_norm without running statistics");
+        var t = c.OutDType();
+        long ch = c.StaticDim(0, 1);
+        string scale = c.IsNone(1) ? c.Graph.Const(t, Enumerable.Repeat(1.0, (int)ch).ToArray(), new[] { ch }) : c.In(1);
+        string bias = c.IsNone(2) ? c.Graph.Const(t, new double[ch], new[] { ch }) : c.In(2);
+        c.EmitOut("BatchNormalization", new[] { c.In(0), scale, bias, c.In(3), c.In(4) }, Attr.F("epsilon", c.Double(7, 1e-5)));
+    }
+}
+
+/// <summary>avg_pool2d(input, kernel, stride, padding, ceil_mode, count_include_pad, divisor_override).</summary>
+[Aten("aten::avg_pool2d")]
+internal sealed class AvgPool2dMapper : OpMapper
+{
+    [Opset(13)]
+    public void V13(MapContext c)
+    {
+        long[] P(long[] v) => v.Length == 1 ? new[] { v[0], v[0] } : v;
+        var k = P(c.Ints(1));
+        var s = c.IsNone(2) || c.Ints(2).Length == 0 ? k : P(c.Ints(2));
+        var p = c.IsNone(3) ? new long[] { 0, 0 } : P(c.Ints(3));
+        if (!c.IsNone(6)) throw c.Unsupported("divisor_override");
+        c.EmitOut("AveragePool", new[] { c.In(0) }, Attr.Ints("kernel_shape", k), Attr.Ints("strides", s),
+            Attr.Ints("pads", new[] { p[0], p[1], p[0], p[1] }), Attr.I("ceil_mode", c.Bool(4, false) ? 1 : 0),
+            Attr.I("count_include_pad", c.Bool(5, true) ? 1 : 0));
+    }
+}
+
+/// <summary>max_pool2d(input, kernel, stride, padding, dilation, ceil_mode).</summary>
+[Aten("aten::max_pool2d")]
+internal sealed class MaxPool2dMapper : OpMapper
+{
+    [Opset(13)]
+    public void V13(MapContext c)
+    {
+        long[] P(long[] v) => v.Length == 1 ? new[] { v[0], v[0] } : v;
+        var k = P(c.Ints(1));
+        var s = c.IsNone(2) || c.Ints(2).Length == 0 ? k : P(c.Ints(2));
+        var p = c.IsNone(3) ? new long[] { 0, 0 } : P(c.Ints(3));
+        var d = c.IsNone(4) ? new long[] { 1, 1 } : P(c.Ints(4));
+        c.EmitOut("MaxPool", new[] { c.In(0) }, Attr.Ints("kernel_shape", k), Attr.Ints("strides", s),
+            Attr.Ints("pads", new[] { p[0], p[1], p[0], p[1] }), Attr.Ints("dilations", d), Attr.I("ceil_mode", c.Bool(5, false) ? 1 : 0));
+    }
+}
+
+/// <summary>
+/// adaptive_avg_pool2d(input, output_size): GlobalAveragePool for 1x1, AveragePool when the sizes divide, and otherwise
+/// two MatMuls with constant averaging matrices whose rows hold 1/len over torch's windows
+/// [floor(i*in/out), ceil((i+1)*in/out)).
+/// </summary>
+[Aten("aten::adaptive_avg_pool2d")]
+internal sealed class AdaptiveAvgPool2dMapper : OpMapper
+{
+    [Opset(13)]
+    public void V13(MapContext c)
+    {
+        var o = c.Ints(1);
+        long oh = o[0], ow = o.Length > 1 ? o[1] : o[0];
+        long h = c.StaticDim(0, -2), w = c.StaticDim(0, -1);
+        if (oh == 1 && ow == 1) { c.EmitOut("GlobalAveragePool", new[] { c.In(0) }); return; }
+        if (h % oh == 0 && w % ow == 0)
+        {
+            var k = new[] { h / oh, w / ow };
+            c.EmitOut("AveragePool", new[] { c.In(0) }, Attr.Ints("kernel_shape", k), Attr.Ints("strides", k));
+            return;
+        }
+        var t = c.OutDType();
+        var rows = c.Graph.Const(t, Windows(h, oh, transpose: false), new[] { oh, h });   // [oh, H]
+        var cols = c.Graph.Const(t, Windows(w, ow, transpose: true), new[] { w, ow });    // [W, ow]
+        c.EmitOut("MatMul", new[] { c.Emit("MatMul", new[] { rows, c.In(0) }), cols });
+    }
+
+    static double[] Windows(long n, long m, bool transpose)
+    {
+        var a = new double[n * m];
+        for (long i = 0; i < m; i++)
+        {
+            long start = i * n / m, end = ((i + 1) * n + m - 1) / m;
+            for (long j = start; j < end; j++) a[transpose ? j * m + i : i * n + j] = 1.0 / (end - start);
+        }
+        return a;
+    }
+}
+
+/// <summary>upsample_{nearest,bilinear,bicubic}2d.vec(input, output_size?, [align_corners,] scale_factors?) as Resize.</summary>
+internal abstract class UpsampleBase(string mode) : OpMapper
+{
+    [Opset(13)]
+    public void V13(MapContext c)
+    {
+        bool hasAlign = mode != "nearest";
+        bool align = hasAlign && c.Bool(2, false);
+        var outShape = c.OutShape();
+        string coord = mode == "nearest" ? "asymmetric" : align ? "align_corners" : mode == "linear" ? "pytorch_half_pixel" : "half_pixel";
+        if (c.OutValue(0).DynamicDims.Skip(2).Any(d => d)) throw c.Unsupported("an output size that depends on the batch");
+        var x = c.In(0);
+        var sizes = c.Emit("Concat", new[] { c.Emit("Slice", new[] { c.Emit("Shape", new[] { x }), c.ConstI64(0), c.ConstI64(2) }), c.ConstI64(outShape[2], outShape[3]) },
+            Attr.I("axis", 0));
+        var attrs = new List<Onnx.AttributeProto> { Attr.S("mode", mode), Attr.S("coordinate_transformation_mode", coord) };
+        if (mode == "nearest") attrs.Add(Attr.S("nearest_mode", "floor"));
+        if (mode == "cubic") { attrs.Add(Attr.F("cubic_coeff_a", -0.75)); attrs.Add(Attr.I("exclude_outside", 0)); }
+        if (!c.IsNone(hasAlign ? 3 : 2)) throw c.Unsupported("scale factors (export resizes to the traced output size; pass sizes)");
+        c.EmitOut("Resize", new[] { x, "", "", sizes }, attrs.ToArray());
+    }
+}
+
+[Aten("aten::upsample_nearest2d")] internal sealed class UpsampleNearestMapper() : UpsampleBase("nearest");
+[Aten("aten::upsample_bilinear2d")] internal sealed class UpsampleBilinearMapper() : UpsampleBase("linear");
+[Aten("aten::upsample_bicubic2d")] internal sealed class UpsampleBicubicMapper() : UpsampleBase("cubic");

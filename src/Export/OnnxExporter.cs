@@ -1,0 +1,249 @@
+using System.Diagnostics;
+using System.Reflection;
+using Module = MLNetExt.Nn.Module;
+using Trace = MLNetExt.Export.Tracing.Trace;
+using Google.Protobuf;
+using MLNetExt.Export.Graph;
+using MLNetExt.Export.Mappers;
+using MLNetExt.Export.Onnx;
+using MLNetExt.Export.Tracing;
+using MLNetExt.Nn;
+using MLNetExt.Torch;
+using MLNetExt.Vision;
+
+namespace MLNetExt.Export;
+
+/// <summary>How the exported graph takes its input.</summary>
+public enum OnnxPreprocess
+{
+    /// <summary>Input <c>image</c>: float32 [N,3,H,W], RGB planar, 0-255, exactly as ML.NET's ExtractPixels gives with its
+    /// defaults; the per-channel mean/std normalisation is the first thing in the graph.</summary>
+    MLNet,
+    /// <summary>Input <c>input</c>: the normalised tensor the network itself takes.</summary>
+    None,
+}
+
+/// <summary>Options of <see cref="OnnxExporter.Export"/>.</summary>
+public sealed record OnnxExportOptions
+{
+    /// <summary>Target ONNX opset (13 to 21).</summary>
+    public int Opset { get; init; } = MapperRegistry.DefaultOpset;
+    public OnnxPreprocess Preprocess { get; init; } = OnnxPreprocess.MLNet;
+    /// <summary>Input height and width; null = the backbone's pretrained input size.</summary>
+    public (int Height, int Width)? ImageSize { get; init; }
+    /// <summary>Class names in output order (stored in the model); null = none.</summary>
+    public IReadOnlyList<string>? Labels { get; init; }
+    /// <summary>Also output <c>features</c> (pooled pre-logits).</summary>
+    public bool IncludeFeatures { get; init; }
+    /// <summary>Initializer bytes above which the weights go to an external data file next to the model (protobuf
+    /// cannot write a single message over 2 GB).</summary>
+    public long ExternalDataThreshold { get; init; } = 1L << 30;
+}
+
+/// <summary>What an export wrote.</summary>
+public sealed record OnnxExportResult(string Path, string? ExternalDataPath, int NodeCount, int InitializerCount, long InitializerBytes,
+    IReadOnlyList<string> Inputs, IReadOnlyList<string> Outputs, TimeSpan Elapsed);
+
+/// <summary>
+/// Exports a backbone to ONNX by tracing: the forward pass runs twice in eval mode (batch 2 and 3), every operator call
+/// through the dispatcher is recorded, the two records are merged into one program with a symbolic batch <c>N</c>,
+/// and each call is written by its operator's mapper.
+/// </summary>
+public static class OnnxExporter
+{
+    public const string ImageInput = "image", NormalizedInput = "input";
+
+    public static OnnxExportResult Export(Backbone model, string path, OnnxExportOptions? options = null)
+    {
+        options ??= new OnnxExportOptions();
+        var sw = Stopwatch.StartNew();
+        var (h, w) = options.ImageSize ?? (model.PretrainedConfig.Height, model.PretrainedConfig.Width);
+        model.CheckInputSize(h, w);
+        if (options.Labels is { } labels && labels.Count != model.NumClasses)
+            throw new ArgumentException($"{labels.Count} labels were given but the model has {model.NumClasses} classes.", nameof(options));
+        var mean = model.PretrainedConfig.Mean;
+        var std = model.PretrainedConfig.Std;
+        bool mlnet = options.Preprocess == OnnxPreprocess.MLNet;
+        var outputs = new List<string> { "logits", "Score" };
+        if (options.IncludeFeatures) outputs.Add("features");
+
+        Tensor[] Forward(Tensor x)
+        {
+            if (mlnet)
+            {
+                // x / 255 normalised: x * (1 / (255 std)) + (-mean / std), per channel
+                using var scale = Tensor.FromArray<float>(std.Select(s => (float)(1 / (255 * s))).ToArray(), new long[] { 1, 3, 1, 1 });
+                using var shift = Tensor.FromArray<float>(mean.Zip(std, (m, s) => (float)(-m / s)).ToArray(), new long[] { 1, 3, 1, 1 });
+                x = x.Mul(scale).Add(shift);
+            }
+            var f = model.ForwardFeatures(x);
+            var logits = model.ForwardHead(f);
+            var score = logits.Softmax(-1);
+            return options.IncludeFeatures ? new[] { logits, score, model.ForwardHead(f, preLogits: true) } : new[] { logits, score };
+        }
+
+        var metadata = new List<(string, string)>
+        {
+            ("mlnetext.backbone", model.Family),
+            ("mlnetext.variant", model.Variant),
+            ("mlnetext.input_name", mlnet ? ImageInput : NormalizedInput),
+            ("mlnetext.input_size", $"3,{h},{w}"),
+            ("mlnetext.input_layout", mlnet ? "NCHW float32 RGB planar 0-255 (ML.NET ExtractPixels defaults); normalised inside the graph" : "NCHW float32 RGB, normalised with mean/std"),
+            ("mlnetext.mean", string.Join(",", mean.Select(v => v.ToString("R")))),
+            ("mlnetext.std", string.Join(",", std.Select(v => v.ToString("R")))),
+            ("mlnetext.crop_pct", model.PretrainedConfig.CropPct.ToString("R")),
+            ("mlnetext.interpolation", model.PretrainedConfig.Interpolation),
+            ("mlnetext.num_classes", model.NumClasses.ToString()),
+            ("mlnetext.opset", options.Opset.ToString()),
+            ("mlnetext.preprocess", mlnet ? "mlnet" : "none"),
+        };
+        if (options.Labels is { } l) metadata.Add(("mlnetext.labels", string.Join("\n", l)));
+
+        bool wasTraining = model.Training;
+        model.Eval();
+        try
+        {
+            var model_ = BuildModel(model, new long[] { 3, h, w }, Forward, mlnet ? ImageInput : NormalizedInput, outputs.ToArray(),
+                options.Opset, metadata, options.Labels, $"{model.Family}/{model.Variant}");
+            var written = OnnxFile.Write(model_, path, options.ExternalDataThreshold);
+            return new OnnxExportResult(path, written, model_.Graph.Node.Count, model_.Graph.Initializer.Count,
+                model_.Graph.Initializer.Sum(t => (long)t.RawData.Length), new[] { model_.Graph.Input[0].Name },
+                model_.Graph.Output.Select(o => o.Name).ToArray(), sw.Elapsed);
+        }
+        finally { model.Train(wasTraining); }
+    }
+
+    /// <summary>Traces <paramref name="forward"/> at batch 2 and 3 and builds the ONNX model (input [N, ..itemShape]).</summary>
+    internal static ModelProto BuildModel(Module? module, long[] itemShape, Func<Tensor, Tensor[]> forward, string inputName, string[] outputNames,
+        int opset, IEnumerable<(string Key, string Value)> metadata, IReadOnlyList<string>? labels = null, string graphName = "mlnetext")
+    {
+        if (opset < MapperRegistry.MinOpset || opset > MapperRegistry.MaxOpset)
+            throw new ArgumentOutOfRangeException(nameof(opset), opset, $"Supported ONNX opsets are {MapperRegistry.MinOpset} to {MapperRegistry.MaxOpset}.");
+        using var scope = TensorScope.Begin();
+        var gen = new Random(1234);
+        Trace TraceAt(long n)
+        {
+            var shape = new[] { n }.Concat(itemShape).ToArray();
+            var data = new float[shape.Aggregate(1L, (a, b) => a * b)];
+            for (int k = 0; k < data.Length; k++) data[k] = (float)gen.NextDouble();
+            using var x = Tensor.FromArray<float>(data, shape);
+            return Tracer.Run(module, x, forward, opset);
+        }
+        using var a = TraceAt(2);
+        using var b = TraceAt(3);
+        TraceMerger.Merge(a, b);
+        b.Dispose();
+
+        var g = new GraphBuilder(a, opset, inputName);
+        var needed = Needed(a);
+        foreach (var node in a.Nodes)
+        {
+            if (!node.Outputs.Any(o => a[o].Dynamic) || !node.Outputs.Any(needed.Contains)) continue;  // folded or dead
+            MapperRegistry.Find(node, opset)(new MapContext(g, node));
+            foreach (var o in node.Outputs)
+                if (!g.IsBound(o)) throw new InvalidOperationException($"Internal error: the mapper of {node.OpName} did not write output %{o}.");
+        }
+        // graph outputs: rename the producing node's output, or add an Identity
+        var model = new ModelProto
+        {
+            IrVersion = opset <= 17 ? 8 : opset <= 20 ? 9 : 10,
+            ProducerName = "MLNetExt",
+            ProducerVersion = LibraryVersion,
+            Graph = new GraphProto { Name = graphName },
+        };
+        model.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = opset });
+        var outNames = new List<string>();
+        for (int k = 0; k < a.OutputIds.Length; k++)
+        {
+            var src = g.NameOf(a.OutputIds[k]);
+            g.EmitTo("Identity", new[] { src }, outputNames[k]);
+            outNames.Add(outputNames[k]);
+        }
+        if (labels is not null) AddSlotNames(g, model, labels, "Score");
+        g.RemoveDeadNodes(outNames.Concat(labels is null ? Array.Empty<string>() : new[] { "mlnet.Score.unusedOutput" }));
+        RemoveIdentities(g, outNames);
+
+        model.Graph.Node.AddRange(g.Nodes);
+        model.Graph.Initializer.AddRange(g.Initializers);
+        model.Graph.Input.Add(ValueInfo(inputName, a[a.InputId]));
+        for (int k = 0; k < outNames.Count; k++) model.Graph.Output.Add(ValueInfo(outNames[k], a[a.OutputIds[k]]));
+        foreach (var (key, value) in metadata) model.MetadataProps.Add(new StringStringEntryProto { Key = key, Value = value });
+        model.MetadataProps.Add(new StringStringEntryProto { Key = "mlnetext.library_version", Value = LibraryVersion });
+        return model;
+    }
+
+    /// <summary>ML.NET's slot-names convention: a node named <c>mlnet.{column}.SlotNames</c> with a <c>keys_strings</c>
+    /// attribute (an ai.onnx.ml LabelEncoder over a constant, output <c>mlnet.{column}.unusedOutput</c>).</summary>
+    static void AddSlotNames(GraphBuilder g, ModelProto model, IReadOnlyList<string> labels, string column)
+    {
+        var keys = g.Fresh("mlnet_slot_names");
+        var t = new TensorProto { Name = keys, DataType = (int)TensorProto.Types.DataType.String };
+        t.Dims.Add(labels.Count);
+        t.StringData.AddRange(labels.Select(ByteString.CopyFromUtf8));
+        g.AddInitializer(t);
+        var node = new NodeProto { Name = $"mlnet.{column}.SlotNames", OpType = "LabelEncoder", Domain = "ai.onnx.ml" };
+        node.Input.Add(keys);
+        node.Output.Add($"mlnet.{column}.unusedOutput");
+        node.Attribute.Add(Attr.Strings("keys_strings", labels));
+        node.Attribute.Add(Attr.Ints("values_int64s", Enumerable.Range(0, labels.Count).Select(i => (long)i)));
+        node.Attribute.Add(Attr.I("default_int64", -1));
+        g.Nodes.Add(node);
+        model.OpsetImport.Add(new OperatorSetIdProto { Domain = "ai.onnx.ml", Version = 2 });
+    }
+
+    /// <summary>Removes Identity nodes whose output is not a graph output (readers take the input directly).</summary>
+    static void RemoveIdentities(GraphBuilder g, List<string> outputs)
+    {
+        var keep = new HashSet<string>(outputs);
+        var rename = new Dictionary<string, string>();
+        string R(string n) { while (rename.TryGetValue(n, out var m)) n = m; return n; }
+        var kept = new List<NodeProto>();
+        foreach (var node in g.Nodes)
+        {
+            for (int k = 0; k < node.Input.Count; k++) node.Input[k] = R(node.Input[k]);
+            if (node.OpType == "Identity" && node.Domain.Length == 0 && !keep.Contains(node.Output[0])) { rename[node.Output[0]] = node.Input[0]; continue; }
+            kept.Add(node);
+        }
+        g.Nodes.Clear();
+        g.Nodes.AddRange(kept);
+    }
+
+    /// <summary>Values some output depends on (backwards from the outputs through producers).</summary>
+    static HashSet<int> Needed(Trace t)
+    {
+        var needed = new HashSet<int>(t.OutputIds);
+        for (int i = t.Nodes.Count - 1; i >= 0; i--)
+        {
+            var node = t.Nodes[i];
+            if (!node.Outputs.Any(needed.Contains)) continue;
+            foreach (var arg in node.Args)
+            {
+                if (arg.Kind == TArgKind.Tensor) needed.Add(arg.ValueId);
+                else if (arg.Kind is TArgKind.TensorList or TArgKind.OptionalTensorList)
+                    foreach (var v in (int?[])arg.Ref!) if (v is { } id) needed.Add(id);
+            }
+        }
+        return needed;
+    }
+
+    static ValueInfoProto ValueInfo(string name, TValue v) => new()
+    {
+        Name = name,
+        Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = OnnxTypes.Of(v.DType), Shape = Shape(v.Shape, v.DynamicDims) } },
+    };
+
+    static TensorShapeProto Shape(long[] dims, bool[]? dynamic)
+    {
+        var s = new TensorShapeProto();
+        for (int k = 0; k < dims.Length; k++)
+            s.Dim.Add(dynamic is not null && dynamic.Length > k && dynamic[k]
+                ? new TensorShapeProto.Types.Dimension { DimParam = "N" }
+                : new TensorShapeProto.Types.Dimension { DimValue = dims[k] });
+        return s;
+    }
+
+    /// <summary>The library version written into every model.</summary>
+    public static string LibraryVersion =>
+        typeof(OnnxExporter).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion?.Split('+')[0]
+        ?? typeof(OnnxExporter).Assembly.GetName().Version?.ToString() ?? "0.0.0";
+}
