@@ -85,7 +85,8 @@ internal static class ExportCommand
             });
             log.WriteLine($"wrote {result.Path}{(result.ExternalDataPath is null ? "" : $" (+ {result.ExternalDataPath})")}: " +
                 $"{result.NodeCount} nodes, {result.InitializerCount} initializers ({result.InitializerBytes / 1e6:F1} MB), " +
-                $"input {result.Inputs[0]}, outputs {string.Join(", ", result.Outputs)}, opset {opset}, {result.Elapsed.TotalSeconds:F2} s");
+                $"input {result.Inputs[0]}, outputs {string.Join(", ", result.Outputs)}, opset {opset}, {result.Elapsed.TotalSeconds:F2} s " +
+                $"(tracing at batch 2 and 3: {result.TraceTime.TotalSeconds:F2} s, mapping: {result.MapTime.TotalSeconds:F2} s)");
         }
         return 0;
     }

@@ -42,7 +42,7 @@ public sealed record OnnxExportOptions
 
 /// <summary>What an export wrote.</summary>
 public sealed record OnnxExportResult(string Path, string? ExternalDataPath, int NodeCount, int InitializerCount, long InitializerBytes,
-    IReadOnlyList<string> Inputs, IReadOnlyList<string> Outputs, TimeSpan Elapsed);
+    IReadOnlyList<string> Inputs, IReadOnlyList<string> Outputs, TimeSpan Elapsed, TimeSpan TraceTime, TimeSpan MapTime);
 
 /// <summary>
 /// Exports a backbone to ONNX by tracing: the forward pass runs twice in eval mode (batch 2 and 3), every operator call
@@ -108,7 +108,7 @@ public static class OnnxExporter
             var written = OnnxFile.Write(model_, path, options.ExternalDataThreshold);
             return new OnnxExportResult(path, written, model_.Graph.Node.Count, model_.Graph.Initializer.Count,
                 model_.Graph.Initializer.Sum(t => (long)t.RawData.Length), new[] { model_.Graph.Input[0].Name },
-                model_.Graph.Output.Select(o => o.Name).ToArray(), sw.Elapsed);
+                model_.Graph.Output.Select(o => o.Name).ToArray(), sw.Elapsed, LastTraceTime, LastMapTime);
         }
         finally { model.Train(wasTraining); }
     }
@@ -129,10 +129,13 @@ public static class OnnxExporter
             using var x = Tensor.FromArray<float>(data, shape);
             return Tracer.Run(module, x, forward, opset);
         }
+        var sw = Stopwatch.StartNew();
         using var a = TraceAt(2);
         using var b = TraceAt(3);
         TraceMerger.Merge(a, b);
         b.Dispose();
+        LastTraceTime = sw.Elapsed;
+        sw.Restart();
 
         var g = new GraphBuilder(a, opset, inputName);
         var needed = Needed(a);
@@ -169,6 +172,7 @@ public static class OnnxExporter
         for (int k = 0; k < outNames.Count; k++) model.Graph.Output.Add(ValueInfo(outNames[k], a[a.OutputIds[k]]));
         foreach (var (key, value) in metadata) model.MetadataProps.Add(new StringStringEntryProto { Key = key, Value = value });
         model.MetadataProps.Add(new StringStringEntryProto { Key = "mlnetext.library_version", Value = LibraryVersion });
+        LastMapTime = sw.Elapsed;
         return model;
     }
 
@@ -241,6 +245,8 @@ public static class OnnxExporter
                 : new TensorShapeProto.Types.Dimension { DimValue = dims[k] });
         return s;
     }
+
+    [ThreadStatic] internal static TimeSpan LastTraceTime, LastMapTime;
 
     /// <summary>The library version written into every model.</summary>
     public static string LibraryVersion =>
