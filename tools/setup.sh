@@ -25,6 +25,30 @@ if ! command -v dotnet >/dev/null 2>&1; then
   exit 1
 fi
 
+# ONNX Runtime (issue 7): libonnxruntime.so.1 comes from npm's onnxruntime-node package (the official Linux x64
+# build; no NuGet package is obtainable). Fetched once into a per-user cache; MLNetExt finds it there (after an
+# explicit path, $MLNETEXT_ONNXRUNTIME and the application directory). Set MLNETEXT_SKIP_ONNXRUNTIME=1 to skip.
+ort_version=1.30.0
+ort_cache="${XDG_CACHE_HOME:-$HOME/.cache}/mlnetext/onnxruntime/$ort_version"
+if [ "${MLNETEXT_SKIP_ONNXRUNTIME:-0}" != "1" ] && [ ! -f "$ort_cache/libonnxruntime.so.1" ]; then
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "setup: installing npm (needed once to obtain ONNX Runtime $ort_version)" >&2
+    sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends npm >/dev/null
+  fi
+  echo "setup: obtaining ONNX Runtime $ort_version (npm pack onnxruntime-node@$ort_version, ~113 MB, once)" >&2
+  ort_tmp="$(mktemp -d)"
+  ( cd "$ort_tmp" && npm pack --silent "onnxruntime-node@$ort_version" >/dev/null 2>&1 )
+  tar -xzf "$ort_tmp"/onnxruntime-node-"$ort_version".tgz -C "$ort_tmp" package/bin/napi-v6/linux/x64/libonnxruntime.so.1
+  mkdir -p "$ort_cache"
+  # Copy under a temporary name, then rename: an interrupted set-up never leaves a truncated library behind.
+  cp "$ort_tmp/package/bin/napi-v6/linux/x64/libonnxruntime.so.1" "$ort_cache/libonnxruntime.so.1.part"
+  mv "$ort_cache/libonnxruntime.so.1.part" "$ort_cache/libonnxruntime.so.1"
+  rm -rf "$ort_tmp"
+fi
+
 echo "setup: building the native bridge" >&2
 cmake -S src/Native -B artifacts/native-build -DCMAKE_BUILD_TYPE=Release -DMLNETEXT_NATIVE_OUT="$root/artifacts/native" >/dev/null
 cmake --build artifacts/native-build -j"$(nproc)" >/dev/null

@@ -29,6 +29,10 @@ internal static class Tolerances
     /// <summary>Intermediate backbone feature maps against the official implementation in float32 (max abs; maps are
     /// larger in magnitude than logits and pass through more layers).</summary>
     public const double BackboneFeatureParity = 1e-4;
+
+    /// <summary>ONNX Runtime (float32) on the small fixture graphs of tests/fixtures/onnx against numpy in float64
+    /// rounded to float32 (max abs; values are O(1)).</summary>
+    public const double OnnxRuntimeFixture = 1e-5;
 }
 
 /// <summary>Locations of committed fixture files.</summary>

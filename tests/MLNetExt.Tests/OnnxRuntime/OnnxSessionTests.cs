@@ -1,0 +1,167 @@
+using System.Diagnostics;
+using MLNetExt.OnnxRuntime;
+
+namespace MLNetExt.Tests.OnnxRuntime;
+
+[TestClass]
+public sealed class OnnxSessionTests
+{
+    public TestContext TestContext { get; set; } = null!;
+
+    [TestMethod]
+    [DataRow(1)]
+    [DataRow(3)]
+    public void Classifier_MatchesNumpy(int batch)
+    {
+        var (image, logits, score) = OnnxFixtures.Classifier();
+        int per = 3 * 8 * 8;
+        using var s = OnnxFixtures.Open("classifier.onnx");
+        using var r = s.Run("image", OnnxTensor.FromMemory<float>(image.AsMemory(0, batch * per), batch, 3, 8, 8));
+        CollectionAssert.AreEqual(new long[] { batch, 5 }, r["Score"].Shape.ToArray());
+        OnnxFixtures.Close(logits.AsSpan(0, batch * 5), r["logits"].AsSpan<float>(), Tolerances.OnnxRuntimeFixture, $"logits b{batch}");
+        OnnxFixtures.Close(score.AsSpan(0, batch * 5), r["Score"].AsSpan<float>(), Tolerances.OnnxRuntimeFixture, $"Score b{batch}");
+    }
+
+    [TestMethod]
+    public void Input_IsReadInPlaceFromASliceOfCallerMemory()
+    {
+        // The second and third images, as a slice of the batch-3 array: the tensor points into the caller's array.
+        var (image, logits, _) = OnnxFixtures.Classifier();
+        int per = 3 * 8 * 8;
+        using var s = OnnxFixtures.Open("classifier.onnx");
+        var tensor = OnnxTensor.FromMemory<float>(image.AsMemory(per, 2 * per), 2, 3, 8, 8);
+        using (var r = s.Run("image", tensor, ["logits"]))
+            OnnxFixtures.Close(logits.AsSpan(5, 10), r[0].AsSpan<float>(), Tolerances.OnnxRuntimeFixture, "sliced input");
+        // Changing the caller's memory changes what the same tensor object feeds to the next run (no copy was kept).
+        Array.Copy(image, 0, image, per, per);
+        using (var r = s.Run("image", tensor, ["logits"]))
+            OnnxFixtures.Close(logits.AsSpan(0, 5), r[0].AsSpan<float>()[..5], Tolerances.OnnxRuntimeFixture, "input changed in place");
+    }
+
+    [TestMethod]
+    public void Outputs_AreReturnedInTheRequestedOrder_AndSpansEndWithTheResult()
+    {
+        var (image, logits, score) = OnnxFixtures.Classifier();
+        using var s = OnnxFixtures.Open("classifier.onnx");
+        var r = s.Run("image", OnnxTensor.FromArray(image, 3, 3, 8, 8), ["logits", "Score"]);
+        CollectionAssert.AreEqual(new[] { "logits", "Score" }, r.Select(v => v.Name).ToArray());
+        var copy = r["Score"].ToArray<float>();
+        r.Dispose();
+        OnnxFixtures.Close(score, copy, Tolerances.OnnxRuntimeFixture, "copied Score outlives the result");
+        Assert.ThrowsExactly<ObjectDisposedException>(() => r["logits"].AsSpan<float>().ToArray());
+        using var only = s.Run("image", OnnxTensor.FromArray(image, 3, 3, 8, 8), ["logits"]);
+        Assert.HasCount(1, only);
+        var wrongType = Assert.ThrowsExactly<InvalidOperationException>(() => only[0].AsSpan<long>().ToArray());
+        StringAssert.Contains(wrongType.Message, "holds float32, not int64");
+        var e = Assert.ThrowsExactly<KeyNotFoundException>(() => only["Score"]);
+        StringAssert.Contains(e.Message, "it has: logits");
+    }
+
+    [TestMethod]
+    public void ConcurrentRuns_OnOneSession_GiveEachThreadItsOwnResult()
+    {
+        var (image, _, _) = OnnxFixtures.Classifier();
+        int per = 3 * 8 * 8;
+        using var s = OnnxFixtures.Open("classifier.onnx", new OnnxSessionOptions { IntraOpThreads = 1 });
+        const int threads = 8, runs = 40;
+        // Each thread has its own input (a scaled copy of one image, at its own batch size) and reference output.
+        var inputs = Enumerable.Range(0, threads).Select(t =>
+        {
+            int batch = 1 + t % 3;
+            var x = new float[batch * per];
+            for (int i = 0; i < x.Length; i++) x[i] = image[(t * 17 + i) % image.Length] * (1 + 0.1f * t);
+            return (x, batch);
+        }).ToArray();
+        var expected = inputs.Select(i => { using var r = s.Run("image", OnnxTensor.FromArray(i.x, i.batch, 3, 8, 8)); return r["Score"].ToArray<float>(); }).ToArray();
+        var failures = new System.Collections.Concurrent.ConcurrentBag<string>();
+        using var start = new Barrier(threads);
+        var workers = Enumerable.Range(0, threads).Select(t => new Thread(() =>
+        {
+            start.SignalAndWait();
+            for (int k = 0; k < runs; k++)
+            {
+                using var r = s.Run("image", OnnxTensor.FromArray(inputs[t].x, inputs[t].batch, 3, 8, 8));
+                if (!r["Score"].AsSpan<float>().SequenceEqual(expected[t])) failures.Add($"thread {t} run {k}");
+            }
+        })).ToList();
+        workers.ForEach(w => w.Start());
+        workers.ForEach(w => w.Join());
+        Assert.IsEmpty(failures, string.Join(", ", failures.Take(5)));
+        Assert.AreNotEqual(expected[0][0], expected[1][0], "the threads' inputs differ");
+    }
+
+    [TestMethod]
+    public void BadInputs_AreRejectedWithExpectedAndActual()
+    {
+        using var c = OnnxFixtures.Open("classifier.onnx");
+        var image = new float[3 * 9 * 8];
+        var e = Assert.ThrowsExactly<OnnxInputException>(() => c.Run("image", OnnxTensor.FromArray(image, 1, 3, 9, 8)));
+        Assert.AreEqual("input 'image': shape [1,3,9,8] given, the model expects [N,3,8,8] (dimension 2 is 9, expected 8)", e.Message);
+        e = Assert.ThrowsExactly<OnnxInputException>(() => c.Run("image", OnnxTensor.FromArray(new float[192], 3, 8, 8)));
+        Assert.AreEqual("input 'image': shape [3,8,8] given, the model expects [N,3,8,8] (rank 3 given, 4 expected)", e.Message);
+        e = Assert.ThrowsExactly<OnnxInputException>(() => c.Run("pixels", OnnxTensor.FromArray(new float[192], 1, 3, 8, 8)));
+        Assert.AreEqual("the model has no input 'pixels'; its inputs are: image: float32 [N,3,8,8]", e.Message);
+        e = Assert.ThrowsExactly<OnnxInputException>(() => c.Run("image", OnnxTensor.FromMemory<double>(new double[192], 1, 3, 8, 8)));
+        Assert.AreEqual("input 'image': element type float64 given, the model expects float32 [N,3,8,8]", e.Message);
+        e = Assert.ThrowsExactly<OnnxInputException>(() => c.Run("image", OnnxTensor.FromArray(new float[192], 1, 3, 8, 8), ["probabilities"]));
+        Assert.AreEqual("the model has no output 'probabilities'; its outputs are: Score: float32 [N,5]; logits: float32 [N,5]", e.Message);
+
+        using var g = OnnxFixtures.Open("gather.onnx");
+        e = Assert.ThrowsExactly<OnnxInputException>(() => g.Run("ids", OnnxTensor.FromArray([1f, 2f], 2)));
+        Assert.AreEqual("input 'ids': element type float32 given, the model expects int64 [K]", e.Message);
+
+        using var am = OnnxFixtures.Open("add_mul.onnx");
+        e = Assert.ThrowsExactly<OnnxInputException>(() => am.Run("x", OnnxTensor.FromArray(new float[3], 1, 3)));
+        Assert.AreEqual("missing model input: y: float32 [N,3] (given: x)", e.Message);
+        e = Assert.ThrowsExactly<OnnxInputException>(() => am.Run(new Dictionary<string, OnnxTensor>
+        {
+            ["x"] = OnnxTensor.FromArray(new float[6], 2, 3),
+            ["y"] = OnnxTensor.FromArray(new float[9], 3, 3),
+        }));
+        Assert.AreEqual("input 'y': shape [3,3] given, the model expects [N,3]: dimension 0 ('N') is 3, but 'N' is 2 in input 'x'", e.Message);
+
+        var t = Assert.ThrowsExactly<ArgumentException>(() => OnnxTensor.FromArray(new float[10], 1, 3, 8, 8));
+        Assert.AreEqual("tensor shape [1,3,8,8] needs 192 elements, but the data has 10", t.Message);
+
+        // An unnamed dynamic dimension takes any size.
+        using var f = OnnxFixtures.Open("fold.onnx");
+        using var r = f.Run(new Dictionary<string, OnnxTensor> { ["x"] = OnnxTensor.FromArray(new float[8], 2, 4), ["u"] = OnnxTensor.FromArray(new float[5], 5) });
+        CollectionAssert.AreEqual(new long[] { 5 }, r["neg_u"].Shape.ToArray());
+        e = Assert.ThrowsExactly<OnnxInputException>(() => f.Run(new Dictionary<string, OnnxTensor> { ["x"] = OnnxTensor.FromArray(new float[8], 4, 2), ["u"] = OnnxTensor.FromArray(new float[5], 5) }));
+        Assert.AreEqual("input 'x': shape [4,2] given, the model expects [2,4] (dimension 0 is 4, expected 2)", e.Message);
+
+        var missingFile = Path.Combine(Path.GetTempPath(), "no-such-model-mlnetext.onnx");
+        var m = Assert.ThrowsExactly<FileNotFoundException>(() => OnnxSession.FromFile(missingFile));
+        StringAssert.Contains(m.Message, missingFile);
+    }
+
+    [TestMethod]
+    public void DisposedSession_RefusesToRun()
+    {
+        var s = OnnxFixtures.Open("add_mul.onnx");
+        s.Dispose();
+        s.Dispose();
+        Assert.ThrowsExactly<ObjectDisposedException>(() => s.Run("x", OnnxTensor.FromArray(new float[3], 1, 3)));
+    }
+
+    /// <summary>Per-Run cost on a tiny model (two elementwise ops on [1,3]): binding overhead (validation, pinning,
+    /// tensor wrapping, output wrapping) plus ORT's own Run. Printed for the record; bounded loosely.</summary>
+    [TestMethod]
+    public void RunOverhead_OnATinyModel_IsMicroseconds()
+    {
+        using var s = OnnxFixtures.Open("add_mul.onnx", new OnnxSessionOptions { IntraOpThreads = 1 });
+        var inputs = new Dictionary<string, OnnxTensor> { ["x"] = OnnxTensor.FromArray([1f, 2, 3], 1, 3), ["y"] = OnnxTensor.FromArray([4f, 5, 6], 1, 3) };
+        for (int i = 0; i < 500; i++) s.Run(inputs).Dispose();
+        const int n = 5000;
+        double best = double.MaxValue;
+        for (int rep = 0; rep < 3; rep++)
+        {
+            var sw = Stopwatch.StartNew();
+            for (int i = 0; i < n; i++) s.Run(inputs).Dispose();
+            best = Math.Min(best, sw.Elapsed.TotalMicroseconds / n);
+        }
+        TestContext.WriteLine($"ONNX Runtime {OnnxRuntimeLibrary.Version}: {best:F2} us per Run (tiny model, best of 3 x {n})");
+        Console.WriteLine($"ONNX Runtime {OnnxRuntimeLibrary.Version}: {best:F2} us per Run (tiny model, best of 3 x {n})");
+        Assert.IsLessThan(1000.0, best, $"{best:F1} us per run");
+    }
+}
