@@ -135,6 +135,7 @@ public static class OnnxExporter
         TraceMerger.Merge(a, b);
         b.Dispose();
         LastTraceTime = sw.Elapsed;
+        LastTracedOps = a.Nodes.Select(n => n.Op.Name).ToHashSet();
         sw.Restart();
 
         var g = new GraphBuilder(a, opset, inputName);
@@ -247,6 +248,8 @@ public static class OnnxExporter
     }
 
     [ThreadStatic] internal static TimeSpan LastTraceTime, LastMapTime;
+    /// <summary>The aten operators recorded by the last export on this thread (for coverage tests).</summary>
+    [ThreadStatic] internal static HashSet<string>? LastTracedOps;
 
     /// <summary>The library version written into every model.</summary>
     public static string LibraryVersion =>

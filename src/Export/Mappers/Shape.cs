@@ -97,9 +97,9 @@ internal sealed class ExpandMapper : OpMapper
     [Opset(13)]
     public void V13(MapContext c)
     {
-        var sizes = c.Ints(1).ToArray();
-        // keep symbolic entries; -1 means "keep", which Expand's broadcast does with 1
-        c.EmitOut("Expand", new[] { c.In(0), c.IsSymbolic(1) ? c.Emit("Abs", new[] { c.IntsTensor(1) }) : c.ConstI64(sizes.Select(s => s == -1 ? 1 : s).ToArray()) });
+        // -1 means "keep", which Expand's broadcasting does with 1; batch-dependent entries (positive) are computed
+        if (c.IsSymbolic(1)) { c.EmitOut("Expand", new[] { c.In(0), c.Emit("Abs", new[] { c.IntsTensor(1) }) }); return; }
+        c.EmitOut("Expand", new[] { c.In(0), c.ConstI64(c.Ints(1).Select(s => s == -1 ? 1 : s).ToArray()) });
     }
 }
 

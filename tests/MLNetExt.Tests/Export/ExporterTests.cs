@@ -3,7 +3,6 @@ using MLNetExt.Export;
 using MLNetExt.Export.Mappers;
 using MLNetExt.Export.Onnx;
 using MLNetExt.Nn;
-using MLNetExt.Nn.Layers;
 using MLNetExt.Torch;
 
 namespace MLNetExt.Tests.Export;
