@@ -1,0 +1,66 @@
+using System.Diagnostics;
+using System.Text.Json;
+using MLNetExt.Export;
+using MLNetExt.Torch;
+using MLNetExt.Vision;
+
+// ExportBench VARIANT [--threads N] [--reps R] [--opset 17]: the eager forward at batch 2 and 3 (the work the two traces
+// repeat) and the full export (trace at 2 and 3, merge, map, write), median of R runs; one JSON line.
+string variant = args.Length > 0 && !args[0].StartsWith("--") ? args[0] : "transxnet_t";
+int threads = Opt("--threads", Environment.ProcessorCount), reps = Opt("--reps", 3), opset = Opt("--opset", 17);
+TorchRuntime.Threads = threads;
+
+using var model = Backbones.Create(variant);
+model.Eval();
+var (h, w) = (model.PretrainedConfig.Height, model.PretrainedConfig.Width);
+var eager = new List<double>();
+var export = new List<double>();
+var trace = new List<double>();
+var map = new List<double>();
+var path = Path.Combine(Path.GetTempPath(), $"exportbench-{Environment.ProcessId}.onnx");
+OnnxExportResult? last = null;
+try
+{
+    for (int r = 0; r < reps; r++)
+    {
+        var sw = Stopwatch.StartNew();
+        using (TensorScope.Begin())
+        using (Autograd.NoGrad())
+        {
+            foreach (long n in new long[] { 2, 3 })
+            {
+                using var x = Tensor.Randn(new[] { n, 3L, h, w });
+                model.Call(x).Dispose();
+            }
+        }
+        eager.Add(sw.Elapsed.TotalSeconds);
+        last = OnnxExporter.Export(model, path, new OnnxExportOptions { Opset = opset });
+        export.Add(last.Elapsed.TotalSeconds);
+        trace.Add(last.TraceTime.TotalSeconds);
+        map.Add(last.MapTime.TotalSeconds);
+    }
+}
+finally
+{
+    if (File.Exists(path)) File.Delete(path);
+}
+Console.WriteLine(JsonSerializer.Serialize(new
+{
+    variant, threads, reps, opset, input = $"3x{h}x{w}",
+    eager_forward_batch2_and_3_s = Median(eager),
+    export_total_s = Median(export), export_trace_s = Median(trace), export_map_s = Median(map),
+    export_write_and_rest_s = Median(export) - Median(trace) - Median(map),
+    nodes = last!.NodeCount, initializers = last.InitializerCount, mbytes = last.InitializerBytes / 1e6,
+}));
+
+int Opt(string name, int dflt)
+{
+    int i = Array.IndexOf(args, name);
+    return i >= 0 && i + 1 < args.Length ? int.Parse(args[i + 1]) : dflt;
+}
+
+static double Median(List<double> v)
+{
+    var s = v.OrderBy(x => x).ToArray();
+    return s.Length % 2 == 1 ? s[s.Length / 2] : (s[s.Length / 2 - 1] + s[s.Length / 2]) / 2;
+}
