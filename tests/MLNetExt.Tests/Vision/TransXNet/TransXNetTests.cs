@@ -202,6 +202,30 @@ public sealed class TransXNetTests
     }
 
     [TestMethod]
+    public void LoadPretrained_DenseTaskCheckpoint_LoadsTheBackboneIntoAClassifierAndBack()
+    {
+        using var scope = TensorScope.Begin();
+        var dense = TinyKwargs;
+        dense["fork_feat"] = true;
+        using var detector = Backbones.CreateCustom("transxnet", dense);
+        // an mmdet-style checkpoint: backbone.* (with norm0/2/4/6) beside a neck
+        var checkpoint = detector.StateDict().Select(kv => new KeyValuePair<string, Tensor>("backbone." + kv.Key, kv.Value)).ToList();
+        checkpoint.Add(new("neck.lateral_convs.0.conv.weight", Tensor.Zeros(new long[] { 8, 16, 1, 1 })));
+        using var classifier = Backbones.CreateCustom("transxnet", TinyKwargs);
+        var result = classifier.LoadPretrained(checkpoint);
+        CollectionAssert.AreEquivalent(new[] { "classifier.0.weight", "classifier.0.bias", "classifier.2.weight", "classifier.2.bias" },
+            result.SkippedHeadKeys.ToArray(), "headless checkpoint: fresh head kept");
+        Assert.IsFalse(result.LoadedKeys.Any(k => k.StartsWith("norm") || k.StartsWith("neck")));
+        TensorAssert.Equal(detector.StateDict().First(kv => kv.Key == "network.2.0.pos_embed.weight").Value,
+                           classifier.StateDict().First(kv => kv.Key == "network.2.0.pos_embed.weight").Value, "body loaded");
+
+        using var back = Backbones.CreateCustom("transxnet", dense);
+        var toDense = back.LoadPretrained(classifier.StateDict());
+        Assert.IsFalse(toDense.LoadedKeys.Any(k => k.StartsWith("classifier")), "classifier keys dropped for a dense model");
+        Assert.HasCount(8, toDense.SkippedHeadKeys, "the new per-stage norms are reported");
+    }
+
+    [TestMethod]
     public void Load_InfersTheConstructionResolutionFromTheTables()
     {
         using var scope = TensorScope.Begin();
