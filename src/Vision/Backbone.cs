@@ -55,6 +55,10 @@ public abstract class Backbone : Module<Tensor, Tensor>
         PretrainedConfig = pretrainedConfig;
     }
 
+    /// <summary>When set (by the ONNX exporter while tracing), layers that have a faster batch-specific formulation use
+    /// their batch-agnostic one, so a traced graph keeps a dynamic batch. Results are the same either way.</summary>
+    public bool ExportFriendly { get; set; }
+
     /// <summary>Family name as the CLI spells it (<c>transxnet</c>, <c>transnext</c>, <c>smt</c>, <c>mixformer</c>).</summary>
     public string Family { get; }
 

@@ -63,7 +63,7 @@ public sealed class TransXNetBackbone : Backbone
             var stage = new ModuleList<Block>();
             for (int b = 0; b < a.Layers[s]; b++, index++)
                 stage.Add(new Block(a.EmbedDims[s], a.KernelSize[s], a.SrRatio[s], a.NumGroups[s], a.NumHeads[s], a.MlpRatios[s],
-                                    o.DropRate, depth > 1 ? o.DropPathRate * index / (depth - 1) : 0, a.LayerScaleInitValue));
+                                    o.DropRate, depth > 1 ? o.DropPathRate * index / (depth - 1) : 0, a.LayerScaleInitValue, () => ExportFriendly));
             _network.Add(stage);
             if (s < 3)
                 _network.Add(new PatchEmbed(a.EmbedDims[s], a.EmbedDims[s + 1], o.DownPatchSize, o.DownStride, o.DownPad));

@@ -119,6 +119,17 @@ public sealed class TransXNetTests
     }
 
     [TestMethod]
+    public void ExportFriendlyFormulation_GivesTheOfficialLogits()
+    {
+        using var scope = TensorScope.Begin();
+        using var model = Tiny();
+        model.ExportFriendly = true; // im2col + batched matmul instead of the batch-folded grouped conv
+        var x = SeededInput(13, new long[] { 2, 3, 181, 131 }, "input_head.181x131");
+        using (Autograd.NoGrad())
+            BackboneAssert.MaxAbsWithin(Fixture["logits.181x131"], model.Call(x), Tolerances.BackboneParity, "export-friendly logits");
+    }
+
+    [TestMethod]
     public void Batch_IsDynamic_SampleLogitsDoNotDependOnBatch()
     {
         using var scope = TensorScope.Begin();
