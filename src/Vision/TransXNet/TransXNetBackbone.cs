@@ -63,7 +63,7 @@ public sealed class TransXNetBackbone : Backbone
             var stage = new ModuleList<Block>();
             for (int b = 0; b < a.Layers[s]; b++, index++)
                 stage.Add(new Block(a.EmbedDims[s], a.KernelSize[s], a.SrRatio[s], a.NumGroups[s], a.NumHeads[s], a.MlpRatios[s],
-                                    o.DropRate, depth > 1 ? o.DropPathRate * index / (depth - 1) : 0, a.LayerScaleInitValue));
+                                    o.DropRate, depth > 1 ? o.DropPathRate * index / (depth - 1) : 0, a.LayerScaleInitValue, () => ExportFriendly));
             _network.Add(stage);
             if (s < 3)
                 _network.Add(new PatchEmbed(a.EmbedDims[s], a.EmbedDims[s + 1], o.DownPatchSize, o.DownStride, o.DownPad));
@@ -139,12 +139,27 @@ public sealed class TransXNetBackbone : Backbone
         for (int s = 0; s < 4; s++)
         {
             if (s > 0) x = ((PatchEmbed)_network[StagePositions[s] - 1]).Call(x);
+            var bias = StagePositionBias(s, x.Size(2), x.Size(3));
             foreach (var block in (ModuleList<Block>)_network[StagePositions[s]])
-                x = block.Forward(x, _positionBias[s]);
+                x = block.Forward(x, bias);
             if (collect || s == 3)
                 outputs.Add((collect && _stageNorms[s] is { } norm ? norm.Call(x) : x.Alias()).MoveToOuterScope());
         }
         return outputs;
+    }
+
+    /// <summary>The stage's position table for an h×w token grid: as stored at the construction size, otherwise
+    /// resized bicubically (align_corners false) to (h·w) × (keys). The official code resizes inside every block;
+    /// resizing once per stage gives the same values and gradients.</summary>
+    Tensor StagePositionBias(int stage, long h, long w)
+    {
+        var table = _positionBias[stage];
+        int sr = _o.Arch.SrRatio[stage];
+        // keys: the spatial-reduction conv's output (kernel sr+3, stride sr, padding (sr+3)/2); equals ceil(L/sr) for
+        // the official ratios 2, 4, 8 (the tables are sized with ceil at construction, as the official code does)
+        static long Keys(long length, int sr) => sr == 1 ? length : (length + 2 * ((sr + 3) / 2) - (sr + 3)) / sr + 1;
+        long n = h * w, m = Keys(h, sr) * Keys(w, sr);
+        return table.Size(2) == n && table.Size(3) == m ? table : F.Interpolate(table, n, m, InterpolationMode.Bicubic, alignCorners: false);
     }
 
     /// <inheritdoc/>
@@ -197,8 +212,32 @@ public sealed class TransXNetBackbone : Backbone
     }
 
     /// <inheritdoc/>
+    /// <remarks>Besides a DataParallel <c>module.</c> prefix: detection/segmentation checkpoints (mmdet/mmseg) keep
+    /// the backbone under <c>backbone.</c> beside necks and heads, which are dropped; the dense-task norms
+    /// <c>norm0/2/4/6</c> are dropped for a classifier and the classifier is dropped for a dense (fork_feat) model.</remarks>
+    protected override IEnumerable<KeyValuePair<string, Tensor>> AdaptCheckpoint(IEnumerable<KeyValuePair<string, Tensor>> weights)
+    {
+        var entries = base.AdaptCheckpoint(weights).ToList();
+        if (entries.Any(kv => kv.Key.StartsWith("backbone.", StringComparison.Ordinal)))
+            entries = entries.Where(kv => kv.Key.StartsWith("backbone.", StringComparison.Ordinal))
+                             .Select(kv => new KeyValuePair<string, Tensor>(kv.Key["backbone.".Length..], kv.Value)).ToList();
+        bool IsDenseNorm(string key) => key.Length > 5 && key.StartsWith("norm", StringComparison.Ordinal) && key[4] is '0' or '2' or '4' or '6' && key[5] == '.';
+        return _o.ForkFeat
+            ? entries.Where(kv => !kv.Key.StartsWith("classifier.", StringComparison.Ordinal))
+            : entries.Where(kv => !IsDenseNorm(kv.Key));
+    }
+
+    /// <inheritdoc/>
     public override IReadOnlyList<string> ClassifierKeys =>
         _classifier is Sequential ? new[] { "classifier.2.weight", "classifier.2.bias" } : Array.Empty<string>();
+
+    /// <inheritdoc/>
+    /// <remarks>The classifier's norm and conv; for a dense (fork_feat) model the per-stage norms, which ImageNet
+    /// checkpoints do not have (the official code loads them non-strictly).</remarks>
+    public override IReadOnlyList<string> HeadKeys =>
+        _classifier is Sequential ? new[] { "classifier.0.weight", "classifier.0.bias", "classifier.2.weight", "classifier.2.bias" }
+        : _o.ForkFeat ? StateDict().Select(kv => kv.Key).Where(k => k.StartsWith("norm", StringComparison.Ordinal)).ToArray()
+        : Array.Empty<string>();
 
     /// <inheritdoc/>
     public override int NumDepthGroups => _o.Arch.Layers.Sum() + 2;

@@ -1,8 +1,8 @@
 // TransXNet building blocks, leaf first. Paper: Lou et al., "TransXNet: Learning Both Global and Local Dynamics with
 // a Dual Dynamic Token Mixer for Visual Recognition" (TNNLS 2025). Computation follows the official code
 // (LMMMEng/TransXNet, models/transxnet.py) as measured in ../shared/specs/transxnet.md; state_dict names match it.
-// Deliberate deviation: IDConv's per-sample depthwise convolution is a shift-and-add over the kernel taps instead
-// of the official batch-folded grouped conv, so no batch size is baked into a conv group count (same numbers).
+// IDConv's per-sample depthwise convolution uses the official batch-folded grouped conv only for inference without
+// autograd; training and export use an exact im2col + batched-matmul form that keeps the batch dynamic.
 using MLNetExt.Nn;
 using MLNetExt.Torch;
 
@@ -92,16 +92,21 @@ internal sealed class Osra : Module
 /// <summary>IDConv (<c>local_unit</c>): an input-dependent depthwise convolution. Attention maps from adaptive
 /// pooling (K×K) and from the global mean (1×1), both through the same <c>proj</c>, softmax-mix G kernel and bias
 /// banks per sample; the mixed kernels are applied per sample.</summary>
+/// <remarks>The per-sample convolution has two exact formulations. Inference without autograd uses the official
+/// batch-folded grouped convolution (fastest forward). With autograd, and whenever the model is being traced for
+/// export, it uses im2col + batched matmul, which keeps the batch dynamic (no batch size in a conv group count) and
+/// has a cheaper backward than a grouped convolution with B·C' groups.</remarks>
 internal sealed class DynamicConv2d : Module<Tensor, Tensor>
 {
     readonly Parameter _weight, _bias;
     readonly Sequential _proj;
     readonly long _groups, _k, _dim;
+    readonly Func<bool> _exportFriendly;
 
-    public DynamicConv2d(long dim, long kernelSize, long numGroups, long reductionRatio = 4)
+    public DynamicConv2d(long dim, long kernelSize, long numGroups, Func<bool> exportFriendly, long reductionRatio = 4)
     {
         if (numGroups < 2) throw new ArgumentException($"IDConv: num_groups must be greater than 1, got {numGroups}.");
-        (_dim, _k, _groups) = (dim, kernelSize, numGroups);
+        (_dim, _k, _groups, _exportFriendly) = (dim, kernelSize, numGroups, exportFriendly);
         _weight = RegisterParameter("weight", new Parameter(Tensor.Empty(new[] { numGroups, dim, kernelSize, kernelSize })));
         _proj = RegisterModule("proj", new Sequential(
             new ConvBn(dim, dim / reductionRatio, 1, gelu: true),
@@ -120,19 +125,23 @@ internal sealed class DynamicConv2d : Module<Tensor, Tensor>
         var kernels = scale.Mul(_weight.Unsqueeze(0)).Sum(1);                              // (B, C', K, K)
         // Bias: the same proj on the spatial mean (its BN runs a second time, as in the official code).
         var biasScale = _proj.Call(x.Mean(new long[] { -2, -1 }, keepDim: true)).Reshape(-1, _groups, _dim).Softmax(1);
-        var bias = biasScale.Mul(_bias.Unsqueeze(0)).Sum(1).Unsqueeze(-1).Unsqueeze(-1);    // (B, C', 1, 1)
-        // Per-sample depthwise conv with zero padding K//2: y = bias + Σ_ij kernel[b,c,i,j] · xpad[b,c,h+i,w+j].
+        var bias = biasScale.Mul(_bias.Unsqueeze(0)).Sum(1);                               // (B, C')
         long pad = _k / 2;
-        var padded = F.Pad(x, new[] { pad, pad, pad, pad });
-        var taps = kernels.Reshape(-1, _dim, _k * _k, 1, 1);
-        Tensor acc = bias;
-        for (long i = 0; i < _k; i++)
+        Tensor y;
+        if (!_exportFriendly() && !Autograd.IsGradEnabled)
         {
-            var rows = padded.Narrow(2, i, h);
-            for (long j = 0; j < _k; j++)
-                acc = acc.Addcmul(rows.Narrow(3, j, w), taps.Select(2, i * _k + j));
+            // one depthwise conv over the batch folded into channels (groups = B·C')
+            var folded = F.Conv2d(x.Reshape(1, -1, h, w), kernels.Reshape(-1, 1, _k, _k), bias.Flatten(),
+                                  padding: pad, groups: x.Size(0) * _dim);
+            y = folded.Reshape(-1, _dim, h, w);
         }
-        return acc.MoveToOuterScope();
+        else
+        {
+            // y[b,c] = bias[b,c] + kernel[b,c] (1 x K²) @ patches[b,c] (K² x HW), batched over B·C'
+            var patches = F.Unfold(x, _k, padding: pad).Reshape(-1, _k * _k, h * w);
+            y = Ops.Baddbmm.Call(bias.Reshape(-1, 1, 1), kernels.Reshape(-1, 1, _k * _k), patches).Reshape(-1, _dim, h, w);
+        }
+        return y.MoveToOuterScope();
     }
 }
 
@@ -144,10 +153,10 @@ internal sealed class HybridTokenMixer : Module
     readonly Osra _global;
     readonly Sequential _proj;
 
-    public HybridTokenMixer(long dim, long kernelSize, long numGroups, long numHeads, long srRatio, long reductionRatio = 8)
+    public HybridTokenMixer(long dim, long kernelSize, long numGroups, long numHeads, long srRatio, Func<bool> exportFriendly, long reductionRatio = 8)
     {
         if (dim % 2 != 0) throw new ArgumentException($"D-Mixer: the stage width {dim} must be even.");
-        _local = RegisterModule("local_unit", new DynamicConv2d(dim / 2, kernelSize, numGroups));
+        _local = RegisterModule("local_unit", new DynamicConv2d(dim / 2, kernelSize, numGroups, exportFriendly));
         _global = RegisterModule("global_unit", new Osra(dim / 2, numHeads, srRatio));
         long inner = Math.Max(16, dim / reductionRatio);
         _proj = RegisterModule("proj", new Sequential(
@@ -241,11 +250,11 @@ internal sealed class Block : Module
     readonly Module<Tensor, Tensor> _dropPath, _ls1, _ls2;
 
     public Block(long dim, long kernelSize, long srRatio, long numGroups, long numHeads, double mlpRatio,
-                 double drop, double dropPath, double? layerScaleInit)
+                 double drop, double dropPath, double? layerScaleInit, Func<bool> exportFriendly)
     {
         _posEmbed = RegisterModule("pos_embed", new Conv2d(dim, dim, 7, padding: 3, groups: dim));
         _norm1 = RegisterModule("norm1", new GroupNorm(1, dim));
-        _mixer = RegisterModule("token_mixer", new HybridTokenMixer(dim, kernelSize, numGroups, numHeads, srRatio));
+        _mixer = RegisterModule("token_mixer", new HybridTokenMixer(dim, kernelSize, numGroups, numHeads, srRatio, exportFriendly));
         _norm2 = RegisterModule("norm2", new GroupNorm(1, dim));
         _mlp = RegisterModule("mlp", new MsFfn(dim, (long)(dim * mlpRatio), drop));
         _dropPath = RegisterModule<Module<Tensor, Tensor>>("drop_path", dropPath > 0 ? new DropPath(dropPath) : new Identity());

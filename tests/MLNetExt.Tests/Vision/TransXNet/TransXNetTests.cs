@@ -119,6 +119,17 @@ public sealed class TransXNetTests
     }
 
     [TestMethod]
+    public void ExportFriendlyFormulation_GivesTheOfficialLogits()
+    {
+        using var scope = TensorScope.Begin();
+        using var model = Tiny();
+        model.ExportFriendly = true; // im2col + batched matmul instead of the batch-folded grouped conv
+        var x = SeededInput(13, new long[] { 2, 3, 181, 131 }, "input_head.181x131");
+        using (Autograd.NoGrad())
+            BackboneAssert.MaxAbsWithin(Fixture["logits.181x131"], model.Call(x), Tolerances.BackboneParity, "export-friendly logits");
+    }
+
+    [TestMethod]
     public void Batch_IsDynamic_SampleLogitsDoNotDependOnBatch()
     {
         using var scope = TensorScope.Begin();
@@ -199,6 +210,30 @@ public sealed class TransXNetTests
         StringAssert.Contains(e.Message, "network.0.0.norm1.bias");
         StringAssert.Contains(e.Message, "network.0.0.pos_embed.weight");
         TensorAssert.Equal(before, state["network.0.0.norm1.weight"], "nothing modified on failure");
+    }
+
+    [TestMethod]
+    public void LoadPretrained_DenseTaskCheckpoint_LoadsTheBackboneIntoAClassifierAndBack()
+    {
+        using var scope = TensorScope.Begin();
+        var dense = TinyKwargs;
+        dense["fork_feat"] = true;
+        using var detector = Backbones.CreateCustom("transxnet", dense);
+        // an mmdet-style checkpoint: backbone.* (with norm0/2/4/6) beside a neck
+        var checkpoint = detector.StateDict().Select(kv => new KeyValuePair<string, Tensor>("backbone." + kv.Key, kv.Value)).ToList();
+        checkpoint.Add(new("neck.lateral_convs.0.conv.weight", Tensor.Zeros(new long[] { 8, 16, 1, 1 })));
+        using var classifier = Backbones.CreateCustom("transxnet", TinyKwargs);
+        var result = classifier.LoadPretrained(checkpoint);
+        CollectionAssert.AreEquivalent(new[] { "classifier.0.weight", "classifier.0.bias", "classifier.2.weight", "classifier.2.bias" },
+            result.SkippedHeadKeys.ToArray(), "headless checkpoint: fresh head kept");
+        Assert.IsFalse(result.LoadedKeys.Any(k => k.StartsWith("norm") || k.StartsWith("neck")));
+        TensorAssert.Equal(detector.StateDict().First(kv => kv.Key == "network.2.0.pos_embed.weight").Value,
+                           classifier.StateDict().First(kv => kv.Key == "network.2.0.pos_embed.weight").Value, "body loaded");
+
+        using var back = Backbones.CreateCustom("transxnet", dense);
+        var toDense = back.LoadPretrained(classifier.StateDict());
+        Assert.IsFalse(toDense.LoadedKeys.Any(k => k.StartsWith("classifier")), "classifier keys dropped for a dense model");
+        Assert.HasCount(8, toDense.SkippedHeadKeys, "the new per-stage norms are reported");
     }
 
     [TestMethod]
