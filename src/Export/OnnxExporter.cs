@@ -99,8 +99,9 @@ public static class OnnxExporter
         };
         if (options.Labels is { } l) metadata.Add(("mlnetext.labels", string.Join("\n", l)));
 
-        bool wasTraining = model.Training;
+        bool wasTraining = model.Training, wasExportFriendly = model.ExportFriendly;
         model.Eval();
+        model.ExportFriendly = true;  // layers with a batch-specific fast path use their batch-agnostic form
         try
         {
             var model_ = BuildModel(model, new long[] { 3, h, w }, Forward, mlnet ? ImageInput : NormalizedInput, outputs.ToArray(),
@@ -110,7 +111,11 @@ public static class OnnxExporter
                 model_.Graph.Initializer.Sum(t => (long)t.RawData.Length), new[] { model_.Graph.Input[0].Name },
                 model_.Graph.Output.Select(o => o.Name).ToArray(), sw.Elapsed, LastTraceTime, LastMapTime);
         }
-        finally { model.Train(wasTraining); }
+        finally
+        {
+            model.Train(wasTraining);
+            model.ExportFriendly = wasExportFriendly;
+        }
     }
 
     /// <summary>Traces <paramref name="forward"/> at batch 2 and 3 and builds the ONNX model (input [N, ..itemShape]).</summary>

@@ -294,3 +294,32 @@ internal abstract class UpsampleBase(string mode) : OpMapper
 [Aten("aten::upsample_nearest2d")] internal sealed class UpsampleNearestMapper() : UpsampleBase("nearest");
 [Aten("aten::upsample_bilinear2d")] internal sealed class UpsampleBilinearMapper() : UpsampleBase("linear");
 [Aten("aten::upsample_bicubic2d")] internal sealed class UpsampleBicubicMapper() : UpsampleBase("cubic");
+
+/// <summary>
+/// im2col(self, kernel_size, dilation, padding, stride) (nn.Unfold): (B, C, H, W) → (B, C·kH·kW, L), kernel position
+/// fastest. Written as one convolution of every channel (folded into the batch) with kH·kW one-hot kernels, which
+/// copies each tap exactly, then a reshape that keeps the batch dynamic.
+/// </summary>
+[Aten("aten::im2col")]
+internal sealed class Im2ColMapper : OpMapper
+{
+    [Opset(13)]
+    public void V13(MapContext c)
+    {
+        long[] P(long[] v) => v.Length == 1 ? new[] { v[0], v[0] } : v;
+        var k = P(c.Ints(1));
+        var d = P(c.Ints(2));
+        var p = P(c.Ints(3));
+        var s = P(c.Ints(4));
+        long ch = c.StaticDim(0, 1), h = c.StaticDim(0, 2), w = c.StaticDim(0, 3);
+        long taps = k[0] * k[1];
+        var t = c.OutDType();
+        var eye = new double[taps * taps];
+        for (long i = 0; i < taps; i++) eye[i * taps + i] = 1;
+        var kernel = c.Graph.Const(t, eye, new[] { taps, 1, k[0], k[1] });
+        var perChannel = c.Emit("Reshape", new[] { c.In(0), c.ConstI64(-1, 1, h, w) });
+        var cols = c.Emit("Conv", new[] { perChannel, kernel }, Attr.Ints("kernel_shape", k), Attr.Ints("strides", s),
+            Attr.Ints("pads", new[] { p[0], p[1], p[0], p[1] }), Attr.Ints("dilations", d));
+        c.EmitOut("Reshape", new[] { cols, c.ConstI64(-1, ch * taps, c.OutShape()[2]) });
+    }
+}

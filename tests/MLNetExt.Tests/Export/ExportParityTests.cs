@@ -110,6 +110,7 @@ public sealed class ExportParityTests
         ["matmul"] = (new long[] { 3, 4 }, x => x.Matmul(C(new long[] { 4, 5 })).Transpose(1, 2).Matmul(x), 17),
         ["bmm"] = (new long[] { 3, 4 }, x => x.Bmm(x.Transpose(1, 2)), 17),
         ["mm"] = (new long[] { 4 }, x => x.Mm(C(new long[] { 4, 2 })), 17),
+        ["im2col"] = (new long[] { 3, 7, 6 }, x => F.Unfold(x, 3, padding: 1).Add(F.Unfold(x, 2, dilation: 2, stride: 2).Sum(new long[] { 1, 2 }, keepDim: true)), 17),
         ["baddbmm"] = (new long[] { 3, 4 }, x => Ops_Baddbmm(x), 17),
         ["sum"] = (new long[] { 3, 4 }, x => x.Sum(new long[] { -1 }, keepDim: true).Add(x.Sum(1).Unsqueeze(1).Sum(new long[] { 1, 2 }).View(-1, 1, 1)), 17),
         ["mean"] = (new long[] { 3, 4 }, x => x.Mean(new long[] { 1, 2 }).Add(x.Mean(-1, keepDim: true).Squeeze(-1).Sum(1)), 17),
