@@ -1,0 +1,201 @@
+using System.Numerics;
+using System.Runtime.InteropServices;
+using MLNetExt.Data;
+
+namespace MLNetExt.Transforms;
+
+/// <summary>Resampling filters. Both are antialiased when shrinking (the filter widens with the scale), as PIL does.</summary>
+public enum Interpolation { Bilinear, Bicubic }
+
+/// <summary>Separable resampling that reproduces PIL's <c>Image.resize</c> for RGB images bit for bit: coefficients in
+/// double, normalised, converted to 22-bit fixed point, horizontal pass first with a uint8 intermediate, then the
+/// vertical pass (vectorised across each row).</summary>
+public static class Resampler
+{
+    const int PrecisionBits = 32 - 8 - 2;
+
+    public static Interpolation Parse(string name) => name.ToLowerInvariant() switch
+    {
+        "bilinear" or "linear" => Interpolation.Bilinear,
+        "bicubic" or "cubic" => Interpolation.Bicubic,
+        _ => throw new ArgumentException($"Interpolation '{name}' is not supported; expected 'bilinear' or 'bicubic'."),
+    };
+
+    static double Support(Interpolation f) => f == Interpolation.Bicubic ? 2.0 : 1.0;
+
+    static double Filter(Interpolation f, double x)
+    {
+        x = Math.Abs(x);
+        if (f == Interpolation.Bilinear) return x < 1.0 ? 1.0 - x : 0.0;
+        const double a = -0.5;
+        if (x < 1.0) return ((a + 2.0) * x - (a + 3.0)) * x * x + 1;
+        if (x < 2.0) return (((x - 5) * x + 8) * x - 4) * a;
+        return 0.0;
+    }
+
+    /// <summary>PIL's precompute_coeffs + normalize_coeffs_8bpc.</summary>
+    static int Coefficients(int inSize, double in0, double in1, int outSize, Interpolation f, out int[] bounds, out int[] kk)
+    {
+        double scale = (in1 - in0) / outSize;
+        double filterscale = Math.Max(scale, 1.0);
+        double support = Support(f) * filterscale;
+        int ksize = (int)Math.Ceiling(support) * 2 + 1;
+        bounds = new int[outSize * 2];
+        kk = new int[outSize * ksize];
+        var k = new double[ksize];
+        for (int xx = 0; xx < outSize; xx++)
+        {
+            double center = in0 + (xx + 0.5) * scale;
+            double ww = 0.0, ss = 1.0 / filterscale;
+            int xmin = (int)(center - support + 0.5);
+            if (xmin < 0) xmin = 0;
+            int xmax = (int)(center + support + 0.5);
+            if (xmax > inSize) xmax = inSize;
+            xmax -= xmin;
+            for (int x = 0; x < xmax; x++)
+            {
+                double w = Filter(f, (x + xmin - center + 0.5) * ss);
+                k[x] = w;
+                ww += w;
+            }
+            for (int x = 0; x < ksize; x++)
+            {
+                double v = x < xmax && ww != 0.0 ? k[x] / ww : x < xmax ? k[x] : 0.0;
+                kk[xx * ksize + x] = v < 0 ? (int)(-0.5 + v * (1 << PrecisionBits)) : (int)(0.5 + v * (1 << PrecisionBits));
+            }
+            bounds[xx * 2] = xmin;
+            bounds[xx * 2 + 1] = xmax;
+        }
+        return ksize;
+    }
+
+    static byte Clip8(int v)
+    {
+        v >>= PrecisionBits;
+        return (byte)(v < 0 ? 0 : v > 255 ? 255 : v);
+    }
+
+    /// <summary>Resizes to <paramref name="outWidth"/>×<paramref name="outHeight"/>; <paramref name="box"/> (left, top,
+    /// right, bottom in source pixels, fractional allowed) selects the source region as PIL's <c>box</c> argument does.</summary>
+    public static RgbImage Resize(RgbImage src, int outWidth, int outHeight, Interpolation filter, (double X0, double Y0, double X1, double Y1)? box = null)
+    {
+        if (outWidth <= 0 || outHeight <= 0) throw new ArgumentException($"Resize target {outWidth}x{outHeight}: both sides must be positive.");
+        var (bx0, by0, bx1, by1) = box ?? (0, 0, src.Width, src.Height);
+        if (bx0 == 0 && by0 == 0 && bx1 == src.Width && by1 == src.Height && outWidth == src.Width && outHeight == src.Height)
+            return src.Clone();
+        bool needH = outWidth != src.Width || bx0 != 0 || bx1 != outWidth;
+        bool needV = outHeight != src.Height || by0 != 0 || by1 != outHeight;
+        int kh = Coefficients(src.Width, bx0, bx1, outWidth, filter, out var boundsH, out var kkH);
+        int kv = Coefficients(src.Height, by0, by1, outHeight, filter, out var boundsV, out var kkV);
+        int yFirst = boundsV[0], yLast = boundsV[outHeight * 2 - 2] + boundsV[outHeight * 2 - 1];
+
+        RgbImage cur = src;
+        if (needH)
+        {
+            for (int i = 0; i < outHeight; i++) boundsV[i * 2] -= yFirst;
+            var tmp = new RgbImage(outWidth, yLast - yFirst);
+            Horizontal(src, tmp, yFirst, kh, boundsH, kkH);
+            cur = tmp;
+        }
+        if (needV)
+        {
+            var output = new RgbImage(outWidth, outHeight);
+            Vertical(cur, output, kv, boundsV, kkV);
+            return output;
+        }
+        return cur == src ? src.Clone() : cur;
+    }
+
+    static void Horizontal(RgbImage src, RgbImage dst, int yOffset, int ksize, int[] bounds, int[] kk)
+    {
+        var inp = src.Pixels;
+        var outp = dst.Pixels;
+        int inStride = src.Stride, outW = dst.Width;
+        const int half = 1 << (PrecisionBits - 1);
+        for (int y = 0; y < dst.Height; y++)
+        {
+            int inRow = (y + yOffset) * inStride, outRow = y * dst.Stride;
+            for (int xx = 0; xx < outW; xx++)
+            {
+                int xmin = bounds[xx * 2], xmax = bounds[xx * 2 + 1], kb = xx * ksize;
+                int s0 = half, s1 = half, s2 = half;
+                int p = inRow + xmin * 3;
+                for (int x = 0; x < xmax; x++, p += 3)
+                {
+                    int w = kk[kb + x];
+                    s0 += inp[p] * w;
+                    s1 += inp[p + 1] * w;
+                    s2 += inp[p + 2] * w;
+                }
+                int o = outRow + xx * 3;
+                outp[o] = Clip8(s0);
+                outp[o + 1] = Clip8(s1);
+                outp[o + 2] = Clip8(s2);
+            }
+        }
+    }
+
+    static void Vertical(RgbImage src, RgbImage dst, int ksize, int[] bounds, int[] kk)
+    {
+        var inp = src.Pixels;
+        var outp = dst.Pixels;
+        int n = dst.Stride; // same row length in bytes as the source
+        var acc = new int[n];
+        int vlen = Vector<int>.Count;
+        const int half = 1 << (PrecisionBits - 1);
+        var zero = Vector<int>.Zero;
+        var max = new Vector<int>(255);
+        for (int yy = 0; yy < dst.Height; yy++)
+        {
+            int ymin = bounds[yy * 2], ymax = bounds[yy * 2 + 1], kb = yy * ksize;
+            Array.Fill(acc, half);
+            var accV = MemoryMarshal.Cast<int, Vector<int>>(acc.AsSpan());
+            for (int y = 0; y < ymax; y++)
+            {
+                int w = kk[kb + y];
+                if (w == 0) continue;
+                var wv = new Vector<int>(w);
+                var row = inp.AsSpan((ymin + y) * n, n);
+                int x = 0;
+                // widen bytes -> ushort -> int, one Vector<byte> at a time
+                for (; x + Vector<byte>.Count <= n; x += Vector<byte>.Count)
+                {
+                    var b = new Vector<byte>(row.Slice(x));
+                    Vector.Widen(b, out Vector<ushort> lo, out Vector<ushort> hi);
+                    Vector.Widen(lo, out Vector<uint> a0, out Vector<uint> a1);
+                    Vector.Widen(hi, out Vector<uint> a2, out Vector<uint> a3);
+                    int vi = x / vlen;
+                    accV[vi] += Vector.AsVectorInt32(a0) * wv;
+                    accV[vi + 1] += Vector.AsVectorInt32(a1) * wv;
+                    accV[vi + 2] += Vector.AsVectorInt32(a2) * wv;
+                    accV[vi + 3] += Vector.AsVectorInt32(a3) * wv;
+                }
+                for (; x < n; x++) acc[x] += row[x] * w;
+            }
+            var orow = outp.AsSpan(yy * n, n);
+            int i = 0;
+            for (; i + vlen <= n; i += vlen)
+            {
+                var v = Vector.Min(Vector.Max(Vector.ShiftRightArithmetic(accV[i / vlen], PrecisionBits), zero), max);
+                for (int j = 0; j < vlen; j++) orow[i + j] = (byte)v[j];
+            }
+            for (; i < n; i++) orow[i] = Clip8(acc[i]);
+        }
+    }
+
+    /// <summary>torchvision's size for <c>Resize(size)</c> with an int: the shorter side becomes <paramref name="size"/>,
+    /// the longer one int(size·long/short).</summary>
+    public static (int Width, int Height) ShorterSideSize(int width, int height, int size)
+    {
+        int shortSide = Math.Min(width, height), longSide = Math.Max(width, height);
+        int newLong = (int)((double)size * longSide / shortSide);
+        return width <= height ? (size, newLong) : (newLong, size);
+    }
+
+    /// <summary>torchvision <c>Resize(size)</c>: shorter side to <paramref name="size"/>.</summary>
+    public static RgbImage ResizeShorterSide(RgbImage src, int size, Interpolation filter)
+    {
+        var (w, h) = ShorterSideSize(src.Width, src.Height, size);
+        return Resize(src, w, h, filter);
+    }
+}
