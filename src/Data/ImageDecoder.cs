@@ -41,13 +41,15 @@ public static unsafe class ImageDecoder
             case ImageFormat.Jpeg:
                 ImageLibraries.Require(ImageLibraries.TurboJpeg);
                 var tj = RentTj();
+                bool failed = true;
                 try
                 {
                     fixed (byte* p = data)
                         if (tjDecompressHeader3(tj, p, new CULong((nuint)data.Length), out w, out h, out _, out _) != 0)
                             throw new ImageDecodeException("JPEG header: " + TjError(tj));
+                    failed = false;
                 }
-                finally { ReturnTj(tj); }
+                finally { ReturnTj(tj, failed); }
                 break;
             case ImageFormat.Png:
                 (w, h) = PngHeader(data);
@@ -120,7 +122,12 @@ public static unsafe class ImageDecoder
         return h;
     }
 
-    static void ReturnTj(IntPtr h) => TjHandles.Add(h);
+    static void ReturnTj(IntPtr h, bool failed = false)
+    {
+        // A decompressor that stopped on an error keeps state that breaks later calls: never reuse it.
+        if (failed) tjDestroy(h);
+        else TjHandles.Add(h);
+    }
 
     static string TjError(IntPtr h) => Marshal.PtrToStringUTF8(tjGetErrorStr2(h)) ?? "unknown TurboJPEG error";
 
@@ -129,7 +136,8 @@ public static unsafe class ImageDecoder
         if (scalingFactors != null) return scalingFactors;
         var p = tjGetScalingFactors(out int n);
         var list = new List<TjScalingFactor>();
-        for (int i = 0; i < n; i++) if (p[i].Num <= p[i].Denom) list.Add(p[i]); // reductions only
+        // Power-of-two reductions only: they have SIMD inverse DCTs; 7/8, 3/4, ... are slower than a full decode.
+        for (int i = 0; i < n; i++) if (p[i].Num == 1 && p[i].Denom is 1 or 2 or 4 or 8) list.Add(p[i]);
         return scalingFactors = list.ToArray();
     }
 
@@ -153,6 +161,7 @@ public static unsafe class ImageDecoder
     {
         ImageLibraries.Require(ImageLibraries.TurboJpeg);
         var tj = RentTj();
+        bool failed = true;
         try
         {
             fixed (byte* p = data)
@@ -177,10 +186,11 @@ public static unsafe class ImageDecoder
                                 ? $"truncated JPEG ({msg})" : $"corrupt JPEG ({msg})");
                     }
                 }
+                failed = false;
                 return cmyk ? CmykToRgb(buf, sw, sh) : new RgbImage(sw, sh, buf);
             }
         }
-        finally { ReturnTj(tj); }
+        finally { ReturnTj(tj, failed); }
     }
 
     /// <summary>JPEG CMYK is stored inverted (Adobe convention, as PIL assumes); converted as PIL's cmyk→rgb:

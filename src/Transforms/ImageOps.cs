@@ -136,7 +136,8 @@ public static class ImageOps
                 float cr = maxc - minc;
                 float s = cr / maxc;
                 float rc = (maxc - r) / cr, gc = (maxc - g) / cr, bc = (maxc - b) / cr;
-                float hh = r == maxc ? bc - gc : g == maxc ? 2.0f + rc - bc : 4.0f + gc - rc;
+                // as in PIL's C: the 2.0/4.0 sums are evaluated in double and stored as float
+                float hh = r == maxc ? bc - gc : g == maxc ? (float)(2.0 + rc - bc) : (float)(4.0 + gc - rc);
                 hh = (float)((hh / 6.0 + 1.0) % 1.0);
                 uh = (byte)Math.Clamp((int)(hh * 255.0), 0, 255);
                 us = (byte)Math.Clamp((int)(s * 255.0), 0, 255);
@@ -222,32 +223,50 @@ public static class ImageOps
     }
 
     /// <summary>PIL <c>transform(size, AFFINE, matrix, NEAREST, fillcolor)</c>: <paramref name="m"/> maps output pixel
-    /// centres to input coordinates (a, b, c, d, e, f). Returns a new image.</summary>
+    /// centres to input coordinates (a, b, c, d, e, f). Like PIL, uses 16.16 fixed point whenever the mapped corners
+    /// stay within ±32768 (always, for images of ordinary size), else double stepping. Returns a new image.</summary>
     public static RgbImage AffineNearest(RgbImage src, double[] m, byte fill = 0)
     {
         int w = src.Width, h = src.Height;
         var dst = new RgbImage(w, h);
         var sp = src.Pixels;
         var dp = dst.Pixels;
+        if (fill != 0) Array.Fill(dp, fill);
+        bool Fits(int x, int y) => Math.Abs(x * m[0] + y * m[1] + m[2]) < 32768.0 && Math.Abs(x * m[3] + y * m[4] + m[5]) < 32768.0;
+        void Put(int x, int y, int xin, int yin)
+        {
+            if (xin < 0 || xin >= w || yin < 0 || yin >= h) return;
+            int s = (yin * w + xin) * 3, o = (y * w + x) * 3;
+            dp[o] = sp[s]; dp[o + 1] = sp[s + 1]; dp[o + 2] = sp[s + 2];
+        }
+        if (Fits(0, 0) && Fits(w, h) && Fits(0, h) && Fits(w, 0))
+        {
+            static int Fix(double v) { v = v * 65536.0 + 0.5; return v < 0.0 ? (int)Math.Floor(v) : (int)v; }
+            int a0 = Fix(m[0]), a1 = Fix(m[1]), a3 = Fix(m[3]), a4 = Fix(m[4]);
+            int a2 = Fix(m[2] + m[0] * 0.5 + m[1] * 0.5), a5 = Fix(m[5] + m[3] * 0.5 + m[4] * 0.5);
+            for (int y = 0; y < h; y++)
+            {
+                int xx = a2, yy = a5;
+                for (int x = 0; x < w; x++)
+                {
+                    Put(x, y, xx >> 16, yy >> 16);
+                    xx += a0;
+                    yy += a3;
+                }
+                a2 += a1;
+                a5 += a4;
+            }
+            return dst;
+        }
         double xo = m[2] + m[1] * 0.5 + m[0] * 0.5, yo = m[5] + m[4] * 0.5 + m[3] * 0.5;
         for (int y = 0; y < h; y++)
         {
-            double xx = xo, yy = yo;
+            double xd = xo, yd = yo;
             for (int x = 0; x < w; x++)
             {
-                int xin = xx < 0.0 ? -1 : (int)xx, yin = yy < 0.0 ? -1 : (int)yy;
-                int o = (y * w + x) * 3;
-                if (xin < 0 || xin >= w || yin < 0 || yin >= h)
-                {
-                    dp[o] = dp[o + 1] = dp[o + 2] = fill;
-                }
-                else
-                {
-                    int s = (yin * w + xin) * 3;
-                    dp[o] = sp[s]; dp[o + 1] = sp[s + 1]; dp[o + 2] = sp[s + 2];
-                }
-                xx += m[0];
-                yy += m[3];
+                Put(x, y, xd < 0.0 ? -1 : (int)xd, yd < 0.0 ? -1 : (int)yd);
+                xd += m[0];
+                yd += m[3];
             }
             xo += m[1];
             yo += m[4];
@@ -258,7 +277,7 @@ public static class ImageOps
     /// <summary>torchvision <c>_get_inverse_affine_matrix</c> (angle and shear in degrees).</summary>
     public static double[] InverseAffine(double cx, double cy, double angle, double tx, double ty, double scale, double shearX, double shearY)
     {
-        double rot = angle * Math.PI / 180, sx = shearX * Math.PI / 180, sy = shearY * Math.PI / 180;
+        double rad = Math.PI / 180, rot = angle * rad, sx = shearX * rad, sy = shearY * rad; // math.radians
         double a = Math.Cos(rot - sy) / Math.Cos(sy);
         double b = -Math.Cos(rot - sy) * Math.Tan(sx) / Math.Cos(sy) - Math.Sin(rot);
         double c = Math.Sin(rot - sy) / Math.Cos(sy);
@@ -271,6 +290,9 @@ public static class ImageOps
         return m;
     }
 
+    /// <summary>Python's <c>round(x, 15)</c>: correctly rounded through the decimal representation.</summary>
+    static double Round15(double x) => double.Parse(x.ToString("F15", System.Globalization.CultureInfo.InvariantCulture), System.Globalization.CultureInfo.InvariantCulture);
+
     /// <summary>PIL <c>Image.rotate(angle, NEAREST)</c> about the centre, same size, black fill.</summary>
     public static RgbImage RotateNearest(RgbImage src, double angleDegrees, byte fill = 0)
     {
@@ -280,8 +302,8 @@ public static class ImageOps
         double w = src.Width, h = src.Height;
         if (angle == 180) return Data.Exif.Apply(src, 3);
         if ((angle == 90 || angle == 270) && src.Width == src.Height) return Data.Exif.Apply(src, angle == 90 ? 8 : 6);
-        double r = -angle * Math.PI / 180;
-        var m = new[] { Math.Round(Math.Cos(r), 15), Math.Round(Math.Sin(r), 15), 0.0, Math.Round(-Math.Sin(r), 15), Math.Round(Math.Cos(r), 15), 0.0 };
+        double r = -(angle * (Math.PI / 180)); // math.radians
+        var m = new[] { Round15(Math.Cos(r)), Round15(Math.Sin(r)), 0.0, Round15(-Math.Sin(r)), Round15(Math.Cos(r)), 0.0 };
         double cx = w / 2.0, cy = h / 2.0;
         m[2] = m[0] * -cx + m[1] * -cy + m[2];
         m[5] = m[3] * -cx + m[4] * -cy + m[5];
