@@ -44,7 +44,7 @@ public sealed class DecodeTests
     public void GeneratedFormatsMatchPil()
     {
         using var expected = SafeTensors.Load(Fixtures.Path("data/expected_decode.safetensors"));
-        Assert.AreEqual(22, expected.Count);
+        Assert.AreEqual(23, expected.Count);
         var report = new List<string>();
         foreach (var (name, tensor) in expected)
         {
