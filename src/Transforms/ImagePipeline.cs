@@ -1,4 +1,5 @@
 using MLNetExt.Data;
+using MLNetExt.Vision;
 
 namespace MLNetExt.Transforms;
 
@@ -73,6 +74,17 @@ public sealed class ImagePipeline
         if (cropPct is <= 0 or > 1) throw new ArgumentOutOfRangeException(nameof(cropPct), cropPct, "crop fraction must lie in (0, 1]");
         return new ImagePipeline(height, width, GeometryMode.ResizeCenterCrop, interpolation) { CropPct = cropPct, Normalize = new Normalize(mean, std) };
     }
+
+    /// <summary><see cref="Train(int, int, IReadOnlyList{double}, IReadOnlyList{double}, Interpolation, double, double, double, bool, double)"/>
+    /// at a backbone's pretrained input size, mean, std and interpolation.</summary>
+    public static ImagePipeline Train(PretrainedConfig config, double scaleMin = 0.08, double hflip = 0.5, double colorJitter = 0.4,
+        bool trivialAugment = false, double randomErasing = 0.25)
+        => Train(config.Height, config.Width, config.Mean, config.Std, Resampler.Parse(config.Interpolation), scaleMin, hflip, colorJitter, trivialAugment, randomErasing);
+
+    /// <summary><see cref="Eval(int, int, IReadOnlyList{double}, IReadOnlyList{double}, double, Interpolation)"/> at a
+    /// backbone's pretrained input size, mean, std, crop fraction and interpolation.</summary>
+    public static ImagePipeline Eval(PretrainedConfig config)
+        => Eval(config.Height, config.Width, config.Mean, config.Std, config.CropPct, Resampler.Parse(config.Interpolation));
 
     /// <summary>Chooses the geometry for a full-size upright image of <paramref name="width"/>×<paramref name="height"/>.</summary>
     public GeometryPlan Plan(int width, int height, Rng rng)

@@ -23,6 +23,13 @@ internal static class Tolerances
     /// With step 1e-6 in float64 the truncation error is ~1e-12 and the rounding error ~1e-10·|loss|.</summary>
     public const double FiniteDifferenceAbs = 1e-7, FiniteDifferenceRel = 1e-6;
 
+    /// <summary>Backbone logits against the official implementation in float32 (max abs), as the backbone issues require.</summary>
+    public const double BackboneParity = 1e-5;
+
+    /// <summary>Intermediate backbone feature maps against the official implementation in float32 (max abs; maps are
+    /// larger in magnitude than logits and pass through more layers).</summary>
+    public const double BackboneFeatureParity = 1e-4;
+
     // --- added for data (issue 8): uint8 levels (0..255) unless stated. All measured exact against PIL 9.4 /
     // torchvision 0.14 on the committed fixtures; kept as named constants so a libjpeg/Pillow change shows where. ---
     /// <summary>CMYK JPEG → RGB against PIL (inverted Adobe inks, PIL's MULDIV255 rounding).</summary>

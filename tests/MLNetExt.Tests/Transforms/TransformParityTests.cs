@@ -116,3 +116,23 @@ public sealed class TransformParityTests
         Assert.AreEqual(255.0, TrivialAugmentWide.Magnitude("Solarize", 0));
     }
 }
+
+[TestClass]
+public sealed class PipelineConfigTests
+{
+    /// <summary>Pipelines built from a backbone's PretrainedConfig take its size, statistics, crop fraction and filter.</summary>
+    [TestMethod]
+    public void PipelinesFollowPretrainedConfig()
+    {
+        var cfg = new MLNetExt.Vision.PretrainedConfig(3, 48, 48, [0.5, 0.5, 0.5], [0.25, 0.25, 0.25], 0.9, "bilinear", 1000, "stem.conv", "head");
+        var eval = ImagePipeline.Eval(cfg);
+        Assert.AreEqual((48, 48, 0.9, Interpolation.Bilinear, GeometryMode.ResizeCenterCrop), (eval.Height, eval.Width, eval.CropPct, eval.Interpolation, eval.Mode));
+        CollectionAssert.AreEqual(new float[] { 0.5f, 0.5f, 0.5f }, eval.Normalize.Mean);
+        var plan = eval.Plan(200, 100, new Rng(0));
+        Assert.AreEqual((106, 53), (plan.ResizeWidth, plan.ResizeHeight), "shorter side floor(48 / 0.9) = 53, longer int(53·200/100)");
+        var train = ImagePipeline.Train(cfg);
+        Assert.AreEqual(GeometryMode.RandomResizedCrop, train.Mode);
+        Assert.IsNotNull(train.Erasing);
+        Assert.Throws<ArgumentException>(() => ImagePipeline.Eval(cfg with { Interpolation = "lanczos" }));
+    }
+}
