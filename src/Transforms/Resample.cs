@@ -69,6 +69,7 @@ public static class Resampler
         return ksize;
     }
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     static byte Clip8(int v)
     {
         v >>= PrecisionBits;
@@ -106,31 +107,34 @@ public static class Resampler
         return cur == src ? src.Clone() : cur;
     }
 
-    static void Horizontal(RgbImage src, RgbImage dst, int yOffset, int ksize, int[] bounds, int[] kk)
+    static unsafe void Horizontal(RgbImage src, RgbImage dst, int yOffset, int ksize, int[] bounds, int[] kk)
     {
-        var inp = src.Pixels;
-        var outp = dst.Pixels;
-        int inStride = src.Stride, outW = dst.Width;
+        int inStride = src.Stride, outW = dst.Width, outStride = dst.Stride;
         const int half = 1 << (PrecisionBits - 1);
-        for (int y = 0; y < dst.Height; y++)
+        fixed (byte* inp = src.Pixels, outp = dst.Pixels)
+        fixed (int* kp = kk, bp = bounds)
         {
-            int inRow = (y + yOffset) * inStride, outRow = y * dst.Stride;
-            for (int xx = 0; xx < outW; xx++)
+            for (int y = 0; y < dst.Height; y++)
             {
-                int xmin = bounds[xx * 2], xmax = bounds[xx * 2 + 1], kb = xx * ksize;
-                int s0 = half, s1 = half, s2 = half;
-                int p = inRow + xmin * 3;
-                for (int x = 0; x < xmax; x++, p += 3)
+                byte* inRow = inp + (long)(y + yOffset) * inStride;
+                byte* o = outp + (long)y * outStride;
+                for (int xx = 0; xx < outW; xx++, o += 3)
                 {
-                    int w = kk[kb + x];
-                    s0 += inp[p] * w;
-                    s1 += inp[p + 1] * w;
-                    s2 += inp[p + 2] * w;
+                    int xmax = bp[xx * 2 + 1];
+                    int* k = kp + xx * ksize;
+                    byte* p = inRow + bp[xx * 2] * 3;
+                    int s0 = half, s1 = half, s2 = half;
+                    for (int x = 0; x < xmax; x++, p += 3)
+                    {
+                        int w = k[x];
+                        s0 += p[0] * w;
+                        s1 += p[1] * w;
+                        s2 += p[2] * w;
+                    }
+                    o[0] = Clip8(s0);
+                    o[1] = Clip8(s1);
+                    o[2] = Clip8(s2);
                 }
-                int o = outRow + xx * 3;
-                outp[o] = Clip8(s0);
-                outp[o + 1] = Clip8(s1);
-                outp[o + 2] = Clip8(s2);
             }
         }
     }
@@ -141,7 +145,7 @@ public static class Resampler
         var outp = dst.Pixels;
         int n = dst.Stride; // same row length in bytes as the source
         var acc = new int[n];
-        int vlen = Vector<int>.Count;
+        int vlen = Vector<int>.Count, blen = Vector<byte>.Count;
         const int half = 1 << (PrecisionBits - 1);
         var zero = Vector<int>.Zero;
         var max = new Vector<int>(255);
@@ -158,7 +162,7 @@ public static class Resampler
                 var row = inp.AsSpan((ymin + y) * n, n);
                 int x = 0;
                 // widen bytes -> ushort -> int, one Vector<byte> at a time
-                for (; x + Vector<byte>.Count <= n; x += Vector<byte>.Count)
+                for (; x + blen <= n; x += blen)
                 {
                     var b = new Vector<byte>(row.Slice(x));
                     Vector.Widen(b, out Vector<ushort> lo, out Vector<ushort> hi);
@@ -174,10 +178,14 @@ public static class Resampler
             }
             var orow = outp.AsSpan(yy * n, n);
             int i = 0;
-            for (; i + vlen <= n; i += vlen)
+            for (; i + blen <= n; i += blen)
             {
-                var v = Vector.Min(Vector.Max(Vector.ShiftRightArithmetic(accV[i / vlen], PrecisionBits), zero), max);
-                for (int j = 0; j < vlen; j++) orow[i + j] = (byte)v[j];
+                int vi = i / vlen;
+                var v0 = Vector.AsVectorUInt32(Vector.Min(Vector.Max(Vector.ShiftRightArithmetic(accV[vi], PrecisionBits), zero), max));
+                var v1 = Vector.AsVectorUInt32(Vector.Min(Vector.Max(Vector.ShiftRightArithmetic(accV[vi + 1], PrecisionBits), zero), max));
+                var v2 = Vector.AsVectorUInt32(Vector.Min(Vector.Max(Vector.ShiftRightArithmetic(accV[vi + 2], PrecisionBits), zero), max));
+                var v3 = Vector.AsVectorUInt32(Vector.Min(Vector.Max(Vector.ShiftRightArithmetic(accV[vi + 3], PrecisionBits), zero), max));
+                Vector.Narrow(Vector.Narrow(v0, v1), Vector.Narrow(v2, v3)).CopyTo(orow.Slice(i));
             }
             for (; i < n; i++) orow[i] = Clip8(acc[i]);
         }
