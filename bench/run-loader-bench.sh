@@ -69,13 +69,14 @@ cs, py, nd = runs("cs"), runs("py"), runs("csnodct")
 med = lambda rs: statistics.median(r["ips"] for r in rs)
 ips_cs, ips_py, ips_nd = med(cs), med(py), med(nd)
 ratio = ips_cs / ips_py
+fmt_runs = lambda rs: ", ".join("%.1f" % r["ips"] for r in rs)
 print("== MLNetExt loader benchmark ==")
 print(f"images {cs[0]['dataset']} per epoch, {cs[0]['epochs']} timed epochs per run after warm-up, batch {cs[0]['batch']}, "
       f"size {cs[0]['size']}, workers {workers} (of {ncpu} cpus); torch {py[0]['torch']}, torchvision {py[0]['torchvision']}")
 print(f"load average start {ls} / end {le}" + ("   WARNING: machine busy, figures are noisy" if max(float(ls.split()[0]), float(le.split()[0])) > ncpu else ""))
-print(f"C# (DCT-scaled JPEG decode)   {ips_cs:8.1f} images/s  (runs: {', '.join(f'{r['ips']:.1f}' for r in cs)})")
-print(f"C# (full-size decode)         {ips_nd:8.1f} images/s  (runs: {', '.join(f'{r['ips']:.1f}' for r in nd)})")
-print(f"torchvision + PIL DataLoader  {ips_py:8.1f} images/s  (runs: {', '.join(f'{r['ips']:.1f}' for r in py)})")
+print(f"C# (DCT-scaled JPEG decode)   {ips_cs:8.1f} images/s  (runs: {fmt_runs(cs)})")
+print(f"C# (full-size decode)         {ips_nd:8.1f} images/s  (runs: {fmt_runs(nd)})")
+print(f"torchvision + PIL DataLoader  {ips_py:8.1f} images/s  (runs: {fmt_runs(py)})")
 print(f"ratio C#/torchvision: {ratio:.2f}x (full-size decode: {ips_nd / ips_py:.2f}x); target >= 1.5x: {'met' if ratio >= 1.5 else 'NOT met'}")
 print(json.dumps({"ips_cs": ips_cs, "ips_cs_full_decode": ips_nd, "ips_py": ips_py, "ratio": ratio,
                   "ratio_full_decode": ips_nd / ips_py, "target_met": ratio >= 1.5, "workers": workers,

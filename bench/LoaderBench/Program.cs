@@ -116,6 +116,10 @@ Console.WriteLine(JsonSerializer.Serialize(new
     ips = images / total,
     epoch_s = times,
     skipped = loader.Skipped.Count,
+    gc_pause_s = GC.GetTotalPauseDuration().TotalSeconds,
+    gc_gen0 = GC.CollectionCount(0),
+    gc_gen2 = GC.CollectionCount(2),
+    cpu_s = System.Diagnostics.Process.GetCurrentProcess().TotalProcessorTime.TotalSeconds,
     dataset = ds.Count,
 }));
 return 0;

@@ -77,9 +77,18 @@ public sealed class DataLoader
         return order;
     }
 
-    sealed class BatchWork(int size, int sampleLength)
+    // Batch buffers are large (megabytes): reuse them instead of churning the large-object heap.
+    readonly System.Collections.Concurrent.ConcurrentBag<float[]> buffers = new();
+
+    float[] RentBuffer(int length)
     {
-        public readonly float[] Data = new float[size * sampleLength];
+        while (buffers.TryTake(out var b)) if (b.Length == length) return b;
+        return new float[length];
+    }
+
+    sealed class BatchWork(int size, float[] data)
+    {
+        public readonly float[] Data = data;
         public readonly bool[] Ok = new bool[size];
         public int Remaining = size;
     }
@@ -124,7 +133,15 @@ public sealed class DataLoader
 
         BatchWork Work(int b)
         {
-            lock (gate) return work[b] ??= new BatchWork(Math.Min(bs, total - b * bs), len);
+            lock (gate)
+            {
+                if (work[b] == null)
+                {
+                    int size = Math.Min(bs, total - b * bs);
+                    work[b] = new BatchWork(size, RentBuffer(size * len));
+                }
+                return work[b]!;
+            }
         }
 
         void Worker()
@@ -187,7 +204,7 @@ public sealed class DataLoader
         int bs = Options.BatchSize, len = Pipeline.SampleLength;
         var idx = new List<int>();
         for (int s = 0; s < w.Ok.Length; s++) if (w.Ok[s]) idx.Add(s);
-        if (idx.Count == 0) return null;
+        if (idx.Count == 0) { buffers.Add(w.Data); return null; }
         int n = idx.Count;
         float[] data = w.Data;
         if (n != w.Ok.Length)
@@ -200,9 +217,11 @@ public sealed class DataLoader
         float[]? targets = null;
         if (Options.Mixup != null)
             targets = Options.Mixup.Apply(data, n, 3, Pipeline.Height, Pipeline.Width, labels, Dataset.Classes.Count, Rng.For(Options.Seed, epoch, -1 - b)).Targets;
+        var images = Tensor.FromArray<float>(data, [n, 3, Pipeline.Height, Pipeline.Width]); // copies
+        buffers.Add(w.Data);
         return new Batch
         {
-            Images = Tensor.FromArray<float>(data, [n, 3, Pipeline.Height, Pipeline.Width]),
+            Images = images,
             Labels = Tensor.FromArray<long>(labels.Select(l => (long)l).ToArray(), [n]),
             Targets = targets == null ? null : Tensor.FromArray<float>(targets, [n, Dataset.Classes.Count]),
             Indices = indices,

@@ -119,7 +119,7 @@ public sealed class ImagePipeline
         {
             case GeometryMode.RandomResizedCrop:
                 if (full)
-                    return Resampler.Resize(ImageOps.Crop(img, plan.Left, plan.Top, plan.CropWidth, plan.CropHeight), Width, Height, Interpolation);
+                    return Resampler.ResizeRegion(img, plan.Left, plan.Top, plan.CropWidth, plan.CropHeight, Width, Height, Interpolation);
                 double sx = (double)img.Width / fullWidth, sy = (double)img.Height / fullHeight;
                 return Resampler.Resize(img, Width, Height, Interpolation,
                     (plan.Left * sx, plan.Top * sy, (plan.Left + plan.CropWidth) * sx, (plan.Top + plan.CropHeight) * sy));

@@ -79,35 +79,46 @@ public static class Resampler
     /// <summary>Resizes to <paramref name="outWidth"/>×<paramref name="outHeight"/>; <paramref name="box"/> (left, top,
     /// right, bottom in source pixels, fractional allowed) selects the source region as PIL's <c>box</c> argument does.</summary>
     public static RgbImage Resize(RgbImage src, int outWidth, int outHeight, Interpolation filter, (double X0, double Y0, double X1, double Y1)? box = null)
+        => Core(src, 0, 0, src.Width, src.Height, outWidth, outHeight, filter, box ?? (0, 0, src.Width, src.Height));
+
+    /// <summary>Equals <c>Resize(ImageOps.Crop(src, left, top, width, height), ...)</c> (torchvision's resized_crop: the
+    /// filter never reads outside the crop) for a region inside the image, without copying the crop.</summary>
+    public static RgbImage ResizeRegion(RgbImage src, int left, int top, int width, int height, int outWidth, int outHeight, Interpolation filter)
+    {
+        if (left < 0 || top < 0 || width <= 0 || height <= 0 || left + width > src.Width || top + height > src.Height)
+            return Resize(ImageOps.Crop(src, left, top, width, height), outWidth, outHeight, filter);
+        return Core(src, left, top, width, height, outWidth, outHeight, filter, (0, 0, width, height));
+    }
+
+    /// <summary>Resampling of the region (xOff, yOff, inW, inH) of <paramref name="src"/> treated as an image of its own.</summary>
+    static RgbImage Core(RgbImage src, int xOff, int yOff, int inW, int inH, int outWidth, int outHeight, Interpolation filter,
+        (double X0, double Y0, double X1, double Y1) box)
     {
         if (outWidth <= 0 || outHeight <= 0) throw new ArgumentException($"Resize target {outWidth}x{outHeight}: both sides must be positive.");
-        var (bx0, by0, bx1, by1) = box ?? (0, 0, src.Width, src.Height);
-        if (bx0 == 0 && by0 == 0 && bx1 == src.Width && by1 == src.Height && outWidth == src.Width && outHeight == src.Height)
-            return src.Clone();
-        bool needH = outWidth != src.Width || bx0 != 0 || bx1 != outWidth;
-        bool needV = outHeight != src.Height || by0 != 0 || by1 != outHeight;
-        int kh = Coefficients(src.Width, bx0, bx1, outWidth, filter, out var boundsH, out var kkH);
-        int kv = Coefficients(src.Height, by0, by1, outHeight, filter, out var boundsV, out var kkV);
+        var (bx0, by0, bx1, by1) = box;
+        bool needH = outWidth != inW || bx0 != 0 || bx1 != outWidth;
+        bool needV = outHeight != inH || by0 != 0 || by1 != outHeight;
+        if (!needH && !needV) return xOff == 0 && yOff == 0 && inW == src.Width && inH == src.Height ? src.Clone() : ImageOps.Crop(src, xOff, yOff, inW, inH);
+        int kh = Coefficients(inW, bx0, bx1, outWidth, filter, out var boundsH, out var kkH);
+        int kv = Coefficients(inH, by0, by1, outHeight, filter, out var boundsV, out var kkV);
         int yFirst = boundsV[0], yLast = boundsV[outHeight * 2 - 2] + boundsV[outHeight * 2 - 1];
 
-        RgbImage cur = src;
         if (needH)
         {
             for (int i = 0; i < outHeight; i++) boundsV[i * 2] -= yFirst;
             var tmp = new RgbImage(outWidth, yLast - yFirst);
-            Horizontal(src, tmp, yFirst, kh, boundsH, kkH);
-            cur = tmp;
-        }
-        if (needV)
-        {
+            Horizontal(src, tmp, xOff, yOff + yFirst, kh, boundsH, kkH);
+            if (!needV) return tmp;
             var output = new RgbImage(outWidth, outHeight);
-            Vertical(cur, output, kv, boundsV, kkV);
+            Vertical(tmp, 0, 0, output, kv, boundsV, kkV);
             return output;
         }
-        return cur == src ? src.Clone() : cur;
+        var outV = new RgbImage(outWidth, outHeight);
+        Vertical(src, xOff, yOff, outV, kv, boundsV, kkV);
+        return outV;
     }
 
-    static unsafe void Horizontal(RgbImage src, RgbImage dst, int yOffset, int ksize, int[] bounds, int[] kk)
+    static unsafe void Horizontal(RgbImage src, RgbImage dst, int xOffset, int yOffset, int ksize, int[] bounds, int[] kk)
     {
         int inStride = src.Stride, outW = dst.Width, outStride = dst.Stride;
         const int half = 1 << (PrecisionBits - 1);
@@ -116,7 +127,7 @@ public static class Resampler
         {
             for (int y = 0; y < dst.Height; y++)
             {
-                byte* inRow = inp + (long)(y + yOffset) * inStride;
+                byte* inRow = inp + (long)(y + yOffset) * inStride + xOffset * 3;
                 byte* o = outp + (long)y * outStride;
                 for (int xx = 0; xx < outW; xx++, o += 3)
                 {
@@ -139,7 +150,7 @@ public static class Resampler
         }
     }
 
-    static void Vertical(RgbImage src, RgbImage dst, int ksize, int[] bounds, int[] kk)
+    static void Vertical(RgbImage src, int xOffset, int yOffset, RgbImage dst, int ksize, int[] bounds, int[] kk)
     {
         var inp = src.Pixels;
         var outp = dst.Pixels;
@@ -159,7 +170,7 @@ public static class Resampler
                 int w = kk[kb + y];
                 if (w == 0) continue;
                 var wv = new Vector<int>(w);
-                var row = inp.AsSpan((ymin + y) * n, n);
+                var row = inp.AsSpan((yOffset + ymin + y) * src.Stride + xOffset * 3, n);
                 int x = 0;
                 // widen bytes -> ushort -> int, one Vector<byte> at a time
                 for (; x + blen <= n; x += blen)

@@ -36,6 +36,11 @@ public sealed class TransformParityTests
             Check($"resize_{name}_{w}x{h}", Resampler.Resize(source, w, h, f), Tolerances.ExactLevels);
         Check($"resize_{name}_box", Resampler.Resize(source, 40, 30, f, (6.5, 4.25, 84.0, 60.5)), Tolerances.ExactLevels);
         Check($"resized_crop_{name}", Resampler.Resize(ImageOps.Crop(source, 13, 8, 61, 46), 40, 40, f), Tolerances.ExactLevels);
+        Check($"resized_crop_{name}", Resampler.ResizeRegion(source, 13, 8, 61, 46, 40, 40, f), Tolerances.ExactLevels);
+        // the region path (no crop copy) equals crop-then-resize, including one-pass cases and regions at the border
+        foreach (var (l, t, w, h, ow, oh) in new[] { (5, 7, 30, 20, 30, 50), (5, 7, 30, 20, 11, 20), (0, 0, 96, 72, 50, 50), (60, 40, 36, 32, 90, 13), (3, 3, 10, 10, 10, 10) })
+            CollectionAssert.AreEqual(Resampler.Resize(ImageOps.Crop(source, l, t, w, h), ow, oh, f).Pixels,
+                Resampler.ResizeRegion(source, l, t, w, h, ow, oh, f).Pixels, $"region {l},{t},{w}x{h} -> {ow}x{oh}");
         Check($"resize_shorter_{name}", Resampler.ResizeShorterSide(source, 45, f), Tolerances.ExactLevels);
     }
 
