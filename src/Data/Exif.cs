@@ -110,7 +110,7 @@ public static class Exif
         bool swap = orientation >= 5;
         int ow = swap ? h : w, oh = swap ? w : h;
         var src = image.Pixels;
-        var dst = new byte[src.Length];
+        var dst = new byte[w * h * 3];
         for (int y = 0; y < oh; y++)
         {
             for (int x = 0; x < ow; x++)

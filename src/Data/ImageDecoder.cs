@@ -75,13 +75,18 @@ public static unsafe class ImageDecoder
     /// coordinates) are given, a JPEG is decoded at the smallest TurboJPEG scale (down to 1/8) whose result still
     /// covers them; other formats are always decoded at full size.</summary>
     public static RgbImage Decode(ReadOnlySpan<byte> data, int minWidth = 0, int minHeight = 0, bool applyExif = true)
+        => Decode(data, minWidth, minHeight, applyExif, false);
+
+    /// <summary>With <paramref name="scratch"/>, a JPEG may be decoded into the thread's reusable buffer (the result is
+    /// only valid until the next scratch decode on this thread).</summary>
+    internal static RgbImage Decode(ReadOnlySpan<byte> data, int minWidth, int minHeight, bool applyExif, bool scratch)
     {
         var format = Sniff(data);
         int orientation = applyExif ? Exif.ReadOrientation(data, format) : 1;
         if (orientation >= 5) (minWidth, minHeight) = (minHeight, minWidth);
         var img = format switch
         {
-            ImageFormat.Jpeg => DecodeJpeg(data, minWidth, minHeight),
+            ImageFormat.Jpeg => DecodeJpeg(data, minWidth, minHeight, scratch),
             ImageFormat.Png => DecodePng(data),
             ImageFormat.WebP => DecodeWebP(data),
             ImageFormat.Gif => DecodeGif(data),
@@ -157,7 +162,7 @@ public static unsafe class ImageDecoder
         return (best.Num, best.Denom);
     }
 
-    static RgbImage DecodeJpeg(ReadOnlySpan<byte> data, int minWidth, int minHeight)
+    static RgbImage DecodeJpeg(ReadOnlySpan<byte> data, int minWidth, int minHeight, bool scratch)
     {
         ImageLibraries.Require(ImageLibraries.TurboJpeg);
         var tj = RentTj();
@@ -174,7 +179,9 @@ public static unsafe class ImageDecoder
                 int sw = Scaled(w, f), sh = Scaled(h, f);
                 bool cmyk = cs == TJCS_CMYK || cs == TJCS_YCCK;
                 int channels = cmyk ? 4 : 3;
-                var buf = new byte[checked(sw * sh * channels)];
+                int need = checked(sw * sh * channels);
+                bool useScratch = scratch && !cmyk;
+                var buf = useScratch ? RgbImage.Scratch(0, need) : new byte[need];
                 fixed (byte* o = buf)
                 {
                     if (tjDecompress2(tj, p, size, o, sw, sw * channels, sh, cmyk ? TJPF_CMYK : TJPF_RGB, 0) != 0)
@@ -187,7 +194,7 @@ public static unsafe class ImageDecoder
                     }
                 }
                 failed = false;
-                return cmyk ? CmykToRgb(buf, sw, sh) : new RgbImage(sw, sh, buf);
+                return cmyk ? CmykToRgb(buf, sw, sh) : useScratch ? new RgbImage(sw, sh, buf, scratch: true) : new RgbImage(sw, sh, buf);
             }
         }
         finally { ReturnTj(tj, failed); }

@@ -20,9 +20,37 @@ public sealed class RgbImage
 
     public RgbImage(int width, int height) : this(width, height, new byte[checked(width * height * 3)]) { }
 
+    /// <summary>A temporary image over a reusable buffer that may be longer than Width·Height·3 (pipeline internals
+    /// only: such an image is consumed at once and never handed to user code).</summary>
+    internal RgbImage(int width, int height, byte[] buffer, bool scratch)
+    {
+        if (width <= 0 || height <= 0) throw new ArgumentException($"Image size {width}x{height}: both sides must be positive.");
+        if (buffer.Length < (long)width * height * 3) throw new ArgumentException($"Scratch buffer of {buffer.Length} bytes is too small for {width}x{height}.");
+        Width = width;
+        Height = height;
+        Pixels = buffer;
+        IsScratch = scratch;
+    }
+
+    internal bool IsScratch { get; }
+
+    /// <summary>A reusable per-thread buffer of at least <paramref name="length"/> bytes (slot 0: decoding, 1: resampling).
+    /// Buffers above 16 MB are not kept.</summary>
+    internal static byte[] Scratch(int slot, int length)
+    {
+        scratch ??= new byte[2][];
+        var b = scratch[slot];
+        if (b != null && b.Length >= length) return b;
+        b = GC.AllocateUninitializedArray<byte>(length);
+        if (length <= 16 << 20) scratch[slot] = b;
+        return b;
+    }
+
+    [ThreadStatic] static byte[]?[]? scratch;
+
     public int Stride => Width * 3;
 
-    public RgbImage Clone() => new(Width, Height, (byte[])Pixels.Clone());
+    public RgbImage Clone() => new(Width, Height, Pixels.AsSpan(0, Width * Height * 3).ToArray());
 
     public override string ToString() => $"RgbImage {Width}x{Height}";
 }

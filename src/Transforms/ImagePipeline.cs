@@ -136,7 +136,9 @@ public sealed class ImagePipeline
     {
         var info = ImageDecoder.ReadInfo(encoded);
         var plan = Plan(info.Width, info.Height, rng);
-        var img = DctScaling ? ImageDecoder.Decode(encoded, plan.MinWidth, plan.MinHeight) : ImageDecoder.Decode(encoded);
+        // The decoded image only feeds the geometry step (which always makes a new image): decode into scratch.
+        var img = DctScaling ? ImageDecoder.Decode(encoded, plan.MinWidth, plan.MinHeight, true, scratch: true)
+                             : ImageDecoder.Decode(encoded, 0, 0, true, scratch: true);
         Finish(img, info.Width, info.Height, plan, rng, dst);
     }
 

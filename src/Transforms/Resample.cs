@@ -106,7 +106,8 @@ public static class Resampler
         if (needH)
         {
             for (int i = 0; i < outHeight; i++) boundsV[i * 2] -= yFirst;
-            var tmp = new RgbImage(outWidth, yLast - yFirst);
+            int tmpH = yLast - yFirst;
+            var tmp = needV ? new RgbImage(outWidth, tmpH, RgbImage.Scratch(1, outWidth * tmpH * 3), scratch: true) : new RgbImage(outWidth, tmpH);
             Horizontal(src, tmp, xOff, yOff + yFirst, kh, boundsH, kkH);
             if (!needV) return tmp;
             var output = new RgbImage(outWidth, outHeight);
