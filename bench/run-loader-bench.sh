@@ -11,7 +11,8 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(dirname "$HERE")"
 DATA="$ROOT/../shared/data/hymenoptera"
-WORKERS="$(nproc)"
+NCPU="$(nproc)"
+WORKERS="$NCPU"
 ROUNDS=2
 EPOCHS=3
 BATCH=32
@@ -60,7 +61,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
   else run py "$r"; run cs "$r"; run csnodct "$r"; fi
 done
 LOAD_END="$(cut -d' ' -f1-3 /proc/loadavg)"
-"$PYTHON" - "$OUT" "$WORKERS" "$LOAD_START" "$LOAD_END" "$(nproc)" <<'PY'
+"$PYTHON" - "$OUT" "$WORKERS" "$LOAD_START" "$LOAD_END" "$NCPU" <<'PY'
 import glob, json, os, statistics, sys
 out, workers, ls, le, ncpu = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
 def runs(side):

@@ -25,7 +25,9 @@ internal static class ImageLibraries
     static readonly Dictionary<string, Exception?> Checked = new();
 
     /// <summary>Throws <see cref="ImageLibraryMissingException"/> when <paramref name="library"/> cannot be loaded.</summary>
-    public static void Require(string library)
+    public static void Require(string library) => Require(library, Packages[library]);
+
+    internal static void Require(string library, string package)
     {
         Exception? failure;
         lock (Checked)
@@ -47,6 +49,6 @@ internal static class ImageLibraries
         if (failure != null)
             throw new ImageLibraryMissingException(
                 $"The image library {library} could not be loaded ({failure.Message}). Install the Debian package " +
-                $"'{Packages[library]}' (apt-get install {Packages[library]}) or run tools/setup.sh.", failure);
+                $"'{package}' (apt-get install {package}) or run tools/setup.sh.", failure);
     }
 }

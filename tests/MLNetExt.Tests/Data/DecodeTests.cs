@@ -122,3 +122,20 @@ public sealed class DecodeTests
         finally { File.Delete(tmp); }
     }
 }
+
+[TestClass]
+public sealed class ImageLibraryTests
+{
+    [TestMethod]
+    public void AMissingLibraryIsNamedWithItsDebianPackage()
+    {
+        var e = Assert.Throws<ImageLibraryMissingException>(() => ImageLibraries.Require("libmlnx-absent.so.3", "libmlnx-absent3"));
+        StringAssert.Contains(e.Message, "libmlnx-absent.so.3");
+        StringAssert.Contains(e.Message, "apt-get install libmlnx-absent3");
+        // the real ones load
+        ImageLibraries.Require(ImageLibraries.TurboJpeg);
+        ImageLibraries.Require(ImageLibraries.Png);
+        ImageLibraries.Require(ImageLibraries.WebP);
+        ImageLibraries.Require(ImageLibraries.Gif);
+    }
+}
