@@ -301,6 +301,25 @@ public sealed class TransXNetTests
     }
 
     [TestMethod]
+    public void Initialisation_FollowsTheOfficialCode()
+    {
+        using var scope = TensorScope.Begin();
+        TorchRuntime.ManualSeed(3);
+        using var model = Backbones.Create("transxnet_t");
+        var state = model.StateDict().ToDictionary(kv => kv.Key, kv => kv.Value);
+        double Std(string k) => state[k].Std().ToDouble();
+        Assert.AreEqual(0.02, Std("network.4.3.mlp.fc1.0.weight"), 0.002, "conv weights trunc-normal std 0.02");
+        Assert.AreEqual(0.02, Std("network.4.3.token_mixer.local_unit.weight"), 0.002, "IDConv kernel bank trunc-normal std 0.02");
+        Assert.AreEqual(0.02, Std("network.0.0.token_mixer.local_unit.proj.1.weight"), 0.004, "IDConv proj conv");
+        Assert.AreEqual(0.0, state["network.0.0.token_mixer.global_unit.q.bias"].Abs().Max().ToDouble(), "conv biases zero");
+        Assert.AreEqual(0.0, state["relative_pos_enc.2"].Abs().Max().ToDouble(), "position tables zero");
+        Assert.AreEqual(1e-5, state["network.2.1.layer_scale_1.weight"].Mean().ToDouble(), 1e-10, "layer scale 1e-5 (float32)");
+        Assert.AreEqual(0.0, state["network.2.1.layer_scale_2.bias"].Abs().Max().ToDouble(), "layer scale bias 0");
+        Assert.AreEqual(1.0, state["network.2.1.norm1.weight"].Mean().ToDouble(), "GN weight 1");
+        Assert.AreEqual(1.0, state["network.2.1.mlp.norm.running_var"].Mean().ToDouble(), "BN running var 1");
+    }
+
+    [TestMethod]
     public void PretrainedConfigs_FollowTheOfficialCfg()
     {
         var t = Backbones.Find("transxnet_t").Pretrained;
