@@ -95,7 +95,7 @@ public static unsafe class ImageDecoder
         return Exif.Apply(img, orientation);
     }
 
-    /// <summary>Reads and decodes a file; see <see cref="Decode"/>.</summary>
+    /// <summary>Reads and decodes a file; see <c>Decode</c>.</summary>
     public static RgbImage DecodeFile(string path, int minWidth = 0, int minHeight = 0, bool applyExif = true)
         => Decode(File.ReadAllBytes(path), minWidth, minHeight, applyExif);
 

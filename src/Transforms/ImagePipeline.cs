@@ -19,7 +19,7 @@ public enum GeometryMode
 public readonly record struct GeometryPlan(int Left, int Top, int CropWidth, int CropHeight, int ResizeWidth, int ResizeHeight, int MinWidth, int MinHeight);
 
 /// <summary>Decode → geometry → per-image augmentations → normalise to float32 CHW → random erasing. Deterministic for a
-/// given <see cref="Rng"/>. Build one with <see cref="Train"/> or <see cref="Eval"/> from a backbone's pretrained
+/// given <see cref="Rng"/>. Build one with <c>Train</c> or <c>Eval</c> from a backbone's pretrained
 /// configuration (input size, mean, std, crop fraction, interpolation).</summary>
 public sealed class ImagePipeline
 {
