@@ -173,7 +173,7 @@ public sealed unsafe class OnnxSession : IDisposable
             .Where(f => !File.Exists(Path.Combine(dir, f))).ToList();
         var what = missing.Count > 0
             ? $"{string.Join(" and ", missing)} {(missing.Count > 1 ? "are" : "is")} missing from {dir} (ONNX Runtime loads its CUDA " +
-              $"provider from the folder of {OnnxRuntimeLibrary.FileName}; they come with the GPU build of ONNX Runtime {OnnxRuntimeLibrary.Version}, which also needs the CUDA 12 and cuDNN 9 runtime libraries)"
+              $"provider from the folder of {OnnxRuntimeLibrary.FileName}; they come with the GPU build of ONNX Runtime {OnnxRuntimeLibrary.Version}, which also needs the CUDA and cuDNN runtime libraries it was built for)"
             : "the CUDA provider library is present but could not be used (a CUDA, cuDNN or driver library is missing or no device is visible)";
         return $"CUDA execution provider (device {device}) is unavailable: {what}. ONNX Runtime said: [{failure.Code}] {failure.OrtMessage.Trim()}. " +
                (fallback ? "Running on CPU instead." : "CPU fallback is disabled.");

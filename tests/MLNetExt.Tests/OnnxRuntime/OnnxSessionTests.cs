@@ -149,6 +149,18 @@ public sealed class OnnxSessionTests
     }
 
     [TestMethod]
+    public void Outputs_OutliveTheirSession()
+    {
+        var (image, logits, _) = OnnxFixtures.Classifier();
+        OnnxRunResult r;
+        using (var s = OnnxFixtures.Open("classifier.onnx"))
+            r = s.Run("image", OnnxTensor.FromArray(image, 3, 3, 8, 8), ["logits"]);
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        using (r) OnnxFixtures.Close(logits, r[0].AsSpan<float>(), Tolerances.OnnxRuntimeFixture, "output read after the session was released");
+    }
+
+    [TestMethod]
     public void DisposedSession_RefusesToRun()
     {
         var s = OnnxFixtures.Open("add_mul.onnx");
