@@ -237,3 +237,27 @@ public sealed class OnnxSessionTests
         }
     }
 }
+
+/// <summary>ONNX Runtime and libtorch loaded in one process (as the exporter's parity tests need): the fixture
+/// classifier run by the engine's ops gives ORT's outputs.</summary>
+[TestClass]
+public sealed class OnnxRuntimeWithLibtorchTests
+{
+    [TestMethod]
+    public void Classifier_ThroughTheEngine_MatchesOnnxRuntime()
+    {
+        using var scope = MLNetExt.Torch.TensorScope.Begin();
+        var (image, _, _) = OnnxFixtures.Classifier();
+        var p = OnnxFixtures.Floats("classifier_params.bin");
+        var wconv = MLNetExt.Torch.Tensor.FromArray<float>(p[..108], new long[] { 4, 3, 3, 3 });
+        var bconv = MLNetExt.Torch.Tensor.FromArray<float>(p[108..112], new long[] { 4 });
+        var wfc = MLNetExt.Torch.Tensor.FromArray<float>(p[112..132], new long[] { 5, 4 });
+        var bfc = MLNetExt.Torch.Tensor.FromArray<float>(p[132..137], new long[] { 5 });
+        var x = MLNetExt.Torch.Tensor.FromArray<float>(image, new long[] { 3, 3, 8, 8 });
+        var logits = MLNetExt.Nn.F.Linear(MLNetExt.Nn.F.Relu(MLNetExt.Nn.F.Conv2d(x, wconv, bconv, padding: 1)).Mean(new long[] { 2, 3 }), wfc, bfc);
+        var engine = logits.Contiguous().ToArray<float>();
+        using var s = OnnxFixtures.Open("classifier.onnx");
+        using var r = s.Run("image", OnnxTensor.FromArray(image, 3, 3, 8, 8), ["logits"]);
+        OnnxFixtures.Close(engine, r[0].AsSpan<float>(), Tolerances.OnnxRuntimeFixture, "ORT vs libtorch");
+    }
+}
