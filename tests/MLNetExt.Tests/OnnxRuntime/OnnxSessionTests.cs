@@ -207,7 +207,7 @@ public sealed class OnnxSessionTests
             for (int i = 0; i < 300; i++) { Bare(); Bound(); }
             // CPU time of this thread (ORT runs a 1-thread session inline on the caller): unlike wall time it does not
             // count the time this thread waits for a core on a loaded machine.
-            const int n = 2000;
+            const int n = 1000;
             double bestBound = double.MaxValue, bestBare = double.MaxValue, wallBound = double.MaxValue;
             for (int rep = 0; rep < 5; rep++)
             {
