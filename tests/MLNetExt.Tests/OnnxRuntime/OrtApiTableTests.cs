@@ -227,6 +227,8 @@ public sealed unsafe class OrtApiTableTests
         Assert.HasCount(1, warnings, "no warning when the error is thrown instead");
     }
 
+    /// <summary>Measured here: 300 classifier sessions kept alive grow RSS by ~35 MB (~120 kB each); created and
+    /// released, by ~5 MB. The 20 MB bound separates the two.</summary>
     [TestMethod]
     public void ManySessions_AreReleased()
     {
