@@ -7,5 +7,6 @@ var root = new RootCommand("MLNetExt: modern vision backbones for .NET — fine-
     KeysCommand.Create(),
     LogitsCommand.Create(),
     DatasetCommand.Create(),
+    RunOnnxCommand.Create(),
 };
 return root.Parse(args).Invoke();
