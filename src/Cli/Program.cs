@@ -6,6 +6,7 @@ var root = new RootCommand("MLNetExt: modern vision backbones for .NET — fine-
     DemoCommand.Create(),
     KeysCommand.Create(),
     LogitsCommand.Create(),
+    DatasetCommand.Create(),
     ExportCommand.Create(),
     RunOnnxCommand.Create(),
 };

@@ -28,7 +28,7 @@ public static unsafe class OnnxRuntimeLibrary
     public const string EnvironmentVariable = "MLNETEXT_ONNXRUNTIME";
 
     private static readonly object Gate = new();
-    private static OrtApi? api;
+    private static volatile OrtApi? api;
     private static IntPtr env;
     private static string? loadedPath, version;
 

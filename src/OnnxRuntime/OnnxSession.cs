@@ -41,6 +41,7 @@ public sealed unsafe class OnnxSession : IDisposable
 {
     private readonly OrtSessionHandle handle;
     private readonly Dictionary<string, int> inputIndex = new(), outputIndex = new();
+    private readonly int[] allOutputs;
 
     private OnnxSession(OrtSessionHandle handle, string executionProvider, IReadOnlyList<string> warnings)
     {
@@ -53,6 +54,7 @@ public sealed unsafe class OnnxSession : IDisposable
         Outputs = ReadNodes(api, s, input: false, out handle.OutputNames);
         for (int i = 0; i < Inputs.Count; i++) inputIndex[Inputs[i].Name] = i;
         for (int i = 0; i < Outputs.Count; i++) outputIndex[Outputs[i].Name] = i;
+        allOutputs = Enumerable.Range(0, Outputs.Count).ToArray();
         Metadata = ReadMetadata(api, s);
     }
 
@@ -171,7 +173,7 @@ public sealed unsafe class OnnxSession : IDisposable
             .Where(f => !File.Exists(Path.Combine(dir, f))).ToList();
         var what = missing.Count > 0
             ? $"{string.Join(" and ", missing)} {(missing.Count > 1 ? "are" : "is")} missing from {dir} (ONNX Runtime loads its CUDA " +
-              $"provider from the folder of {OnnxRuntimeLibrary.FileName}; they come with the GPU build of ONNX Runtime {OnnxRuntimeLibrary.Version}, which also needs the CUDA 12 and cuDNN 9 runtime libraries)"
+              $"provider from the folder of {OnnxRuntimeLibrary.FileName}; they come with the GPU build of ONNX Runtime {OnnxRuntimeLibrary.Version}, which also needs the CUDA and cuDNN runtime libraries it was built for)"
             : "the CUDA provider library is present but could not be used (a CUDA, cuDNN or driver library is missing or no device is visible)";
         return $"CUDA execution provider (device {device}) is unavailable: {what}. ONNX Runtime said: [{failure.Code}] {failure.OrtMessage.Trim()}. " +
                (fallback ? "Running on CPU instead." : "CPU fallback is disabled.");
@@ -280,8 +282,11 @@ public sealed unsafe class OnnxSession : IDisposable
     {
         ObjectDisposedException.ThrowIf(handle.IsClosed, this);
         var order = Validate(inputs);
-        var outs = outputNames == null ? Enumerable.Range(0, Outputs.Count).ToArray() : outputNames.Select(n => outputIndex.TryGetValue(n, out var i) ? i
-            : throw new OnnxInputException($"the model has no output '{n}'; its outputs are: {string.Join("; ", Outputs)}")).ToArray();
+        var outs = outputNames == null ? allOutputs : new int[outputNames.Count];
+        if (outputNames != null)
+            for (int k = 0; k < outs.Length; k++)
+                outs[k] = outputIndex.TryGetValue(outputNames[k], out var i) ? i
+                    : throw new OnnxInputException($"the model has no output '{outputNames[k]}'; its outputs are: {string.Join("; ", Outputs)}");
         if (outs.Length == 0) throw new ArgumentException("at least one output must be requested");
 
         var api = OnnxRuntimeLibrary.Api;
@@ -329,46 +334,60 @@ public sealed unsafe class OnnxSession : IDisposable
         }
     }
 
-    /// <summary>Checks names, element types and shapes against the model; returns (model input index, tensor) in model order.</summary>
+    /// <summary>Checks names, element types and shapes against the model; returns (model input index, tensor) in model
+    /// order. The happy path allocates only the result array; messages are built only on error.</summary>
     private (int Index, OnnxTensor Tensor)[] Validate(IReadOnlyDictionary<string, OnnxTensor> inputs)
     {
-        foreach (var name in inputs.Keys)
-            if (!inputIndex.ContainsKey(name))
-                throw new OnnxInputException($"the model has no input '{name}'; its inputs are: {string.Join("; ", Inputs)}");
-        var missing = Inputs.Where(i => !inputs.ContainsKey(i.Name)).ToList();
-        if (missing.Count > 0)
-            throw new OnnxInputException($"missing model input{(missing.Count > 1 ? "s" : "")}: {string.Join("; ", missing)} (given: {string.Join(", ", inputs.Keys)})");
-        var symbols = new Dictionary<string, (long Size, string Input)>();
         var order = new (int, OnnxTensor)[Inputs.Count];
+        int found = 0;
+        for (int i = 0; i < Inputs.Count; i++)
+            if (inputs.TryGetValue(Inputs[i].Name, out var t)) { order[i] = (i, t); found++; }
+        if (found != inputs.Count)
+            foreach (var name in inputs.Keys)
+                if (!inputIndex.ContainsKey(name))
+                    throw new OnnxInputException($"the model has no input '{name}'; its inputs are: {string.Join("; ", Inputs)}");
+        if (found != Inputs.Count)
+        {
+            var missing = Inputs.Where(i => !inputs.ContainsKey(i.Name)).ToList();
+            throw new OnnxInputException($"missing model input{(missing.Count > 1 ? "s" : "")}: {string.Join("; ", missing)} (given: {string.Join(", ", inputs.Keys)})");
+        }
         for (int i = 0; i < Inputs.Count; i++)
         {
             var info = Inputs[i];
-            var t = inputs[info.Name] ?? throw new OnnxInputException($"input '{info.Name}' is null; the model expects {info}");
+            var t = order[i].Item2 ?? throw new OnnxInputException($"input '{info.Name}' is null; the model expects {info}");
             if (info.Kind != OnnxValueKind.Tensor)
                 throw new OnnxInputException($"input '{info.Name}' is a {info.Kind} in the model; only tensor inputs are supported");
             if (t.ElementType != info.ElementType)
                 throw new OnnxInputException($"input '{info.Name}': element type {OnnxElementTypes.Name(t.ElementType)} given, the model expects " +
                     $"{OnnxElementTypes.Name(info.ElementType)} {info.ShapeText}");
-            var given = OnnxElementTypes.Shape(t.Shape);
-            if (t.Shape.Count != info.Dimensions.Count)
-                throw new OnnxInputException($"input '{info.Name}': shape {given} given, the model expects {info.ShapeText} " +
-                    $"(rank {t.Shape.Count} given, {info.Dimensions.Count} expected)");
-            for (int d = 0; d < t.Shape.Count; d++)
+            var shape = t.ShapeArray;
+            if (shape.Length != info.Dimensions.Count)
+                throw new OnnxInputException($"input '{info.Name}': shape {OnnxElementTypes.Shape(shape)} given, the model expects {info.ShapeText} " +
+                    $"(rank {shape.Length} given, {info.Dimensions.Count} expected)");
+            for (int d = 0; d < shape.Length; d++)
             {
                 long want = info.Dimensions[d];
-                if (want >= 0 && t.Shape[d] != want)
-                    throw new OnnxInputException($"input '{info.Name}': shape {given} given, the model expects {info.ShapeText} " +
-                        $"(dimension {d} is {t.Shape[d]}, expected {want})");
-                var symbol = d < info.SymbolicDimensions.Count ? info.SymbolicDimensions[d] : "";
-                if (want < 0 && symbol.Length > 0)
+                if (want >= 0)
                 {
-                    if (symbols.TryGetValue(symbol, out var seen) && seen.Size != t.Shape[d])
-                        throw new OnnxInputException($"input '{info.Name}': shape {given} given, the model expects {info.ShapeText}: " +
-                            $"dimension {d} ('{symbol}') is {t.Shape[d]}, but '{symbol}' is {seen.Size} in input '{seen.Input}'");
-                    symbols[symbol] = (t.Shape[d], info.Name);
+                    if (shape[d] != want)
+                        throw new OnnxInputException($"input '{info.Name}': shape {OnnxElementTypes.Shape(shape)} given, the model expects {info.ShapeText} " +
+                            $"(dimension {d} is {shape[d]}, expected {want})");
+                    continue;
+                }
+                // One symbolic name has one size across all inputs: compare with its first use in an earlier position.
+                var symbol = d < info.SymbolicDimensions.Count ? info.SymbolicDimensions[d] : "";
+                if (symbol.Length == 0) continue;
+                for (int j = 0; j <= i; j++)
+                {
+                    var other = Inputs[j];
+                    var otherShape = order[j].Item2.ShapeArray;
+                    int limit = j == i ? d : Math.Min(other.SymbolicDimensions.Count, otherShape.Length);
+                    for (int e = 0; e < limit; e++)
+                        if (other.Dimensions[e] < 0 && other.SymbolicDimensions[e] == symbol && otherShape[e] != shape[d])
+                            throw new OnnxInputException($"input '{info.Name}': shape {OnnxElementTypes.Shape(shape)} given, the model expects {info.ShapeText}: " +
+                                $"dimension {d} ('{symbol}') is {shape[d]}, but '{symbol}' is {otherShape[e]} in input '{other.Name}'");
                 }
             }
-            order[i] = (i, t);
         }
         return order;
     }

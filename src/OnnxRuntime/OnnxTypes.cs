@@ -134,12 +134,14 @@ public sealed unsafe class OnnxValue : IDisposable
             var dims = new long[(int)rank];
             fixed (long* d = dims) api.Check(api.GetDimensions(info, d, rank), $"reading the shape of output '{name}'");
             Shape = dims;
+            long count = 1;
+            foreach (var x in dims) count *= x;
+            ElementCount = count;
         }
         finally { api.ReleaseTensorTypeAndShapeInfo(info); }
         void* p;
         api.Check(api.GetTensorMutableData(handle.DangerousGetHandle(), &p), $"reading the data of output '{name}'");
         data = p;
-        ElementCount = Shape.Aggregate(1L, (a, b) => a * b);
     }
 
     public string Name { get; }

@@ -33,6 +33,19 @@ internal static class Tolerances
     /// <summary>An exported model in ONNX Runtime vs the libtorch forward (max abs, logits and scores; issue 7).</summary>
     public const double OnnxExportParity = 1e-4;
 
+    // --- added for data (issue 8): uint8 levels (0..255) unless stated. All measured exact against PIL 9.4 /
+    // torchvision 0.14 on the committed fixtures; kept as named constants so a libjpeg/Pillow change shows where. ---
+    /// <summary>CMYK JPEG → RGB against PIL (inverted Adobe inks, PIL's MULDIV255 rounding).</summary>
+    public const int CmykToRgbLevels = 0;
+    /// <summary>PIL-exact transforms (resize, crop, flip, posterize, solarize, autocontrast, equalize, affine nearest).</summary>
+    public const int ExactLevels = 0;
+    /// <summary>PIL's float32 blends (brightness, contrast, saturation) and the 3x3 SMOOTH filter of sharpness.</summary>
+    public const int BlendLevels = 0;
+    /// <summary>torchvision's PIL hue path (RGB→HSV→RGB with PIL's float/double mix).</summary>
+    public const int HueLevels = 0;
+    /// <summary>Normalised float32 pipeline output vs torchvision ToTensor + Normalize (same float32 operations).</summary>
+    public const double PipelineFloatAbs = 1e-6;
+
     /// <summary>ONNX Runtime (float32) on the small fixture graphs of tests/fixtures/onnx against numpy in float64
     /// rounded to float32 (max abs; values are O(1)).</summary>
     public const double OnnxRuntimeFixture = 1e-5;

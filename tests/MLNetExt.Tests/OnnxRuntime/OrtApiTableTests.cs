@@ -208,8 +208,9 @@ public sealed unsafe class OrtApiTableTests
         CollectionAssert.AreEqual(warnings, s.Warnings.ToList());
         StringAssert.Contains(warnings[0], "CUDA execution provider (device 0) is unavailable");
         StringAssert.Contains(warnings[0], "Running on CPU instead.");
-        // ORT's own message (from the table function at index 152) is about the CUDA provider library.
-        StringAssert.Contains(warnings[0].ToLowerInvariant(), "onnxruntime_providers_cuda");
+        // ORT's own message names the function that failed: the table entry at index 152 is the CUDA append.
+        var said = warnings[0][warnings[0].IndexOf("ONNX Runtime said:")..];
+        StringAssert.Contains(said, "AppendExecutionProvider_Cuda");
         var dir = Path.GetDirectoryName(OnnxRuntimeLibrary.LoadedPath)!;
         if (!File.Exists(Path.Combine(dir, "libonnxruntime_providers_cuda.so")))
         {
@@ -226,6 +227,8 @@ public sealed unsafe class OrtApiTableTests
         Assert.HasCount(1, warnings, "no warning when the error is thrown instead");
     }
 
+    /// <summary>Measured here: 300 classifier sessions kept alive grow RSS by ~35 MB (~120 kB each); created and
+    /// released, by ~5 MB. The 20 MB bound separates the two.</summary>
     [TestMethod]
     public void ManySessions_AreReleased()
     {
