@@ -43,6 +43,7 @@ internal static class ExportCommand
     internal static int Run(ModelOptions.Choice choice, FileInfo? weights, string? labelsText, string? sizeText, int opset, string preprocess,
         bool features, FileInfo output, TextWriter log)
     {
+        if (opset is < 13 or > 21) throw new ArgumentException($"--opset must be between 13 and 21, got {opset}.");
         var mode = preprocess.ToLowerInvariant() switch
         {
             "mlnet" => OnnxPreprocess.MLNet,

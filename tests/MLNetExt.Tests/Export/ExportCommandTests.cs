@@ -1,0 +1,46 @@
+using MLNetExt.Cli;
+using MLNetExt.Export.Onnx;
+
+namespace MLNetExt.Tests.Export;
+
+/// <summary>The `export` CLI verb.</summary>
+[TestClass]
+public sealed class ExportCommandTests
+{
+    static ModelOptions.Choice Tiny(int? classes = null) => new("transxnet", TinyConfig.Kwargs, classes);
+
+    [TestMethod]
+    public void ExportsWithLabelsSizeAndOpset()
+    {
+        var dir = Directory.CreateTempSubdirectory("mlnetext-cli-export-");
+        try
+        {
+            var output = new FileInfo(Path.Combine(dir.FullName, "m.onnx"));
+            var log = new StringWriter();
+            int rc = ExportCommand.Run(Tiny(), null, "x,y,z", "64,96", 18, "none", features: false, output, log);
+            Assert.AreEqual(0, rc, log.ToString());
+            StringAssert.Contains(log.ToString(), "outputs logits, Score");
+            var model = ModelProto.Parser.ParseFrom(File.ReadAllBytes(output.FullName));
+            Assert.AreEqual(18, model.OpsetImport.Single(o => o.Domain == "").Version);
+            Assert.AreEqual("input", model.Graph.Input[0].Name);
+            CollectionAssert.AreEqual(new long[] { 0, 3, 64, 96 }, model.Graph.Input[0].Type.TensorType.Shape.Dim.Select(d => d.DimValue).ToArray());
+            Assert.AreEqual(3, model.Graph.Output[0].Type.TensorType.Shape.Dim[1].DimValue, "--labels sets the class count");
+        }
+        finally { dir.Delete(true); }
+    }
+
+    [TestMethod]
+    public void BadArgumentsAreNamed()
+    {
+        var output = new FileInfo(Path.Combine(Path.GetTempPath(), "never-written.onnx"));
+        var e1 = Assert.ThrowsExactly<ArgumentException>(() => ExportCommand.Run(Tiny(), null, null, null, 17, "tf", false, output, TextWriter.Null));
+        StringAssert.Contains(e1.Message, "--preprocess");
+        var e2 = Assert.ThrowsExactly<ArgumentException>(() => ExportCommand.Run(Tiny(), null, null, "0,5", 17, "mlnet", false, output, TextWriter.Null));
+        StringAssert.Contains(e2.Message, "--image-size");
+        var e3 = Assert.ThrowsExactly<ArgumentException>(() => ExportCommand.Run(Tiny(), null, null, null, 12, "mlnet", false, output, TextWriter.Null));
+        StringAssert.Contains(e3.Message, "--opset");
+        var e4 = Assert.ThrowsExactly<ArgumentException>(() => ExportCommand.Run(Tiny(5), null, "a,b", null, 17, "mlnet", false, output, TextWriter.Null));
+        StringAssert.Contains(e4.Message, "--labels");
+        Assert.IsFalse(output.Exists);
+    }
+}
