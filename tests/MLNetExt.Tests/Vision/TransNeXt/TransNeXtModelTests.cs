@@ -21,7 +21,7 @@ public sealed class TransNeXtModelTests
         ["patch_size"] = 4,
         ["embed_dims"] = new JsonArray(16, 24, 32, 48),
         ["num_heads"] = new JsonArray(2, 2, 4, 4),
-        ["mlp_ratios"] = new JsonArray(4, 4, 3, 2),
+        ["mlp_ratios"] = new JsonArray(4.0, 4.0, 3.0, 2.0),
         ["qkv_bias"] = true,
         ["norm_layer"] = new JsonObject { ["type"] = "LayerNorm", ["eps"] = 1e-6 },
         ["depths"] = new JsonArray(1, 1, 2, 1),
@@ -240,7 +240,7 @@ public sealed class TransNeXtModelTests
         var result = target.LoadPretrained(source.StateDict());
         CollectionAssert.AreEquivalent(new[] { "head.weight", "head.bias" }, result.SkippedHeadKeys.ToArray());
         TensorAssert.Equal(source.StateDict()[0].Value, target.StateDict()[0].Value, "body loaded");
-        using var other = Small(kw => kw["mlp_ratios"] = new JsonArray(4, 4, 3, 3));
+        using var other = Small(kw => kw["mlp_ratios"] = new JsonArray(4.0, 4.0, 3.0, 3.0));
         var e = Assert.ThrowsExactly<StateDictMismatchException>(() => other.LoadPretrained(source.StateDict()));
         StringAssert.Contains(e.Message, "block4.0.mlp.fc1.weight");
         // prefixed re-saves load unchanged
