@@ -269,8 +269,7 @@ public sealed class TransNeXtModelTests
         CollectionAssert.AreEqual(new[] { 16, 24, 32, 48 }, m.FeatureInfo.Select(f => f.Channels).ToArray());
         CollectionAssert.AreEqual(new[] { 4, 8, 16, 32 }, m.FeatureInfo.Select(f => f.Reduction).ToArray());
         Assert.AreEqual(48, m.NumFeatures);
-        using var aaaa = Backbones.Create("transnext_micro_aaaa");
-        var pc = aaaa.PretrainedConfig;
+        var pc = Backbones.Find("transnext_micro_aaaa").Pretrained;
         Assert.AreEqual(256, pc.Height);
         Assert.AreEqual(0.875, pc.CropPct);
         Assert.AreEqual("bicubic", pc.Interpolation);

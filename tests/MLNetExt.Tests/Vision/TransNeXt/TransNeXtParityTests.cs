@@ -68,6 +68,8 @@ public sealed class TransNeXtParityTests
         int img = (int)r["img_size"]!;
         using var x = TransNeXtFixtures.HashedInput(new long[] { (int)r["batch"]!, 3, img, img }, (long)r["salt"]!);
         using var logits = model.Call(x);
+        using var err = (logits - fixture[$"{run}.logits"]).Abs().Max();
+        Console.WriteLine($"transnext parity {config}/{run}: max abs logit error {err.ToDouble():E2}");
         TensorAssert.Close(fixture[$"{run}.logits"], logits, Tolerances.BackboneParity, 0, $"transnext parity {config}/{run} logits");
     }
 
@@ -84,6 +86,8 @@ public sealed class TransNeXtParityTests
         Assert.AreEqual(4, stages.Count);
         for (int i = 0; i < 4; i++)
         {
+            using var err = (stages[i] - fixture[$"r224.stage{i + 1}"]).Abs().Max();
+            Console.WriteLine($"transnext parity a/r224 stage {i + 1}: max abs error {err.ToDouble():E2}");
             TensorAssert.Close(fixture[$"r224.stage{i + 1}"], stages[i], Tolerances.BackboneParity, 0, $"stage {i + 1}");
             Assert.AreEqual(model.FeatureInfo[i].Channels, stages[i].Size(1));
             Assert.AreEqual(224 / model.FeatureInfo[i].Reduction, stages[i].Size(2));
