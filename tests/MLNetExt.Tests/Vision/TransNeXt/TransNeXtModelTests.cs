@@ -107,6 +107,27 @@ public sealed class TransNeXtModelTests
         e = Assert.ThrowsExactly<BackboneConfigException>(() => Small(kw => kw["pretrained"] = true));
         StringAssert.Contains(e.Message, "'pretrained'");
         using (Small(kw => { kw["pretrained"] = false; kw["norm_layer"] = "LayerNorm"; kw["pretrain_size"] = null; })) { }
+
+        // a custom size as a user writes it: a JSON file of official keyword arguments (integers where Python has floats)
+        const string text = """
+            {"img_size": 64, "pretrain_size": 224, "window_size": [3, 3, 3, null], "patch_size": 4, "embed_dims": [8, 16, 16, 32],
+             "num_heads": [1, 2, 2, 4], "mlp_ratios": [8, 8, 4, 4], "qkv_bias": true, "depths": [1, 1, 1, 1],
+             "sr_ratios": [8, 4, 2, 1], "norm_layer": {"type": "LayerNorm", "eps": 1e-6}, "drop_path_rate": 0.1, "num_classes": 3}
+            """;
+        using var custom = (TransNeXtModel)Backbones.CreateCustom("transnext", BackboneConfig.ParseObject(text, "custom.json"));
+        Assert.AreEqual("custom", custom.Variant);
+        Assert.AreEqual(1e-6, custom.Options.NormEps);
+        Assert.AreEqual(224, custom.Options.EffectivePretrainSize);
+        Assert.AreEqual(64, custom.PretrainedConfig.Height);
+        Assert.AreEqual(0.1, custom.DropPathRate);
+        custom.Eval();
+        using var scope = TensorScope.Begin();
+        using var x = TransNeXtFixtures.HashedInput(new long[] { 2, 3, 64, 64 }, 4);
+        using var y = custom.Call(x);
+        CollectionAssert.AreEqual(new long[] { 2, 3 }, y.Shape);
+        var bad = BackboneConfig.ParseObject("""{"embed_dims": [8, 16, 16, 32], "layer_scale_init_value": 1e-6}""", "custom.json");
+        e = Assert.ThrowsExactly<BackboneConfigException>(() => Backbones.CreateCustom("transnext", bad));
+        StringAssert.Contains(e.Message, "'layer_scale_init_value'");
     }
 
     [TestMethod]
