@@ -19,10 +19,8 @@ internal static class TransNeXtTables
     /// </summary>
     public static (Tensor Index, Tensor Coords) RelativePositionCpb(int queryH, int queryW, int keyH, int keyW, int pretrainH, int pretrainW)
     {
-        using var scope = TensorScope.Begin();
-        var (dh, uh, ih) = AxisOffsets(queryH, keyH, pretrainH);
-        var (dw, uw, iw) = AxisOffsets(queryW, keyW, pretrainW);
-        _ = dh; _ = dw;
+        var (uh, ih) = AxisOffsets(queryH, keyH, pretrainH);
+        var (uw, iw) = AxisOffsets(queryW, keyW, pretrainW);
         // Every (Δrow, Δcol) combination occurs (query rows/cols and key rows/cols vary independently), so the unique
         // rows of the stacked pairs are the Cartesian product of the unique values of each axis, in lexicographic order.
         int th = uh.Length, tw = uw.Length;
@@ -52,14 +50,14 @@ internal static class TransNeXtTables
         using var num = sign * log;
         using var eight = Tensor.Scalar(8.0);
         using var log8 = eight.Log2();
-        var coords = (num / log8).MoveToOuterScope();
-        var idx = Tensor.From(index, n * np).MoveToOuterScope();
+        var coords = num / log8;
+        var idx = Tensor.From(index, n * np);
         return (idx, coords);
     }
 
     /// <summary>Offsets along one axis, computed with float32 tensor ops in the official order
-    /// ((q − k) / (P − 1) · 8); returns them per (query, key), their sorted unique values and each pair's rank.</summary>
-    static (float[] Offsets, float[] Unique, int[] Rank) AxisOffsets(int queryLen, int keyLen, int pretrainLen)
+    /// ((q − k) / (P − 1) · 8); returns their sorted unique values and the rank of each (query, key) pair's offset.</summary>
+    static (float[] Unique, int[] Rank) AxisOffsets(int queryLen, int keyLen, int pretrainLen)
     {
         using var axisQ = Tensor.Arange(0, queryLen, 1, DType.Float32);
         using var q4 = axisQ.View(1, 1, 1, queryLen);
@@ -70,13 +68,14 @@ internal static class TransNeXtTables
         using var diff = qcol - krow;
         using var scaled = diff.Div((double)(pretrainLen - 1));
         using var rel = scaled.Mul(8.0);
-        var offsets = rel.Contiguous().ToArray<float>();
+        using var contiguous = rel.Contiguous();
+        var offsets = contiguous.ToArray<float>();
         var unique = offsets.Distinct().OrderBy(v => v).ToArray();
         // -0 and +0 compare equal; Distinct on floats treats them as equal too (Equals(-0f, 0f) is true).
         var rank = new Dictionary<float, int>();
         for (int i = 0; i < unique.Length; i++) rank[unique[i]] = i;
         var ranks = offsets.Select(v => rank[v]).ToArray();
-        return (offsets, unique, ranks);
+        return (unique, ranks);
     }
 
     /// <summary>Sliding-window padding mask (N × k², true where window position j = a·k + b of pixel n lies outside
