@@ -141,17 +141,17 @@ public sealed class BackboneConfig
 
     int ToInt(string key, JsonNode n)
     {
-        if (n is JsonValue v)
-        {
-            if (v.TryGetValue(out int i)) return i;
-            if (v.TryGetValue(out long l) && l is >= int.MinValue and <= int.MaxValue) return (int)l;
-            if (v.TryGetValue(out double d) && d == Math.Floor(d) && Math.Abs(d) < int.MaxValue) return (int)d;
-        }
+        if (AsNumber(n) is double d && d == Math.Floor(d) && d is >= int.MinValue and <= int.MaxValue) return (int)d;
         throw Wrong(key, "an integer", n);
     }
 
-    double ToDouble(string key, JsonNode n) =>
-        n is JsonValue v && v.TryGetValue(out double d) ? d : throw Wrong(key, "a number", n);
+    double ToDouble(string key, JsonNode n) => AsNumber(n) ?? throw Wrong(key, "a number", n);
+
+    /// <summary>Any JSON number, whether parsed from text or made in code from an int, long, float or double.</summary>
+    static double? AsNumber(JsonNode n) =>
+        n is JsonValue v && v.GetValueKind() == JsonValueKind.Number
+            ? double.Parse(v.ToJsonString(), NumberStyles.Float, CultureInfo.InvariantCulture)
+            : null;
 
     BackboneConfigException Wrong(string key, string expected, JsonNode? found) =>
         new($"{Context}: '{key}' must be {expected}, found {Describe(found)}.");

@@ -13,6 +13,7 @@ public static class Backbones
     public static IReadOnlyList<BackboneFamily> Families { get; } = new BackboneFamily[]
     {
         new TransXNet.TransXNetFamily(),
+        new TransNeXt.TransNeXtFamily(),
     };
 
     /// <summary>Every official variant of every family.</summary>

@@ -31,3 +31,36 @@ internal static class BackboneAssert
         return d;
     }
 }
+
+/// <summary>The strict keyword-argument reader shared by the families.</summary>
+[TestClass]
+public sealed class BackboneConfigTests
+{
+    [TestMethod]
+    public void Numbers_MadeInCodeOrParsed_ReadAsTheirType()
+    {
+        var kwargs = new System.Text.Json.Nodes.JsonObject
+        {
+            ["ratios"] = new System.Text.Json.Nodes.JsonArray(4, 3L, 2.5),
+            ["size"] = 160L,
+            ["rate"] = 1,
+        };
+        var c = new BackboneConfig("test", kwargs);
+        CollectionAssert.AreEqual(new[] { 4.0, 3.0, 2.5 }, c.Doubles("ratios", Array.Empty<double>()));
+        Assert.AreEqual(160, c.Int("size", 0));
+        Assert.AreEqual(1.0, c.Double("rate", 0));
+        c.Finish();
+        var parsed = new BackboneConfig("test", BackboneConfig.ParseObject("""{"size": 2.0, "x": 1}""", "text"));
+        Assert.AreEqual(2, parsed.Int("size", 0));
+        var e = Assert.ThrowsExactly<BackboneConfigException>(parsed.Finish);
+        StringAssert.Contains(e.Message, "'x'");
+        StringAssert.Contains(e.Message, "known arguments: size");
+    }
+
+    [TestMethod]
+    public void NotAnObject_IsAClearError()
+    {
+        var e = Assert.ThrowsExactly<BackboneConfigException>(() => BackboneConfig.ParseObject("[1, 2]", "cfg.json"));
+        StringAssert.Contains(e.Message, "cfg.json: expected a JSON object");
+    }
+}
