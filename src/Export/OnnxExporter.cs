@@ -145,9 +145,16 @@ public static class OnnxExporter
 
         var g = new GraphBuilder(a, opset, inputName);
         var needed = Needed(a);
-        foreach (var node in a.Nodes)
+        var toMap = a.Nodes.Where(node => node.Outputs.Any(o => a[o].Dynamic) && node.Outputs.Any(needed.Contains)).ToList();  // not folded, not dead
+        var unmapped = toMap.Where(n => MapperRegistry.LowestOpset(n.Op.Name) is null).Select(n => n.OpName).Distinct().ToList();
+        if (unmapped.Count > 1)
         {
-            if (!node.Outputs.Any(o => a[o].Dynamic) || !node.Outputs.Any(needed.Contains)) continue;  // folded or dead
+            var first = toMap.First(n => MapperRegistry.LowestOpset(n.Op.Name) is null);
+            throw new OnnxExportException($"No ONNX mapper for {string.Join(", ", unmapped)} (target opset {opset}; first call in module " +
+                $"{(first.ModulePath.Length == 0 ? "(before any parameter was used)" : first.ModulePath)}).", first.OpName, opset, first.ModulePath);
+        }
+        foreach (var node in toMap)
+        {
             MapperRegistry.Find(node, opset)(new MapContext(g, node));
             foreach (var o in node.Outputs)
                 if (!g.IsBound(o)) throw new InvalidOperationException($"Internal error: the mapper of {node.OpName} did not write output %{o}.");

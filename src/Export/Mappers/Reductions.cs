@@ -63,3 +63,26 @@ internal abstract class VarianceBase(bool sqrt) : OpMapper
 
 [Aten("aten::var")] internal sealed class VarMapper() : VarianceBase(false);
 [Aten("aten::std")] internal sealed class StdMapper() : VarianceBase(true);
+
+/// <summary>norm.Scalar(self, p) / norm.ScalarOpt_dim(self, p, dim, keepdim): ReduceL2 / ReduceL1, or (Σ|x|^p)^(1/p).</summary>
+[Aten("aten::norm")]
+internal sealed class NormMapper : OpMapper
+{
+    [Opset(13)]
+    public void V13(MapContext c)
+    {
+        int rank = c.Rank(0);
+        double p = c.Double(1, 2);
+        bool byDim = c.Overload == "ScalarOpt_dim";
+        long[] dims = byDim ? c.Ints(2) : Array.Empty<long>();
+        long[] axes = dims.Length == 0 ? Enumerable.Range(0, rank).Select(a => (long)a).ToArray() : dims.Select(d => (long)c.NormDim(d, rank)).ToArray();
+        bool keep = byDim && c.Bool(3, false);
+        var t = c.OutDType();
+        string x = c.InAs(0, t);
+        if (p == 2) { c.Alias(0, c.Reduce("ReduceL2", x, axes, keep)); return; }
+        if (p == 1) { c.Alias(0, c.Reduce("ReduceL1", x, axes, keep)); return; }
+        if (double.IsInfinity(p) || p == 0) throw c.Unsupported($"p = {p}");
+        var powered = c.Emit("Pow", new[] { c.Emit("Abs", new[] { x }), c.Scalar(p, t) });
+        c.EmitOut("Pow", new[] { c.Reduce("ReduceSum", powered, axes, keep), c.Scalar(1 / p, t) });
+    }
+}

@@ -116,6 +116,7 @@ public sealed class ExportParityTests
         ["mean"] = (new long[] { 3, 4 }, x => x.Mean(new long[] { 1, 2 }).Add(x.Mean(-1, keepDim: true).Squeeze(-1).Sum(1)), 17),
         ["amax"] = (new long[] { 3, 4 }, x => x.Amax(new long[] { 2 }, keepDim: true), 17),
         ["amin"] = (new long[] { 3, 4 }, x => x.Amin(new long[] { 1, 2 }), 17),
+        ["norm"] = (new long[] { 3, 4 }, x => x.Norm(2, new long[] { -1 }, keepDim: true).Add(x.Norm(1, new long[] { 1, 2 }).View(-1, 1, 1)).Add(x.Norm(3, new long[] { 1 }).Unsqueeze(2).Narrow(1, 0, 1)), 17),
         ["var"] = (new long[] { 3, 4 }, x => x.Var(new long[] { 2 }).Add(x.Var(new long[] { 1, 2 }, 0, keepDim: true).Squeeze(-1)), 17),
         ["std"] = (new long[] { 3, 4 }, x => x.Std(new long[] { 2 }, 1, keepDim: true), 17),
     };
@@ -208,6 +209,23 @@ public sealed class ExportParityTests
         using var model = Backbones.CreateCustom("transxnet", TinyConfig.Kwargs);
         model.LoadStateDict(TinyConfig.Weights);
         BackboneParity(model, 112, 112, features: true, "transxnet tiny");
+    }
+
+    [TestMethod]
+    public void TinyTransNeXtMatchesLibtorchAtBatch1And3InBothPreprocessModes()
+    {
+        using var scope = TensorScope.Begin();
+        using var fixture = MLNetExt.Serialization.SafeTensors.Load(Tests.Vision.TransNeXt.TransNeXtFixtures.Path("parity_a.safetensors"));
+        using var model = Tests.Vision.TransNeXt.TransNeXtFixtures.Build(Tests.Vision.TransNeXt.TransNeXtFixtures.Json("parity_a.json"), fixture);
+        BackboneParity(model, 224, 224, features: true, "transnext tiny (parity_a)");
+    }
+
+    [TestMethod]
+    public void TransNeXtMicroMatchesLibtorchAtBatch1And3InBothPreprocessModes()
+    {
+        using var scope = TensorScope.Begin();
+        using var model = Backbones.Create("transnext_micro");
+        BackboneParity(model, 224, 224, features: false, "transnext_micro");
     }
 
     [TestMethod]
