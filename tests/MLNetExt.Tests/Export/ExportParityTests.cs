@@ -152,6 +152,15 @@ public sealed class ExportParityTests
         }
     }
 
+    static double MaxAbs(Tensor expected, OnnxValue actual)
+    {
+        var e = expected.ToArray<float>();
+        var a = actual.AsSpan<float>();
+        double m = 0;
+        for (int i = 0; i < e.Length; i++) m = Math.Max(m, Math.Abs(e[i] - a[i]));
+        return m;
+    }
+
     static void BackboneParity(Backbone model, int h, int w, bool features, string what)
     {
         var dir = Directory.CreateTempSubdirectory("mlnetext-parity-");
@@ -189,6 +198,8 @@ public sealed class ExportParityTests
                 TensorAssert.Close(logits, Tensor.FromArray<float>(r2["logits"].ToArray<float>(), new[] { n, k }), Tolerances.OnnxExportParity, 0, $"{what} preprocess=none logits at batch {n}");
                 TensorAssert.Close(score, Tensor.FromArray<float>(r2["Score"].ToArray<float>(), new[] { n, k }), Tolerances.OnnxExportParity, 0, $"{what} preprocess=none Score at batch {n}");
                 TensorAssert.Close(logits, Tensor.FromArray<float>(r1["logits"].ToArray<float>(), new[] { n, k }), Tolerances.OnnxExportParity, 0, $"{what} preprocess=mlnet logits at batch {n}");
+                Console.WriteLine($"{what} batch {n}: max abs logits none {MaxAbs(logits, r2["logits"])}, mlnet {MaxAbs(logits, r1["logits"])}; " +
+                    $"Score none {MaxAbs(score, r2["Score"])}, mlnet {MaxAbs(score, r1["Score"])}");
                 // the ML.NET-layout input gives the same Score as the normalised path
                 TensorAssert.Close(Tensor.FromArray<float>(r2["Score"].ToArray<float>(), new[] { n, k }), Tensor.FromArray<float>(r1["Score"].ToArray<float>(), new[] { n, k }),
                     Tolerances.OnnxExportParity, 0, $"{what} ML.NET-layout Score vs normalised Score at batch {n}");
