@@ -47,6 +47,7 @@ public sealed class MixFormerParityTests
         CollectionAssert.AreEqual(new long[] { MixFormerFixtures.Batch, 48, 7, 7 }, features.Shape);
         var pre = Model.ForwardHead(features, preLogits: true);
         double err = MixFormerFixtures.MaxAbs(MixFormerFixtures.Expected["s224.prelogits"], pre);
+        Console.WriteLine($"s224 pre-logits: max error = {err:E3}");
         Assert.IsLessThanOrEqualTo(Tolerances.BackboneParity, err, $"pre-logits differ by {err}");
         var logits = Model.ForwardHead(features);
         double err2 = MixFormerFixtures.MaxAbs(MixFormerFixtures.Expected["s224.logits"], logits);
@@ -72,6 +73,7 @@ public sealed class MixFormerParityTests
             double e1 = MixFormerFixtures.MaxAbs(MixFormerFixtures.Expected[$"s158x222.stage{i}.mean"], mean);
             var corner = stages[i].Slice(2, -3, null).Slice(3, -3, null);
             double e2 = MixFormerFixtures.MaxAbs(MixFormerFixtures.Expected[$"s158x222.stage{i}.corner"], corner);
+            Console.WriteLine($"s158x222 stage {i}: mean error {e1:E3}, corner error {e2:E3}");
             Assert.IsLessThanOrEqualTo(Tolerances.BackboneFeatureParity, Math.Max(e1, e2), $"stage {i}: mean error {e1}, corner error {e2}");
         }
         // the last stage is what ForwardFeatures returns
@@ -88,6 +90,7 @@ public sealed class MixFormerParityTests
         var x = MixFormerFixtures.Input(MixFormerFixtures.Batch, 3, 160, 160, 4);
         var logits = model.Call(x);
         double err = MixFormerFixtures.MaxAbs(MixFormerFixtures.Expected["train.logits"], logits);
+        Console.WriteLine($"train mode: max |logit error| = {err:E3}");
         Assert.IsLessThanOrEqualTo(Tolerances.BackboneParity, err, $"train-mode logits differ by {err}");
         var sd = model.StateDict().ToDictionary(kv => kv.Key, kv => kv.Value);
         foreach (var bn in new[] { "patch_embed.stem.1", "layers.0.blocks.0.attn.channel_interaction.1", "layers.2.downsample.norm", "layers.3.blocks.0.attn.conv_norm" })
@@ -143,6 +146,7 @@ public sealed class MixFormerParityTests
                 var (_, h, w, seed) = MixFormerFixtures.Size(size);
                 var logits = model.Call(MixFormerFixtures.Input(MixFormerFixtures.Batch, 3, h, w, seed));
                 double err = MixFormerFixtures.MaxAbs(MixFormerFixtures.Expected[$"{size}.logits"], logits);
+                Console.WriteLine($"{size} from .pdparams: max |logit error| = {err:E3}");
                 Assert.IsLessThanOrEqualTo(Tolerances.BackboneParity, err, $"{size} from .pdparams: {err}");
             }
         }
