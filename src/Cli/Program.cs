@@ -5,5 +5,6 @@ var root = new RootCommand("MLNetExt: modern vision backbones for .NET — fine-
 {
     DemoCommand.Create(),
     KeysCommand.Create(),
+    LogitsCommand.Create(),
 };
 return root.Parse(args).Invoke();

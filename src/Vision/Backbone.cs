@@ -100,6 +100,10 @@ public abstract class Backbone : Module<Tensor, Tensor>
     /// <summary>state_dict keys of the classifier (the entries that change with the class count).</summary>
     public abstract IReadOnlyList<string> ClassifierKeys { get; }
 
+    /// <summary>Keys of the whole head, which a headless checkpoint (a detection backbone, a feature extractor) may
+    /// lack; kept at their initial values and reported when absent. Default: <see cref="ClassifierKeys"/>.</summary>
+    public virtual IReadOnlyList<string> HeadKeys => ClassifierKeys;
+
     /// <summary>Number of depth groups: 0 = stem and embeddings, then the blocks in order, last = final norm and head.</summary>
     public abstract int NumDepthGroups { get; }
 
@@ -174,8 +178,8 @@ public abstract class Backbone : Module<Tensor, Tensor>
                 kept.Add(kv);
         }
         // A headless checkpoint: the head keys are absent; keep the fresh head.
-        foreach (var key in head)
-            if (!present.Contains(key) && own.ContainsKey(key)) skipped.Add(key);
+        foreach (var key in head.Concat(HeadKeys))
+            if (!present.Contains(key) && own.ContainsKey(key) && !skipped.Contains(key)) skipped.Add(key);
         // If some but not all head keys mismatch, the head would be half-loaded: skip it whole.
         if (skipped.Count > 0)
         {

@@ -82,6 +82,11 @@ public sealed class MixFormerModel : Backbone
     public override IReadOnlyList<string> ClassifierKeys { get; } = new[] { "head.weight", "head.bias" };
 
     /// <inheritdoc/>
+    /// <remarks>The final LayerNorm and the 1280-wide projection are part of the classification head: a backbone-only
+    /// checkpoint (detection, segmentation) lacks them.</remarks>
+    public override IReadOnlyList<string> HeadKeys { get; } = new[] { "norm.weight", "norm.bias", "last_proj.weight", "last_proj.bias", "head.weight", "head.bias" };
+
+    /// <inheritdoc/>
     public override int NumDepthGroups => _blockStart[^1] + 2;
 
     /// <inheritdoc/>

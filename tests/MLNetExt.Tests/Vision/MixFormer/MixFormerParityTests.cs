@@ -192,6 +192,20 @@ public sealed class MixFormerParityTests
     }
 
     [TestMethod]
+    public void AHeadlessCheckpointKeepsTheFreshHeadAndReportsIt()
+    {
+        using var scope = TensorScope.Begin();
+        using var model = (MixFormerModel)Backbones.CreateCustom("mixformer", MixFormerFixtures.SmallKwargs(), MixFormerFixtures.SmallClasses);
+        using var weights = SafeTensors.Load(MixFormerFixtures.Path("small.weights.safetensors"));
+        string[] head = { "norm.weight", "norm.bias", "last_proj.weight", "last_proj.bias", "head.weight", "head.bias" };
+        var load = model.LoadPretrained(weights.Where(kv => !head.Contains(kv.Key)));
+        CollectionAssert.AreEquivalent(head, load.SkippedHeadKeys.ToArray());
+        var sd = model.StateDict().ToDictionary(kv => kv.Key, kv => kv.Value);
+        Assert.AreEqual(0.0, MixFormerFixtures.MaxAbs(weights["layers.3.blocks.0.attn.proj.weight"], sd["layers.3.blocks.0.attn.proj.weight"]));
+        Assert.AreEqual(1.0, sd["norm.weight"].Mean().ToDouble(), "fresh final norm");
+    }
+
+    [TestMethod]
     public void AMissingKeyIsAClearErrorListingIt()
     {
         using var scope = TensorScope.Begin();
