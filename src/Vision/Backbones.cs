@@ -14,6 +14,7 @@ public static class Backbones
     {
         new TransXNet.TransXNetFamily(),
         new TransNeXt.TransNeXtFamily(),
+        new MixFormer.MixFormerFamily(),
     };
 
     /// <summary>Every official variant of every family.</summary>
