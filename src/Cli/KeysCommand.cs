@@ -29,7 +29,7 @@ internal static class KeysCommand
         }
         try
         {
-            using var dict = IsSafeTensors(file.FullName) ? SafeTensors.Load(file.FullName) : TorchCheckpoint.LoadStateDict(file.FullName);
+            using var dict = SafeTensors.IsSafeTensorsFile(file.FullName) ? SafeTensors.Load(file.FullName) : TorchCheckpoint.LoadStateDict(file.FullName);
             long total = 0;
             foreach (var (name, tensor) in dict)
             {
@@ -44,14 +44,5 @@ internal static class KeysCommand
             error.WriteLine(e.Message);
             return 1;
         }
-    }
-
-    /// <summary>Safetensors files start with an 8-byte header length followed by '{'; torch.save files are zips.</summary>
-    static bool IsSafeTensors(string path)
-    {
-        if (path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase)) return true;
-        Span<byte> head = stackalloc byte[9];
-        using var f = File.OpenRead(path);
-        return f.Read(head) == 9 && head[8] == (byte)'{';
     }
 }

@@ -25,6 +25,16 @@ public static class SafeTensors
 
     internal static string Code(DType t) => s_dtypes.First(kv => kv.Value == t).Key;
 
+    /// <summary>Whether a file is safetensors: by extension, or by its header (an 8-byte length then '{'; torch.save
+    /// files are zips and start with "PK").</summary>
+    public static bool IsSafeTensorsFile(string path)
+    {
+        if (path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase)) return true;
+        Span<byte> head = stackalloc byte[9];
+        using var f = File.OpenRead(path);
+        return f.Read(head) == 9 && head[8] == (byte)'{';
+    }
+
     /// <summary>Reads every tensor (CPU, contiguous) in the order of their data offsets; the header's
     /// <c>__metadata__</c> becomes <see cref="StateDict.Metadata"/>.</summary>
     /// <exception cref="FileNotFoundException">The file does not exist.</exception>

@@ -22,6 +22,13 @@ internal static class Tolerances
     /// <summary>Bound of a finite-difference check: |numeric - autograd| ≤ FiniteDifferenceAbs + FiniteDifferenceRel·|autograd|.
     /// With step 1e-6 in float64 the truncation error is ~1e-12 and the rounding error ~1e-10·|loss|.</summary>
     public const double FiniteDifferenceAbs = 1e-7, FiniteDifferenceRel = 1e-6;
+
+    /// <summary>Backbone logits against the official implementation in float32 (max abs), as the backbone issues require.</summary>
+    public const double BackboneParity = 1e-5;
+
+    /// <summary>Intermediate backbone feature maps against the official implementation in float32 (max abs; maps are
+    /// larger in magnitude than logits and pass through more layers).</summary>
+    public const double BackboneFeatureParity = 1e-4;
 }
 
 /// <summary>Locations of committed fixture files.</summary>

@@ -1,0 +1,90 @@
+using System.Text.Json.Nodes;
+using MLNetExt.Serialization;
+
+namespace MLNetExt.Vision;
+
+/// <summary>
+/// The registry of backbone families and their official variants, and the one way to build and load them:
+/// by variant name (<c>transxnet_t</c>), or by family and official keyword arguments for a custom size.
+/// </summary>
+public static class Backbones
+{
+    /// <summary>Every family, in the order the project documents them.</summary>
+    public static IReadOnlyList<BackboneFamily> Families { get; } = new BackboneFamily[]
+    {
+    };
+
+    /// <summary>Every official variant of every family.</summary>
+    public static IEnumerable<BackboneVariant> Variants => Families.SelectMany(f => f.Variants);
+
+    /// <summary>A family by name (case-insensitive).</summary>
+    public static BackboneFamily Family(string name) =>
+        Families.FirstOrDefault(f => string.Equals(f.Name, name, StringComparison.OrdinalIgnoreCase))
+        ?? throw new ArgumentException($"Unknown backbone family '{name}'; known families: {string.Join(", ", Families.Select(f => f.Name))}.", nameof(name));
+
+    /// <summary>A variant by its official factory name (case-insensitive).</summary>
+    public static BackboneVariant Find(string variant) =>
+        Variants.FirstOrDefault(v => string.Equals(v.Name, variant, StringComparison.OrdinalIgnoreCase))
+        ?? throw new ArgumentException($"Unknown backbone variant '{variant}'; known variants: {string.Join(", ", Variants.Select(v => v.Name))}.", nameof(variant));
+
+    /// <summary>Builds an official variant, optionally with another class count and extra keyword arguments
+    /// (for example <c>{"drop_path_rate": 0.2}</c>) merged over the official ones.</summary>
+    public static Backbone Create(string variant, int? numClasses = null, JsonObject? overrides = null)
+    {
+        var row = Find(variant);
+        var kwargs = Merge(row.KwargsObject(), overrides, numClasses);
+        return Family(row.Family).Build(new BackboneConfig(row.Name, kwargs), row);
+    }
+
+    /// <summary>Builds a custom size of <paramref name="family"/> from official keyword arguments.</summary>
+    public static Backbone CreateCustom(string family, JsonObject kwargs, int? numClasses = null)
+    {
+        var f = Family(family);
+        var merged = Merge(new JsonObject(), kwargs, numClasses);
+        return f.Build(new BackboneConfig($"{f.Name} (custom)", merged), null);
+    }
+
+    /// <summary>
+    /// Builds a model (a variant, or a family with custom keyword arguments) and loads weights from a file
+    /// (torch.save checkpoint, possibly wrapped or DataParallel-prefixed, or safetensors). With another
+    /// <paramref name="numClasses"/> than the checkpoint's, the head is re-initialised and reported.
+    /// </summary>
+    public static (Backbone Model, LoadPretrainedResult Load) Load(string variantOrFamily, string weightsPath, int? numClasses = null, JsonObject? customKwargs = null)
+    {
+        using var weights = LoadWeightsFile(weightsPath);
+        BackboneVariant? row = customKwargs is null ? Find(variantOrFamily) : null;
+        var family = row is null ? Family(variantOrFamily) : Family(row.Family);
+        var kwargs = Merge(row?.KwargsObject() ?? new JsonObject(), customKwargs, numClasses);
+        family.InferKwargsFromCheckpoint(kwargs, weights);
+        var model = family.Build(new BackboneConfig(row?.Name ?? $"{family.Name} (custom)", kwargs), row);
+        try
+        {
+            return (model, model.LoadPretrained(weights));
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Reads model weights from a checkpoint file: safetensors by header, else a torch.save file whose
+    /// model state is found under the usual wrappers (<c>state_dict</c>, <c>model</c>, <c>module.</c> prefix).</summary>
+    public static StateDict LoadWeightsFile(string path)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"Weights file '{path}' does not exist.", path);
+        return SafeTensors.IsSafeTensorsFile(path) ? SafeTensors.Load(path) : TorchCheckpoint.LoadModelWeights(path);
+    }
+
+    static JsonObject Merge(JsonObject baseArgs, JsonObject? overrides, int? numClasses)
+    {
+        if (overrides is not null)
+            foreach (var (k, v) in overrides) baseArgs[k] = v?.DeepClone();
+        if (numClasses is int n)
+        {
+            if (n < 0) throw new ArgumentOutOfRangeException(nameof(numClasses), n, "The class count must be 0 (no head) or more.");
+            baseArgs["num_classes"] = n;
+        }
+        return baseArgs;
+    }
+}
