@@ -12,6 +12,7 @@ public static class Backbones
     /// <summary>Every family, in the order the project documents them.</summary>
     public static IReadOnlyList<BackboneFamily> Families { get; } = new BackboneFamily[]
     {
+        new Smt.SmtFamily(),
     };
 
     /// <summary>Every official variant of every family.</summary>
