@@ -207,4 +207,33 @@ public sealed class SmtParityTests
         }
         Assert.IsGreaterThan(8, grads);
     }
+
+    /// <summary>A checkpoint saved the way the official training script saves them (weights under 'model', optimizer
+    /// and scheduler state, a pickled yacs config) loads strictly through the registry and reproduces its logits;
+    /// with another class count the head is re-initialised and reported.</summary>
+    [TestMethod]
+    public void OfficialCheckpointLayoutLoads()
+    {
+        using var scope = TensorScope.Begin();
+        using var expected = SafeTensors.Load(Fixtures.Path("smt/checkpoint_tiny_expected.safetensors"));
+        var kwargs = SmtFixtures.Kwargs(expected);
+        string path = Fixtures.Path("smt/checkpoint_tiny.pth");
+        var (model, load) = Backbones.Load("smt", path, customKwargs: kwargs);
+        using (model)
+        {
+            Assert.AreEqual(0, load.SkippedHeadKeys.Count);
+            Assert.AreEqual(model.StateDict().Count, load.LoadedKeys.Count);
+            model.Eval();
+            using var _ = Autograd.NoGrad();
+            using var x = SmtFixtures.FormulaInput(1, 45, 38);
+            using var logits = model.Call(x);
+            TensorAssert.Close(expected["logits.45x38"], logits, Tolerances.BackboneParity, 0, "logits of the loaded checkpoint");
+        }
+        var (other, load2) = Backbones.Load("smt", path, numClasses: 5, customKwargs: kwargs);
+        using (other)
+        {
+            CollectionAssert.AreEquivalent(new[] { "head.weight", "head.bias" }, load2.SkippedHeadKeys.ToArray());
+            Assert.AreEqual(5, other.NumClasses);
+        }
+    }
 }
