@@ -118,6 +118,35 @@ public sealed class SmtFamily : BackboneFamily
     }
 
     /// <summary>
+    /// Builds a model and loads an ImageNet-22K checkpoint (for example the official <c>smt_large_22k.pth</c>,
+    /// 21,841 classes) converting its classifier by the rows of a class-map file (the official repository's
+    /// <c>data/map22kto1k.txt</c>, supplied by the caller: MLNetExt does not ship it). The model gets as many classes
+    /// as the map has rows; <paramref name="customKwargs"/> builds a custom size of the family instead of a variant.
+    /// To keep the 22K head as it is, use <c>Backbones.Load(variant, path, numClasses: 21841)</c> instead.
+    /// </summary>
+    public static (SmtModel Model, LoadPretrainedResult Load) LoadWithClassMap(string variantOrFamily, string weightsPath, string classMapPath,
+                                                                              System.Text.Json.Nodes.JsonObject? customKwargs = null)
+    {
+        using var weights = Backbones.LoadWeightsFile(weightsPath);
+        var head = weights.FirstOrDefault(kv => kv.Key.EndsWith("head.weight", StringComparison.Ordinal)).Value
+            ?? throw new InvalidOperationException($"{weightsPath}: no head.weight entry to convert with the class map {classMapPath}.");
+        var map = ReadClassMap(classMapPath, (int)head.Size(0));
+        var model = (SmtModel)(customKwargs is null
+            ? Backbones.Create(variantOrFamily, map.Length)
+            : Backbones.CreateCustom(variantOrFamily, customKwargs, map.Length));
+        try
+        {
+            model.HeadClassMap = map;
+            return (model, model.LoadPretrained(weights));
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
     /// Reads a class map for converting a 22K head (the official repository's <c>data/map22kto1k.txt</c>: one
     /// 0-based row index per line, 1000 lines). The file is not shipped with MLNetExt; pass the path of your copy
     /// and assign the result to <see cref="SmtModel.HeadClassMap"/> before <see cref="Backbone.LoadPretrained"/>.

@@ -255,8 +255,8 @@ public sealed class SmtModel : Backbone
         for (int i = 0; i < SmtSettings.Stages; i++)
         {
             int first = _firstBlock[i];
-            if (top == $"patch_embed{i + 1}") return i == 0 ? 0 : Math.Min(first + 1, last - 1 < 1 ? 1 : last - 1);
-            if (top == $"norm{i + 1}") return i == SmtSettings.Stages - 1 ? last : Math.Max(first + Settings.Depths[i], 0);
+            if (top == $"patch_embed{i + 1}") return i == 0 ? 0 : Math.Min(first + 1, Math.Max(1, TotalBlocks));
+            if (top == $"norm{i + 1}") return i == SmtSettings.Stages - 1 ? last : first + Settings.Depths[i];
             if (top == $"block{i + 1}" && parts.Length > 1 && int.TryParse(parts[1], out int j) && j >= 0 && j < Settings.Depths[i])
                 return first + j + 1;
         }

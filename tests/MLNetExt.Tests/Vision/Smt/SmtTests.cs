@@ -236,4 +236,35 @@ public sealed class SmtParityTests
             Assert.AreEqual(5, other.NumClasses);
         }
     }
+
+    /// <summary>A checkpoint with a larger head converted by a class-map file (how the 22K→1K mapping is supplied).</summary>
+    [TestMethod]
+    public void ClassMapFileConvertsTheHead()
+    {
+        using var scope = TensorScope.Begin();
+        using var expected = SafeTensors.Load(Fixtures.Path("smt/checkpoint_tiny_expected.safetensors"));
+        var kwargs = SmtFixtures.Kwargs(expected);
+        string map = Path.GetTempFileName();
+        File.WriteAllLines(map, new[] { "2", "0" });
+        try
+        {
+            var (model, load) = SmtFamily.LoadWithClassMap("smt", Fixtures.Path("smt/checkpoint_tiny.pth"), map, kwargs);
+            using (model)
+            {
+                Assert.AreEqual(2, model.NumClasses);
+                Assert.AreEqual(0, load.SkippedHeadKeys.Count);
+                model.Eval();
+                using var _ = Autograd.NoGrad();
+                using var x = SmtFixtures.FormulaInput(1, 45, 38);
+                using var logits = model.Call(x);
+                using var idx = Tensor.From(new long[] { 2, 0 }, 2);
+                using var rows = expected["logits.45x38"].IndexSelect(1, idx);
+                TensorAssert.Close(rows, logits, Tolerances.BackboneParity, 0, "logits of the mapped classes");
+            }
+            File.WriteAllLines(map, new[] { "2", "3" });
+            var e = Assert.ThrowsExactly<FormatException>(() => SmtFamily.LoadWithClassMap("smt", Fixtures.Path("smt/checkpoint_tiny.pth"), map, kwargs));
+            StringAssert.Contains(e.Message, "[0, 3)");
+        }
+        finally { File.Delete(map); }
+    }
 }
