@@ -43,7 +43,7 @@ public sealed class SmtModel : Backbone
 
     /// <summary>
     /// Row indices for converting an ImageNet-22K classifier (21,841 classes) to a smaller head while loading: when
-    /// set, and a checkpoint's <c>head.weight</c>/<c>head.bias</c> has more rows than this model has classes, the
+    /// set, and a checkpoint's <c>head.weight</c>/<c>head.bias</c> has another row count than this model has classes, the
     /// rows listed here are taken in order (the official <c>data/map22kto1k.txt</c>; read it with
     /// <see cref="SmtFamily.ReadClassMap"/>). Its length must equal <see cref="NumClasses"/>.
     /// </summary>
