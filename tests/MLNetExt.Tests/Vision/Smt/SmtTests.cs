@@ -135,6 +135,29 @@ public sealed class SmtParityTests
         TensorAssert.Close(fixture[$"logits.{sizeTag}"], logits, Tolerances.BackboneParity, 0, $"config {tag} logits at {sizeTag}");
     }
 
+    /// <summary>eps of every LayerNorm (1e-5 in the patch embeddings, 1e-6 in blocks and stage norms) and BatchNorm
+    /// equal to the official model's. Logits hardly move between 1e-5 and 1e-6 (checked: swapping the block norms'
+    /// eps leaves the logit error at 3e-8), so they are compared directly.</summary>
+    [TestMethod]
+    [DataRow("a")]
+    [DataRow("b")]
+    public void NormalisationEpsMatchOfficial(string tag)
+    {
+        using var scope = TensorScope.Begin();
+        using var fixture = SmtFixtures.Load(tag);
+        var expected = (JsonObject)JsonNode.Parse(fixture.Metadata["norm_eps"])!;
+        using var model = (SmtModel)Backbones.CreateCustom("smt", SmtFixtures.Kwargs(fixture));
+        var actual = new Dictionary<string, double>();
+        foreach (var (name, m) in model.NamedModules())
+        {
+            if (m is LayerNorm ln) actual[name] = ln.Eps;
+            else if (m is BatchNorm2d bn) actual[name] = bn.Eps;
+        }
+        CollectionAssert.AreEquivalent(expected.Select(kv => kv.Key).ToArray(), actual.Keys.ToArray(), "normalisation layers");
+        foreach (var (name, eps) in expected)
+            Assert.AreEqual(eps!.GetValue<double>(), actual[name], 0, $"eps of {name}");
+    }
+
     /// <summary>ForwardStages against the official stage outputs (after each stage norm, NCHW), and ForwardFeatures /
     /// ForwardHead consistent with them.</summary>
     [TestMethod]
