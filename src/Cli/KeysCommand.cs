@@ -1,11 +1,16 @@
 using System.CommandLine;
 using MLNetExt.Serialization;
 using MLNetExt.Torch;
+using MLNetExt.Vision;
 
 namespace MLNetExt.Cli;
 
-/// <summary>`mlnetext keys --weights FILE`: every tensor of a checkpoint as <c>name TAB [d0, d1] TAB dtype</c>, in
-/// file order (nested dicts flattened with dots), then <c>total TAB N</c> (elements).</summary>
+/// <summary>
+/// `mlnetext keys`: with <c>--weights FILE</c>, every tensor of a checkpoint as <c>name TAB [d0, d1] TAB dtype</c>
+/// in file order (nested dicts flattened with dots), then <c>total TAB N</c> (elements); with <c>--variant NAME</c>
+/// (or <c>--arch FAMILY --config FILE.json</c>), the model's state_dict in order, then <c>total_params TAB N</c>
+/// (trainable parameters).
+/// </summary>
 internal static class KeysCommand
 {
     public static Command Create()
@@ -13,10 +18,18 @@ internal static class KeysCommand
         var weights = new Option<FileInfo>("--weights")
         {
             Description = "A torch.save checkpoint (.pth, .pt, .pth.tar) or a .safetensors file",
-            Required = true,
         };
-        var cmd = new Command("keys", "List the tensors of a checkpoint: name, shape and dtype.") { weights };
-        cmd.SetAction(r => Run(r.GetValue(weights)!, Console.Out, Console.Error));
+        var model = new ModelOptions();
+        var cmd = new Command("keys", "List the tensors of a checkpoint, or the state_dict of a model: name, shape and dtype.") { weights };
+        model.AddTo(cmd);
+        cmd.SetAction(r =>
+        {
+            var file = r.GetValue(weights);
+            if (file is not null) return Run(file, Console.Out, Console.Error);
+            try { return RunModel(model.Resolve(r), Console.Out); }
+            catch (ArgumentException e) { Console.Error.WriteLine(e.Message); return 2; }
+            catch (FileNotFoundException e) { Console.Error.WriteLine(e.Message); return 2; }
+        });
         return cmd;
     }
 
@@ -33,7 +46,7 @@ internal static class KeysCommand
             long total = 0;
             foreach (var (name, tensor) in dict)
             {
-                output.WriteLine($"{name}\t[{string.Join(", ", tensor.Shape)}]\t{tensor.DType.TorchName()}");
+                output.WriteLine(Line(name, tensor));
                 total += tensor.NumEl;
             }
             output.WriteLine($"total\t{total}");
@@ -45,4 +58,14 @@ internal static class KeysCommand
             return 1;
         }
     }
+
+    internal static int RunModel(ModelOptions.Choice choice, TextWriter output)
+    {
+        using var model = choice.Create();
+        foreach (var (name, tensor) in model.StateDict()) output.WriteLine(Line(name, tensor));
+        output.WriteLine($"total_params\t{model.Parameters().Where(p => p.RequiresGrad).Sum(p => p.NumEl)}");
+        return 0;
+    }
+
+    static string Line(string name, Tensor t) => $"{name}\t[{string.Join(", ", t.Shape)}]\t{t.DType.TorchName()}";
 }

@@ -5,5 +5,7 @@ var root = new RootCommand("MLNetExt: modern vision backbones for .NET — fine-
 {
     DemoCommand.Create(),
     KeysCommand.Create(),
+    LogitsCommand.Create(),
+    DatasetCommand.Create(),
 };
 return root.Parse(args).Invoke();

@@ -55,6 +55,10 @@ public abstract class Backbone : Module<Tensor, Tensor>
         PretrainedConfig = pretrainedConfig;
     }
 
+    /// <summary>When set (by the ONNX exporter while tracing), layers that have a faster batch-specific formulation use
+    /// their batch-agnostic one, so a traced graph keeps a dynamic batch. Results are the same either way.</summary>
+    public bool ExportFriendly { get; set; }
+
     /// <summary>Family name as the CLI spells it (<c>transxnet</c>, <c>transnext</c>, <c>smt</c>, <c>mixformer</c>).</summary>
     public string Family { get; }
 
@@ -99,6 +103,10 @@ public abstract class Backbone : Module<Tensor, Tensor>
 
     /// <summary>state_dict keys of the classifier (the entries that change with the class count).</summary>
     public abstract IReadOnlyList<string> ClassifierKeys { get; }
+
+    /// <summary>Keys of the whole head, which a headless checkpoint (a detection backbone, a feature extractor) may
+    /// lack; kept at their initial values and reported when absent. Default: <see cref="ClassifierKeys"/>.</summary>
+    public virtual IReadOnlyList<string> HeadKeys => ClassifierKeys;
 
     /// <summary>Number of depth groups: 0 = stem and embeddings, then the blocks in order, last = final norm and head.</summary>
     public abstract int NumDepthGroups { get; }
@@ -174,8 +182,8 @@ public abstract class Backbone : Module<Tensor, Tensor>
                 kept.Add(kv);
         }
         // A headless checkpoint: the head keys are absent; keep the fresh head.
-        foreach (var key in head)
-            if (!present.Contains(key) && own.ContainsKey(key)) skipped.Add(key);
+        foreach (var key in head.Concat(HeadKeys))
+            if (!present.Contains(key) && own.ContainsKey(key) && !skipped.Contains(key)) skipped.Add(key);
         // If some but not all head keys mismatch, the head would be half-loaded: skip it whole.
         if (skipped.Count > 0)
         {

@@ -144,6 +144,7 @@ public sealed class BackboneConfig
         if (n is JsonValue v)
         {
             if (v.TryGetValue(out int i)) return i;
+            if (v.TryGetValue(out long l) && l is >= int.MinValue and <= int.MaxValue) return (int)l;
             if (v.TryGetValue(out double d) && d == Math.Floor(d) && Math.Abs(d) < int.MaxValue) return (int)d;
         }
         throw Wrong(key, "an integer", n);

@@ -12,6 +12,7 @@ public static class Backbones
     /// <summary>Every family, in the order the project documents them.</summary>
     public static IReadOnlyList<BackboneFamily> Families { get; } = new BackboneFamily[]
     {
+        new TransXNet.TransXNetFamily(),
         new Smt.SmtFamily(),
     };
 
@@ -21,12 +22,12 @@ public static class Backbones
     /// <summary>A family by name (case-insensitive).</summary>
     public static BackboneFamily Family(string name) =>
         Families.FirstOrDefault(f => string.Equals(f.Name, name, StringComparison.OrdinalIgnoreCase))
-        ?? throw new ArgumentException($"Unknown backbone family '{name}'; known families: {string.Join(", ", Families.Select(f => f.Name))}.", nameof(name));
+        ?? throw new ArgumentException($"Unknown backbone family '{name}'; known families: {string.Join(", ", Families.Select(f => f.Name))}.");
 
     /// <summary>A variant by its official factory name (case-insensitive).</summary>
     public static BackboneVariant Find(string variant) =>
         Variants.FirstOrDefault(v => string.Equals(v.Name, variant, StringComparison.OrdinalIgnoreCase))
-        ?? throw new ArgumentException($"Unknown backbone variant '{variant}'; known variants: {string.Join(", ", Variants.Select(v => v.Name))}.", nameof(variant));
+        ?? throw new ArgumentException($"Unknown backbone variant '{variant}'; known variants: {string.Join(", ", Variants.Select(v => v.Name))}.");
 
     /// <summary>Builds an official variant, optionally with another class count and extra keyword arguments
     /// (for example <c>{"drop_path_rate": 0.2}</c>) merged over the official ones.</summary>

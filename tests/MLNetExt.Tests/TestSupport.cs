@@ -29,6 +29,19 @@ internal static class Tolerances
     /// <summary>Intermediate backbone feature maps against the official implementation in float32 (max abs; maps are
     /// larger in magnitude than logits and pass through more layers).</summary>
     public const double BackboneFeatureParity = 1e-4;
+
+    // --- added for data (issue 8): uint8 levels (0..255) unless stated. All measured exact against PIL 9.4 /
+    // torchvision 0.14 on the committed fixtures; kept as named constants so a libjpeg/Pillow change shows where. ---
+    /// <summary>CMYK JPEG → RGB against PIL (inverted Adobe inks, PIL's MULDIV255 rounding).</summary>
+    public const int CmykToRgbLevels = 0;
+    /// <summary>PIL-exact transforms (resize, crop, flip, posterize, solarize, autocontrast, equalize, affine nearest).</summary>
+    public const int ExactLevels = 0;
+    /// <summary>PIL's float32 blends (brightness, contrast, saturation) and the 3x3 SMOOTH filter of sharpness.</summary>
+    public const int BlendLevels = 0;
+    /// <summary>torchvision's PIL hue path (RGB→HSV→RGB with PIL's float/double mix).</summary>
+    public const int HueLevels = 0;
+    /// <summary>Normalised float32 pipeline output vs torchvision ToTensor + Normalize (same float32 operations).</summary>
+    public const double PipelineFloatAbs = 1e-6;
 }
 
 /// <summary>Locations of committed fixture files.</summary>

@@ -1,0 +1,91 @@
+using System.CommandLine;
+using MLNetExt.Torch;
+using MLNetExt.Vision;
+
+namespace MLNetExt.Cli;
+
+/// <summary>
+/// `mlnetext logits --arch FAMILY (--variant NAME | --config FILE.json) --weights FILE --input RAW --shape N,C,H,W
+/// --output RAW [--num-classes K]`: runs the model in eval mode on a raw little-endian float32 NCHW input and writes
+/// the logits as raw little-endian float32 (N x classes). The output file appears only when complete.
+/// </summary>
+internal static class LogitsCommand
+{
+    public static Command Create()
+    {
+        var model = new ModelOptions();
+        var weights = new Option<FileInfo>("--weights") { Description = "Weights: torch.save checkpoint or safetensors", Required = true };
+        var input = new Option<FileInfo>("--input") { Description = "Raw little-endian float32 NCHW images (normalised)", Required = true };
+        var shape = new Option<string>("--shape") { Description = "N,C,H,W of the input", Required = true };
+        var output = new Option<FileInfo>("--output") { Description = "Where to write the logits (raw float32)", Required = true };
+        var cmd = new Command("logits", "Run a backbone in eval mode on a raw float32 input and write the logits.") { weights, input, shape, output };
+        model.AddTo(cmd);
+        model.Arch.Required = true;
+        cmd.SetAction(r =>
+        {
+            try
+            {
+                return Run(model.Resolve(r), r.GetValue(weights)!, r.GetValue(input)!, r.GetValue(shape)!, r.GetValue(output)!, Console.Out);
+            }
+            catch (Exception e) when (e is ArgumentException or IOException or InvalidOperationException or TorchException)
+            {
+                Console.Error.WriteLine(e.Message);
+                return e is ArgumentException ? 2 : 1;
+            }
+        });
+        return cmd;
+    }
+
+    internal static int Run(ModelOptions.Choice choice, FileInfo weights, FileInfo input, string shapeText, FileInfo output, TextWriter log)
+    {
+        var shape = ParseShape(shapeText);
+        if (!input.Exists) throw new FileNotFoundException($"--input: file '{input.FullName}' does not exist.");
+        long expectedBytes = shape.Aggregate(1L, (a, b) => a * b) * sizeof(float);
+        if (input.Length != expectedBytes)
+            throw new ArgumentException($"--input: '{input.FullName}' has {input.Length} bytes; --shape {shapeText} needs {expectedBytes} (float32).");
+        if (!weights.Exists) throw new FileNotFoundException($"--weights: file '{weights.FullName}' does not exist.");
+
+        var (model, load) = Backbones.Load(choice.VariantOrFamily, weights.FullName, choice.NumClasses, choice.CustomKwargs);
+        using (model)
+        {
+            if (load.SkippedHeadKeys.Count > 0)
+                log.WriteLine($"note: classifier re-initialised ({string.Join(", ", load.SkippedHeadKeys)}): the weights have another class count");
+            model.Eval();
+            using var scope = TensorScope.Begin();
+            var data = new float[expectedBytes / sizeof(float)];
+            using (var f = File.OpenRead(input.FullName)) f.ReadExactly(System.Runtime.InteropServices.MemoryMarshal.AsBytes(data.AsSpan()));
+            if (!BitConverter.IsLittleEndian) throw new PlatformNotSupportedException("raw files are little-endian");
+            var x = Tensor.FromArray(data, shape);
+            Tensor logits;
+            using (Autograd.InferenceMode()) logits = model.Call(x);
+            var values = logits.Contiguous().ToArray<float>();
+            WriteAtomically(output.FullName, System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()).ToArray());
+            log.WriteLine($"{model.Variant}: logits [{string.Join(", ", logits.Shape)}] written to {output.FullName}");
+        }
+        return 0;
+    }
+
+    internal static long[] ParseShape(string text)
+    {
+        var parts = text.Split(',', StringSplitOptions.TrimEntries);
+        if (parts.Length != 4 || !parts.All(p => long.TryParse(p, out var d) && d > 0))
+            throw new ArgumentException($"--shape must be four positive integers N,C,H,W; got '{text}'.");
+        return parts.Select(long.Parse).ToArray();
+    }
+
+    /// <summary>Writes to a temporary file in the same folder, then renames: a reader never sees a partial file.</summary>
+    internal static void WriteAtomically(string path, byte[] bytes)
+    {
+        var dir = Path.GetDirectoryName(Path.GetFullPath(path))!;
+        var temp = Path.Combine(dir, $".{Path.GetFileName(path)}.{Environment.ProcessId}.tmp");
+        try
+        {
+            File.WriteAllBytes(temp, bytes);
+            File.Move(temp, path, overwrite: true);
+        }
+        finally
+        {
+            if (File.Exists(temp)) File.Delete(temp);
+        }
+    }
+}

@@ -1,0 +1,239 @@
+using System.Text;
+using MLNetExt.Transforms;
+
+namespace MLNetExt.Data;
+
+/// <summary>A dataset that cannot be used (empty, a class without images, a single class, unreadable listing...).
+/// The message names the folder or file.</summary>
+public sealed class DatasetException(string message) : Exception(message);
+
+/// <summary>A file that was left out, with the reason; <see cref="Line"/> is set for CSV rows.</summary>
+public sealed record DatasetIssue(string Path, string Reason, int? Line = null)
+{
+    public override string ToString() => Line is int l ? $"{Path} (line {l}): {Reason}" : $"{Path}: {Reason}";
+}
+
+/// <summary>One sample: a file path, encoded bytes, or an already decoded image, and its class index.</summary>
+public sealed record ImageItem(string Name, int Label, string? Path = null, byte[]? Bytes = null, RgbImage? Image = null)
+{
+    /// <summary>The encoded bytes (read from disk when the item is a path).</summary>
+    public byte[] ReadBytes() => Bytes ?? (Path != null ? File.ReadAllBytes(Path) : throw new InvalidOperationException($"Item {Name} has no encoded bytes."));
+}
+
+/// <summary>A labelled image collection: classes (index = label, in order), items and the files left out while
+/// listing. Built from a folder of class sub-folders, a train/val layout, a CSV/TSV of path,label or an in-memory list.</summary>
+public sealed class ImageDataset
+{
+    public string Source { get; }
+    public IReadOnlyList<string> Classes { get; }
+    public IReadOnlyList<ImageItem> Items { get; }
+    /// <summary>Files left out while listing (empty, unsupported format, missing CSV targets...).</summary>
+    public IReadOnlyList<DatasetIssue> Issues { get; }
+
+    public ImageDataset(string source, IReadOnlyList<string> classes, IReadOnlyList<ImageItem> items, IReadOnlyList<DatasetIssue>? issues = null)
+    {
+        Source = source;
+        Classes = classes;
+        Items = items;
+        Issues = issues ?? [];
+        foreach (var it in items)
+            if (it.Label < 0 || it.Label >= classes.Count)
+                throw new DatasetException($"{source}: item {it.Name} has label {it.Label}, outside 0..{classes.Count - 1}.");
+    }
+
+    public int Count => Items.Count;
+
+    /// <summary>Number of items per class, in class order.</summary>
+    public int[] CountPerClass()
+    {
+        var c = new int[Classes.Count];
+        foreach (var it in Items) c[it.Label]++;
+        return c;
+    }
+
+    /// <summary>The items at the given indices (same classes).</summary>
+    public ImageDataset Subset(IEnumerable<int> indices, string? source = null) => new(source ?? Source, Classes, indices.Select(i => Items[i]).ToList(), Issues);
+
+    static readonly string[] ValNames = ["val", "valid", "validation"];
+
+    /// <summary>The file extensions listed without reading their header are none: every file is identified by its
+    /// leading bytes, so a GIF named .jpg is still read; hidden files (".name") are ignored.</summary>
+    public static ImageDataset FromFolder(string root, IReadOnlyList<string>? classes = null)
+    {
+        var dir = new DirectoryInfo(root);
+        if (!dir.Exists) throw new DatasetException($"Dataset folder '{root}' does not exist.");
+        var folders = dir.GetDirectories().Where(d => !d.Name.StartsWith('.')).OrderBy(d => d.Name, StringComparer.Ordinal).ToList();
+        if (folders.Count == 0)
+            throw new DatasetException($"Dataset folder '{dir.FullName}' has no class sub-folders; expected one sub-folder per class (e.g. {root}/cats/*.jpg).");
+        var names = classes ?? folders.Select(f => f.Name).ToList();
+        if (classes == null && names.Count == 1)
+            throw new DatasetException($"Dataset folder '{dir.FullName}' has only one class ('{names[0]}'); a classifier needs at least two class sub-folders.");
+        var index = names.Select((n, i) => (n, i)).ToDictionary(p => p.n, p => p.i, StringComparer.Ordinal);
+        var items = new List<ImageItem>();
+        var issues = new List<DatasetIssue>();
+        foreach (var f in folders)
+        {
+            if (!index.TryGetValue(f.Name, out int label))
+                throw new DatasetException($"Folder '{f.FullName}' is a class not present in the training set (classes: {string.Join(", ", names)}).");
+            int before = items.Count;
+            foreach (var file in f.EnumerateFiles("*", new EnumerationOptions { RecurseSubdirectories = true, IgnoreInaccessible = true })
+                         .Where(x => !x.Name.StartsWith('.')).OrderBy(x => x.FullName, StringComparer.Ordinal))
+            {
+                var reason = HeaderProblem(file.FullName);
+                if (reason != null) issues.Add(new DatasetIssue(file.FullName, reason));
+                else items.Add(new ImageItem(Path.GetRelativePath(dir.FullName, file.FullName), label, file.FullName));
+            }
+            if (items.Count == before)
+                throw new DatasetException($"Class folder '{f.FullName}' contains no images (JPEG, PNG, WebP or GIF).");
+        }
+        return new ImageDataset(dir.FullName, names, items, issues);
+    }
+
+    /// <summary>Reads the first bytes of a file: null when it looks like a supported image, else the reason.</summary>
+    internal static string? HeaderProblem(string path)
+    {
+        try
+        {
+            using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.None);
+            Span<byte> head = stackalloc byte[16];
+            int n = fs.ReadAtLeast(head, head.Length, throwOnEndOfStream: false);
+            return ImageDecoder.UnsupportedReason(head.Slice(0, n));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return $"cannot be read ({e.Message})";
+        }
+    }
+
+    /// <summary>A training folder and, when given or present as a <c>val</c>/<c>valid</c>/<c>validation</c> sibling
+    /// of a <c>train</c> sub-folder, a validation folder with the same classes.</summary>
+    public static (ImageDataset Train, ImageDataset? Val) FromFolders(string data, string? val = null)
+    {
+        if (!Directory.Exists(data)) throw new DatasetException($"Dataset folder '{data}' does not exist.");
+        string trainDir = data;
+        if (val == null)
+        {
+            var trainSub = Path.Combine(data, "train");
+            var valSub = ValNames.Select(n => Path.Combine(data, n)).FirstOrDefault(Directory.Exists);
+            if (Directory.Exists(trainSub))
+            {
+                trainDir = trainSub;
+                val = valSub;
+            }
+        }
+        var train = FromFolder(trainDir);
+        if (val == null) return (train, null);
+        if (!Directory.Exists(val)) throw new DatasetException($"Validation folder '{val}' does not exist.");
+        return (train, FromFolder(val, train.Classes));
+    }
+
+    /// <summary>A CSV (comma) or TSV (tab, for .tsv files) of <c>path,label</c> rows, paths relative to the file's
+    /// folder; an optional header row is recognised. Rows whose file is missing or unreadable are reported with their
+    /// line number. Classes are the sorted distinct labels unless <paramref name="classes"/> is given.</summary>
+    public static ImageDataset FromCsv(string csvPath, IReadOnlyList<string>? classes = null)
+    {
+        if (!File.Exists(csvPath)) throw new DatasetException($"Label file '{csvPath}' does not exist.");
+        char sep = csvPath.EndsWith(".tsv", StringComparison.OrdinalIgnoreCase) ? '\t' : ',';
+        var baseDir = Path.GetDirectoryName(Path.GetFullPath(csvPath))!;
+        var rows = new List<(string Path, string Label, int Line)>();
+        var issues = new List<DatasetIssue>();
+        int lineNo = 0;
+        foreach (var raw in File.ReadLines(csvPath))
+        {
+            lineNo++;
+            var line = raw.TrimEnd('\r');
+            if (line.Trim().Length == 0 || line.StartsWith('#')) continue;
+            var fields = SplitRow(line, sep);
+            if (fields.Count != 2)
+            {
+                issues.Add(new DatasetIssue(csvPath, $"expected 2 fields (path{(sep == '\t' ? "<TAB>" : ",")}label), found {fields.Count}", lineNo));
+                continue;
+            }
+            var (p, l) = (fields[0].Trim(), fields[1].Trim());
+            if (lineNo == 1 && l.ToLowerInvariant() is "label" or "class" or "category" && p.ToLowerInvariant() is "path" or "file" or "filename" or "image" or "img")
+                continue; // header
+            rows.Add((p, l, lineNo));
+        }
+        var names = classes ?? rows.Select(r => r.Label).Distinct().OrderBy(s => s, StringComparer.Ordinal).ToList();
+        var index = names.Select((n, i) => (n, i)).ToDictionary(p => p.n, p => p.i, StringComparer.Ordinal);
+        var items = new List<ImageItem>();
+        foreach (var (p, l, ln) in rows)
+        {
+            var full = Path.IsPathRooted(p) ? p : Path.Combine(baseDir, p);
+            if (!index.TryGetValue(l, out int label)) { issues.Add(new DatasetIssue(full, $"label '{l}' is not one of the classes ({string.Join(", ", names)})", ln)); continue; }
+            if (!File.Exists(full)) { issues.Add(new DatasetIssue(full, "file not found", ln)); continue; }
+            var reason = HeaderProblem(full);
+            if (reason != null) { issues.Add(new DatasetIssue(full, reason, ln)); continue; }
+            items.Add(new ImageItem(p, label, full));
+        }
+        if (items.Count == 0) throw new DatasetException($"Label file '{csvPath}' lists no readable images ({issues.Count} rows reported).");
+        var ds = new ImageDataset(Path.GetFullPath(csvPath), names, items, issues);
+        CheckClasses(ds, $"label file '{csvPath}'");
+        return ds;
+    }
+
+    static List<string> SplitRow(string line, char sep)
+    {
+        var fields = new List<string>();
+        var sb = new StringBuilder();
+        bool quoted = false;
+        for (int i = 0; i < line.Length; i++)
+        {
+            char ch = line[i];
+            if (quoted)
+            {
+                if (ch == '"' && i + 1 < line.Length && line[i + 1] == '"') { sb.Append('"'); i++; }
+                else if (ch == '"') quoted = false;
+                else sb.Append(ch);
+            }
+            else if (ch == '"') quoted = true;
+            else if (ch == sep) { fields.Add(sb.ToString()); sb.Clear(); }
+            else sb.Append(ch);
+        }
+        fields.Add(sb.ToString());
+        return fields;
+    }
+
+    /// <summary>An in-memory list of (image, label) where an image is a file path, encoded bytes or a decoded
+    /// <see cref="RgbImage"/>.</summary>
+    public static ImageDataset FromList(IReadOnlyList<string> classes, IEnumerable<ImageItem> items, string source = "in-memory list")
+    {
+        var list = items.ToList();
+        if (list.Count == 0) throw new DatasetException($"Dataset '{source}' is empty.");
+        var ds = new ImageDataset(source, classes, list);
+        CheckClasses(ds, $"dataset '{source}'");
+        return ds;
+    }
+
+    static void CheckClasses(ImageDataset ds, string what)
+    {
+        if (ds.Classes.Count < 2) throw new DatasetException($"The {what} has {ds.Classes.Count} class(es); a classifier needs at least two.");
+        var counts = ds.CountPerClass();
+        var empty = ds.Classes.Where((c, i) => counts[i] == 0).ToList();
+        if (empty.Count > 0) throw new DatasetException($"The {what}: class(es) {string.Join(", ", empty)} have no images.");
+    }
+
+    /// <summary>A stratified, seeded train/validation split: in each class, a shuffled round(n·fraction) items (at
+    /// least one when the class has two or more) go to validation. Item order within each part follows this dataset.</summary>
+    public (ImageDataset Train, ImageDataset Val) Split(double valFraction, ulong seed)
+    {
+        if (valFraction is <= 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(valFraction), valFraction, "validation fraction must lie in (0, 1)");
+        var byClass = Enumerable.Range(0, Classes.Count).Select(_ => new List<int>()).ToArray();
+        for (int i = 0; i < Items.Count; i++) byClass[Items[i].Label].Add(i);
+        var val = new List<int>();
+        for (int c = 0; c < byClass.Length; c++)
+        {
+            var idx = byClass[c];
+            var rng = Rng.For(seed, c);
+            rng.Shuffle(idx);
+            int n = (int)Math.Round(idx.Count * valFraction, MidpointRounding.AwayFromZero);
+            if (idx.Count >= 2) n = Math.Clamp(n, 1, idx.Count - 1);
+            else n = 0;
+            val.AddRange(idx.Take(n));
+        }
+        var valSet = val.ToHashSet();
+        var trainIdx = Enumerable.Range(0, Items.Count).Where(i => !valSet.Contains(i)).ToList();
+        val.Sort();
+        return (Subset(trainIdx, Source + " [train split]"), Subset(val, Source + " [val split]"));
+    }
+}

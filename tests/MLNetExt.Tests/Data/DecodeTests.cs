@@ -1,0 +1,141 @@
+using MLNetExt.Data;
+using MLNetExt.Serialization;
+
+namespace MLNetExt.Tests.Data;
+
+[TestClass]
+public sealed class DecodeTests
+{
+    /// <summary>Every file of the real photo set (the GIF named in its README and the progressive JPEG included) decodes,
+    /// and the RGB bytes equal PIL's (MD5 of PIL's decode recorded by make_data_fixtures.py).</summary>
+    [TestMethod]
+    public void EveryHymenopteraFileDecodesLikePil()
+    {
+        var root = DataFixtures.RequireHymenoptera();
+        var rows = File.ReadAllLines(Fixtures.Path("data/hymenoptera_pil.tsv")).Select(l => l.Split('\t')).ToList();
+        Assert.AreEqual(397, rows.Count);
+        Assert.IsTrue(rows.Any(r => r[0].EndsWith(".gif")), "the set's GIF is listed");
+        var failures = new System.Collections.Concurrent.ConcurrentBag<string>();
+        Parallel.ForEach(rows, new ParallelOptions { MaxDegreeOfParallelism = 2 }, r =>
+        {
+            var path = Path.Combine(root, r[0]);
+            var img = ImageDecoder.TryDecodeFile(path, out var reason);
+            if (img == null) { failures.Add($"{r[0]}: {reason}"); return; }
+            if (img.Width != int.Parse(r[1]) || img.Height != int.Parse(r[2])) failures.Add($"{r[0]}: {img.Width}x{img.Height}, PIL {r[1]}x{r[2]}");
+            else if (DataFixtures.Md5(img.Pixels) != r[3]) failures.Add($"{r[0]}: pixels differ from PIL's");
+        });
+        Assert.IsEmpty(failures, string.Join("\n", failures));
+    }
+
+    [TestMethod]
+    public void ProgressiveJpegAndGifOfTheRealSetAreRecognised()
+    {
+        var root = DataFixtures.RequireHymenoptera();
+        var gif = Directory.GetFiles(root, "*.gif", SearchOption.AllDirectories).Single();
+        Assert.AreEqual(ImageFormat.Gif, ImageDecoder.ReadInfo(File.ReadAllBytes(gif)).Format);
+        var img = ImageDecoder.DecodeFile(gif);
+        Assert.AreEqual(300, img.Width);
+    }
+
+    /// <summary>Generated PNG (RGB, RGBA, gray, palette, eXIf), WebP (lossless, lossy, alpha), JPEG (RGB, progressive,
+    /// gray, CMYK, odd size, EXIF orientations 2–8) and GIF (still, animated → first frame) against PIL's decode
+    /// with exif_transpose and convert("RGB").</summary>
+    [TestMethod]
+    public void GeneratedFormatsMatchPil()
+    {
+        using var expected = SafeTensors.Load(Fixtures.Path("data/expected_decode.safetensors"));
+        Assert.AreEqual(23, expected.Count);
+        var report = new List<string>();
+        foreach (var (name, tensor) in expected)
+        {
+            var img = ImageDecoder.DecodeFile(DataFixtures.Image(name));
+            int allowed = name.StartsWith("cmyk") ? Tolerances.CmykToRgbLevels : 0;
+            var (max, n) = DataFixtures.Compare(tensor, img, name);
+            if (max > allowed) report.Add($"{name}: {n} bytes differ, max {max} (allowed {allowed})");
+        }
+        Assert.IsEmpty(report, string.Join("\n", report));
+    }
+
+    [TestMethod]
+    [DataRow("truncated.jpg", "truncated JPEG")]
+    [DataRow("truncated.png", "PNG")]
+    [DataRow("truncated.webp", "WebP")]
+    [DataRow("truncated.gif", "GIF")]
+    [DataRow("random.bin", "unsupported format")]
+    [DataRow("random_header.jpg", "JPEG")]
+    [DataRow("empty.jpg", "empty file")]
+    [DataRow("image.bmp", "unsupported format (BMP")]
+    public void UndecodableFilesGiveAReasonNotACrash(string name, string reasonPart)
+    {
+        var img = ImageDecoder.TryDecodeFile(DataFixtures.Image(name), out var reason);
+        Assert.IsNull(img, $"{name} should not decode");
+        Assert.IsNotNull(reason);
+        StringAssert.Contains(reason, reasonPart, $"{name}: reason was '{reason}'");
+        Assert.Throws<ImageDecodeException>(() => ImageDecoder.DecodeFile(DataFixtures.Image(name)));
+    }
+
+    [TestMethod]
+    public void ExifOrientationSwapsSizeInHeaderInfo()
+    {
+        var info = ImageDecoder.ReadInfo(File.ReadAllBytes(DataFixtures.Image("exif6.jpg")));
+        Assert.AreEqual(6, info.Orientation);
+        Assert.AreEqual((64, 48, 48, 64), (info.StoredWidth, info.StoredHeight, info.Width, info.Height));
+        var png = ImageDecoder.ReadInfo(File.ReadAllBytes(DataFixtures.Image("exif6.png")));
+        Assert.AreEqual(6, png.Orientation);
+        Assert.AreEqual(1, ImageDecoder.ReadInfo(File.ReadAllBytes(DataFixtures.Image("rgb.jpg"))).Orientation);
+    }
+
+    /// <summary>With a target size the JPEG is decoded at the smallest DCT scale that still covers it.</summary>
+    [TestMethod]
+    public void JpegDecodesAtReducedDctScaleWhenTargetIsSmall()
+    {
+        Assert.AreEqual((1, 8), ImageDecoder.JpegScale(2592, 1944, 224, 224));
+        Assert.AreEqual((1, 4), ImageDecoder.JpegScale(1024, 768, 224, 180));
+        Assert.AreEqual((1, 1), ImageDecoder.JpegScale(500, 375, 400, 300)); // 7/8 would do, but only 1/2^k scales are used
+        var full = ImageDecoder.DecodeFile(DataFixtures.Image("rgb.jpg"));
+        var half = ImageDecoder.DecodeFile(DataFixtures.Image("rgb.jpg"), 30, 20);
+        Assert.AreEqual((64, 48), (full.Width, full.Height));
+        Assert.AreEqual((32, 24), (half.Width, half.Height));
+        // reduced decode approximates a 2x box reduction of the full decode
+        double err = 0;
+        for (int y = 0; y < 24; y++)
+            for (int x = 0; x < 32; x++)
+                for (int c = 0; c < 3; c++)
+                {
+                    int s = 0;
+                    for (int dy = 0; dy < 2; dy++) for (int dx = 0; dx < 2; dx++) s += full.Pixels[((2 * y + dy) * 64 + 2 * x + dx) * 3 + c];
+                    err += Math.Abs(s / 4.0 - half.Pixels[(y * 32 + x) * 3 + c]);
+                }
+        Assert.IsLessThan(12.0, err / (32 * 24 * 3), "mean abs difference to a 2x2 box reduction");
+    }
+
+    [TestMethod]
+    public void SniffIgnoresFileNames()
+    {
+        Assert.AreEqual(ImageFormat.Gif, ImageDecoder.Sniff(File.ReadAllBytes(DataFixtures.Image("still.gif"))));
+        Assert.AreEqual(ImageFormat.WebP, ImageDecoder.Sniff(File.ReadAllBytes(DataFixtures.Image("lossy.webp"))));
+        Assert.AreEqual(ImageFormat.Unknown, ImageDecoder.Sniff(File.ReadAllBytes(DataFixtures.Image("image.bmp"))));
+        // a GIF under a .jpg name still decodes as GIF
+        var tmp = Path.Combine(Path.GetTempPath(), $"mlnx-{Guid.NewGuid():N}.jpg");
+        File.Copy(DataFixtures.Image("still.gif"), tmp);
+        try { Assert.AreEqual(64, ImageDecoder.DecodeFile(tmp).Width); }
+        finally { File.Delete(tmp); }
+    }
+}
+
+[TestClass]
+public sealed class ImageLibraryTests
+{
+    [TestMethod]
+    public void AMissingLibraryIsNamedWithItsDebianPackage()
+    {
+        var e = Assert.Throws<ImageLibraryMissingException>(() => ImageLibraries.Require("libmlnx-absent.so.3", "libmlnx-absent3"));
+        StringAssert.Contains(e.Message, "libmlnx-absent.so.3");
+        StringAssert.Contains(e.Message, "apt-get install libmlnx-absent3");
+        // the real ones load
+        ImageLibraries.Require(ImageLibraries.TurboJpeg);
+        ImageLibraries.Require(ImageLibraries.Png);
+        ImageLibraries.Require(ImageLibraries.WebP);
+        ImageLibraries.Require(ImageLibraries.Gif);
+    }
+}

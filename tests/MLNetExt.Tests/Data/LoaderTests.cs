@@ -1,0 +1,136 @@
+using MLNetExt.Data;
+using MLNetExt.Torch;
+using MLNetExt.Transforms;
+
+namespace MLNetExt.Tests.Data;
+
+[TestClass]
+public sealed class LoaderTests
+{
+    static readonly string[] Files = ["rgb.jpg", "rgb.png", "lossy.webp", "gray.jpg", "cmyk.jpg", "exif6.jpg", "still.gif", "odd.jpg", "progressive.jpg", "rgba.png", "palette.png"];
+
+    static ImageDataset Mixed()
+    {
+        var items = new List<ImageItem>();
+        for (int i = 0; i < 22; i++)
+        {
+            var f = Files[i % Files.Length];
+            items.Add(new ImageItem($"{i}:{f}", i % 3, Bytes: File.ReadAllBytes(DataFixtures.Image(f))));
+        }
+        items.Insert(5, new ImageItem("truncated.jpg", 1, Path: DataFixtures.Image("truncated.jpg")));
+        items.Insert(9, new ImageItem("random.bin", 2, Path: DataFixtures.Image("random.bin")));
+        return ImageDataset.FromList(["a", "b", "c"], items);
+    }
+
+    static ImagePipeline TrainPipeline(bool trivial) =>
+        ImagePipeline.Train(24, 20, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225], trivialAugment: trivial, randomErasing: 0.5);
+
+    static List<(float[] Images, long[] Labels, float[]? Targets, int[] Indices)> Epoch(DataLoader loader, int epoch)
+    {
+        using var scope = TensorScope.Begin();
+        var list = new List<(float[], long[], float[]?, int[])>();
+        foreach (var b in loader.GetEpoch(epoch))
+        {
+            using (b)
+            {
+                CollectionAssert.AreEqual(new long[] { b.Count, 3, 24, 20 }, b.Images.Shape);
+                Assert.AreEqual(DType.Float32, b.Images.DType);
+                Assert.AreEqual(DType.Int64, b.Labels.DType);
+                list.Add((b.Images.ToArray<float>(), b.Labels.ToArray<long>(), b.Targets?.ToArray<float>(), b.Indices));
+            }
+        }
+        return list;
+    }
+
+    static void AssertSame(List<(float[] Images, long[] Labels, float[]? Targets, int[] Indices)> a, List<(float[] Images, long[] Labels, float[]? Targets, int[] Indices)> b, string what)
+    {
+        Assert.HasCount(a.Count, b, $"{what}: batch count");
+        for (int i = 0; i < a.Count; i++)
+        {
+            CollectionAssert.AreEqual(a[i].Indices, b[i].Indices, $"{what}: batch {i} indices");
+            CollectionAssert.AreEqual(a[i].Labels, b[i].Labels, $"{what}: batch {i} labels");
+            CollectionAssert.AreEqual(a[i].Images, b[i].Images, $"{what}: batch {i} images");
+            CollectionAssert.AreEqual(a[i].Targets, b[i].Targets, $"{what}: batch {i} targets");
+        }
+    }
+
+    [TestMethod]
+    [DataRow(false)]
+    [DataRow(true)]
+    public void BatchesAreIdenticalForAnyWorkerCountAndPrefetch(bool trivial)
+    {
+        var ds = Mixed();
+        var opts = new LoaderOptions { BatchSize = 5, Seed = 7, Workers = 1, Prefetch = 1, Mixup = new MixupCutmix() };
+        var one = new DataLoader(ds, TrainPipeline(trivial), opts);
+        var reference = Epoch(one, 3);
+        AssertSame(reference, Epoch(new DataLoader(ds, TrainPipeline(trivial), opts with { Workers = 3, Prefetch = 2 }), 3), "3 workers");
+        AssertSame(reference, Epoch(new DataLoader(ds, TrainPipeline(trivial), opts with { Workers = 8, Prefetch = 4 }), 3), "8 workers");
+        // the two undecodable files are skipped and reported, the rest all arrive
+        Assert.AreEqual(22, reference.Sum(b => b.Indices.Length));
+        var skipped = one.Skipped;
+        Assert.HasCount(2, skipped);
+        StringAssert.Contains(skipped.Single(s => s.Path.EndsWith("truncated.jpg")).Reason, "truncated JPEG");
+        StringAssert.Contains(skipped.Single(s => s.Path.EndsWith("random.bin")).Reason, "unsupported format");
+        // soft targets: rows sum to 1
+        foreach (var b in reference)
+            for (int r = 0; r < b.Indices.Length; r++)
+                Assert.AreEqual(1.0, b.Targets!.Skip(r * 3).Take(3).Sum(), 1e-5);
+    }
+
+    [TestMethod]
+    public void EpochsAndSeedsChangeTheOrderAndAugmentation()
+    {
+        var ds = Mixed();
+        var opts = new LoaderOptions { BatchSize = 8, Seed = 1, Workers = 2 };
+        var e0 = Epoch(new DataLoader(ds, TrainPipeline(false), opts), 0);
+        var e1 = Epoch(new DataLoader(ds, TrainPipeline(false), opts), 1);
+        var s2 = Epoch(new DataLoader(ds, TrainPipeline(false), opts with { Seed = 2 }), 0);
+        CollectionAssert.AreNotEqual(e0.SelectMany(b => b.Indices).ToArray(), e1.SelectMany(b => b.Indices).ToArray());
+        CollectionAssert.AreNotEqual(e0.SelectMany(b => b.Indices).ToArray(), s2.SelectMany(b => b.Indices).ToArray());
+        var sorted = e0.SelectMany(b => b.Indices).OrderBy(i => i).ToArray();
+        CollectionAssert.AreEqual(Enumerable.Range(0, 24).Where(i => i != 5 && i != 9).ToArray(), sorted, "every decodable sample exactly once");
+    }
+
+    [TestMethod]
+    public void CacheLargerThanTheImagesGivesTheSameBatches()
+    {
+        var ds = Mixed();
+        var opts = new LoaderOptions { BatchSize = 6, Seed = 3, Workers = 2, Shuffle = false, DropLast = true };
+        var plain = Epoch(new DataLoader(ds, TrainPipeline(true), opts), 0);
+        var cache = new DecodedImageCache(shorterSide: 1000);
+        var cachedLoader = new DataLoader(ds, TrainPipeline(true), opts with { Cache = cache });
+        AssertSame(plain, Epoch(cachedLoader, 0), "cached epoch 0");
+        Assert.AreEqual(24, cache.Count, "22 decoded images and the 2 failures are remembered");
+        Assert.AreEqual(24 / 6, plain.Count, "drop last keeps only full-index batches");
+        // a small cache side reduces images but keeps geometry planned on the original size
+        var small = new DecodedImageCache(shorterSide: 30);
+        var e = Epoch(new DataLoader(ds, TrainPipeline(false), opts with { Cache = small }), 0);
+        Assert.HasCount(plain.Count, e);
+        Assert.IsTrue(small.Bytes <= 22 * 30 * 64 * 3, $"cache holds reduced images ({small.Bytes} bytes)");
+    }
+
+    [TestMethod]
+    public void StoppingEarlyEndsTheWorkers()
+    {
+        var loader = new DataLoader(Mixed(), TrainPipeline(false), new LoaderOptions { BatchSize = 2, Workers = 3, Prefetch = 2 });
+        using var scope = TensorScope.Begin();
+        foreach (var b in loader.GetEpoch(0)) { b.Dispose(); break; }
+        var again = loader.GetEpoch(0).Count();
+        Assert.IsGreaterThan(0, again);
+    }
+
+    /// <summary>The real photo set through the evaluation pipeline with two workers: every image arrives.</summary>
+    [TestMethod]
+    public void HymenopteraValidationSetLoads()
+    {
+        var root = DataFixtures.RequireHymenoptera();
+        var ds = ImageDataset.FromFolder(Path.Combine(root, "val"));
+        var p = ImagePipeline.Eval(64, 64, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]);
+        var loader = new DataLoader(ds, p, new LoaderOptions { BatchSize = 32, Workers = 2, Shuffle = false });
+        using var scope = TensorScope.Begin();
+        int n = 0;
+        foreach (var b in loader.GetEpoch(0)) using (b) n += b.Count;
+        Assert.AreEqual(153, n);
+        Assert.IsEmpty(loader.Skipped);
+    }
+}
