@@ -71,10 +71,7 @@ public sealed class SmtVariantTests
         using var scope = TensorScope.Begin();
         var lines = File.ReadAllLines(Fixtures.Path($"smt/keys_{variant}.txt"));
         using var model = Backbones.Create(variant);
-        var actual = model.StateDict().Select(kv => $"{kv.Key}\t[{string.Join(", ", kv.Value.Shape)}]\t{kv.Value.DType.TorchName()}").ToList();
-        var expected = lines[..^1];
-        Assert.AreEqual(expected.Length, actual.Count, "state_dict entry count");
-        for (int i = 0; i < expected.Length; i++) Assert.AreEqual(expected[i], actual[i], $"state_dict entry {i}");
+        BackboneAssert.StateDictMatches(model, $"smt/keys_{variant}.txt");
         Assert.AreEqual($"total_params\t{expectedParams}", lines[^1]);
         Assert.AreEqual(expectedParams, model.ParameterCount());
         Assert.AreEqual(expectedParams, Backbones.Find(variant).ParameterCount);
