@@ -14,6 +14,7 @@ public static class Backbones
     {
         new TransXNet.TransXNetFamily(),
         new TransNeXt.TransNeXtFamily(),
+        new Smt.SmtFamily(),
         new MixFormer.MixFormerFamily(),
     };
 
