@@ -19,7 +19,7 @@ namespace MLNetExt.Serialization;
 /// <see cref="Dispose"/> frees them, while <see cref="ToStateDict"/> and <see cref="ModelWeights"/> return
 /// independently owned handles to the same memory (no copy).</para>
 /// </remarks>
-public sealed class TorchCheckpoint : IDisposable
+public sealed partial class TorchCheckpoint : IDisposable
 {
     readonly List<Tensor> _tensors;
     bool _disposed;
@@ -48,6 +48,7 @@ public sealed class TorchCheckpoint : IDisposable
         var loader = new Loader(path, file);
         try
         {
+            if (loader.IsPlainPickle()) return LoadNumpyPickle(path, file);   // added for mixformer: .pdparams
             return loader.Run();
         }
         catch (Exception e)
@@ -267,6 +268,22 @@ public sealed class TorchCheckpoint : IDisposable
             foreach (var s in _storages.Values) s.Base.Dispose();
             _storages.Clear();
             return new TorchCheckpoint(_path, root, new List<Tensor>(_views));
+        }
+
+        /// <summary>A pickle that is not a legacy torch.save file (added for mixformer: .pdparams and other numpy pickles).</summary>
+        public bool IsPlainPickle()
+        {
+            var head = new byte[512];
+            int n = RandomAccess.Read(_file, head, 0);
+            return n > 0 && head[0] == 0x80 && !IsLegacy(head, n);
+        }
+
+        /// <summary>Legacy torch.save: a pickle whose first object is the LONG 0x1950a86a20f9469cfc6c, or a tar.</summary>
+        static bool IsLegacy(byte[] head, int n)
+        {
+            ReadOnlySpan<byte> magic = new byte[] { 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19 };
+            bool legacyTar = n >= 262 && Encoding.ASCII.GetString(head, 257, 5) == "ustar";
+            return head[0] == 0x80 && head.AsSpan(0, Math.Min(n, 32)).IndexOf(magic) >= 0 || legacyTar;
         }
 
         /// <summary>Recognises the formats that are not a torch.save zip before trying to read one.</summary>

@@ -14,6 +14,8 @@ public static class Backbones
     {
         new TransXNet.TransXNetFamily(),
         new TransNeXt.TransNeXtFamily(),
+        new Smt.SmtFamily(),
+        new MixFormer.MixFormerFamily(),
     };
 
     /// <summary>Every official variant of every family.</summary>
