@@ -240,6 +240,39 @@ public sealed class ExportParityTests
     }
 
     [TestMethod]
+    public void TinySmtMatchesLibtorchAtBatch1And3InBothPreprocessModes()
+    {
+        using var scope = TensorScope.Begin();
+        using var fixture = Tests.Vision.Smt.SmtFixtures.Load("a");
+        using var model = Tests.Vision.Smt.SmtFixtures.Build(fixture);
+        BackboneParity(model, 224, 224, features: true, "smt tiny (parity_a)");
+    }
+
+    [TestMethod]
+    public void SmtTMatchesLibtorchAtBatch1And3InBothPreprocessModes()
+    {
+        using var scope = TensorScope.Begin();
+        using var model = Backbones.Create("smt_t");
+        BackboneParity(model, 224, 224, features: false, "smt_t");
+    }
+
+    [TestMethod]
+    public void SmallMixFormerMatchesLibtorchAtBatch1And3InBothPreprocessModes()
+    {
+        using var scope = TensorScope.Begin();
+        using var model = Tests.Vision.MixFormer.MixFormerFixtures.Small();
+        BackboneParity(model, 224, 224, features: true, "mixformer small (fixture)");
+    }
+
+    [TestMethod]
+    public void MixFormerB0MatchesLibtorchAtBatch1And3InBothPreprocessModes()
+    {
+        using var scope = TensorScope.Begin();
+        using var model = Backbones.Create("mixformer_b0");
+        BackboneParity(model, 224, 224, features: false, "mixformer_b0");
+    }
+
+    [TestMethod]
     public void TransXNetTMatchesLibtorchAtBatch1And3InBothPreprocessModes()
     {
         using var scope = TensorScope.Begin();
