@@ -11,7 +11,7 @@ while [ $# -gt 0 ]; do
     *) variants+=("$1"); shift ;;
   esac
 done
-[ ${#variants[@]} -gt 0 ] || variants=(transxnet_t transnext_micro)
+[ ${#variants[@]} -gt 0 ] || variants=(transxnet_t transnext_micro smt_t mixformer_b0)
 dotnet build "$root/bench/ExportBench/ExportBench.csproj" -c Release -nologo -v quiet -clp:ErrorsOnly >&2
 for v in "${variants[@]}"; do
   dotnet "$root/artifacts/bin/ExportBench/release/ExportBench.dll" "$v" --threads "$threads" --reps "$reps"

@@ -221,6 +221,40 @@ public sealed class ExporterTests
         }
         finally { dir.Delete(true); }
     }
+
+    [TestMethod]
+    public void OnnxCheckerAcceptsTheOtherFamiliesSmallConfigurations()
+    {
+        if (!PythonOnnx.Available(out var why)) Assert.Inconclusive(why);
+        using var scope = TensorScope.Begin();
+        var dir = Directory.CreateTempSubdirectory("mlnetext-export-");
+        try
+        {
+            using var smtFixture = Tests.Vision.Smt.SmtFixtures.Load("a");
+            using var tnxFixture = MLNetExt.Serialization.SafeTensors.Load(Tests.Vision.TransNeXt.TransNeXtFixtures.Path("parity_a.safetensors"));
+            var models = new (string Name, MLNetExt.Vision.Backbone Model)[]
+            {
+                ("transnext", Tests.Vision.TransNeXt.TransNeXtFixtures.Build(Tests.Vision.TransNeXt.TransNeXtFixtures.Json("parity_a.json"), tnxFixture)),
+                ("smt", Tests.Vision.Smt.SmtFixtures.Build(smtFixture)),
+                ("mixformer", Tests.Vision.MixFormer.MixFormerFixtures.Small()),
+            };
+            var paths = new List<string>();
+            foreach (var (name, model) in models)
+            {
+                using (model)
+                {
+                    var path = Path.Combine(dir.FullName, name + ".onnx");
+                    OnnxExporter.Export(model, path, new OnnxExportOptions { Labels = Enumerable.Range(0, model.NumClasses).Select(i => $"c{i}").ToArray() });
+                    paths.Add(path);
+                }
+            }
+            var script = "import onnx\n" + string.Join("", paths.Select(p => $"onnx.checker.check_model(onnx.load('{p}'), full_check=True); print('ok {Path.GetFileName(p)}')\n"));
+            var (code, output) = PythonOnnx.Run(script);
+            Assert.AreEqual(0, code, output);
+            Assert.AreEqual(3, output.Split('\n').Count(l => l.StartsWith("ok ")), output);
+        }
+        finally { dir.Delete(true); }
+    }
 }
 
 /// <summary>The tiny TransXNet configuration of the TransXNet fixture.</summary>
