@@ -180,7 +180,7 @@ public sealed class ExportParityTests
         return m;
     }
 
-    static void BackboneParity(Backbone model, int h, int w, bool features, string what)
+    static void BackboneParity(Backbone model, int h, int w, bool features, string what, int opset = 17)
     {
         var dir = Directory.CreateTempSubdirectory("mlnetext-parity-");
         try
@@ -188,8 +188,8 @@ public sealed class ExportParityTests
             model.Eval();
             var mlnetPath = Path.Combine(dir.FullName, "mlnet.onnx");
             var nonePath = Path.Combine(dir.FullName, "none.onnx");
-            OnnxExporter.Export(model, mlnetPath, new OnnxExportOptions { ImageSize = (h, w), IncludeFeatures = features });
-            OnnxExporter.Export(model, nonePath, new OnnxExportOptions { ImageSize = (h, w), Preprocess = OnnxPreprocess.None });
+            OnnxExporter.Export(model, mlnetPath, new OnnxExportOptions { ImageSize = (h, w), IncludeFeatures = features, Opset = opset });
+            OnnxExporter.Export(model, nonePath, new OnnxExportOptions { ImageSize = (h, w), Preprocess = OnnxPreprocess.None, Opset = opset });
             using var mlnet = OnnxSession.FromFile(mlnetPath);
             using var none = OnnxSession.FromFile(nonePath);
             var mean = model.PretrainedConfig.Mean;
@@ -289,6 +289,24 @@ public sealed class ExportParityTests
         using var scope = TensorScope.Begin();
         using var model = Backbones.Create("mixformer_b0");
         BackboneParity(model, 224, 224, features: false, "mixformer_b0");
+    }
+
+    /// <summary>Coverage of the opset range: every family's small configuration at the lowest and highest target.</summary>
+    [TestMethod]
+    [DataRow(13)]
+    [DataRow(21)]
+    public void EveryFamilysSmallConfigurationMatchesAtOpset(int opset)
+    {
+        using var scope = TensorScope.Begin();
+        using (var m = Backbones.CreateCustom("transxnet", TinyConfig.Kwargs)) { m.LoadStateDict(TinyConfig.Weights); BackboneParity(m, 112, 112, false, $"transxnet tiny opset {opset}", opset); }
+        using (var fixture = MLNetExt.Serialization.SafeTensors.Load(Tests.Vision.TransNeXt.TransNeXtFixtures.Path("parity_a.safetensors")))
+        using (var m = Tests.Vision.TransNeXt.TransNeXtFixtures.Build(Tests.Vision.TransNeXt.TransNeXtFixtures.Json("parity_a.json"), fixture))
+            BackboneParity(m, 224, 224, false, $"transnext tiny opset {opset}", opset);
+        using (var fixture = Tests.Vision.Smt.SmtFixtures.Load("a"))
+        using (var m = Tests.Vision.Smt.SmtFixtures.Build(fixture))
+            BackboneParity(m, 224, 224, false, $"smt tiny opset {opset}", opset);
+        using (var m = Tests.Vision.MixFormer.MixFormerFixtures.Small())
+            BackboneParity(m, 224, 224, false, $"mixformer small opset {opset}", opset);
     }
 
     [TestMethod]
