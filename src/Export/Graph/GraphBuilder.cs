@@ -34,7 +34,6 @@ internal sealed class GraphBuilder
     public string InputName { get; }
     public List<NodeProto> Nodes { get; } = new();
     public IEnumerable<TensorProto> Initializers => _initializerOrder.Select(n => _initializers[n]);
-    public bool HasInitializer(string name) => _initializers.ContainsKey(name);
     public void RemoveInitializer(string name)
     {
         if (_initializers.Remove(name)) _initializerOrder.Remove(name);

@@ -195,7 +195,6 @@ internal sealed class MapContext
     public TValue OutValue(int j) => Trace[Node.Outputs[j]];
     public DType OutDType(int j = 0) => OutValue(j).DType;
     public long[] OutShape(int j = 0) => OutValue(j).Shape;
-    public bool OutUsed(int j) => true;
 
     /// <summary>The name of output <paramref name="j"/>; a mapper must write it (or <see cref="Alias"/> it).</summary>
     public string Out(int j = 0)
