@@ -8,8 +8,8 @@ cd "$root"
 # libtorch-dev: the engine; libopenblas0-pthread: fast BLAS (Debian's libtorch uses whatever provides
 # libblas.so.3, and the reference BLAS is ~70x slower); python3-torch: fixtures and benchmarks only.
 # libturbojpeg0 libpng16-16 libwebp7 libgif7: image decoding (P/Invoke to their shared libraries);
-# python3-torchvision: data fixtures and the loader benchmark.
-packages=(libtorch-dev libopenblas0-pthread cmake g++ python3-torch libturbojpeg0 libpng16-16 libwebp7 libgif7 python3-torchvision)
+# python3-torchvision: data fixtures and the loader benchmark; python3-onnx: the exporter's onnx.checker test.
+packages=(libtorch-dev libopenblas0-pthread cmake g++ python3-torch libturbojpeg0 libpng16-16 libwebp7 libgif7 python3-torchvision python3-onnx)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,153 @@
+using System.Globalization;
+using MLNetExt.Data;
+using MLNetExt.OnnxRuntime;
+
+namespace MLNetExt.Transforms;
+
+/// <summary>One image's result: class probabilities (the model's <c>Score</c>), or why the image could not be scored.</summary>
+public sealed record ImageScore(string Source, float[]? Scores, string? Error)
+{
+    /// <summary>The k most probable classes, best first, with their labels when the model stores them.</summary>
+    public IReadOnlyList<(int Index, string Label, float Probability)> Top(int k, IReadOnlyList<string> labels) =>
+        Scores is null ? Array.Empty<(int, string, float)>()
+        : Scores.Select((p, i) => (Index: i, Label: i < labels.Count ? labels[i] : i.ToString(CultureInfo.InvariantCulture), Probability: p))
+                .OrderByDescending(t => t.Probability).Take(k).ToArray();
+}
+
+/// <summary>
+/// Runs a model exported by MLNetExt in ONNX Runtime on decoded images or ready tensors, in batches. The model's
+/// metadata says how to prepare images: input size, evaluation crop fraction and interpolation, and whether the graph
+/// takes ML.NET-layout pixels (<c>image</c>: RGB planar 0-255, normalised inside) or normalised input (<c>input</c>).
+/// Images get the same resize and centre crop as evaluation in training (<see cref="ImagePipeline.Eval(int, int, IReadOnlyList{double}, IReadOnlyList{double}, double, Interpolation)"/>).
+/// </summary>
+public sealed class OnnxImageScorer : IDisposable
+{
+    readonly OnnxSession _session;
+    readonly ImagePipeline _pipeline;
+    readonly bool _pixels0To255;
+    readonly bool _ownsSession;
+
+    /// <summary>Opens <paramref name="modelPath"/> with <paramref name="options"/> (threads, CUDA device, ...).</summary>
+    public OnnxImageScorer(string modelPath, OnnxSessionOptions? options = null, int batchSize = 16)
+        : this(OnnxSession.FromFile(modelPath, options), batchSize, ownsSession: true) { }
+
+    /// <summary>Scores with an open session (not disposed by this scorer).</summary>
+    public OnnxImageScorer(OnnxSession session, int batchSize = 16) : this(session, batchSize, ownsSession: false) { }
+
+    OnnxImageScorer(OnnxSession session, int batchSize, bool ownsSession)
+    {
+        if (batchSize < 1) throw new ArgumentOutOfRangeException(nameof(batchSize), batchSize, "The batch size must be at least 1.");
+        _session = session;
+        _ownsSession = ownsSession;
+        BatchSize = batchSize;
+        var meta = session.Metadata.Custom;
+        string Need(string key) => meta.TryGetValue(key, out var v) ? v
+            : throw new InvalidOperationException($"The ONNX model has no '{key}' metadata: it was not exported by MLNetExt (found keys: {string.Join(", ", meta.Keys)}).");
+        InputName = Need("mlnetext.input_name");
+        var size = Need("mlnetext.input_size").Split(',').Select(int.Parse).ToArray();
+        (Height, Width) = (size[1], size[2]);
+        _pixels0To255 = Need("mlnetext.preprocess") == "mlnet";
+        static double[] Numbers(string text) => text.Split(',').Select(s => double.Parse(s, CultureInfo.InvariantCulture)).ToArray();
+        _pipeline = ImagePipeline.Eval(Height, Width, Numbers(Need("mlnetext.mean")), Numbers(Need("mlnetext.std")),
+            double.Parse(Need("mlnetext.crop_pct"), CultureInfo.InvariantCulture), Resampler.Parse(Need("mlnetext.interpolation")));
+        Labels = meta.TryGetValue("mlnetext.labels", out var labels) ? labels.Split('\n') : Array.Empty<string>();
+        HasScore = session.Outputs.Any(o => o.Name == "Score");
+        if (!HasScore) throw new InvalidOperationException($"The ONNX model has no 'Score' output (outputs: {string.Join(", ", session.Outputs.Select(o => o.Name))}).");
+    }
+
+    /// <summary>Name of the graph input (<c>image</c> or <c>input</c>).</summary>
+    public string InputName { get; }
+
+    /// <summary>Input height and width the model was exported at.</summary>
+    public int Height { get; }
+
+    /// <inheritdoc cref="Height"/>
+    public int Width { get; }
+
+    /// <summary>Images per ONNX Runtime call.</summary>
+    public int BatchSize { get; }
+
+    /// <summary>Class names stored in the model (empty when it was exported without labels).</summary>
+    public IReadOnlyList<string> Labels { get; }
+
+    bool HasScore { get; }
+
+    /// <summary>Fills <paramref name="dst"/> (3·H·W floats, planar) with the model input for one decoded image.</summary>
+    public void Prepare(RgbImage image, Span<float> dst)
+    {
+        var rng = new Rng(0); // evaluation geometry is deterministic; the generator is never drawn from
+        if (!_pixels0To255)
+        {
+            _pipeline.Process(image, rng, dst);
+            return;
+        }
+        var cropped = _pipeline.ProcessToImage(image, rng);
+        int plane = Height * Width;
+        var px = cropped.Pixels;
+        for (int i = 0; i < plane; i++)
+        {
+            dst[i] = px[3 * i];
+            dst[plane + i] = px[3 * i + 1];
+            dst[2 * plane + i] = px[3 * i + 2];
+        }
+    }
+
+    /// <summary>Class probabilities of decoded images, in order.</summary>
+    public float[][] Score(IReadOnlyList<RgbImage> images)
+    {
+        ArgumentNullException.ThrowIfNull(images);
+        var result = new float[images.Count][];
+        int sample = 3 * Height * Width;
+        for (int start = 0; start < images.Count; start += BatchSize)
+        {
+            int n = Math.Min(BatchSize, images.Count - start);
+            var batch = new float[n * sample];
+            for (int i = 0; i < n; i++) Prepare(images[start + i], batch.AsSpan(i * sample, sample));
+            var scores = ScoreBatch(batch, n);
+            for (int i = 0; i < n; i++) result[start + i] = scores[i];
+        }
+        return result;
+    }
+
+    /// <summary>Decodes and scores image files; a file that cannot be decoded gets its reason instead of scores.</summary>
+    public IReadOnlyList<ImageScore> ScoreFiles(IReadOnlyList<string> paths)
+    {
+        ArgumentNullException.ThrowIfNull(paths);
+        var results = new ImageScore[paths.Count];
+        for (int start = 0; start < paths.Count; start += BatchSize)
+        {
+            var images = new List<RgbImage>();
+            var index = new List<int>();
+            for (int i = start; i < Math.Min(start + BatchSize, paths.Count); i++)
+            {
+                var img = ImageDecoder.TryDecodeFile(paths[i], out var reason);
+                if (img is null) results[i] = new ImageScore(paths[i], null, reason ?? "unreadable");
+                else { images.Add(img); index.Add(i); }
+            }
+            var scores = images.Count > 0 ? Score(images) : Array.Empty<float[]>();
+            for (int j = 0; j < index.Count; j++) results[index[j]] = new ImageScore(paths[index[j]], scores[j], null);
+        }
+        return results;
+    }
+
+    /// <summary>Scores a ready batch: <paramref name="input"/> holds <paramref name="count"/> planar samples in the
+    /// model's input layout (see <see cref="InputName"/>). Returns one probability vector per sample.</summary>
+    public float[][] ScoreBatch(float[] input, int count)
+    {
+        if (count < 1 || input.Length != count * 3 * Height * Width)
+            throw new ArgumentException($"ScoreBatch: {count} samples of 3x{Height}x{Width} need {count * 3 * Height * Width} floats, found {input.Length}.", nameof(input));
+        var tensor = OnnxTensor.FromArray(input, count, 3, Height, Width);
+        using var run = _session.Run(InputName, tensor, new[] { "Score" });
+        var flat = run["Score"].AsSpan<float>();
+        int classes = flat.Length / count;
+        var result = new float[count][];
+        for (int i = 0; i < count; i++) result[i] = flat.Slice(i * classes, classes).ToArray();
+        return result;
+    }
+
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        if (_ownsSession) _session.Dispose();
+    }
+}
