@@ -1,13 +1,17 @@
 using System.Diagnostics;
 using System.Text.Json;
 using MLNetExt.Export;
+using MLNetExt.OnnxRuntime;
 using MLNetExt.Torch;
 using MLNetExt.Vision;
 
-// ExportBench VARIANT [--threads N] [--reps R] [--opset 17]: the eager forward at batch 2 and 3 (the work the two traces
-// repeat) and the full export (trace at 2 and 3, merge, map, write), median of R runs; one JSON line.
+// ExportBench VARIANT [--threads N] [--reps R] [--opset 17] [--serve-reps K]: the eager forward at batch 2 and 3 (the
+// work the two traces repeat) and the full export (trace at 2 and 3, merge, map, write), median of R runs; then serving:
+// libtorch eager vs ONNX Runtime (same thread count, normalised input, preprocess none) latency at batch 1 and
+// throughput at batch 8, medians of K runs after warm-up. One JSON line.
 string variant = args.Length > 0 && !args[0].StartsWith("--") ? args[0] : "transxnet_t";
 int threads = Opt("--threads", Environment.ProcessorCount), reps = Opt("--reps", 3), opset = Opt("--opset", 17);
+int serveReps = Opt("--serve-reps", 10);
 TorchRuntime.Threads = threads;
 
 using var model = Backbones.Create(variant);
@@ -19,6 +23,7 @@ var trace = new List<double>();
 var map = new List<double>();
 var path = Path.Combine(Path.GetTempPath(), $"exportbench-{Environment.ProcessId}.onnx");
 OnnxExportResult? last = null;
+var serving = new Dictionary<string, object>();
 try
 {
     for (int r = 0; r < reps; r++)
@@ -39,6 +44,20 @@ try
         trace.Add(last.TraceTime.TotalSeconds);
         map.Add(last.MapTime.TotalSeconds);
     }
+    // Serving: the same network on a normalised input in both runtimes.
+    OnnxExporter.Export(model, path, new OnnxExportOptions { Opset = opset, Preprocess = OnnxPreprocess.None });
+    using var session = OnnxSession.FromFile(path, new OnnxSessionOptions { IntraOpThreads = threads });
+    foreach (int n in new[] { 1, 8 })
+    {
+        var data = new float[n * 3 * h * w];
+        var rnd = new Random(n);
+        for (int i = 0; i < data.Length; i++) data[i] = (float)(rnd.NextDouble() * 2 - 1);
+        using var x = Tensor.FromArray<float>(data, new long[] { n, 3, h, w });
+        var input = OnnxTensor.FromArray(data, n, 3, h, w);
+        double torchS = Serve(() => { using (Autograd.InferenceMode()) model.Call(x).Dispose(); }, n == 1 ? serveReps : Math.Max(3, serveReps / 3));
+        double ortS = Serve(() => { using var r = session.Run(session.Inputs[0].Name, input, new[] { "logits" }); }, n == 1 ? serveReps : Math.Max(3, serveReps / 3));
+        serving[$"batch{n}"] = new { libtorch_ms = torchS * 1e3, onnxruntime_ms = ortS * 1e3, libtorch_img_s = n / torchS, onnxruntime_img_s = n / ortS, ort_speedup = torchS / ortS };
+    }
 }
 finally
 {
@@ -51,7 +70,21 @@ Console.WriteLine(JsonSerializer.Serialize(new
     export_total_s = Median(export), export_trace_s = Median(trace), export_map_s = Median(map),
     export_write_and_rest_s = Median(export) - Median(trace) - Median(map),
     nodes = last!.NodeCount, initializers = last.InitializerCount, mbytes = last.InitializerBytes / 1e6,
+    serving,
 }));
+
+static double Serve(Action run, int reps)
+{
+    run(); run(); // warm-up: kernels, allocations, ORT arenas
+    var t = new List<double>();
+    for (int i = 0; i < reps; i++)
+    {
+        var sw = Stopwatch.StartNew();
+        run();
+        t.Add(sw.Elapsed.TotalSeconds);
+    }
+    return Median(t);
+}
 
 int Opt(string name, int dflt)
 {
