@@ -202,15 +202,25 @@ internal sealed class AvgPool2dMapper : OpMapper
     [Opset(13)]
     public void V13(MapContext c)
     {
-        long[] P(long[] v) => v.Length == 1 ? new[] { v[0], v[0] } : v;
-        var k = P(c.Ints(1));
-        var s = c.IsNone(2) || c.Ints(2).Length == 0 ? k : P(c.Ints(2));
-        var p = c.IsNone(3) ? new long[] { 0, 0 } : P(c.Ints(3));
+        var (k, s, p) = PoolWindow(c);
         if (!c.IsNone(6)) throw c.Unsupported("divisor_override");
         c.EmitOut("AveragePool", new[] { c.In(0) }, Attr.Ints("kernel_shape", k), Attr.Ints("strides", s),
             Attr.Ints("pads", new[] { p[0], p[1], p[0], p[1] }), Attr.I("ceil_mode", c.Bool(4, false) ? 1 : 0),
             Attr.I("count_include_pad", c.Bool(5, true) ? 1 : 0));
     }
+
+    /// <summary>kernel (arg 1), stride (arg 2; empty or None = kernel) and padding (arg 3; None = 0) of a 2-D pool,
+    /// each widened from one value to two as torch allows.</summary>
+    internal static (long[] Kernel, long[] Stride, long[] Padding) PoolWindow(MapContext c)
+    {
+        var k = Pair(c.Ints(1));
+        var s = c.IsNone(2) || c.Ints(2).Length == 0 ? k : Pair(c.Ints(2));
+        var p = c.IsNone(3) ? new long[] { 0, 0 } : Pair(c.Ints(3));
+        return (k, s, p);
+    }
+
+    /// <summary>One value for both spatial axes, or the two given.</summary>
+    internal static long[] Pair(long[] v) => v.Length == 1 ? new[] { v[0], v[0] } : v;
 }
 
 /// <summary>max_pool2d(input, kernel, stride, padding, dilation, ceil_mode).</summary>
@@ -220,11 +230,8 @@ internal sealed class MaxPool2dMapper : OpMapper
     [Opset(13)]
     public void V13(MapContext c)
     {
-        long[] P(long[] v) => v.Length == 1 ? new[] { v[0], v[0] } : v;
-        var k = P(c.Ints(1));
-        var s = c.IsNone(2) || c.Ints(2).Length == 0 ? k : P(c.Ints(2));
-        var p = c.IsNone(3) ? new long[] { 0, 0 } : P(c.Ints(3));
-        var d = c.IsNone(4) ? new long[] { 1, 1 } : P(c.Ints(4));
+        var (k, s, p) = AvgPool2dMapper.PoolWindow(c);
+        var d = c.IsNone(4) ? new long[] { 1, 1 } : AvgPool2dMapper.Pair(c.Ints(4));
         c.EmitOut("MaxPool", new[] { c.In(0) }, Attr.Ints("kernel_shape", k), Attr.Ints("strides", s),
             Attr.Ints("pads", new[] { p[0], p[1], p[0], p[1] }), Attr.Ints("dilations", d), Attr.I("ceil_mode", c.Bool(5, false) ? 1 : 0));
     }

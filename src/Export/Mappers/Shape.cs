@@ -276,8 +276,13 @@ internal sealed class ConstantPadMapper : OpMapper
     [Opset(13)]
     public void V13(MapContext c)
     {
-        int rank = c.Rank(0);
-        var pad = c.Ints(1);
+        var pads = OnnxPads(c.Rank(0), c.Ints(1));
+        c.EmitOut("Pad", new[] { c.In(0), c.ConstI64(pads), c.Scalar(c.Double(2, 0), c.OutDType()) }, Attr.S("mode", "constant"));
+    }
+
+    /// <summary>torch's (begin, end) pairs from the last axis backwards → ONNX's all begins then all ends, first axis first.</summary>
+    internal static long[] OnnxPads(int rank, long[] pad)
+    {
         var pads = new long[2 * rank];
         for (int k = 0; k < pad.Length / 2; k++)
         {
@@ -285,7 +290,7 @@ internal sealed class ConstantPadMapper : OpMapper
             pads[axis] = pad[2 * k];
             pads[rank + axis] = pad[2 * k + 1];
         }
-        c.EmitOut("Pad", new[] { c.In(0), c.ConstI64(pads), c.Scalar(c.Double(2, 0), c.OutDType()) }, Attr.S("mode", "constant"));
+        return pads;
     }
 }
 
@@ -296,14 +301,7 @@ internal sealed class PadMapper : OpMapper
     [Opset(13)]
     public void V13(MapContext c)
     {
-        int rank = c.Rank(0);
-        var pad = c.Ints(1);
-        var pads = new long[2 * rank];
-        for (int k = 0; k < pad.Length / 2; k++)
-        {
-            pads[rank - 1 - k] = pad[2 * k];
-            pads[2 * rank - 1 - k] = pad[2 * k + 1];
-        }
+        var pads = ConstantPadMapper.OnnxPads(c.Rank(0), c.Ints(1));
         string mode = c.String(2) ?? "constant";
         string onnxMode = mode switch { "constant" => "constant", "reflect" => "reflect", "replicate" => "edge", _ => throw c.Unsupported($"padding mode '{mode}'") };
         var ins = mode == "constant" ? new[] { c.In(0), c.ConstI64(pads), c.Scalar(c.OptDouble(3) ?? 0, c.OutDType()) } : new[] { c.In(0), c.ConstI64(pads) };

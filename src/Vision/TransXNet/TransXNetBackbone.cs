@@ -83,7 +83,7 @@ public sealed class TransXNetBackbone : Backbone
         InitWeights(this);
     }
 
-    static long CeilDiv(long a, long b) => (a + b - 1) / b;
+    internal static long CeilDiv(long a, long b) => (a + b - 1) / b;
 
     Sequential MakeClassifier(int numClasses) => new(
         new GroupNorm(1, _o.Arch.EmbedDims[^1]), new AdaptiveAvgPool2d(1), new Conv2d(_o.Arch.EmbedDims[^1], numClasses, 1));

@@ -83,15 +83,14 @@ public sealed class TransXNetFamily : BackboneFamily
         var (imageH, imageW) = ImageSize(probe);
         int stride = probe.Int("in_stride", 4);
         int sr = ReadArch(probe).SrRatio[0];
-        static long Ceil(long a, long b) => (a + b - 1) / b;
-        long h0 = Ceil(imageH, stride), w0 = Ceil(imageW, stride);
-        if (h0 * w0 == n && Ceil(h0, sr) * Ceil(w0, sr) == m) return;
+        long h0 = TransXNetBackbone.CeilDiv(imageH, stride), w0 = TransXNetBackbone.CeilDiv(imageW, stride);
+        if (h0 * w0 == n && TransXNetBackbone.CeilDiv(h0, sr) * TransXNetBackbone.CeilDiv(w0, sr) == m) return;
         // Prefer the most square grid (h ≥ w) consistent with both N and M.
         for (long w = (long)Math.Sqrt(n); w >= 1; w--)
         {
             if (n % w != 0) continue;
             long h = n / w;
-            if (Ceil(h, sr) * Ceil(w, sr) != m) continue;
+            if (TransXNetBackbone.CeilDiv(h, sr) * TransXNetBackbone.CeilDiv(w, sr) != m) continue;
             kwargs["image_size"] = h == w ? JsonValue.Create(h * stride) : new JsonArray(h * stride, w * stride);
             return;
         }
