@@ -1,0 +1,103 @@
+namespace MLNetExt.Training;
+
+/// <summary>Precision, recall and F1 of one class (one-vs-rest), and its number of true samples.</summary>
+public sealed record ClassMetrics(string Class, double Precision, double Recall, double F1, int Support);
+
+/// <summary>Classification metrics from predicted probabilities: top-1 and top-k accuracy, macro-F1, log-loss
+/// (mean −ln p(true), probabilities clipped to [1e-15, 1 − 1e-15] as scikit-learn does), per-class
+/// precision/recall/F1 and the confusion matrix (rows: true class, columns: predicted class). A class never
+/// predicted has precision 0; a class without samples has recall 0 (scikit-learn's zero_division=0).
+/// Ties in the top-1 prediction go to the lower class index (as argmax).</summary>
+public sealed class ClassificationMetrics
+{
+    /// <summary>Class names in label order.</summary>
+    public IReadOnlyList<string> Classes { get; }
+    /// <summary>Number of samples scored.</summary>
+    public int Count { get; }
+    /// <summary>Fraction whose highest-probability class is the true one.</summary>
+    public double Top1 { get; }
+    /// <summary>Fraction whose true class is among the <see cref="TopK"/> most probable.</summary>
+    public double Top5 { get; }
+    /// <summary>The k of <see cref="Top5"/>: min(5, classes).</summary>
+    public int TopK { get; }
+    /// <summary>Unweighted mean of the per-class F1.</summary>
+    public double MacroF1 { get; }
+    /// <summary>Mean negative log-probability of the true class.</summary>
+    public double LogLoss { get; }
+    public IReadOnlyList<ClassMetrics> PerClass { get; }
+    /// <summary>[true][predicted] counts.</summary>
+    public int[][] Confusion { get; }
+
+    ClassificationMetrics(IReadOnlyList<string> classes, int count, double top1, double top5, int topK, double macroF1, double logLoss,
+        IReadOnlyList<ClassMetrics> perClass, int[][] confusion)
+    {
+        Classes = classes;
+        Count = count;
+        Top1 = top1;
+        Top5 = top5;
+        TopK = topK;
+        MacroF1 = macroF1;
+        LogLoss = logLoss;
+        PerClass = perClass;
+        Confusion = confusion;
+    }
+
+    /// <summary>Computes the metrics of <paramref name="probabilities"/> (row-major [labels.Length, classes.Count]).</summary>
+    public static ClassificationMetrics Compute(ReadOnlySpan<float> probabilities, IReadOnlyList<int> labels, IReadOnlyList<string> classes)
+    {
+        int n = labels.Count, c = classes.Count;
+        if (c < 1) throw new ArgumentException("Metrics need at least one class.", nameof(classes));
+        if (probabilities.Length != (long)n * c)
+            throw new ArgumentException($"Expected {n}×{c} = {(long)n * c} probabilities for {n} samples of {c} classes, found {probabilities.Length}.", nameof(probabilities));
+        int k = Math.Min(5, c);
+        var confusion = Enumerable.Range(0, c).Select(_ => new int[c]).ToArray();
+        long top1 = 0, topk = 0;
+        double logLoss = 0;
+        for (int i = 0; i < n; i++)
+        {
+            int y = labels[i];
+            if ((uint)y >= (uint)c) throw new ArgumentOutOfRangeException(nameof(labels), y, $"Label of sample {i} lies outside 0..{c - 1}.");
+            var row = probabilities.Slice(i * c, c);
+            int arg = 0, higher = 0;
+            for (int j = 0; j < c; j++)
+            {
+                if (row[j] > row[arg]) arg = j;
+                // rank of the true class: classes strictly more probable, and equal ones with a lower index
+                if (row[j] > row[y] || (row[j] == row[y] && j < y)) higher++;
+            }
+            confusion[y][arg]++;
+            if (arg == y) top1++;
+            if (higher < k) topk++;
+            double p = Math.Clamp((double)row[y], 1e-15, 1 - 1e-15);
+            logLoss -= Math.Log(p);
+        }
+        var perClass = new ClassMetrics[c];
+        for (int j = 0; j < c; j++)
+        {
+            int tp = confusion[j][j], support = confusion[j].Sum(), predicted = 0;
+            for (int r = 0; r < c; r++) predicted += confusion[r][j];
+            double precision = predicted == 0 ? 0 : (double)tp / predicted;
+            double recall = support == 0 ? 0 : (double)tp / support;
+            double f1 = precision + recall == 0 ? 0 : 2 * precision * recall / (precision + recall);
+            perClass[j] = new ClassMetrics(classes[j], precision, recall, f1, support);
+        }
+        return new ClassificationMetrics(classes, n, n == 0 ? 0 : (double)top1 / n, n == 0 ? 0 : (double)topk / n, k,
+            perClass.Average(m => m.F1), n == 0 ? 0 : logLoss / n, perClass, confusion);
+    }
+
+    /// <summary>The value of a monitorable metric by name: top1, top5, macro_f1 (higher is better) or log_loss (lower).</summary>
+    public double Get(string metric) => metric switch
+    {
+        "top1" => Top1,
+        "top5" => Top5,
+        "macro_f1" => MacroF1,
+        "log_loss" => LogLoss,
+        _ => throw new ArgumentException($"Unknown metric '{metric}'; expected one of {string.Join(", ", MetricNames)}.", nameof(metric)),
+    };
+
+    /// <summary>The metrics <see cref="Get"/> knows.</summary>
+    public static readonly IReadOnlyList<string> MetricNames = ["top1", "top5", "macro_f1", "log_loss"];
+
+    /// <summary>Whether a larger value of <paramref name="metric"/> is better.</summary>
+    public static bool HigherIsBetter(string metric) => metric != "log_loss";
+}
