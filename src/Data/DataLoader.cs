@@ -119,15 +119,18 @@ public sealed class DataLoader
     }
 
     /// <summary>The batches of one epoch, produced by <see cref="LoaderOptions.Workers"/> threads at most
-    /// <see cref="LoaderOptions.Prefetch"/> batches ahead of the consumer.</summary>
-    public IEnumerable<Batch> GetEpoch(int epoch)
+    /// <see cref="LoaderOptions.Prefetch"/> batches ahead of the consumer. <paramref name="startBatch"/> skips the first
+    /// batches without preparing them (resuming inside an epoch gives the same remaining batches).</summary>
+    public IEnumerable<Batch> GetEpoch(int epoch, int startBatch = 0)
     {
+        if (startBatch < 0 || startBatch > BatchesPerEpoch)
+            throw new ArgumentOutOfRangeException(nameof(startBatch), startBatch, $"The first batch must lie in 0..{BatchesPerEpoch}.");
         var order = Order(epoch);
         int bs = Options.BatchSize, nBatches = BatchesPerEpoch, total = Math.Min(order.Length, nBatches * bs);
         int len = Pipeline.SampleLength;
         var work = new BatchWork?[nBatches];
         var gate = new object();
-        int next = 0, consumed = 0;
+        int next = startBatch * bs, consumed = startBatch;
         bool stop = false;
         Exception? failure = null;
 
@@ -172,12 +175,12 @@ public sealed class DataLoader
             }
         }
 
-        var threads = Enumerable.Range(0, Math.Min(Options.Workers, Math.Max(1, total)))
+        var threads = Enumerable.Range(0, Math.Min(Options.Workers, Math.Max(1, total - next)))
             .Select(i => new Thread(Worker) { IsBackground = true, Name = $"mlnetext-loader-{i}" }).ToList();
         threads.ForEach(t => t.Start());
         try
         {
-            for (int b = 0; b < nBatches; b++)
+            for (int b = startBatch; b < nBatches; b++)
             {
                 BatchWork w;
                 lock (gate)

@@ -66,6 +66,7 @@ MLNX_API char* mlnx_config(char** out);         // at::show_config()
 MLNX_API void mlnx_set_num_threads(int32_t n);
 MLNX_API int32_t mlnx_get_num_threads(void);
 MLNX_API char* mlnx_manual_seed(uint64_t seed);
+MLNX_API char* mlnx_set_autocast(int32_t device_type, int32_t enabled, int32_t dtype, int32_t entering);
 MLNX_API int32_t mlnx_cuda_is_available(void);
 MLNX_API int32_t mlnx_cuda_device_count(void);
 

@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <ATen/Version.h>
+#include <ATen/autocast_mode.h>
 #include <ATen/detail/CUDAHooksInterface.h>
 #include <c10/core/GradMode.h>
 #include <c10/core/InferenceMode.h>
@@ -86,6 +87,33 @@ MLNX_API int32_t mlnx_get_num_threads(void) { return at::get_num_threads(); }
 MLNX_API char* mlnx_manual_seed(uint64_t seed) {
   MLNX_TRY { at::manual_seed(seed); }  // seeds the CPU generator and, when present, every CUDA one
   MLNX_CATCH("manual_seed")
+}
+
+// Mixed precision: turns autocast on or off for one device type (0 CPU, 1 CUDA) with the given reduced dtype
+// (a c10::ScalarType code, e.g. 15 = bfloat16). Autocast is thread-local state that the dispatcher consults on
+// every call, so ops through the one generic door are cast like Python's torch.autocast. `entering` is 1 when a
+// region starts and 0 when one ends (restoring the previous state); leaving the outermost region clears the
+// cast-weight cache, as torch.autocast.__exit__ does.
+MLNX_API char* mlnx_set_autocast(int32_t device_type, int32_t enabled, int32_t dtype, int32_t entering) {
+  MLNX_TRY {
+    auto type = static_cast<at::ScalarType>(dtype);
+#if TORCH_VERSION_MAJOR >= 2 && TORCH_VERSION_MINOR >= 4 || TORCH_VERSION_MAJOR > 2
+    auto dev = device_type == 1 ? at::kCUDA : at::kCPU;
+    at::autocast::set_autocast_enabled(dev, enabled != 0);
+    at::autocast::set_autocast_dtype(dev, type);
+#else
+    if (device_type == 1) {
+      at::autocast::set_enabled(enabled != 0);
+      at::autocast::set_autocast_gpu_dtype(type);
+    } else {
+      at::autocast::set_cpu_enabled(enabled != 0);
+      at::autocast::set_autocast_cpu_dtype(type);
+    }
+#endif
+    if (entering != 0) at::autocast::increment_nesting();
+    else if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+  }
+  MLNX_CATCH("set_autocast")
 }
 
 MLNX_API int32_t mlnx_cuda_is_available(void) {

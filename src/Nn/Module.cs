@@ -54,6 +54,10 @@ public sealed class StateDictMismatchException : InvalidOperationException
 
     internal StateDictMismatchException(string module, LoadStateDictResult result)
         : base($"Error(s) in loading state_dict for {module}:{Environment.NewLine}{result.Describe()}") => Result = result;
+
+    /// <summary>With a message of the caller's (for weights that are not this model's at all, where listing every
+    /// key helps nobody).</summary>
+    internal StateDictMismatchException(LoadStateDictResult result, string message) : base(message) => Result = result;
 }
 
 /// <summary>

@@ -95,6 +95,9 @@ public abstract class Optimizer : IDisposable
         return s;
     }
 
+    /// <summary>The state of <paramref name="parameter"/>, created when absent (restoring a checkpoint).</summary>
+    internal ParamState StateOf(Parameter parameter) => StateFor(parameter);
+
     /// <summary>Clears every parameter's gradient (PyTorch's <c>zero_grad(set_to_none=True)</c>).</summary>
     public void ZeroGrad()
     {

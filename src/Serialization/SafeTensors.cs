@@ -205,11 +205,13 @@ public static class SafeTensors
         {
             using (var fs = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))
             {
+                Stream output = WriteInterceptor?.Invoke(fs) ?? fs;
                 Span<byte> len = stackalloc byte[8];
                 BinaryPrimitives.WriteUInt64LittleEndian(len, (ulong)header.Length);
-                fs.Write(len);
-                fs.Write(header);
-                foreach (var (_, t) in list) WriteData(fs, t);
+                output.Write(len);
+                output.Write(header);
+                foreach (var (_, t) in list) WriteData(output, t);
+                output.Flush();
                 fs.Flush(flushToDisk: true);
             }
             File.Move(temp, full, overwrite: true);
@@ -220,6 +222,9 @@ public static class SafeTensors
             throw;
         }
     }
+
+    /// <summary>Test seam: wraps the file stream of <see cref="Save"/> on this thread (to simulate a full disk).</summary>
+    [ThreadStatic] internal static Func<Stream, Stream>? WriteInterceptor;
 
     static byte[] BuildHeader(List<KeyValuePair<string, Tensor>> list, IReadOnlyDictionary<string, string>? metadata)
     {
@@ -257,7 +262,7 @@ public static class SafeTensors
         return ms.ToArray();
     }
 
-    static unsafe void WriteData(FileStream fs, Tensor t)
+    static unsafe void WriteData(Stream fs, Tensor t)
     {
         if (t.NumEl == 0) return;
         // Contiguous CPU tensors are written from their own memory; others through one contiguous CPU copy.

@@ -51,7 +51,7 @@ public sealed class ClassificationMetrics
             throw new ArgumentException($"Expected {n}×{c} = {(long)n * c} probabilities for {n} samples of {c} classes, found {probabilities.Length}.", nameof(probabilities));
         int k = Math.Min(5, c);
         var confusion = Enumerable.Range(0, c).Select(_ => new int[c]).ToArray();
-        long top1 = 0, topk = 0;
+        long topk = 0;
         double logLoss = 0;
         for (int i = 0; i < n; i++)
         {
@@ -66,11 +66,22 @@ public sealed class ClassificationMetrics
                 if (row[j] > row[y] || (row[j] == row[y] && j < y)) higher++;
             }
             confusion[y][arg]++;
-            if (arg == y) top1++;
             if (higher < k) topk++;
             double p = Math.Clamp((double)row[y], 1e-15, 1 - 1e-15);
             logLoss -= Math.Log(p);
         }
+        return FromConfusion(classes, confusion, n == 0 ? 0 : (double)topk / n, k, n == 0 ? 0 : logLoss / n);
+    }
+
+    /// <summary>Rebuilds metrics from a confusion matrix and the two values it cannot give (top-k accuracy and
+    /// log-loss); per-class values, top-1 and macro-F1 follow from the matrix. Used to restore a run's history.</summary>
+    internal static ClassificationMetrics FromConfusion(IReadOnlyList<string> classes, int[][] confusion, double topKAccuracy, int topK, double logLoss)
+    {
+        int c = classes.Count;
+        if (confusion.Length != c || confusion.Any(r => r.Length != c))
+            throw new ArgumentException($"A confusion matrix of {c} classes must be {c}×{c}.", nameof(confusion));
+        int n = confusion.Sum(r => r.Sum()), top1 = 0;
+        for (int j = 0; j < c; j++) top1 += confusion[j][j];
         var perClass = new ClassMetrics[c];
         for (int j = 0; j < c; j++)
         {
@@ -81,8 +92,8 @@ public sealed class ClassificationMetrics
             double f1 = precision + recall == 0 ? 0 : 2 * precision * recall / (precision + recall);
             perClass[j] = new ClassMetrics(classes[j], precision, recall, f1, support);
         }
-        return new ClassificationMetrics(classes, n, n == 0 ? 0 : (double)top1 / n, n == 0 ? 0 : (double)topk / n, k,
-            perClass.Average(m => m.F1), n == 0 ? 0 : logLoss / n, perClass, confusion);
+        return new ClassificationMetrics(classes, n, n == 0 ? 0 : (double)top1 / n, topKAccuracy, topK,
+            perClass.Average(m => m.F1), logLoss, perClass, confusion);
     }
 
     /// <summary>The value of a monitorable metric by name: top1, top5, macro_f1 (higher is better) or log_loss (lower).</summary>

@@ -129,6 +129,32 @@ public abstract class Backbone : Module<Tensor, Tensor>
         return result;
     }
 
+    /// <summary>Blocks per stage, in order (the official <c>depths</c>/<c>layers</c> argument). With the depth groups
+    /// (stem, blocks in order, head) this says which stage a parameter belongs to, for freezing the first k stages.</summary>
+    public abstract IReadOnlyList<int> StageDepths { get; }
+
+    /// <summary>The stage of a parameter: 0 = stem and embeddings before the first block, 1..n = stages,
+    /// n + 1 = final norm and head. Derived from <see cref="DepthGroupOf"/> and <see cref="StageDepths"/>.</summary>
+    public int StageOf(string parameterName)
+    {
+        int g = DepthGroupOf(parameterName);
+        if (g == 0) return 0;
+        if (g == NumDepthGroups - 1) return StageDepths.Count + 1;
+        int end = 0;
+        for (int s = 0; s < StageDepths.Count; s++)
+        {
+            end += StageDepths[s];
+            if (g <= end) return s + 1;
+        }
+        return StageDepths.Count + 1;
+    }
+
+    /// <summary>Whether the official training recipe exempts a parameter from weight decay. Default (timm's rule, used
+    /// by TransXNet and SMT): 1-D parameters and names ending in <c>.bias</c>; families add the tokens and tables
+    /// their training code names.</summary>
+    public virtual bool ExemptFromWeightDecay(string parameterName, Parameter parameter) =>
+        parameter.Dim <= 1 || parameterName.EndsWith(".bias", StringComparison.Ordinal);
+
     /// <summary>Checks a batch of images: rank 4, the configured channel count, and a size the model accepts
     /// (<see cref="CheckInputSize"/>). Families call it at the start of every forward entry point.</summary>
     protected void CheckInput(Tensor images)

@@ -1,3 +1,5 @@
+using MLNetExt.Nn;
+using MLNetExt.Torch;
 using System.Text.Json.Nodes;
 using MLNetExt.Serialization;
 
@@ -53,23 +55,63 @@ public static class Backbones
     /// (torch.save checkpoint, possibly wrapped or DataParallel-prefixed, or safetensors). With another
     /// <paramref name="numClasses"/> than the checkpoint's, the head is re-initialised and reported.
     /// </summary>
-    public static (Backbone Model, LoadPretrainedResult Load) Load(string variantOrFamily, string weightsPath, int? numClasses = null, JsonObject? customKwargs = null)
+    public static (Backbone Model, LoadPretrainedResult Load) Load(string variantOrFamily, string weightsPath, int? numClasses = null, JsonObject? customKwargs = null,
+        JsonObject? overrides = null)
     {
         using var weights = LoadWeightsFile(weightsPath);
         BackboneVariant? row = customKwargs is null ? Find(variantOrFamily) : null;
         var family = row is null ? Family(variantOrFamily) : Family(row.Family);
-        var kwargs = Merge(row?.KwargsObject() ?? new JsonObject(), customKwargs, numClasses);
+        var kwargs = Merge(Merge(row?.KwargsObject() ?? new JsonObject(), customKwargs, numClasses), overrides, null);
         family.InferKwargsFromCheckpoint(kwargs, weights);
         var model = family.Build(new BackboneConfig(row?.Name ?? $"{family.Name} (custom)", kwargs), row);
         try
         {
             return (model, model.LoadPretrained(weights));
         }
+        catch (StateDictMismatchException e)
+        {
+            string name = model.Variant;
+            int own = model.StateDict().Count;
+            model.Dispose();
+            var r = e.Result;
+            if (r.MissingKeys.Count * 2 <= own)
+                throw new StateDictMismatchException($"{name} (weights '{weightsPath}'; {Resemblance(weights)})", r);
+            static string First(IReadOnlyList<string> keys) => string.Join(", ", keys.Take(3)) + (keys.Count > 3 ? ", ..." : "");
+            throw new StateDictMismatchException(r,
+                $"The weights in '{weightsPath}' are not {name} weights: {r.MissingKeys.Count} of the model's {own} entries are missing " +
+                $"({First(r.MissingKeys)}) and {r.UnexpectedKeys.Count} of the file's {weights.Count} are unknown ({First(r.UnexpectedKeys)}); " +
+                $"{Resemblance(weights)}.");
+        }
         catch
         {
             model.Dispose();
             throw;
         }
+    }
+
+    /// <summary>Which model a set of weights looks like, in words: the family whose key names (block numbers
+    /// ignored) overlap most with the smallest variant's, and that family's variant closest in parameter count.
+    /// Builds one small model per family, so it is meant for error messages only.</summary>
+    public static string Resemblance(IReadOnlyList<KeyValuePair<string, Tensor>> weights)
+    {
+        static string Pattern(string key) => System.Text.RegularExpressions.Regex.Replace(key, "[0-9]+", "#");
+        static bool IsStatistic(string key) => key.EndsWith("running_mean", StringComparison.Ordinal) ||
+                                               key.EndsWith("running_var", StringComparison.Ordinal) || key.EndsWith("num_batches_tracked", StringComparison.Ordinal);
+        var given = weights.Select(kv => Pattern(kv.Key.StartsWith("module.", StringComparison.Ordinal) ? kv.Key[7..] : kv.Key)).ToHashSet();
+        long count = weights.Where(kv => !IsStatistic(kv.Key)).Sum(kv => kv.Value.NumEl);
+        (BackboneFamily Family, double Score)? best = null;
+        foreach (var f in Families)
+        {
+            var smallest = f.Variants.OrderBy(v => v.ParameterCount).First();
+            using var probe = Create(smallest.Name);
+            var own = probe.StateDict().Select(kv => Pattern(kv.Key)).ToHashSet();
+            double score = (double)own.Intersect(given).Count() / own.Union(given).Count();
+            if (best is null || score > best.Value.Score) best = (f, score);
+        }
+        if (best is null || best.Value.Score < 0.2)
+            return $"the file's {weights.Count} tensors ({count:N0} parameters) resemble none of the families {string.Join(", ", Families.Select(f => f.Name))}";
+        var closest = best.Value.Family.Variants.MinBy(v => Math.Abs(v.ParameterCount - count))!;
+        return $"they look like {best.Value.Family.Name} weights, closest to {closest.Name} ({count:N0} parameters in the file, {closest.Name} has {closest.ParameterCount:N0} with a 1000-class head)";
     }
 
     /// <summary>Reads model weights from a checkpoint file: safetensors by header, else a torch.save file whose

@@ -123,6 +123,7 @@ internal static unsafe partial class Native
     [LibraryImport(Library)] internal static partial void mlnx_set_num_threads(int n);
     [LibraryImport(Library)] internal static partial int mlnx_get_num_threads();
     [LibraryImport(Library)] internal static partial IntPtr mlnx_manual_seed(ulong seed);
+    [LibraryImport(Library)] internal static partial IntPtr mlnx_set_autocast(int deviceType, int enabled, int dtype, int entering);
     [LibraryImport(Library)] internal static partial int mlnx_cuda_is_available();
     [LibraryImport(Library)] internal static partial int mlnx_cuda_device_count();
 

@@ -90,6 +90,16 @@ public sealed class MixFormerModel : Backbone
     public override int NumDepthGroups => _blockStart[^1] + 2;
 
     /// <inheritdoc/>
+    public override IReadOnlyList<int> StageDepths => _o.Depths;
+
+    /// <inheritdoc/>
+    /// <remarks>The official recipe also exempts names containing <c>absolute_pos_embed</c>,
+    /// <c>relative_position_bias_table</c> or <c>norm</c>.</remarks>
+    public override bool ExemptFromWeightDecay(string parameterName, Parameter parameter) =>
+        base.ExemptFromWeightDecay(parameterName, parameter) || parameterName.Contains("absolute_pos_embed", StringComparison.Ordinal)
+        || parameterName.Contains("relative_position_bias_table", StringComparison.Ordinal) || parameterName.Contains("norm", StringComparison.Ordinal);
+
+    /// <inheritdoc/>
     /// <remarks>0: patch_embed; 1..N: the blocks in order, each down-sampler with the block it feeds (the first block
     /// of the next stage); N+1: norm, last_proj and head.</remarks>
     public override int DepthGroupOf(string parameterName)

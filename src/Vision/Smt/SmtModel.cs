@@ -242,6 +242,9 @@ public sealed class SmtModel : Backbone
     /// <summary>0 = stem (<c>patch_embed1</c>), 1..D = the blocks in order, D+1 = <c>norm4</c> and the head.</summary>
     public override int NumDepthGroups => TotalBlocks + 2;
 
+    /// <inheritdoc/>
+    public override IReadOnlyList<int> StageDepths => Settings.Depths;
+
     /// <summary>Stem → 0; <c>block{i}.{j}</c> → its global block index + 1; <c>patch_embed{i}</c> (i ≥ 2) → the
     /// group of the first block of its stage; <c>norm{i}</c> (i ≤ 3) → the group of the stage's last block;
     /// <c>norm4</c> and <c>head</c> → the last group.</summary>

@@ -129,6 +129,17 @@ public sealed class TransNeXtModel : Backbone
     public override int NumDepthGroups => _options.Depths.Sum() + 2;
 
     /// <inheritdoc/>
+    public override IReadOnlyList<int> StageDepths => _options.Depths;
+
+    /// <inheritdoc/>
+    /// <remarks>The official recipe also exempts names containing <c>query_embedding</c>, <c>relative_pos_bias_local</c>,
+    /// <c>cpb</c> or <c>temperature</c> (the 3-D <c>learnable_tokens</c>/<c>learnable_bias</c> are decayed).</remarks>
+    public override bool ExemptFromWeightDecay(string parameterName, Parameter parameter) =>
+        base.ExemptFromWeightDecay(parameterName, parameter) || parameterName.Contains("query_embedding", StringComparison.Ordinal)
+        || parameterName.Contains("relative_pos_bias_local", StringComparison.Ordinal) || parameterName.Contains("cpb", StringComparison.Ordinal)
+        || parameterName.Contains("temperature", StringComparison.Ordinal);
+
+    /// <inheritdoc/>
     /// <remarks>0: patch_embed1; block k (over the whole network, in order): k + 1; patch_embed{s} of a later stage
     /// goes with the first block of its stage and norm{s} of stages 1–3 with the last block of its stage;
     /// norm4 and the head: the last group.</remarks>

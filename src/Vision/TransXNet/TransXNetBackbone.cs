@@ -243,6 +243,9 @@ public sealed class TransXNetBackbone : Backbone
     public override int NumDepthGroups => _o.Arch.Layers.Sum() + 2;
 
     /// <inheritdoc/>
+    public override IReadOnlyList<int> StageDepths => _o.Arch.Layers;
+
+    /// <inheritdoc/>
     /// <remarks>0: stem; 1..n: blocks in order, each stage's position table and the downsampling before it with the
     /// stage's first block; n+1: classifier or the dense-task norms.</remarks>
     public override int DepthGroupOf(string parameterName)

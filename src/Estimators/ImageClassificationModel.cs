@@ -1,0 +1,177 @@
+using MLNetExt.Data;
+using MLNetExt.Export;
+using MLNetExt.Nn;
+using MLNetExt.Serialization;
+using MLNetExt.Torch;
+using MLNetExt.Training;
+using MLNetExt.Transforms;
+using MLNetExt.Vision;
+
+namespace MLNetExt.Estimators;
+
+/// <summary>One image's prediction: the best class and its probability, the top classes, or why it failed.</summary>
+public sealed record ImagePrediction(string Source, string? Label, int Index, float Score,
+    IReadOnlyList<(string Label, float Probability)> Top, string? Error = null);
+
+/// <summary>A trained classifier: a backbone with its classes and evaluation geometry. Predicts with libtorch,
+/// evaluates on a labelled dataset, saves to one safetensors file (weights + description) and exports ONNX.</summary>
+public sealed class ImageClassificationModel : IDisposable
+{
+    readonly ImagePipeline _pipeline;
+
+    /// <summary>The network (in eval mode).</summary>
+    public Backbone Backbone { get; }
+
+    /// <summary>Backbone, classes and input geometry.</summary>
+    public ModelDescriptor Descriptor { get; }
+
+    /// <summary>Class names in label order.</summary>
+    public IReadOnlyList<string> Classes => Descriptor.Classes;
+
+    /// <summary>The training record when this model came from <c>Fit</c>; null after <see cref="Load"/>.</summary>
+    public TrainingHistory? History { get; }
+
+    internal ImageClassificationModel(Backbone backbone, ModelDescriptor descriptor, TrainingHistory? history)
+    {
+        Backbone = backbone;
+        Descriptor = descriptor;
+        History = history;
+        Backbone.Eval();
+        _pipeline = ImagePipeline.Eval(descriptor.ImageSize, descriptor.ImageSize, descriptor.Mean, descriptor.Std, descriptor.CropPct,
+            Resampler.Parse(descriptor.Interpolation));
+    }
+
+    /// <summary>Class probabilities of already-prepared images (float32 [N, 3, S, S], normalised), as [N, classes].</summary>
+    public float[] Probabilities(Tensor images)
+    {
+        using var scope = TensorScope.Begin();
+        using var _ = Autograd.NoGrad();
+        var device = Backbone.Parameters().First().Device;
+        var logits = Backbone.Call(images.To(device)).To(DType.Float32);
+        return logits.Softmax(1).To(Device.Cpu).ToArray<float>();
+    }
+
+    /// <summary>Predicts one decoded image.</summary>
+    public ImagePrediction Predict(RgbImage image, int topK = 5, string source = "image") => PredictMany([image], topK, [source])[0];
+
+    /// <summary>Predicts image files in batches; unreadable files get a prediction with <see cref="ImagePrediction.Error"/> set.</summary>
+    public IReadOnlyList<ImagePrediction> Predict(IReadOnlyList<string> paths, int topK = 5, int batchSize = 16)
+    {
+        var results = new ImagePrediction[paths.Count];
+        for (int start = 0; start < paths.Count; start += batchSize)
+        {
+            var images = new List<RgbImage>();
+            var where = new List<int>();
+            for (int i = start; i < Math.Min(paths.Count, start + batchSize); i++)
+            {
+                var img = ImageDecoder.TryDecodeFile(paths[i], out var reason);
+                if (img is null) results[i] = new ImagePrediction(paths[i], null, -1, 0, [], reason ?? "could not be decoded");
+                else { images.Add(img); where.Add(i); }
+            }
+            if (images.Count == 0) continue;
+            var preds = PredictMany(images, topK, where.Select(i => paths[i]).ToList());
+            for (int k = 0; k < where.Count; k++) results[where[k]] = preds[k];
+        }
+        return results;
+    }
+
+    IReadOnlyList<ImagePrediction> PredictMany(IReadOnlyList<RgbImage> images, int topK, IReadOnlyList<string> sources)
+    {
+        int len = _pipeline.SampleLength, c = Classes.Count;
+        var data = new float[images.Count * len];
+        for (int i = 0; i < images.Count; i++) _pipeline.Process(images[i], Rng.For(0, i), data.AsSpan(i * len, len));
+        float[] probs;
+        using (var scope = TensorScope.Begin())
+            probs = Probabilities(Tensor.FromArray(data, [images.Count, 3, Descriptor.ImageSize, Descriptor.ImageSize]));
+        var result = new ImagePrediction[images.Count];
+        for (int i = 0; i < images.Count; i++)
+        {
+            var row = probs.AsSpan(i * c, c).ToArray();
+            var top = row.Select((p, j) => (Label: Classes[j], Probability: p, Index: j)).OrderByDescending(t => t.Probability).ThenBy(t => t.Index)
+                .Take(Math.Max(1, topK)).ToList();
+            result[i] = new ImagePrediction(sources[i], top[0].Label, top[0].Index, top[0].Probability, top.Select(t => (t.Label, t.Probability)).ToList());
+        }
+        return result;
+    }
+
+    /// <summary>Metrics on a labelled dataset whose classes are this model's (same names, same order).</summary>
+    public ClassificationMetrics Evaluate(ImageDataset data, int batchSize = 32) => EvaluateDetailed(data, batchSize).Metrics;
+
+    internal (ClassificationMetrics Metrics, List<Misclassified> Wrong, IReadOnlyList<DatasetIssue> Skipped) EvaluateDetailed(ImageDataset data, int batchSize = 32,
+        Action<int, int>? progress = null)
+    {
+        if (!data.Classes.SequenceEqual(Classes))
+            throw new DatasetException($"The dataset's classes [{string.Join(", ", data.Classes)}] are not the model's [{string.Join(", ", Classes)}] (same names in the same order are needed).");
+        var loader = new DataLoader(data, _pipeline, new LoaderOptions { BatchSize = batchSize, Shuffle = false });
+        var probs = new List<float>();
+        var labels = new List<int>();
+        var sources = new List<string>();
+        int done = 0;
+        foreach (var b in loader.GetEpoch(0))
+        {
+            using (b) probs.AddRange(Probabilities(b.Images));
+            labels.AddRange(b.LabelValues);
+            sources.AddRange(b.Indices.Select(i => data.Items[i].Path ?? data.Items[i].Name));
+            progress?.Invoke(++done, loader.BatchesPerEpoch);
+        }
+        if (labels.Count == 0) throw new DatasetException($"No image of '{data.Source}' could be decoded.");
+        var metrics = ClassificationMetrics.Compute(probs.ToArray(), labels, Classes);
+        var wrong = new List<Misclassified>();
+        int c = Classes.Count;
+        for (int i = 0; i < labels.Count; i++)
+        {
+            var row = probs.GetRange(i * c, c);
+            int arg = row.IndexOf(row.Max());
+            if (arg != labels[i]) wrong.Add(new Misclassified(sources[i], labels[i], arg, row[arg], row[labels[i]]));
+        }
+        return (metrics, wrong.OrderBy(w => w.TrueProbability).ToList(), loader.Skipped);
+    }
+
+    /// <summary>Writes the model as one safetensors file: the backbone's state_dict under its official names plus
+    /// the description (backbone, classes, geometry) in the metadata. Written atomically.</summary>
+    public void Save(string path)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        var dir = Path.GetDirectoryName(Path.GetFullPath(path));
+        if (dir is not null) Directory.CreateDirectory(dir);
+        SafeTensors.Save(path, Backbone.StateDict(), new Dictionary<string, string> { [ModelDescriptor.MetadataKey] = Descriptor.ToJson() });
+    }
+
+    /// <summary>Loads a model written by <see cref="Save"/>, or the current weights of a training checkpoint.</summary>
+    public static ImageClassificationModel Load(string path)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"Model file '{path}' does not exist.", path);
+        if (!SafeTensors.IsSafeTensorsFile(path))
+            throw new InvalidDataException($"'{path}' is not an MLNetExt model (expected a .safetensors file written by Save or `mlnetext train`; ONNX models are run with OnnxImageScorer).");
+        using var sd = SafeTensors.Load(path);
+        if (!sd.Metadata.TryGetValue(ModelDescriptor.MetadataKey, out var json))
+            throw new InvalidDataException($"'{path}' has no '{ModelDescriptor.MetadataKey}' metadata: it holds weights only. Load raw weights with Backbones.Load and a variant name.");
+        var descriptor = ModelDescriptor.Parse(json, path);
+        bool checkpoint = sd.Metadata.ContainsKey(TrainingCheckpoint.StateKey);
+        var weights = checkpoint
+            ? sd.Where(kv => kv.Key.StartsWith("model.", StringComparison.Ordinal)).Select(kv => new KeyValuePair<string, Tensor>(kv.Key[6..], kv.Value)).ToList()
+            : sd.ToList();
+        var backbone = descriptor.CreateBackbone();
+        try
+        {
+            backbone.LoadStateDict(weights);
+        }
+        catch
+        {
+            backbone.Dispose();
+            throw;
+        }
+        return new ImageClassificationModel(backbone, descriptor, null);
+    }
+
+    /// <summary>Exports to ONNX for ML.NET (input <c>image</c>: RGB planar 0–255 at the model's size; outputs
+    /// <c>Score</c> and <c>logits</c>; the class names in the metadata). See <see cref="OnnxExporter"/>.</summary>
+    public OnnxExportResult ExportOnnx(string path, OnnxExportOptions? options = null)
+    {
+        var o = (options ?? new OnnxExportOptions()) with { Labels = Classes, ImageSize = (Descriptor.ImageSize, Descriptor.ImageSize) };
+        return OnnxExporter.Export(Backbone, path, o);
+    }
+
+    /// <summary>Frees the network.</summary>
+    public void Dispose() => Backbone.Dispose();
+}

@@ -1,0 +1,158 @@
+using System.Text.Json.Nodes;
+using MLNetExt.Training;
+
+namespace MLNetExt.Estimators;
+
+/// <summary>How much of the backbone is trained.</summary>
+public enum TrainingMode
+{
+    /// <summary>Every parameter is trained (layer-wise LR decay optional).</summary>
+    FineTune,
+    /// <summary>The stem and the first <see cref="ImageClassificationOptions.FrozenStages"/> stages keep their weights
+    /// (and their batch-norm statistics); the rest is trained.</summary>
+    FreezeStages,
+    /// <summary>Only the classifier is trained, on features of the frozen backbone that are computed once and cached
+    /// (ML.NET's "bottleneck" idea), so each epoch costs a matrix product instead of a forward pass.</summary>
+    LinearProbe,
+}
+
+/// <summary>How class imbalance is weighed in the loss.</summary>
+public enum ClassWeighting
+{
+    /// <summary>Every sample counts the same.</summary>
+    None,
+    /// <summary>Weight of class c = N / (classes · count_c) (scikit-learn's "balanced"), so rare classes count more.</summary>
+    Balanced,
+}
+
+/// <summary>Settings of <see cref="ImageClassificationEstimator"/>. Every field has a default that suits fine-tuning
+/// a pretrained backbone on a few hundred to a few thousand photos; the values follow the official recipes of the
+/// four families (AdamW, warm-up + cosine, label smoothing 0.1, no decay on norms/biases/tables).</summary>
+public sealed record ImageClassificationOptions
+{
+    // ---- model ----
+
+    /// <summary>Official variant name (see <c>mlnetext models</c>), or a family name when <see cref="CustomKwargs"/>
+    /// gives a custom size. Default: transxnet_t.</summary>
+    public string Model { get; init; } = "transxnet_t";
+
+    /// <summary>The family's official constructor keyword arguments for a custom size (null: the variant's).</summary>
+    public JsonObject? CustomKwargs { get; init; }
+
+    /// <summary>Pretrained weights to start from (.pth/.pt/.safetensors/.pdparams of the official code, or an
+    /// MLNetExt model). The classifier is re-initialised when its class count differs. Null: random initialisation.</summary>
+    public string? WeightsPath { get; init; }
+
+    /// <summary>Training and evaluation input size (square). Null: the variant's pretrained size (224 mostly).</summary>
+    public int? ImageSize { get; init; }
+
+    /// <summary>Stochastic depth rate. Null: the variant's official rate for fine-tuning, capped at 0.1 (small
+    /// datasets), and 0 for a linear probe.</summary>
+    public double? DropPathRate { get; init; }
+
+    // ---- what is trained ----
+
+    /// <summary>Full fine-tune, frozen first stages, or linear probe. Default: FineTune.</summary>
+    public TrainingMode Mode { get; init; } = TrainingMode.FineTune;
+
+    /// <summary>Stages kept frozen in <see cref="TrainingMode.FreezeStages"/> (1..stages). Default 2.</summary>
+    public int FrozenStages { get; init; } = 2;
+
+    /// <summary>Linear probe only: compute the frozen features once (true, fast) or run the frozen backbone on every
+    /// batch (false; the same result, kept for checking).</summary>
+    public bool CacheFeatures { get; init; } = true;
+
+    // ---- optimisation ----
+
+    /// <summary>Passes over the training set. Default 10.</summary>
+    public int Epochs { get; init; } = 10;
+
+    /// <summary>Images per step. Default 32.</summary>
+    public int BatchSize { get; init; } = 32;
+
+    /// <summary>Micro-batches accumulated per optimizer step (effective batch = BatchSize × this). Default 1.</summary>
+    public int AccumulationSteps { get; init; } = 1;
+
+    /// <summary>Peak AdamW learning rate. Null: 2e-4 when fine-tuning pretrained weights, 1e-3 from scratch,
+    /// 1e-2 for a linear probe — each scaled by effective batch / 32 (linear scaling).</summary>
+    public double? LearningRate { get; init; }
+
+    /// <summary>Decoupled weight decay (not applied to norms, biases and the tables each family exempts). Default 0.05.</summary>
+    public double WeightDecay { get; init; } = 0.05;
+
+    /// <summary>Linear warm-up length in epochs (may be fractional). Default 1 (0 when training one epoch).</summary>
+    public double WarmupEpochs { get; init; } = 1;
+
+    /// <summary>The cosine schedule ends at LearningRate × this. Default 0.01.</summary>
+    public double MinLearningRateFactor { get; init; } = 0.01;
+
+    /// <summary>Layer-wise LR decay: the head trains at the full rate, each earlier depth group at this factor more
+    /// (e.g. 0.75). Null: off.</summary>
+    public double? LayerDecay { get; init; }
+
+    /// <summary>Clip the global gradient norm to this value. Null: no clipping. Default 5.</summary>
+    public double? GradClipNorm { get; init; } = 5.0;
+
+    /// <summary>Label smoothing of the cross-entropy. Default 0.1.</summary>
+    public double LabelSmoothing { get; init; } = 0.1;
+
+    /// <summary>Class weights for imbalanced data. Default None.</summary>
+    public ClassWeighting ClassWeighting { get; init; } = ClassWeighting.None;
+
+    /// <summary>Keep an exponential moving average of the weights and evaluate/export it. Default false.</summary>
+    public bool Ema { get; init; }
+
+    /// <summary>EMA decay; the first updates use min(decay, (1 + t)/(10 + t)) so short runs still average. Default 0.999.</summary>
+    public double EmaDecay { get; init; } = 0.999;
+
+    /// <summary>Stop when the monitored validation metric has not improved for this many epochs. Null: never.</summary>
+    public int? EarlyStoppingPatience { get; init; }
+
+    /// <summary>The validation metric that picks the best epoch: top1, top5, macro_f1 or log_loss. Default top1.</summary>
+    public string Monitor { get; init; } = "top1";
+
+    // ---- data ----
+
+    /// <summary>Fraction of the training set held out for validation when no validation set is given. Default 0.2.</summary>
+    public double ValidationFraction { get; init; } = 0.2;
+
+    /// <summary>Augmentation: "light" (random resized crop, flip, colour jitter 0.3), "trivial" (random resized crop,
+    /// flip, TrivialAugmentWide) or "none" (the evaluation geometry: resize and centre crop). Default light.</summary>
+    public string Augment { get; init; } = "light";
+
+    /// <summary>Smallest crop scale of the random resized crop. Default 0.35 (small datasets need objects to stay visible).</summary>
+    public double CropScaleMin { get; init; } = 0.35;
+
+    /// <summary>Random erasing probability. Default 0.</summary>
+    public double RandomErasing { get; init; }
+
+    /// <summary>Mixup alpha (0: off). Default 0.</summary>
+    public double MixupAlpha { get; init; }
+
+    /// <summary>CutMix alpha (0: off). Default 0.</summary>
+    public double CutmixAlpha { get; init; }
+
+    /// <summary>Decode/augment threads. Null: the processor count.</summary>
+    public int? Workers { get; init; }
+
+    // ---- run ----
+
+    /// <summary>Seed of every random choice (initialisation, split, order, augmentation, dropout). Same seed, same
+    /// data and settings: the same model.</summary>
+    public ulong Seed { get; init; }
+
+    /// <summary>"cpu", "cuda" or "cuda:N". Null: CUDA when available, else CPU.</summary>
+    public string? Device { get; init; }
+
+    /// <summary>bfloat16 autocast for forward and loss. Null: on for CUDA, off for CPU.</summary>
+    public bool? MixedPrecision { get; init; }
+
+    /// <summary>Folder for checkpoints (checkpoint-last/-best.safetensors). Null: no checkpoints.</summary>
+    public string? CheckpointDirectory { get; init; }
+
+    /// <summary>A training checkpoint to continue from (the run's other settings must match it).</summary>
+    public string? ResumeFrom { get; init; }
+
+    /// <summary>Receives progress after every step, during caching/validation, and at every epoch end.</summary>
+    public Action<TrainingProgress>? Progress { get; init; }
+}

@@ -1,0 +1,349 @@
+using System.Text.Json.Nodes;
+using MLNetExt.Data;
+using MLNetExt.Estimators;
+using MLNetExt.Nn;
+using MLNetExt.Serialization;
+using MLNetExt.Torch;
+using MLNetExt.Training;
+using MLNetExt.Transforms;
+using MLNetExt.Vision;
+
+namespace MLNetExt.Tests.Training;
+
+/// <summary>The trainer on a tiny MixFormer (four one-block stages, 16–48 channels) at 32×32 on in-memory images
+/// whose class is their dominant colour: fast enough for CI, and every behaviour (resume, EMA, accumulation,
+/// Mixup, probe cache, early stop, checkpoint failure, NaN) runs through the real loop.</summary>
+[TestClass]
+public sealed class TrainerTests
+{
+    internal static JsonObject TinyKwargs() => new()
+    {
+        ["embed_dim"] = new JsonArray(16, 24, 32, 48),
+        ["depths"] = new JsonArray(1, 1, 1, 1),
+        ["num_heads"] = new JsonArray(2, 3, 2, 3),
+    };
+
+    internal static readonly string[] Colors = ["red", "green", "blue"];
+
+    /// <summary>40×40 noisy images whose class channel is brighter (class = argmax of the mean colour).</summary>
+    internal static ImageDataset ColorData(int perClass, ulong seed, string source = "colours")
+    {
+        var items = new List<ImageItem>();
+        for (int c = 0; c < Colors.Length; c++)
+            for (int i = 0; i < perClass; i++)
+            {
+                var rng = Rng.For(seed, c, i);
+                var img = new RgbImage(40, 40);
+                for (int p = 0; p < 40 * 40; p++)
+                    for (int ch = 0; ch < 3; ch++)
+                        img.Pixels[p * 3 + ch] = (byte)Math.Clamp((ch == c ? 150 : 90) + (int)(rng.NextDouble() * 80) - 40, 0, 255);
+                items.Add(new ImageItem($"{Colors[c]}_{i}", c, Image: img));
+            }
+        return ImageDataset.FromList(Colors, items, source);
+    }
+
+    internal static ImageClassificationOptions Tiny(string? checkpoints = null) => new()
+    {
+        Model = "mixformer",
+        CustomKwargs = TinyKwargs(),
+        ImageSize = 32,
+        Epochs = 3,
+        BatchSize = 8,
+        LearningRate = 3e-3,
+        WarmupEpochs = 0.5,
+        Workers = 2,
+        Seed = 7,
+        CheckpointDirectory = checkpoints,
+    };
+
+    static DirectoryInfo TempDir() => Directory.CreateTempSubdirectory("mlnetext-train-");
+
+    static float MaxAbsDiff(IReadOnlyList<KeyValuePair<string, Tensor>> a, IReadOnlyList<KeyValuePair<string, Tensor>> b)
+    {
+        Assert.HasCount(a.Count, b);
+        float worst = 0;
+        for (int i = 0; i < a.Count; i++)
+        {
+            Assert.AreEqual(a[i].Key, b[i].Key);
+            using var scope = TensorScope.Begin();
+            var x = a[i].Value.To(DType.Float64);
+            var y = b[i].Value.To(DType.Float64);
+            worst = Math.Max(worst, (float)x.Sub(y).Abs().Max().ToDouble());
+        }
+        return worst;
+    }
+
+    [TestMethod]
+    public void Training_LossFalls_AndValidationBeatsChance()
+    {
+        using var scope = TensorScope.Begin();
+        var data = ColorData(16, 1);
+        var val = ColorData(6, 2, "val");
+        using var model = new ImageClassificationEstimator(Tiny() with { Epochs = 4 }).Fit(data, val);
+        var h = model.History!;
+        Assert.HasCount(4, h.Epochs);
+        Assert.IsLessThan(h.Epochs[0].TrainLoss, h.Epochs[^1].TrainLoss);
+        Assert.IsGreaterThan(0.6, h.Final!.Top1, "3 classes: chance is 1/3");
+        Assert.AreEqual(18, h.Final.Count);
+        Assert.AreEqual(4 * 6, h.Steps.Count, "48 images / batch 8 = 6 steps per epoch");
+        Assert.IsNotNull(h.BestEpoch);
+    }
+
+    [TestMethod]
+    public void Resume_AfterInterrupt_EqualsAnUninterruptedRun()
+    {
+        using var scope = TensorScope.Begin();
+        var data = ColorData(12, 3);
+        var val = ColorData(4, 4, "val");
+        // EMA, gradient accumulation and Mixup/CutMix all carry state or randomness across the interruption.
+        var options = Tiny() with { Ema = true, EmaDecay = 0.9, AccumulationSteps = 2, MixupAlpha = 0.4, CutmixAlpha = 1.0, DropPathRate = 0.1 };
+
+        var dirA = TempDir();
+        var dirB = TempDir();
+        try
+        {
+            using var straight = new ImageClassificationEstimator(options with { CheckpointDirectory = dirA.FullName }).Fit(data, val);
+
+            using var cts = new CancellationTokenSource();
+            var interrupted = options with
+            {
+                CheckpointDirectory = dirB.FullName,
+                Progress = p => { if (p.Phase == TrainingPhase.Training && p.GlobalStep == 4) cts.Cancel(); },
+            };
+            var stop = Assert.ThrowsExactly<TrainingInterruptedException>(() => new ImageClassificationEstimator(interrupted).Fit(data, val, cts.Token));
+            Assert.AreEqual(Path.Combine(dirB.FullName, Trainer.LastCheckpoint), stop.Checkpoint);
+            StringAssert.Contains(stop.Message, "interrupted in epoch 2");
+
+            using var resumed = new ImageClassificationEstimator(options with { CheckpointDirectory = dirB.FullName, ResumeFrom = stop.Checkpoint }).Fit(data, val);
+            Assert.AreEqual(0f, MaxAbsDiff(straight.Backbone.StateDict(), resumed.Backbone.StateDict()), "resumed weights must equal the uninterrupted run's");
+            CollectionAssert.AreEqual(straight.History!.Steps.Select(s => (s.Step, s.Loss)).ToList(), resumed.History!.Steps.Select(s => (s.Step, s.Loss)).ToList());
+            Assert.AreEqual(straight.History.Final!.LogLoss, resumed.History.Final!.LogLoss);
+            Assert.AreEqual(straight.History.BestEpoch, resumed.History.BestEpoch);
+        }
+        finally
+        {
+            dirA.Delete(true);
+            dirB.Delete(true);
+        }
+    }
+
+    [TestMethod]
+    public void Resume_WithOtherSettings_IsRefusedWithTheDifferences()
+    {
+        using var scope = TensorScope.Begin();
+        var data = ColorData(6, 5);
+        var dir = TempDir();
+        try
+        {
+            using (new ImageClassificationEstimator(Tiny(dir.FullName) with { Epochs = 1 }).Fit(data)) { }
+            var ckpt = Path.Combine(dir.FullName, Trainer.LastCheckpoint);
+            var e = Assert.ThrowsExactly<TrainingException>(() =>
+                new ImageClassificationEstimator(Tiny(dir.FullName) with { Epochs = 1, BatchSize = 4, ResumeFrom = ckpt }).Fit(data));
+            StringAssert.Contains(e.Message, "batch_size: checkpoint 8, now 4");
+        }
+        finally { dir.Delete(true); }
+    }
+
+    [TestMethod]
+    public void EarlyStopping_StopsWhenTheMonitoredMetricStalls()
+    {
+        using var scope = TensorScope.Begin();
+        var data = ColorData(6, 6);
+        var val = ColorData(3, 7, "val");
+        // A linear probe with a learning rate this small leaves every probability equal to float precision: top-1
+        // never improves after epoch 1.
+        using var model = new ImageClassificationEstimator(Tiny() with
+        {
+            Mode = TrainingMode.LinearProbe, Epochs = 6, LearningRate = 1e-12, Monitor = "top1", EarlyStoppingPatience = 2,
+        }).Fit(data, val);
+        var h = model.History!;
+        Assert.HasCount(3, h.Epochs, "best at epoch 1, two epochs without improvement, stop");
+        Assert.AreEqual(1, h.BestEpoch);
+        StringAssert.StartsWith(h.StopReason, "early stop after epoch 3");
+    }
+
+    [TestMethod]
+    public void LinearProbe_CachedFeatures_EqualTheUncachedPath()
+    {
+        using var scope = TensorScope.Begin();
+        var data = ColorData(8, 8);
+        var val = ColorData(3, 9, "val");
+        var options = Tiny() with { Mode = TrainingMode.LinearProbe, Epochs = 2, LearningRate = 0.05 };
+        using var cached = new ImageClassificationEstimator(options).Fit(data, val);
+        using var direct = new ImageClassificationEstimator(options with { CacheFeatures = false }).Fit(data, val);
+        Assert.IsLessThanOrEqualTo(1e-5f, MaxAbsDiff(cached.Backbone.StateDict(), direct.Backbone.StateDict()));
+        for (int i = 0; i < cached.History!.Steps.Count; i++)
+            Assert.AreEqual(direct.History!.Steps[i].Loss, cached.History.Steps[i].Loss, 1e-5,
+                $"step {i}: {string.Join(" ", direct.History.Steps.Select(s => s.Loss.ToString("F5")))} vs {string.Join(" ", cached.History.Steps.Select(s => s.Loss.ToString("F5")))}");
+        // Only the classifier moved.
+        using var fresh = Backbones.CreateCustom("mixformer", TinyKwargs(), 3);
+        var trainedKeys = cached.Backbone.ClassifierKeys.ToHashSet();
+        foreach (var ((k, a), (_, b)) in cached.Backbone.StateDict().Zip(NewInit(options, data).StateDict()))
+            if (!trainedKeys.Contains(k)) Assert.AreEqual(0.0, a.Sub(b).Abs().Max().ToDouble(), k);
+    }
+
+    /// <summary>The model a run with <paramref name="options"/> starts from (same seed, same construction).</summary>
+    static Backbone NewInit(ImageClassificationOptions options, ImageDataset data)
+    {
+        TorchRuntime.ManualSeed(options.Seed);
+        var kw = (JsonObject)options.CustomKwargs!.DeepClone();
+        kw["drop_path_rate"] = 0.0;
+        return Backbones.CreateCustom("mixformer", kw, data.Classes.Count);
+    }
+
+    [TestMethod]
+    public void FreezeStages_KeepsTheStemAndFirstStagesAndTheirStatistics()
+    {
+        using var scope = TensorScope.Begin();
+        var data = ColorData(6, 10);
+        var options = Tiny() with { Mode = TrainingMode.FreezeStages, FrozenStages = 2, Epochs = 1, DropPathRate = 0 };
+        using var model = new ImageClassificationEstimator(options).Fit(data);
+        using var start = NewInit(options, data);
+        var before = start.StateDict().ToDictionary(kv => kv.Key, kv => kv.Value);
+        int frozen = 0, moved = 0;
+        foreach (var (k, v) in model.Backbone.StateDict())
+        {
+            double diff = v.Sub(before[k]).Abs().Max().ToDouble();
+            bool isParameter = model.Backbone.NamedParameters().Any(p => p.Name == k);
+            int stage = isParameter ? model.Backbone.StageOf(k) : -1;
+            if (isParameter && stage <= 2) { Assert.AreEqual(0.0, diff, k); frozen++; }
+            if (isParameter && stage >= 3 && diff > 0) moved++;
+            if (k.StartsWith("layers.0.blocks", StringComparison.Ordinal) && k.EndsWith("running_mean", StringComparison.Ordinal))
+                Assert.AreEqual(0.0, diff, $"{k}: batch-norm statistics of a frozen stage must not change");
+        }
+        Assert.IsGreaterThan(10, frozen);
+        Assert.IsGreaterThan(10, moved);
+    }
+
+    [TestMethod]
+    public void CheckpointWriteFailure_LeavesThePreviousCheckpointValid()
+    {
+        using var scope = TensorScope.Begin();
+        var data = ColorData(6, 11);
+        var dir = TempDir();
+        var messages = new List<string>();
+        int writes = 0;
+        try
+        {
+            // The second checkpoint write (end of epoch 2) fails after 1000 bytes, as on a full disk.
+            SafeTensors.WriteInterceptor = s => ++writes >= 2 ? new FailingStream(s, 1000) : s;
+            var options = Tiny(dir.FullName) with { Epochs = 2, ValidationFraction = 0, Progress = p => { if (p.Message is { } m) messages.Add(m); } };
+            using var model = new ImageClassificationEstimator(options).Fit(data);
+            Assert.HasCount(2, model.History!.Epochs, "a failed checkpoint does not stop training");
+        }
+        finally { SafeTensors.WriteInterceptor = null; }
+        try
+        {
+            Assert.IsTrue(messages.Any(m => m.Contains("Could not write checkpoint") && m.Contains("No space left") && m.Contains("is intact")),
+                string.Join("\n", messages));
+            var (_, state, tensors) = TrainingCheckpoint.Read(Path.Combine(dir.FullName, Trainer.LastCheckpoint));
+            using (tensors) Assert.AreEqual(1, state.Epoch, "the checkpoint of epoch 1 survives");
+            CollectionAssert.AreEquivalent(new[] { Trainer.LastCheckpoint }, dir.GetFiles().Select(f => f.Name).ToArray(), "no temporary file is left");
+        }
+        finally { dir.Delete(true); }
+    }
+
+    sealed class FailingStream(Stream inner, long limit) : Stream
+    {
+        long _written;
+        public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
+        public override void Write(ReadOnlySpan<byte> buffer)
+        {
+            if (_written + buffer.Length > limit) throw new IOException("No space left on device");
+            _written += buffer.Length;
+            inner.Write(buffer);
+        }
+        public override void Flush() => inner.Flush();
+        public override bool CanRead => false;
+        public override bool CanSeek => false;
+        public override bool CanWrite => true;
+        public override long Length => _written;
+        public override long Position { get => _written; set => throw new NotSupportedException(); }
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+    }
+
+    [TestMethod]
+    public void NonFiniteLoss_StopsAndNamesTheStepAndTheLastGoodCheckpoint()
+    {
+        using var scope = TensorScope.Begin();
+        var data = ColorData(6, 12);
+        var dir = TempDir();
+        try
+        {
+            // 18 images in batches of 8: 3 steps per epoch; the loss of the second step of epoch 2 turns NaN.
+            var options = Tiny(dir.FullName) with { Epochs = 2, ValidationFraction = 0 };
+            Trainer.PoisonMicroStep = 4;
+            TrainingException e;
+            try { e = Assert.ThrowsExactly<TrainingException>(() => new ImageClassificationEstimator(options).Fit(data)); }
+            finally { Trainer.PoisonMicroStep = null; }
+            StringAssert.Contains(e.Message, "non-finite loss (NaN) at epoch 2, batch 2 (optimizer step 5)");
+            Assert.AreEqual(Path.Combine(dir.FullName, Trainer.LastCheckpoint), e.LastGoodCheckpoint);
+            var (_, state, tensors) = TrainingCheckpoint.Read(e.LastGoodCheckpoint!);
+            using (tensors)
+            {
+                Assert.AreEqual(1, state.Epoch);
+                foreach (var (k, t) in tensors) if (t.DType.IsFloatingPoint()) Assert.IsTrue(t.IsFinite().All().ToBoolean(), k);
+            }
+        }
+        finally { dir.Delete(true); }
+    }
+
+    [TestMethod]
+    public void BadInput_ImageSizeTheBackboneCannotTake_IsNamed()
+    {
+        var data = ColorData(3, 13);
+        var e = Assert.ThrowsExactly<InputSizeException>(() => new ImageClassificationEstimator(Tiny() with { ImageSize = 50 }).Fit(data));
+        StringAssert.Contains(e.Message, "50");
+    }
+
+    [TestMethod]
+    public void BadInput_WeightsOfAnotherFamily_SayWhatTheyLookLike()
+    {
+        using var scope = TensorScope.Begin();
+        var dir = TempDir();
+        try
+        {
+            var weights = Path.Combine(dir.FullName, "b0.safetensors");
+            using (var b0 = Backbones.Create("mixformer_b0")) SafeTensors.Save(weights, b0.StateDict());
+            var e = Assert.ThrowsExactly<StateDictMismatchException>(() =>
+                new ImageClassificationEstimator(new ImageClassificationOptions { Model = "smt_t", WeightsPath = weights, Epochs = 1 }).Fit(ColorData(3, 14)));
+            StringAssert.Contains(e.Message, "look like mixformer weights, closest to mixformer_b0");
+        }
+        finally { dir.Delete(true); }
+    }
+
+    [TestMethod]
+    public void Model_SaveLoad_PredictsTheSame_AndExportsToOnnxWithTheSameScores()
+    {
+        using var scope = TensorScope.Begin();
+        var data = ColorData(6, 15);
+        using var model = new ImageClassificationEstimator(Tiny() with { Epochs = 1, ValidationFraction = 0 }).Fit(data);
+        var dir = TempDir();
+        try
+        {
+            var path = Path.Combine(dir.FullName, "model.safetensors");
+            model.Save(path);
+            using var loaded = ImageClassificationModel.Load(path);
+            CollectionAssert.AreEqual(model.Classes.ToList(), loaded.Classes.ToList());
+            var image = data.Items[4].Image!;
+            var a = model.Predict(image, topK: 3);
+            var b = loaded.Predict(image, topK: 3);
+            Assert.AreEqual(a.Label, b.Label);
+            Assert.AreEqual(a.Score, b.Score);
+            Assert.HasCount(3, a.Top);
+
+            var metrics = loaded.Evaluate(data);
+            Assert.AreEqual(data.Count, metrics.Count);
+
+            var onnx = Path.Combine(dir.FullName, "model.onnx");
+            loaded.ExportOnnx(onnx);
+            using var scorer = new OnnxImageScorer(onnx);
+            CollectionAssert.AreEqual(model.Classes.ToList(), scorer.Labels.ToList());
+            var scores = scorer.Score([image])[0];
+            Assert.AreEqual(a.Score, scores[a.Index], Tolerances.OnnxExportParity);
+        }
+        finally { dir.Delete(true); }
+    }
+}
