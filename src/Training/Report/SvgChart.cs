@@ -14,7 +14,7 @@ internal enum SeriesStyle
 
 /// <summary>One series: x and y of equal length (NaN y = gap), optionally a min–max band drawn behind it.</summary>
 internal sealed record ChartSeries(string Name, string Color, double[] X, double[] Y, SeriesStyle Style, double StrokeWidth = 2,
-    double Opacity = 1, double[]? BandLow = null, double[]? BandHigh = null, string PointLabel = "");
+    double Opacity = 1, double[]? BandLow = null, double[]? BandHigh = null, string PointLabel = "", bool Dashed = false);
 
 /// <summary>A small line-chart renderer producing standalone SVG markup (no script, no external resources): nice 1-2-5
 /// ticks, gridlines, axis titles, gaps at non-finite values, vertical markers, and values above
@@ -39,7 +39,7 @@ internal sealed class SvgChart
     public int Width { get; init; } = 640;
     public int Height { get; init; } = 300;
 
-    const double Left = 64, Right = 18, Top = 16, Bottom = 46;
+    const double Left = 64, Right = 18, Top = 26, Bottom = 46;
 
     public string Render()
     {
@@ -98,9 +98,10 @@ internal sealed class SvgChart
         {
             if (!double.IsFinite(mx) || mx < xLo || mx > xHi) continue;
             double px = Px(mx);
-            bool right = px > Left + pw * 0.75; // keep the label inside the plot
-            sb.Append($"<g class=\"marker\"><line x1=\"{F(px)}\" x2=\"{F(px)}\" y1=\"{F(Top)}\" y2=\"{F(Top + ph)}\"/>");
-            sb.Append($"<text x=\"{F(right ? px - 5 : px + 5)}\" y=\"{F(Top + 12)}\" text-anchor=\"{(right ? "end" : "start")}\">{Html.Escape(label)}</text></g>");
+            // the label sits above the plot, where no curve can hide it, centred unless that would leave the chart
+            string anchor = px > Width - Right - 50 ? "end" : px < Left + 50 ? "start" : "middle";
+            sb.Append($"<g class=\"marker\"><line x1=\"{F(px)}\" x2=\"{F(px)}\" y1=\"{F(Top - 4)}\" y2=\"{F(Top + ph)}\"/>");
+            sb.Append($"<text x=\"{F(px)}\" y=\"{F(Top - 8)}\" text-anchor=\"{anchor}\">{Html.Escape(label)}</text></g>");
         }
 
         sb.Append($"<g clip-path=\"url(#clip-{Id})\">");
@@ -123,7 +124,7 @@ internal sealed class SvgChart
                 if (s.Style == SeriesStyle.LinePoints) for (int i = a; i < b; i++) dots.Add(i);
             }
             if (path.Length > 0)
-                sb.Append($"<path d=\"{path}\" fill=\"none\" stroke=\"{s.Color}\" stroke-width=\"{F(s.StrokeWidth)}\" stroke-opacity=\"{F(s.Opacity)}\" stroke-linejoin=\"round\" stroke-linecap=\"round\"/>");
+                sb.Append($"<path d=\"{path}\" fill=\"none\" stroke=\"{s.Color}\" stroke-width=\"{F(s.StrokeWidth)}\" stroke-opacity=\"{F(s.Opacity)}\" stroke-linejoin=\"round\" stroke-linecap=\"round\"{(s.Dashed ? " stroke-dasharray=\"6 4\"" : "")}/>");
             double r = Math.Max(2.5, s.StrokeWidth + 1);
             foreach (int i in dots)
             {

@@ -80,8 +80,8 @@ public sealed class ReportTests
         {
             h.BestEpoch = epochs;
             h.Final = h.Epochs[^1].Validation;
-            h.Hardest.Add(new Misclassified("val/dogs/d 1.jpg", 1, 2, 0.9f, 0.01f));
-            h.Hardest.Add(new Misclassified("val/<odd> & \"quoted\".png", 2, 0, 0.75f, 0.125f));
+            h.Hardest.Add(new Misclassified("val/dogs/d 1.jpg", 1, 2 % classes.Count, 0.9f, 0.01f));
+            h.Hardest.Add(new Misclassified("val/<odd> & \"quoted\".png", classes.Count - 1, 0, 0.75f, 0.125f));
         }
         return h;
     }
@@ -276,6 +276,26 @@ public sealed class ReportTests
     }
 
     [TestMethod]
+    public void EmptyAndTwoClassHistories()
+    {
+        var empty = new TrainingHistory { Model = "smt-t", Classes = ["a", "b"], Settings = new Dictionary<string, string>(), StopReason = "interrupted" };
+        string html = HtmlReport.ToHtml(empty);
+        ParseHtml(html);
+        AssertSelfContained(html);
+        StringAssert.Contains(html, "no data");
+        var root = Parse(empty);
+        Assert.AreEqual(0, root.GetProperty("epochs").GetArrayLength());
+        Assert.AreEqual(0, root.GetProperty("steps").GetArrayLength());
+        Assert.AreEqual("interrupted", root.GetProperty("stop_reason").GetString());
+
+        var two = Sample(classes: ["neg", "pos"]);
+        html = HtmlReport.ToHtml(two);
+        ParseHtml(html);
+        StringAssert.Contains(html, "top-2 accuracy");
+        Assert.AreEqual(2, Parse(two).GetProperty("final").GetProperty("top_k").GetInt32());
+    }
+
+    [TestMethod]
     public void ManyClassesShrinkTheConfusionMatrix()
     {
         var classes = Enumerable.Range(0, 100).Select(i => $"class_{i:000}").ToArray();
@@ -372,6 +392,60 @@ public sealed class ReportTests
 
         // a sample for looking at in a browser (set MLNETEXT_SAMPLE_REPORT to a path)
         if (Environment.GetEnvironmentVariable("MLNETEXT_SAMPLE_REPORT") is { Length: > 0 } sample)
-            HtmlReport.Write(sample, Sample(), s => Gradient(160, 120));
+        {
+            HtmlReport.Write(sample, RichSample(), s => s.EndsWith("missing.jpg") ? null : Gradient(160 + s.Length, 120));
+            HtmlReport.Write(Path.ChangeExtension(sample, ".single.html"), Sample(epochs: 1, validation: false));
+            var classes = Enumerable.Range(0, 100).Select(i => $"class_{i:000}").ToArray();
+            var many = Sample(classes, epochs: 2);
+            var (p, y) = Predictions(1000, 100, 0.7, seed: 9);
+            many.Final = ClassificationMetrics.Compute(p, y, classes);
+            HtmlReport.Write(Path.ChangeExtension(sample, ".many.html"), many);
+        }
+    }
+
+    /// <summary>A realistic-looking run for viewing: 10 classes, 12 epochs of 150 noisy steps with warmup and cosine
+    /// decay, improving validation, early stop.</summary>
+    static TrainingHistory RichSample()
+    {
+        string[] classes = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck & trailer <big>"];
+        var rng = new Random(1);
+        var h = new TrainingHistory
+        {
+            Model = "transnext-tiny",
+            Classes = classes,
+            Settings = new Dictionary<string, string>
+            {
+                ["mode"] = "fine-tune", ["epochs"] = "15", ["batch size"] = "64", ["learning rate"] = "0.0005", ["weight decay"] = "0.05",
+                ["schedule"] = "cosine, 1 warmup epoch", ["image size"] = "224", ["augmentation"] = "random resized crop, flip, rand-augment",
+                ["data"] = "/data/cifar10-subset",
+            },
+            TrainCount = 9600, ValCount = 2000, Monitor = "top1", StopReason = "early stop at epoch 12 (top1 did not improve for 3 epochs)",
+            Duration = TimeSpan.FromSeconds(1234),
+        };
+        int steps = 150, epochs = 12;
+        long g = 0;
+        for (int e = 1; e <= epochs; e++)
+        {
+            double sum = 0;
+            for (int s = 0; s < steps; s++)
+            {
+                g++;
+                double t = (double)g / (15 * steps);
+                double lr = g <= steps ? 5e-4 * g / steps : 5e-4 * 0.5 * (1 + Math.Cos(Math.PI * (g - steps) / (14.0 * steps)));
+                double loss = 0.25 + 2.1 * Math.Exp(-6 * t) + 0.25 * (rng.NextDouble() - 0.5) + (g < 5 ? 3 : 0);
+                sum += loss;
+                h.Steps.Add(new StepRecord(g, e, loss, lr));
+            }
+            var (p, y) = Predictions(2000, classes.Length, Math.Min(0.95, 0.45 + 0.06 * e), seed: 100 + e);
+            var m = ClassificationMetrics.Compute(p, y, classes);
+            h.Epochs.Add(new EpochSummary(e, sum / steps, h.Steps[^1].LearningRate, 310 + rng.Next(20), 95 + rng.Next(10), m.LogLoss, m));
+        }
+        int best = 1 + Enumerable.Range(0, epochs).MaxBy(i => h.Epochs[i].Validation!.Top1);
+        h.BestEpoch = best;
+        h.Final = h.Epochs[best - 1].Validation;
+        for (int i = 0; i < 30; i++)
+            h.Hardest.Add(new Misclassified(i == 3 ? "val/cat/missing.jpg" : $"val/{classes[i % 10].Split(' ')[0]}/img_{i:0000}.png", i % 10, (i * 3 + 1) % 10,
+                0.99f - i * 0.01f, 0.001f + i * 0.002f));
+        return h;
     }
 }
