@@ -1,0 +1,176 @@
+using System.Buffers;
+using System.Text;
+using System.Text.Encodings.Web;
+using System.Text.Json;
+
+namespace MLNetExt.Training;
+
+/// <summary>Writes a <see cref="TrainingHistory"/> as <c>metrics.json</c>: indented JSON with snake_case keys. Top level:
+/// model, classes, settings, train_count, val_count, monitor, best_epoch, stop_reason, duration_seconds, epochs[]
+/// (epoch, train_loss, lr, images_per_second, seconds, val_loss, val), final, hardest[] (source, true, predicted,
+/// true_index, predicted_index, confidence, true_probability), step_count and steps[] (step, epoch, loss, lr; thinned
+/// evenly to at most <see cref="MaxSteps"/> records, first and last kept). A metrics object (val, final) holds count,
+/// top1, top5, top_k, macro_f1, log_loss, per_class[] (class, precision, recall, f1, support) and confusion
+/// ([true][predicted] counts). A value that does not exist (no validation) and a non-finite number are written as null.</summary>
+public static class MetricsFile
+{
+    /// <summary>The most step records written; longer runs are thinned evenly.</summary>
+    public const int MaxSteps = 2000;
+
+    /// <summary>Writes <paramref name="history"/> to <paramref name="path"/> through a temporary file in the same folder,
+    /// so a reader never sees a partial file and an existing file is replaced whole.</summary>
+    public static void Write(string path, TrainingHistory history)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        ReportFiles.WriteAtomic(path, Encoding.UTF8.GetBytes(ToJson(history)));
+    }
+
+    /// <summary>The JSON text of <paramref name="history"/>.</summary>
+    public static string ToJson(TrainingHistory history)
+    {
+        ReportFiles.Validate(history);
+        var buffer = new ArrayBufferWriter<byte>();
+        using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
+        {
+            w.WriteStartObject();
+            w.WriteString("model", history.Model);
+            w.WriteStartArray("classes");
+            foreach (var c in history.Classes) w.WriteStringValue(c);
+            w.WriteEndArray();
+            w.WriteStartObject("settings");
+            foreach (var (k, v) in history.Settings) w.WriteString(k, v);
+            w.WriteEndObject();
+            w.WriteNumber("train_count", history.TrainCount);
+            w.WriteNumber("val_count", history.ValCount);
+            w.WriteString("monitor", history.Monitor);
+            if (history.BestEpoch is int best) w.WriteNumber("best_epoch", best);
+            else w.WriteNull("best_epoch");
+            w.WriteString("stop_reason", history.StopReason);
+            Number(w, "duration_seconds", history.Duration.TotalSeconds);
+
+            w.WriteStartArray("epochs");
+            foreach (var e in history.Epochs)
+            {
+                w.WriteStartObject();
+                w.WriteNumber("epoch", e.Epoch);
+                Number(w, "train_loss", e.TrainLoss);
+                Number(w, "lr", e.LearningRate);
+                Number(w, "images_per_second", e.ImagesPerSecond);
+                Number(w, "seconds", e.Seconds);
+                Number(w, "val_loss", e.ValLoss);
+                w.WritePropertyName("val");
+                Metrics(w, e.Validation);
+                w.WriteEndObject();
+            }
+            w.WriteEndArray();
+
+            w.WritePropertyName("final");
+            Metrics(w, history.Final);
+
+            w.WriteStartArray("hardest");
+            foreach (var m in history.Hardest)
+            {
+                w.WriteStartObject();
+                w.WriteString("source", m.Source);
+                w.WriteString("true", history.Classes[m.TrueLabel]);
+                w.WriteString("predicted", history.Classes[m.PredictedLabel]);
+                w.WriteNumber("true_index", m.TrueLabel);
+                w.WriteNumber("predicted_index", m.PredictedLabel);
+                Number(w, "confidence", m.Confidence);
+                Number(w, "true_probability", m.TrueProbability);
+                w.WriteEndObject();
+            }
+            w.WriteEndArray();
+
+            w.WriteNumber("step_count", history.Steps.Count);
+            w.WriteStartArray("steps");
+            // one compact object per line: thousands of records stay readable and the file small
+            foreach (int i in ThinIndices(history.Steps.Count, MaxSteps))
+            {
+                var s = history.Steps[i];
+                w.WriteRawValue(Compact(c =>
+                {
+                    c.WriteStartObject();
+                    c.WriteNumber("step", s.Step);
+                    c.WriteNumber("epoch", s.Epoch);
+                    Number(c, "loss", s.Loss);
+                    Number(c, "lr", s.LearningRate);
+                    c.WriteEndObject();
+                }), skipInputValidation: true);
+            }
+            w.WriteEndArray();
+            w.WriteEndObject();
+        }
+        return Encoding.UTF8.GetString(buffer.WrittenSpan);
+    }
+
+    static void Metrics(Utf8JsonWriter w, ClassificationMetrics? m)
+    {
+        if (m is null) { w.WriteNullValue(); return; }
+        w.WriteStartObject();
+        w.WriteNumber("count", m.Count);
+        Number(w, "top1", m.Top1);
+        Number(w, "top5", m.Top5);
+        w.WriteNumber("top_k", m.TopK);
+        Number(w, "macro_f1", m.MacroF1);
+        Number(w, "log_loss", m.LogLoss);
+        w.WriteStartArray("per_class");
+        foreach (var p in m.PerClass)
+            w.WriteRawValue(Compact(c =>
+            {
+                c.WriteStartObject();
+                c.WriteString("class", p.Class);
+                Number(c, "precision", p.Precision);
+                Number(c, "recall", p.Recall);
+                Number(c, "f1", p.F1);
+                c.WriteNumber("support", p.Support);
+                c.WriteEndObject();
+            }), skipInputValidation: true);
+        w.WriteEndArray();
+        // one matrix row per line
+        w.WriteStartArray("confusion");
+        foreach (var row in m.Confusion)
+            w.WriteRawValue(Compact(c =>
+            {
+                c.WriteStartArray();
+                foreach (int v in row) c.WriteNumberValue(v);
+                c.WriteEndArray();
+            }), skipInputValidation: true);
+        w.WriteEndArray();
+        w.WriteEndObject();
+    }
+
+    static byte[] Compact(Action<Utf8JsonWriter> write)
+    {
+        var b = new ArrayBufferWriter<byte>(128);
+        using (var c = new Utf8JsonWriter(b, new JsonWriterOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
+            write(c);
+        return b.WrittenSpan.ToArray();
+    }
+
+    /// <summary>JSON has no NaN or infinity: those (and a missing value) become null.</summary>
+    static void Number(Utf8JsonWriter w, string name, double? value)
+    {
+        if (value is double v && double.IsFinite(v)) w.WriteNumber(name, v);
+        else w.WriteNull(name);
+    }
+
+    /// <summary>A float written with its shortest float32 digits (0.9, not 0.8999999761581421).</summary>
+    static void Number(Utf8JsonWriter w, string name, float value)
+    {
+        if (float.IsFinite(value)) w.WriteNumber(name, value);
+        else w.WriteNull(name);
+    }
+
+    /// <summary><paramref name="max"/> indices spread evenly over 0..count-1, first and last included (all when count ≤ max).</summary>
+    internal static IEnumerable<int> ThinIndices(int count, int max)
+    {
+        if (count <= max)
+        {
+            for (int i = 0; i < count; i++) yield return i;
+            yield break;
+        }
+        for (int k = 0; k < max; k++)
+            yield return (int)Math.Round((double)k * (count - 1) / (max - 1), MidpointRounding.AwayFromZero);
+    }
+}
