@@ -1,117 +1,105 @@
 using System.CommandLine;
 using System.Diagnostics;
-using MLNetExt.Nn;
-using MLNetExt.Optim;
+using MLNetExt.Data;
+using MLNetExt.Estimators;
 using MLNetExt.Torch;
+using MLNetExt.Transforms;
 
 namespace MLNetExt.Cli;
 
-/// <summary>`mlnetext demo`: an end-to-end check of the engine that needs no data from outside. It trains a small
-/// CNN on generated images (three classes of oriented stripes under noise), shows the loss falling and reports
-/// the held-out accuracy, the libtorch version, thread count and BLAS in use.</summary>
+/// <summary>`mlnetext demo`: the whole product on data it makes itself (no download). It renders a labelled dataset
+/// of shapes (circle, cross, square, star, triangle) as PNG folders, fine-tunes a small backbone on it with the
+/// regular trainer (the same path as `train`), exports ONNX with the generated C# consumption code, predicts
+/// held-out images through ONNX Runtime, and says where the report is.</summary>
 internal static class DemoCommand
 {
+    /// <summary>Settings that reach clearly-above-chance accuracy in a few minutes on 2 CPU cores (measured; see README).</summary>
+    internal static class Defaults
+    {
+        public const string Variant = "mixformer_b0";
+        public const int ImageSize = 64, TrainPerClass = 60, ValPerClass = 20, HoldoutPerClass = 2, Epochs = 8, BatchSize = 32;
+        public const double LearningRate = 2e-3;
+    }
+
     public static Command Create()
     {
-        var steps = new Option<int>("--steps") { Description = "Training steps", DefaultValueFactory = _ => 120 };
-        var batch = new Option<int>("--batch") { Description = "Images per step", DefaultValueFactory = _ => 32 };
-        var seed = new Option<ulong>("--seed") { Description = "Random seed", DefaultValueFactory = _ => 0 };
-        var cmd = new Command("demo", "Train a small CNN on generated data and show the engine at work.") { steps, batch, seed };
-        cmd.SetAction(r => Run(r.GetValue(steps), r.GetValue(batch), r.GetValue(seed)));
+        var output = new Option<string>("--output") { Description = "Folder for the generated data and the trained model", DefaultValueFactory = _ => "demo-output" };
+        var variant = new Option<string>("--variant") { Description = "Backbone variant", DefaultValueFactory = _ => Defaults.Variant };
+        var epochs = new Option<int>("--epochs") { Description = "Training epochs", DefaultValueFactory = _ => Defaults.Epochs };
+        var size = new Option<int>("--image-size") { Description = "Input size", DefaultValueFactory = _ => Defaults.ImageSize };
+        var perClass = new Option<int>("--per-class") { Description = "Training images per class", DefaultValueFactory = _ => Defaults.TrainPerClass };
+        var seed = new Option<ulong>("--seed") { Description = "Seed of the data and the training", DefaultValueFactory = _ => 0UL };
+        var plain = new Option<bool>("--plain") { Description = "Plain progress lines instead of live bars" };
+        var cmd = new Command("demo", "Generate a labelled image set, fine-tune a small backbone, export ONNX, predict held-out images.")
+        {
+            output, variant, epochs, size, perClass, seed, plain,
+        };
+        cmd.SetAction(r =>
+        {
+            try
+            {
+                return Run(r.GetValue(output)!, r.GetValue(variant)!, r.GetValue(epochs), r.GetValue(size), r.GetValue(perClass), r.GetValue(seed),
+                    r.GetValue(plain), Console.Out);
+            }
+            catch (Exception e) when (TrainCommand.IsUserError(e))
+            {
+                Console.Error.WriteLine($"error: {e.Message}");
+                return e is ArgumentException ? 2 : 1;
+            }
+        });
         return cmd;
     }
 
-    sealed class SmallCnn : Module<Tensor, Tensor>
+    internal static int Run(string output, string variant, int epochs, int size, int perClass, ulong seed, bool plain, TextWriter log)
     {
-        readonly Sequential _features, _head;
-
-        public SmallCnn(int classes)
-        {
-            _features = RegisterModule("features", new Sequential(
-                new Conv2d(3, 16, 3, padding: 1, bias: false), new BatchNorm2d(16), new GELU(),
-                new Conv2d(16, 32, 3, stride: 2, padding: 1, bias: false), new BatchNorm2d(32), new GELU(),
-                new Conv2d(32, 32, 3, stride: 2, padding: 1, groups: 32), new Conv2d(32, 64, 1), new GELU()));
-            _head = RegisterModule("head", new Sequential(new Dropout(0.1), new Linear(64, classes)));
-        }
-
-        public override Tensor Forward(Tensor x)
-        {
-            using var f = _features.Call(x);
-            using var pooled = f.Mean(new long[] { 2, 3 });
-            return _head.Call(pooled);
-        }
-    }
-
-    /// <summary>Images of stripes at 0°, 45° or 90° with random phase, frequency and noise; labels 0..2.</summary>
-    static (Tensor Images, Tensor Labels) MakeBatch(int n, int size = 32)
-    {
-        using var scope = TensorScope.Begin();
-        var labels = Tensor.RandInt(0, 3, new long[] { n });
-        var coords = Tensor.Arange(0, size, dtype: DType.Float32);
-        var yy = coords.View(1, size, 1);
-        var xx = coords.View(1, 1, size);
-        var angle = labels.To(DType.Float32).Mul(Math.PI / 4).View(n, 1, 1);
-        var freq = Tensor.Rand(new long[] { n, 1, 1 }).Mul(0.5).Add(0.5);
-        var phase = Tensor.Rand(new long[] { n, 1, 1 }).Mul(2 * Math.PI);
-        var proj = xx * angle.Cos() + yy * angle.Sin();
-        var stripes = (proj * freq + phase).Sin().Unsqueeze(1).Expand(n, 3, size, size);
-        var images = stripes + Tensor.Randn(new long[] { n, 3, size, size }).Mul(0.8);
-        return (images.MoveToOuterScope(), labels.MoveToOuterScope());
-    }
-
-    static int Run(int steps, int batch, ulong seed)
-    {
-        if (steps < 1 || batch < 2)
-        {
-            Console.Error.WriteLine($"--steps must be >= 1 (got {steps}) and --batch >= 2 (got {batch}).");
-            return 2;
-        }
-        Console.WriteLine($"libtorch {TorchRuntime.Version} | threads {TorchRuntime.Threads} | BLAS {TorchRuntime.BlasLibrary}");
-        Console.WriteLine($"CUDA available: {TorchRuntime.CudaIsAvailable} ({TorchRuntime.CudaDeviceCount} devices)");
-        TorchRuntime.ManualSeed(seed);
-        using var model = new SmallCnn(3);
-        Console.WriteLine($"model: {model.ParameterCount():N0} parameters in {model.StateDict().Count} state_dict entries");
-
-        var decay = model.NamedParameters().Where(p => p.Parameter.Dim > 1).Select(p => p.Parameter);
-        var noDecay = model.NamedParameters().Where(p => p.Parameter.Dim <= 1).Select(p => p.Parameter);
-        using var optimizer = new AdamW(new[] { new ParamGroup(decay, 3e-3, 0.05, "decay"), new ParamGroup(noDecay, 3e-3, 0, "no_decay") });
-        var schedule = new WarmupCosineSchedule(warmupSteps: Math.Max(1, steps / 10), totalSteps: steps + 1, warmupStartFactor: 0.1);
-
-        long liveBefore = Tensor.LiveCount;
         var clock = Stopwatch.StartNew();
-        double firstLoss = double.NaN, lastLoss = double.NaN;
-        model.Train();
-        for (int step = 0; step < steps; step++)
-        {
-            using var scope = TensorScope.Begin();
-            schedule.Apply(optimizer, step);
-            var (x, y) = MakeBatch(batch);
-            var logits = model.Call(x);
-            var loss = F.CrossEntropy(logits, y, labelSmoothing: 0.1);
-            optimizer.ZeroGrad();
-            loss.Backward();
-            GradClip.ClipGradNorm(model.Parameters(), 5.0);
-            optimizer.Step();
-            double value = loss.ToDouble();
-            if (step == 0) firstLoss = value;
-            lastLoss = value;
-            if (step % 20 == 0 || step == steps - 1)
-                Console.WriteLine($"step {step,4}  loss {value:F4}  lr {optimizer.Groups[0].LearningRate:E2}");
-        }
-        double seconds = clock.Elapsed.TotalSeconds;
+        log.WriteLine($"libtorch {TorchRuntime.Version} | threads {TorchRuntime.Threads} | BLAS {TorchRuntime.BlasLibrary} | CUDA {(TorchRuntime.CudaIsAvailable ? "yes" : "no")}");
 
-        model.Eval();
-        double accuracy;
-        using (TensorScope.Begin())
-        using (Autograd.NoGrad())
+        // 1. Data: rendered at twice the input size so the random crops have detail to resample, like photos.
+        var dataRoot = Path.Combine(output, "data");
+        var (trainDir, valDir) = SyntheticShapes.WriteSplit(dataRoot, perClass, Defaults.ValPerClass, 2 * size, seed);
+        var holdoutDir = SyntheticShapes.WriteFolder(Path.Combine(dataRoot, "holdout"), Defaults.HoldoutPerClass, 2 * size, seed,
+            firstIndex: perClass + Defaults.ValPerClass);
+        var (train, val) = ImageDataset.FromFolders(trainDir, valDir);
+        log.WriteLine($"data: {train.Count} training and {val!.Count} validation images of {train.Classes.Count} shapes in {Path.GetFullPath(dataRoot)} " +
+                      $"({clock.Elapsed.TotalSeconds:F1} s); chance is {1.0 / train.Classes.Count:P0}");
+
+        // 2. Train, write model, metrics, report, ONNX and C# code.
+        var modelDir = Path.Combine(output, "model");
+        var options = new ImageClassificationOptions
         {
-            var (x, y) = MakeBatch(512);
-            var predicted = model.Call(x).Argmax(1);
-            accuracy = predicted.Eq(y).To(DType.Float32).Mean().ToDouble();
+            Model = variant,
+            ImageSize = size,
+            Epochs = epochs,
+            BatchSize = Defaults.BatchSize,
+            LearningRate = Defaults.LearningRate,
+            WarmupEpochs = 1,
+            Augment = "light",
+            CropScaleMin = 0.5,
+            DropPathRate = 0,
+            Seed = seed,
+            CheckpointDirectory = modelDir,
+        };
+        int code = TrainCommand.Run(options, train, val, modelDir, export: true, plain, log);
+        if (code != 0) return code;
+
+        // 3. Held-out images through ONNX Runtime (what an ML.NET pipeline would run).
+        var onnx = Path.Combine(modelDir, "model.onnx");
+        using var scorer = new OnnxImageScorer(onnx);
+        var files = Directory.EnumerateFiles(holdoutDir, "*.png", SearchOption.AllDirectories).Order(StringComparer.Ordinal).ToList();
+        int right = 0;
+        log.WriteLine($"held-out images through ONNX Runtime ({Path.GetFileName(onnx)}):");
+        foreach (var s in scorer.ScoreFiles(files))
+        {
+            string truth = Path.GetFileName(Path.GetDirectoryName(s.Source)!);
+            var top = s.Top(2, scorer.Labels);
+            bool ok = top.Count > 0 && top[0].Label == truth;
+            if (ok) right++;
+            log.WriteLine($"  {Path.GetFileName(s.Source),-18} true {truth,-9} predicted {string.Join(", ", top.Select(t => $"{t.Label} {t.Probability:P0}"))}{(ok ? "" : "   <- wrong")}");
         }
-        Console.WriteLine($"trained {steps} steps of {batch} images in {seconds:F1} s ({steps * batch / seconds:F0} images/s)");
-        Console.WriteLine($"loss {firstLoss:F4} -> {lastLoss:F4}; held-out accuracy {accuracy:P1} on 512 new images (chance 33.3%)");
-        Console.WriteLine($"live tensors: {liveBefore} before training, {Tensor.LiveCount} after (parameters and optimizer state only)");
-        return lastLoss < firstLoss ? 0 : 1;
+        log.WriteLine($"held-out: {right}/{files.Count} right");
+        log.WriteLine($"report: {Path.GetFullPath(Path.Combine(modelDir, "report.html"))} (open it in a browser)");
+        log.WriteLine($"demo finished in {clock.Elapsed.TotalMinutes:F1} min");
+        return 0;
     }
 }

@@ -4,6 +4,9 @@ using MLNetExt.Cli;
 var root = new RootCommand("MLNetExt: modern vision backbones for .NET — fine-tune, export to ONNX, serve.")
 {
     DemoCommand.Create(),
+    TrainCommand.Create(),
+    EvaluateCommand.Create(),
+    PredictCommand.Create(),
     KeysCommand.Create(),
     LogitsCommand.Create(),
     DatasetCommand.Create(),

@@ -1,0 +1,260 @@
+using System.CommandLine;
+using System.Globalization;
+using MLNetExt.Data;
+using MLNetExt.Estimators;
+using MLNetExt.Export;
+using MLNetExt.Torch;
+using MLNetExt.Training;
+using MLNetExt.Vision;
+
+namespace MLNetExt.Cli;
+
+/// <summary>
+/// `mlnetext train --data DIR [--val DIR] (--variant NAME | --arch FAMILY --config FILE.json) [--weights FILE]
+/// [--epochs --batch-size --lr --image-size --mode finetune|linear-probe|freeze:K ...] --output DIR`: fine-tunes a
+/// backbone on a folder of class sub-folders (or a CSV of path,label) with live progress, then writes to the output
+/// folder the model, checkpoints, metrics.json, report.html, model.onnx and generated C# consumption code.
+/// Ctrl-C finishes the current step, saves a checkpoint and exits (code 130); `--resume DIR` continues it.
+/// </summary>
+internal static class TrainCommand
+{
+    sealed class Options
+    {
+        public readonly Option<string> Data = new("--data") { Description = "Training images: a folder of class sub-folders (or with train/ and val/ inside), or a CSV/TSV of path,label", Required = true };
+        public readonly Option<string> Val = new("--val") { Description = "Validation folder or CSV (default: val/ beside train/, else a stratified --val-fraction of the training images)" };
+        public readonly ModelOptions Model = new();
+        public readonly Option<FileInfo> Weights = new("--weights") { Description = "Pretrained weights to start from (official .pth/.safetensors/.pdparams; default: random initialisation)" };
+        public readonly Option<int> Epochs = new("--epochs") { Description = "Passes over the training set", DefaultValueFactory = _ => 10 };
+        public readonly Option<int> BatchSize = new("--batch-size") { Description = "Images per step", DefaultValueFactory = _ => 32 };
+        public readonly Option<double?> Lr = new("--lr") { Description = "Peak learning rate (default: 2e-4 with --weights, 1e-3 from scratch, 1e-2 linear probe; × effective batch/32)" };
+        public readonly Option<int?> ImageSize = new("--image-size") { Description = "Square input size (default: the variant's, 224 mostly)" };
+        public readonly Option<string> Mode = new("--mode") { Description = "finetune | linear-probe | freeze:K (freeze the stem and first K stages)", DefaultValueFactory = _ => "finetune" };
+        public readonly Option<double> WeightDecay = new("--weight-decay") { Description = "AdamW weight decay (norms, biases and family tables exempt)", DefaultValueFactory = _ => 0.05 };
+        public readonly Option<double> Warmup = new("--warmup-epochs") { Description = "Linear warm-up length in epochs", DefaultValueFactory = _ => 1.0 };
+        public readonly Option<double?> LayerDecay = new("--layer-decay") { Description = "Layer-wise LR decay factor, e.g. 0.75 (default: off)" };
+        public readonly Option<double> LabelSmoothing = new("--label-smoothing") { Description = "Cross-entropy label smoothing", DefaultValueFactory = _ => 0.1 };
+        public readonly Option<double?> DropPath = new("--drop-path") { Description = "Stochastic depth rate (default: the variant's official rate, at most 0.1)" };
+        public readonly Option<double> GradClip = new("--grad-clip") { Description = "Max global gradient norm (0: no clipping)", DefaultValueFactory = _ => 5.0 };
+        public readonly Option<int> Accumulate = new("--accumulate") { Description = "Micro-batches per optimizer step", DefaultValueFactory = _ => 1 };
+        public readonly Option<double?> Ema = new("--ema") { Description = "Keep an EMA of the weights with this decay (e.g. 0.999) and keep/export it" };
+        public readonly Option<int?> Patience = new("--patience") { Description = "Early stopping: epochs without improvement of --monitor" };
+        public readonly Option<string> Monitor = new("--monitor") { Description = "top1 | top5 | macro_f1 | log_loss", DefaultValueFactory = _ => "top1" };
+        public readonly Option<string> ClassWeights = new("--class-weights") { Description = "none | balanced", DefaultValueFactory = _ => "none" };
+        public readonly Option<string> Augment = new("--augment") { Description = "light | trivial | none", DefaultValueFactory = _ => "light" };
+        public readonly Option<double> Mixup = new("--mixup") { Description = "Mixup alpha (0: off)", DefaultValueFactory = _ => 0.0 };
+        public readonly Option<double> Cutmix = new("--cutmix") { Description = "CutMix alpha (0: off)", DefaultValueFactory = _ => 0.0 };
+        public readonly Option<double> Erasing = new("--random-erasing") { Description = "Random erasing probability", DefaultValueFactory = _ => 0.0 };
+        public readonly Option<double> ValFraction = new("--val-fraction") { Description = "Held-out fraction when no validation set is given (0: none)", DefaultValueFactory = _ => 0.2 };
+        public readonly Option<ulong> Seed = new("--seed") { Description = "Seed of every random choice", DefaultValueFactory = _ => 0UL };
+        public readonly Option<string> Device = new("--device") { Description = "cpu | cuda | cuda:N (default: cuda when available)" };
+        public readonly Option<bool?> Bf16 = new("--bf16") { Description = "bfloat16 autocast (default: on for CUDA, off for CPU)" };
+        public readonly Option<int?> Workers = new("--workers") { Description = "Decode/augment threads (default: processor count)" };
+        public readonly Option<int?> Threads = new("--threads") { Description = "libtorch intra-op threads (default: processor count)" };
+        public readonly Option<string> Resume = new("--resume") { Description = "Continue from a checkpoint file, or the output folder's checkpoint-last" };
+        public readonly Option<string> Output = new("--output") { Description = "Output folder (model, checkpoints, metrics, report, ONNX, C# code)", Required = true };
+        public readonly Option<bool> NoExport = new("--no-export") { Description = "Skip the ONNX export and the generated code" };
+        public readonly Option<bool> Plain = new("--plain") { Description = "Plain progress lines instead of live bars" };
+
+        public Command Command()
+        {
+            var cmd = new Command("train", "Fine-tune a backbone on a folder of labelled images; write model, report, ONNX and C# code.")
+            {
+                Data, Val, Weights, Epochs, BatchSize, Lr, ImageSize, Mode, WeightDecay, Warmup, LayerDecay, LabelSmoothing, DropPath, GradClip,
+                Accumulate, Ema, Patience, Monitor, ClassWeights, Augment, Mixup, Cutmix, Erasing, ValFraction, Seed, Device, Bf16, Workers,
+                Threads, Resume, Output, NoExport, Plain,
+            };
+            Model.AddTo(cmd);
+            return cmd;
+        }
+    }
+
+    public static Command Create()
+    {
+        var o = new Options();
+        var cmd = o.Command();
+        cmd.SetAction(r =>
+        {
+            try
+            {
+                if (r.GetValue(o.Threads) is int t) TorchRuntime.Threads = t;
+                var output = r.GetValue(o.Output)!;
+                var options = BuildOptions(r, o, output);
+                var (train, val) = LoadData(r.GetValue(o.Data)!, r.GetValue(o.Val));
+                return Run(options, train, val, output, !r.GetValue(o.NoExport), r.GetValue(o.Plain), Console.Out);
+            }
+            catch (Exception e) when (IsUserError(e))
+            {
+                Console.Error.WriteLine($"error: {e.Message}");
+                return e is ArgumentException ? 2 : 1;
+            }
+        });
+        return cmd;
+    }
+
+    internal static bool IsUserError(Exception e) => e is ArgumentException or IOException or InvalidDataException or DatasetException or TrainingException
+        or InvalidOperationException or TorchException or OnnxExportException or UnauthorizedAccessException;
+
+    static ImageClassificationOptions BuildOptions(ParseResult r, Options o, string output)
+    {
+        var choice = o.Model.Resolve(r);
+        if (choice.NumClasses is not null) throw new ArgumentException("--num-classes is not used by train: the classes are the data's sub-folders.");
+        var (mode, frozen) = ParseMode(r.GetValue(o.Mode)!);
+        string? resume = r.GetValue(o.Resume);
+        if (resume is not null && Directory.Exists(resume)) resume = Path.Combine(resume, Trainer.LastCheckpoint);
+        var weights = r.GetValue(o.Weights);
+        if (weights is not null && !weights.Exists) throw new FileNotFoundException($"--weights: file '{weights.FullName}' does not exist.");
+        double? ema = r.GetValue(o.Ema);
+        return new ImageClassificationOptions
+        {
+            Model = choice.VariantOrFamily,
+            CustomKwargs = choice.CustomKwargs,
+            WeightsPath = weights?.FullName,
+            ImageSize = r.GetValue(o.ImageSize),
+            DropPathRate = r.GetValue(o.DropPath),
+            Mode = mode,
+            FrozenStages = frozen,
+            Epochs = r.GetValue(o.Epochs),
+            BatchSize = r.GetValue(o.BatchSize),
+            AccumulationSteps = r.GetValue(o.Accumulate),
+            LearningRate = r.GetValue(o.Lr),
+            WeightDecay = r.GetValue(o.WeightDecay),
+            WarmupEpochs = r.GetValue(o.Warmup),
+            LayerDecay = r.GetValue(o.LayerDecay),
+            GradClipNorm = r.GetValue(o.GradClip) is var c && c > 0 ? c : null,
+            LabelSmoothing = r.GetValue(o.LabelSmoothing),
+            ClassWeighting = r.GetValue(o.ClassWeights) switch
+            {
+                "none" => ClassWeighting.None,
+                "balanced" => ClassWeighting.Balanced,
+                var v => throw new ArgumentException($"--class-weights must be none or balanced, got '{v}'."),
+            },
+            Ema = ema is not null,
+            EmaDecay = ema ?? 0.999,
+            EarlyStoppingPatience = r.GetValue(o.Patience),
+            Monitor = r.GetValue(o.Monitor)!,
+            ValidationFraction = r.GetValue(o.ValFraction),
+            Augment = r.GetValue(o.Augment)!,
+            RandomErasing = r.GetValue(o.Erasing),
+            MixupAlpha = r.GetValue(o.Mixup),
+            CutmixAlpha = r.GetValue(o.Cutmix),
+            Workers = r.GetValue(o.Workers),
+            Seed = r.GetValue(o.Seed),
+            Device = r.GetValue(o.Device),
+            MixedPrecision = r.GetValue(o.Bf16),
+            CheckpointDirectory = output,
+            ResumeFrom = resume,
+        };
+    }
+
+    internal static (TrainingMode Mode, int FrozenStages) ParseMode(string text)
+    {
+        if (text == "finetune") return (TrainingMode.FineTune, 0);
+        if (text == "linear-probe") return (TrainingMode.LinearProbe, 0);
+        if (text.StartsWith("freeze:", StringComparison.Ordinal) && int.TryParse(text.AsSpan(7), NumberStyles.None, CultureInfo.InvariantCulture, out int k) && k >= 1)
+            return (TrainingMode.FreezeStages, k);
+        throw new ArgumentException($"--mode must be finetune, linear-probe or freeze:K with K >= 1 stages, got '{text}'.");
+    }
+
+    /// <summary>A folder (class sub-folders, or train/ + val/) or a CSV/TSV file of path,label.</summary>
+    internal static (ImageDataset Train, ImageDataset? Val) LoadData(string data, string? val)
+    {
+        static bool IsTable(string p) => File.Exists(p) && (p.EndsWith(".csv", StringComparison.OrdinalIgnoreCase) || p.EndsWith(".tsv", StringComparison.OrdinalIgnoreCase));
+        if (IsTable(data))
+        {
+            var train = ImageDataset.FromCsv(data);
+            return (train, val is null ? null : IsTable(val) ? ImageDataset.FromCsv(val, train.Classes) : ImageDataset.FromFolder(val, train.Classes));
+        }
+        if (File.Exists(data)) throw new DatasetException($"--data '{data}' is a file but not a .csv/.tsv list; give a folder of class sub-folders or a CSV of path,label.");
+        if (val is not null && IsTable(val))
+        {
+            var (t, _) = ImageDataset.FromFolders(data, null);
+            return (t, ImageDataset.FromCsv(val, t.Classes));
+        }
+        return ImageDataset.FromFolders(data, val);
+    }
+
+    /// <summary>Trains and writes the output folder. Returns the exit code (0, 1 on a training failure, 130 when
+    /// interrupted).</summary>
+    internal static int Run(ImageClassificationOptions options, ImageDataset train, ImageDataset? val, string output, bool export, bool plain, TextWriter log)
+    {
+        Directory.CreateDirectory(output);
+        log.WriteLine($"data: {train.Count} training images in {train.Classes.Count} classes ({string.Join(", ", train.Classes.Take(10))}{(train.Classes.Count > 10 ? ", ..." : "")})" +
+                      (val is null ? "" : $", {val.Count} validation images"));
+        foreach (var issue in train.Issues.Take(5)) log.WriteLine($"skipped: {issue}");
+        if (train.Issues.Count > 5) log.WriteLine($"skipped: ... and {train.Issues.Count - 5} more files");
+        log.WriteLine($"libtorch {TorchRuntime.Version}, {TorchRuntime.Threads} threads, CUDA {(TorchRuntime.CudaIsAvailable ? "available" : "not available")}");
+
+        using var cts = new CancellationTokenSource();
+        ConsoleCancelEventHandler onCancel = (_, e) =>
+        {
+            if (cts.IsCancellationRequested) return; // a second Ctrl-C ends the process at once
+            e.Cancel = true;
+            cts.Cancel();
+        };
+        Console.CancelKeyPress += onCancel;
+        try
+        {
+            ImageClassificationModel model;
+            try
+            {
+                model = TrainingProgressView.Run(progress =>
+                    new ImageClassificationEstimator(options with { Progress = progress }).Fit(train, val, cts.Token), plain, log);
+            }
+            catch (TrainingInterruptedException e)
+            {
+                WriteRecord(e.History, output, train, val, log);
+                log.WriteLine(e.Message);
+                if (e.Checkpoint is not null) log.WriteLine($"resume with: ./mlnetext train <same options> --resume {output}");
+                return 130;
+            }
+            catch (TrainingException e) when (e.History is not null)
+            {
+                WriteRecord(e.History, output, train, val, log);
+                throw;
+            }
+            using (model)
+            {
+                var h = model.History!;
+                var modelPath = Path.Combine(output, "model.safetensors");
+                model.Save(modelPath);
+                log.WriteLine($"{h.StopReason}; {h.Epochs.Count} epochs in {h.Duration.TotalMinutes:F1} min");
+                if (h.Final is { } m)
+                    log.WriteLine($"validation (epoch {h.BestEpoch}): top-1 {m.Top1:P1}, top-{m.TopK} {m.Top5:P1}, macro-F1 {m.MacroF1:F3}, log-loss {m.LogLoss:F4} on {m.Count} images");
+                log.WriteLine($"model: {modelPath}");
+                WriteRecord(h, output, train, val, log);
+                if (export) ExportWithCode(model, output, log);
+            }
+            return 0;
+        }
+        finally
+        {
+            Console.CancelKeyPress -= onCancel;
+        }
+    }
+
+    static void WriteRecord(TrainingHistory history, string output, ImageDataset train, ImageDataset? val, TextWriter log)
+    {
+        var metrics = Path.Combine(output, "metrics.json");
+        var report = Path.Combine(output, "report.html");
+        MetricsFile.Write(metrics, history);
+        HtmlReport.Write(report, history, source => ImageDecoder.TryDecodeFile(source, out _));
+        log.WriteLine($"metrics: {metrics}");
+        log.WriteLine($"report: {report}");
+    }
+
+    /// <summary>Writes model.onnx and the C# consumption code next to it.</summary>
+    internal static void ExportWithCode(ImageClassificationModel model, string output, TextWriter log)
+    {
+        var onnx = Path.Combine(output, "model.onnx");
+        var result = model.ExportOnnx(onnx);
+        log.WriteLine($"onnx: {onnx} ({result.Elapsed.TotalSeconds:F1} s; input 'image' float32 [N,3,{model.Descriptor.ImageSize},{model.Descriptor.ImageSize}] RGB 0-255, output 'Score')");
+        var code = Path.Combine(output, ConsumptionCodeFile);
+        var text = ConsumptionCode.Generate(ConsumptionCodeOptions.FromOnnxModel(onnx));
+        var tmp = code + ".tmp";
+        File.WriteAllText(tmp, text);
+        File.Move(tmp, code, overwrite: true);
+        log.WriteLine($"code: {code} (ML.NET pipeline and MLNetExt runtime)");
+    }
+
+    internal const string ConsumptionCodeFile = "ModelConsumption.cs";
+}

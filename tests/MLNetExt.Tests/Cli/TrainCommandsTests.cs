@@ -1,0 +1,79 @@
+using System.Text.Json;
+using MLNetExt.Cli;
+using MLNetExt.Data;
+using MLNetExt.Tests.Training;
+using MLNetExt.Torch;
+
+namespace MLNetExt.Tests.Cli;
+
+/// <summary>`train`, `evaluate` and `predict` end to end on generated shape folders with the tiny MixFormer of
+/// <see cref="TrainerTests"/> at 32×32: the output folder is complete and the three ways of scoring (libtorch model,
+/// ONNX Runtime, predict) agree.</summary>
+[TestClass]
+public sealed class TrainCommandsTests
+{
+    [TestMethod]
+    public void Train_WritesTheOutputFolder_AndEvaluatePredictAgreeAcrossRuntimes()
+    {
+        var dir = Directory.CreateTempSubdirectory("mlnetext-cli-train-");
+        try
+        {
+            var classes = new[] { "circle", "square", "triangle" };
+            var (train, val) = SyntheticShapes.WriteSplit(Path.Combine(dir.FullName, "data"), 6, 3, 48, seed: 1, classes);
+            var config = Path.Combine(dir.FullName, "tiny.json");
+            File.WriteAllText(config, TrainerTests.TinyKwargs().ToJsonString());
+            var output = Path.Combine(dir.FullName, "out");
+            int code = TrainCommand.Create().Parse([
+                "--data", Path.Combine(dir.FullName, "data"), "--arch", "mixformer", "--config", config, "--image-size", "32",
+                "--epochs", "2", "--batch-size", "6", "--workers", "2", "--output", output, "--plain"]).Invoke();
+            Assert.AreEqual(0, code);
+            foreach (var f in new[] { "model.safetensors", "checkpoint-last.safetensors", "checkpoint-best.safetensors", "metrics.json", "report.html", "model.onnx", TrainCommand.ConsumptionCodeFile })
+                Assert.IsTrue(File.Exists(Path.Combine(output, f)), f);
+            Assert.AreEqual(0, Directory.GetFiles(output, "*.tmp").Length, "no temporary files");
+            using (var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(output, "metrics.json"))))
+                Assert.AreEqual(2, json.RootElement.GetProperty("epochs").GetArrayLength());
+
+            // evaluate: the libtorch model and its ONNX export give the same metrics on the validation folder.
+            var a = new StringWriter();
+            var b = new StringWriter();
+            Assert.AreEqual(0, EvaluateCommand.Run(new FileInfo(Path.Combine(output, "model.safetensors")), val, Path.Combine(dir.FullName, "eval"), 4, a));
+            Assert.AreEqual(0, EvaluateCommand.Run(new FileInfo(Path.Combine(output, "model.onnx")), val, null, 4, b));
+            Assert.AreEqual(a.ToString().Split('\n')[0], b.ToString().Split('\n')[0], "top-1/top-5/macro-F1/log-loss line");
+            Assert.IsTrue(File.Exists(Path.Combine(dir.FullName, "eval", "report.html")));
+
+            // predict: a folder, both runtimes, same top class per image.
+            var p1 = new StringWriter();
+            var p2 = new StringWriter();
+            Assert.AreEqual(0, PredictCommand.Run(new FileInfo(Path.Combine(output, "model.safetensors")), [val], 2, json: true, p1));
+            Assert.AreEqual(0, PredictCommand.Run(new FileInfo(Path.Combine(output, "model.onnx")), [val], 2, json: true, p2));
+            var top1 = p1.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => JsonDocument.Parse(l).RootElement.GetProperty("top")[0].GetProperty("label").GetString()).ToList();
+            var top2 = p2.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => JsonDocument.Parse(l).RootElement.GetProperty("top")[0].GetProperty("label").GetString()).ToList();
+            Assert.HasCount(9, top1);
+            CollectionAssert.AreEqual(top1, top2);
+        }
+        finally { dir.Delete(true); }
+    }
+
+    [TestMethod]
+    public void Train_BadInput_IsNamed()
+    {
+        var dir = Directory.CreateTempSubdirectory("mlnetext-cli-bad-");
+        try
+        {
+            // One class folder only.
+            SyntheticShapes.WriteFolder(Path.Combine(dir.FullName, "one", "circle"), 2, 32, 0, ["circle", "square"]);
+            Directory.Delete(Path.Combine(dir.FullName, "one", "circle", "square"), true);
+            var e = Assert.ThrowsExactly<DatasetException>(() => TrainCommand.LoadData(Path.Combine(dir.FullName, "one", "circle"), null));
+            StringAssert.Contains(e.Message, "only one class");
+            // Not a dataset at all.
+            var file = Path.Combine(dir.FullName, "notes.txt");
+            File.WriteAllText(file, "hello");
+            StringAssert.Contains(Assert.ThrowsExactly<DatasetException>(() => TrainCommand.LoadData(file, null)).Message, "not a .csv/.tsv list");
+            StringAssert.Contains(Assert.ThrowsExactly<DatasetException>(() => TrainCommand.LoadData(Path.Combine(dir.FullName, "missing"), null)).Message, "does not exist");
+            // Modes.
+            Assert.AreEqual((Estimators.TrainingMode.FreezeStages, 2), TrainCommand.ParseMode("freeze:2"));
+            StringAssert.Contains(Assert.ThrowsExactly<ArgumentException>(() => TrainCommand.ParseMode("freeze:x")).Message, "freeze:K");
+        }
+        finally { dir.Delete(true); }
+    }
+}
