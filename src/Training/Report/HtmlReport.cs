@@ -73,8 +73,9 @@ public static class HtmlReport
         }
         Card(h, "best epoch", t.BestEpoch?.ToString(CultureInfo.InvariantCulture) ?? "—",
             t.BestEpoch is null ? "no validation" : $"by {MetricName(t.Monitor, f?.TopK ?? 5)}", false);
-        bool completed = t.StopReason == "completed";
-        h.Append($"<div class=\"card{(completed ? "" : " warn")}\"><div class=\"k\">stopped</div><div class=\"v small\">{E(t.StopReason)}</div>");
+        // an early stop is a normal end; an interruption or a non-finite loss is worth a colour
+        bool normal = t.StopReason.StartsWith("completed", StringComparison.Ordinal) || t.StopReason.StartsWith("early stop", StringComparison.Ordinal);
+        h.Append($"<div class=\"card{(normal ? "" : " warn")}\"><div class=\"k\">stopped</div><div class=\"v small\">{E(t.StopReason)}</div>");
         h.Append($"<div class=\"n\">after {Duration(t.Duration)}</div></div>");
         h.Append("</section>\n");
     }

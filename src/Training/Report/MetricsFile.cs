@@ -88,7 +88,7 @@ public static class MetricsFile
             foreach (int i in ThinIndices(history.Steps.Count, MaxSteps))
             {
                 var s = history.Steps[i];
-                w.WriteRawValue(Compact(c =>
+                Row(w, Compact(c =>
                 {
                     c.WriteStartObject();
                     c.WriteNumber("step", s.Step);
@@ -96,7 +96,7 @@ public static class MetricsFile
                     Number(c, "loss", s.Loss);
                     Number(c, "lr", s.LearningRate);
                     c.WriteEndObject();
-                }), skipInputValidation: true);
+                }));
             }
             w.WriteEndArray();
             w.WriteEndObject();
@@ -116,7 +116,7 @@ public static class MetricsFile
         Number(w, "log_loss", m.LogLoss);
         w.WriteStartArray("per_class");
         foreach (var p in m.PerClass)
-            w.WriteRawValue(Compact(c =>
+            Row(w, Compact(c =>
             {
                 c.WriteStartObject();
                 c.WriteString("class", p.Class);
@@ -125,19 +125,30 @@ public static class MetricsFile
                 Number(c, "f1", p.F1);
                 c.WriteNumber("support", p.Support);
                 c.WriteEndObject();
-            }), skipInputValidation: true);
+            }));
         w.WriteEndArray();
         // one matrix row per line
         w.WriteStartArray("confusion");
         foreach (var row in m.Confusion)
-            w.WriteRawValue(Compact(c =>
+            Row(w, Compact(c =>
             {
                 c.WriteStartArray();
                 foreach (int v in row) c.WriteNumberValue(v);
                 c.WriteEndArray();
-            }), skipInputValidation: true);
+            }));
         w.WriteEndArray();
         w.WriteEndObject();
+    }
+
+    /// <summary>Writes a compact value as the next array element on a line of its own (the indented writer does not
+    /// indent raw values itself).</summary>
+    static void Row(Utf8JsonWriter w, byte[] compact)
+    {
+        var line = new byte[1 + 2 * w.CurrentDepth + compact.Length];
+        line.AsSpan().Fill((byte)' ');
+        line[0] = (byte)'\n';
+        compact.CopyTo(line, 1 + 2 * w.CurrentDepth);
+        w.WriteRawValue(line, skipInputValidation: true);
     }
 
     static byte[] Compact(Action<Utf8JsonWriter> write)

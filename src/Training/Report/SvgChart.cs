@@ -129,7 +129,7 @@ internal sealed class SvgChart
             foreach (int i in dots)
             {
                 sb.Append($"<circle cx=\"{F(Px(s.X[i]))}\" cy=\"{F(Py(s.Y[i]))}\" r=\"{F(r)}\" fill=\"{s.Color}\" fill-opacity=\"{F(s.Opacity)}\" stroke=\"#fff\" stroke-width=\"1\">");
-                sb.Append($"<title>{Html.Escape(s.Name)}, {Html.Escape(s.PointLabel)}{Ticks.Format(s.X[i], 1, false)}: {Value(s.Y[i])}</title></circle>");
+                sb.Append($"<title>{Html.Escape(s.Name)}, {Html.Escape(s.PointLabel)}{s.X[i].ToString("0.##", CultureInfo.InvariantCulture)}: {Value(s.Y[i])}</title></circle>");
             }
         }
         sb.Append("</g></svg>");

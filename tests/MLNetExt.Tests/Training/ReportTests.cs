@@ -136,6 +136,11 @@ public sealed class ReportTests
         Assert.AreEqual(h.Steps[12].Loss, steps[12].GetProperty("loss").GetDouble());
         Assert.AreEqual(h.Steps[12].LearningRate, steps[12].GetProperty("lr").GetDouble());
         Assert.AreEqual(JsonValueKind.Null, steps[4].GetProperty("loss").ValueKind, "the NaN step loss");
+
+        // readable layout: one step record and one confusion row per line
+        var lines = MetricsFile.ToJson(h).Split('\n').Select(l => l.Trim()).ToList();
+        Assert.AreEqual(36, lines.Count(l => l.StartsWith("{\"step\":")));
+        Assert.AreEqual(4 * 3, lines.Count(l => l.StartsWith('[') && l.Length > 1 && char.IsDigit(l[1])), "3 rows in each of 4 confusion matrices");
     }
 
     static void AssertMetrics(ClassificationMetrics m, JsonElement j)
@@ -394,6 +399,7 @@ public sealed class ReportTests
         if (Environment.GetEnvironmentVariable("MLNETEXT_SAMPLE_REPORT") is { Length: > 0 } sample)
         {
             HtmlReport.Write(sample, RichSample(), s => s.EndsWith("missing.jpg") ? null : Gradient(160 + s.Length, 120));
+            MetricsFile.Write(Path.ChangeExtension(sample, ".json"), RichSample());
             HtmlReport.Write(Path.ChangeExtension(sample, ".single.html"), Sample(epochs: 1, validation: false));
             var classes = Enumerable.Range(0, 100).Select(i => $"class_{i:000}").ToArray();
             var many = Sample(classes, epochs: 2);
