@@ -76,8 +76,9 @@ public sealed class MacCounterTests
     //   smt_t           2.461 G vs 2.4 G (Table 1)    — conv 0.530 + linear 1.850 = 2.380 G without the attention
     //                   products (0.081 G); the SMT paper counts conv and linear only, we count the products too (+2.5 %)
     //   mixformer_b1    0.699 G vs 0.7 G (Table 3)    — conv 0.119 + linear 0.559 + attention 0.021 G. (The MixFormer
-    //                   spec's own "our GMACs" column, 0.622 G, is 11 % below both the paper and this count; it must leave
-    //                   part of the network out. B2-B4 measure 0.898/1.804/3.475 G against the paper's 0.9/1.9/3.6 G.)
+    //                   spec's own "our GMACs" column, 0.622 G, is 11 % below both the paper and this count; it presumably
+    //                   leaves part of the network out — by hand, the stem's four convolutions at 112² and 56² alone are
+    //                   0.070 G of the 0.077 G gap. B2-B4 measure 0.898/1.804/3.475 G against the paper's 0.9/1.9/3.6 G.)
     [TestMethod]
     [DataRow("transxnet_t")]
     [DataRow("transnext_micro")]
