@@ -12,5 +12,6 @@ var root = new RootCommand("MLNetExt: modern vision backbones for .NET — fine-
     DatasetCommand.Create(),
     ExportCommand.Create(),
     RunOnnxCommand.Create(),
+    ModelsCommand.Create(),
 };
 return root.Parse(args).Invoke();

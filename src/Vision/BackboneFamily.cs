@@ -6,9 +6,21 @@ namespace MLNetExt.Vision;
 /// <summary>
 /// One official variant: its factory name, the official constructor keyword arguments that define it (JSON), the
 /// pretrained configuration of its published weights and its parameter count at 1000 classes as measured on the
-/// official code. Variants are data; a custom size is the same thing with the user's keyword arguments.
+/// official code, plus what the family's paper reports for it. Variants are data; a custom size is the same thing
+/// with the user's keyword arguments.
 /// </summary>
-public sealed record BackboneVariant(string Name, string Family, string Kwargs, PretrainedConfig Pretrained, long ParameterCount)
+/// <param name="Name">Official factory name.</param>
+/// <param name="Family">Family name as the CLI spells it.</param>
+/// <param name="Kwargs">Official constructor keyword arguments (JSON object).</param>
+/// <param name="Pretrained">Input size, normalisation and evaluation crop of the published weights.</param>
+/// <param name="ParameterCount">Trainable parameters at 1000 classes, measured on the official code.</param>
+/// <param name="PaperTop1">ImageNet-1K validation top-1 (percent) at the default input size as the paper reports it;
+/// null where the paper has no number for this variant.</param>
+/// <param name="PaperGMacs">The paper's "FLOPs" (G) at the default input size. All four papers count multiply-accumulates
+/// under that name (see <see cref="MacCounter"/>); null where the paper has no number.</param>
+/// <param name="PaperNote">What a reader must know to compare the paper's numbers (e.g. ImageNet-22K pre-training), or null.</param>
+public sealed record BackboneVariant(string Name, string Family, string Kwargs, PretrainedConfig Pretrained, long ParameterCount,
+    double? PaperTop1 = null, double? PaperGMacs = null, string? PaperNote = null)
 {
     /// <summary>A fresh, mutable copy of the keyword arguments.</summary>
     public JsonObject KwargsObject() => BackboneConfig.ParseObject(Kwargs, Name);

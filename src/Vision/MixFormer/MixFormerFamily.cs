@@ -16,7 +16,8 @@ public sealed class MixFormerFamily : BackboneFamily
     static readonly PretrainedConfig s_pretrained = new(3, 224, 224, PretrainedConfig.ImageNetMean, PretrainedConfig.ImageNetStd,
         0.875, "bicubic", 1000, "patch_embed.stem.0", "head");
 
-    static BackboneVariant Row(string name, string kwargs, long parameters) => new(name, "mixformer", kwargs, s_pretrained, parameters);
+    static BackboneVariant Row(string name, string kwargs, long parameters, double? top1 = null, double? gmacs = null) =>
+        new(name, "mixformer", kwargs, s_pretrained, parameters, top1, gmacs);
 
     /// <inheritdoc/>
     public override string Name => "mixformer";
@@ -24,14 +25,16 @@ public sealed class MixFormerFamily : BackboneFamily
     /// <inheritdoc/>
     /// <remarks>Parameter counts: trainable parameters at 1000 classes, as the official module tree defines them
     /// (BatchNorm statistics and the index buffers excluded), measured on the community PyTorch port of the official
-    /// code and on our reference (tests/fixtures/mixformer).</remarks>
+    /// code and on our reference (tests/fixtures/mixformer). Paper numbers: Table 3 of the MixFormer paper (ImageNet-1K,
+    /// single 224x224 crop, "FLOPs" at 224x224), which lists B1-B4 only; B0, B5 and B6 appear only in the PaddleClas
+    /// docs of the pull request (0.4/6.8/12.7 G, 76.5/83.5/83.8 %), not in the paper, so they stay null here.</remarks>
     public override IReadOnlyList<BackboneVariant> Variants { get; } = new[]
     {
         Row("mixformer_b0", """{"embed_dim": 24, "depths": [1, 2, 6, 6], "num_heads": [3, 6, 12, 24], "drop_path_rate": 0.0}""", 5_098_767),
-        Row("mixformer_b1", """{"embed_dim": 32, "depths": [1, 2, 6, 6], "num_heads": [2, 4, 8, 16], "drop_path_rate": 0.0}""", 7_887_877),
-        Row("mixformer_b2", """{"embed_dim": 32, "depths": [2, 2, 8, 8], "num_heads": [2, 4, 8, 16], "drop_path_rate": 0.05}""", 9_894_848),
-        Row("mixformer_b3", """{"embed_dim": 48, "depths": [2, 2, 8, 6], "num_heads": [3, 6, 12, 24], "drop_path_rate": 0.1}""", 16_747_808),
-        Row("mixformer_b4", """{"embed_dim": 64, "depths": [2, 2, 8, 8], "num_heads": [4, 8, 16, 32], "drop_path_rate": 0.2}""", 34_797_572),
+        Row("mixformer_b1", """{"embed_dim": 32, "depths": [1, 2, 6, 6], "num_heads": [2, 4, 8, 16], "drop_path_rate": 0.0}""", 7_887_877, 78.9, 0.7),
+        Row("mixformer_b2", """{"embed_dim": 32, "depths": [2, 2, 8, 8], "num_heads": [2, 4, 8, 16], "drop_path_rate": 0.05}""", 9_894_848, 80.0, 0.9),
+        Row("mixformer_b3", """{"embed_dim": 48, "depths": [2, 2, 8, 6], "num_heads": [3, 6, 12, 24], "drop_path_rate": 0.1}""", 16_747_808, 81.7, 1.9),
+        Row("mixformer_b4", """{"embed_dim": 64, "depths": [2, 2, 8, 8], "num_heads": [4, 8, 16, 32], "drop_path_rate": 0.2}""", 34_797_572, 83.0, 3.6),
         Row("mixformer_b5", """{"embed_dim": 96, "depths": [1, 2, 8, 6], "num_heads": [6, 12, 24, 48], "drop_path_rate": 0.3}""", 61_692_403),
         Row("mixformer_b6", """{"embed_dim": 96, "depths": [2, 4, 16, 12], "num_heads": [6, 12, 24, 48], "drop_path_rate": 0.5}""", 119_505_054),
     };
