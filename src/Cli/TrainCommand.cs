@@ -249,10 +249,7 @@ internal static class TrainCommand
         var result = model.ExportOnnx(onnx);
         log.WriteLine($"onnx: {onnx} ({result.Elapsed.TotalSeconds:F1} s; input 'image' float32 [N,3,{model.Descriptor.ImageSize},{model.Descriptor.ImageSize}] RGB 0-255, output 'Score')");
         var code = Path.Combine(output, ConsumptionCodeFile);
-        var text = ConsumptionCode.Generate(ConsumptionCodeOptions.FromOnnxModel(onnx));
-        var tmp = code + ".tmp";
-        File.WriteAllText(tmp, text);
-        File.Move(tmp, code, overwrite: true);
+        ConsumptionCode.Write(ConsumptionCodeOptions.FromOnnxModel(onnx), code);
         log.WriteLine($"code: {code} (ML.NET pipeline and MLNetExt runtime)");
     }
 

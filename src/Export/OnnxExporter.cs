@@ -61,6 +61,9 @@ public static class OnnxExporter
         model.CheckInputSize(h, w);
         if (options.Labels is { } labels && labels.Count != model.NumClasses)
             throw new ArgumentException($"{labels.Count} labels were given but the model has {model.NumClasses} classes.", nameof(options));
+        // The metadata stores labels one per line (as readers split them).
+        if (options.Labels?.FirstOrDefault(l => l.Contains('\n') || l.Contains('\r')) is { } broken)
+            throw new ArgumentException($"Label '{broken.ReplaceLineEndings("\\n")}' contains a line break; class names for the ONNX metadata must be single lines.", nameof(options));
         var mean = model.PretrainedConfig.Mean;
         var std = model.PretrainedConfig.Std;
         bool mlnet = options.Preprocess == OnnxPreprocess.MLNet;

@@ -4,7 +4,7 @@ namespace MLNetExt.Training;
 public sealed record ClassMetrics(string Class, double Precision, double Recall, double F1, int Support);
 
 /// <summary>Classification metrics from predicted probabilities: top-1 and top-k accuracy, macro-F1, log-loss
-/// (mean −ln p(true), probabilities clipped to [1e-15, 1 − 1e-15] as scikit-learn does), per-class
+/// (mean −ln p(true), probabilities clipped to [1e-15, 1 − 1e-15], scikit-learn's rule before 1.3), per-class
 /// precision/recall/F1 and the confusion matrix (rows: true class, columns: predicted class). A class never
 /// predicted has precision 0; a class without samples has recall 0 (scikit-learn's zero_division=0).
 /// Ties in the top-1 prediction go to the lower class index (as argmax).</summary>

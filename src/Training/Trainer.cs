@@ -476,6 +476,8 @@ internal sealed class Trainer : IDisposable
             if (_val is not null)
             {
                 var r = WithEvaluationWeights(() => Evaluate(epoch));
+                if (r.Probabilities.Any(float.IsNaN) || !double.IsFinite(r.Loss))
+                    throw NonFinite(epoch, _batchesPerEpoch - 1, r.Loss, "validation output");
                 (valLoss, metrics) = (r.Loss, ClassificationMetrics.Compute(r.Probabilities, r.Labels, _train.Classes));
             }
             var summary = new EpochSummary(epoch + 1, trainLoss, _optimizer.Groups[^1].LearningRate, imagesPerSecond, seconds, valLoss, metrics);
