@@ -165,6 +165,21 @@ internal sealed class Trainer : IDisposable
         return trainer.Loop(cancel);
     }
 
+    /// <summary>One optimizer parameter group as a run would build it.</summary>
+    internal sealed record GroupPlan(string Name, double LearningRate, double WeightDecay, IReadOnlyList<string> Parameters);
+
+    /// <summary>The parameter groups and class weights a run with these settings would use, without training (for
+    /// inspection and tests).</summary>
+    internal static (IReadOnlyList<GroupPlan> Groups, float[]? ClassWeights) Plan(ImageClassificationOptions options, ImageDataset train)
+    {
+        Validate(options);
+        using var trainer = new Trainer(options with { ResumeFrom = null, CheckpointDirectory = null }, train, null);
+        var names = trainer.TrainedParameters.ToDictionary(p => (Tensor)p.Parameter, p => p.Name, ReferenceEqualityComparer.Instance);
+        var groups = trainer._optimizer.Groups.Select(g => new GroupPlan(g.Name, g.InitialLearningRate, g.WeightDecay,
+            g.Parameters.Select(p => names[p]).ToList())).ToList();
+        return (groups, trainer._classWeights?.To(Device.Cpu).ToArray<float>());
+    }
+
     // ---------------------------------------------------------------- setup
 
     static void Validate(ImageClassificationOptions o)

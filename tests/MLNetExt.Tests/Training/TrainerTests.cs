@@ -347,3 +347,51 @@ public sealed class TrainerTests
         finally { dir.Delete(true); }
     }
 }
+
+/// <summary>What the optimizer is given: parameter groups (the family's no-decay rule, layer-wise decay) and class
+/// weights, checked on the plan a run would use.</summary>
+[TestClass]
+public sealed class TrainerPlanTests
+{
+    [TestMethod]
+    public void LayerDecay_ScalesEachDepthGroup_AndTheFamilyNoDecayRuleHolds()
+    {
+        using var scope = TensorScope.Begin();
+        var data = TrainerTests.ColorData(2, 20);
+        var options = TrainerTests.Tiny() with { LayerDecay = 0.5, LearningRate = 1e-3, WeightDecay = 0.05 };
+        var (groups, weights) = Trainer.Plan(options, data);
+        Assert.IsNull(weights);
+        using var model = Backbones.CreateCustom("mixformer", TrainerTests.TinyKwargs(), 3);
+        int last = model.NumDepthGroups - 1;
+        var all = groups.SelectMany(g => g.Parameters).ToList();
+        CollectionAssert.AreEquivalent(model.NamedParameters().Select(p => p.Name).ToList(), all, "every parameter in exactly one group");
+        foreach (var g in groups)
+            foreach (var name in g.Parameters)
+            {
+                int depth = model.DepthGroupOf(name);
+                Assert.AreEqual(1e-3 * Math.Pow(0.5, last - depth), g.LearningRate, 1e-15, name);
+                var p = model.NamedParameters().Single(x => x.Name == name).Parameter;
+                // MixFormer's recipe: no decay for 1-D tensors, biases, norms and the position tables.
+                bool exempt = p.Dim <= 1 || name.EndsWith(".bias") || name.Contains("norm") || name.Contains("relative_position_bias_table") || name.Contains("absolute_pos_embed");
+                Assert.AreEqual(exempt ? 0.0 : 0.05, g.WeightDecay, name);
+            }
+        Assert.IsTrue(groups.Any(g => g.Parameters.Contains("head.weight") && g.LearningRate == 1e-3 && g.WeightDecay == 0.05));
+        Assert.IsTrue(groups.Any(g => g.Parameters.Any(n => n.Contains("relative_position_bias_table")) && g.WeightDecay == 0));
+    }
+
+    [TestMethod]
+    public void FrozenStages_AreLeftOutOfTheGroups_AndBalancedWeightsFollowTheCounts()
+    {
+        using var scope = TensorScope.Begin();
+        // 2 red, 4 green, 6 blue images: balanced weights N / (C · n_c) = 12/6, 12/12, 12/18.
+        var full = TrainerTests.ColorData(6, 21);
+        var data = full.Subset(Enumerable.Range(0, full.Count).Where(i => full.Items[i].Label == 2 || i % 6 < (full.Items[i].Label + 1) * 2));
+        CollectionAssert.AreEqual(new[] { 2, 4, 6 }, data.CountPerClass());
+        var (groups, weights) = Trainer.Plan(TrainerTests.Tiny() with { Mode = TrainingMode.FreezeStages, FrozenStages = 3, ClassWeighting = ClassWeighting.Balanced }, data);
+        CollectionAssert.AreEqual(new[] { 2f, 1f, 12f / 18 }, weights);
+        using var model = Backbones.CreateCustom("mixformer", TrainerTests.TinyKwargs(), 3);
+        var trained = groups.SelectMany(g => g.Parameters).ToHashSet();
+        foreach (var (name, _) in model.NamedParameters())
+            Assert.AreEqual(model.StageOf(name) > 3, trained.Contains(name), name);
+    }
+}
