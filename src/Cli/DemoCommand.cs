@@ -34,19 +34,9 @@ internal static class DemoCommand
         {
             output, variant, epochs, size, perClass, seed, plain,
         };
-        cmd.SetAction(r =>
-        {
-            try
-            {
-                return Run(r.GetValue(output)!, r.GetValue(variant)!, r.GetValue(epochs), r.GetValue(size), r.GetValue(perClass), r.GetValue(seed),
-                    r.GetValue(plain), Console.Out);
-            }
-            catch (Exception e) when (TrainCommand.IsUserError(e))
-            {
-                Console.Error.WriteLine($"error: {e.Message}");
-                return e is ArgumentException ? 2 : 1;
-            }
-        });
+        cmd.SetAction(r => CliErrors.Guarded(() =>
+            Run(r.GetValue(output)!, r.GetValue(variant)!, r.GetValue(epochs), r.GetValue(size), r.GetValue(perClass), r.GetValue(seed),
+                r.GetValue(plain), Console.Out)));
         return cmd;
     }
 

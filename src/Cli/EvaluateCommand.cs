@@ -19,18 +19,8 @@ internal static class EvaluateCommand
         var output = new Option<string>("--output") { Description = "Folder for metrics.json and report.html" };
         var batch = new Option<int>("--batch-size") { Description = "Images per batch", DefaultValueFactory = _ => 32 };
         var cmd = new Command("evaluate", "Evaluate a trained model on labelled images.") { model, data, output, batch };
-        cmd.SetAction(r =>
-        {
-            try
-            {
-                return Run(r.GetValue(model)!, r.GetValue(data)!, r.GetValue(output), r.GetValue(batch), Console.Out);
-            }
-            catch (Exception e) when (TrainCommand.IsUserError(e))
-            {
-                Console.Error.WriteLine($"error: {e.Message}");
-                return e is ArgumentException ? 2 : 1;
-            }
-        });
+        cmd.SetAction(r => CliErrors.Guarded(() =>
+            Run(r.GetValue(model)!, r.GetValue(data)!, r.GetValue(output), r.GetValue(batch), Console.Out)));
         return cmd;
     }
 
@@ -84,12 +74,7 @@ internal static class EvaluateCommand
                 StopReason = "evaluation only",
             };
             history.Hardest.AddRange(wrong.Take(32));
-            var metricsPath = Path.Combine(output, "metrics.json");
-            var reportPath = Path.Combine(output, "report.html");
-            MetricsFile.Write(metricsPath, history);
-            HtmlReport.Write(reportPath, history, source => ImageDecoder.TryDecodeFile(source, out _));
-            log.WriteLine($"metrics: {metricsPath}");
-            log.WriteLine($"report: {reportPath}");
+            TrainCommand.WriteRecord(history, output, log);
         }
         return 0;
     }

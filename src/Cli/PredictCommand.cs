@@ -19,18 +19,8 @@ internal static class PredictCommand
         var topK = new Option<int>("--top-k") { Description = "Classes shown per image", DefaultValueFactory = _ => 5 };
         var json = new Option<bool>("--json") { Description = "One JSON object per image instead of text" };
         var cmd = new Command("predict", "Predict the classes of images with a trained model.") { model, inputs, topK, json };
-        cmd.SetAction(r =>
-        {
-            try
-            {
-                return Run(r.GetValue(model)!, r.GetValue(inputs)!, r.GetValue(topK), r.GetValue(json), Console.Out);
-            }
-            catch (Exception e) when (TrainCommand.IsUserError(e))
-            {
-                Console.Error.WriteLine($"error: {e.Message}");
-                return e is ArgumentException ? 2 : 1;
-            }
-        });
+        cmd.SetAction(r => CliErrors.Guarded(() =>
+            Run(r.GetValue(model)!, r.GetValue(inputs)!, r.GetValue(topK), r.GetValue(json), Console.Out)));
         return cmd;
     }
 

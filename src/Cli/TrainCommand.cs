@@ -72,27 +72,16 @@ internal static class TrainCommand
     {
         var o = new Options();
         var cmd = o.Command();
-        cmd.SetAction(r =>
+        cmd.SetAction(r => CliErrors.Guarded(() =>
         {
-            try
-            {
-                if (r.GetValue(o.Threads) is int t) TorchRuntime.Threads = t;
-                var output = r.GetValue(o.Output)!;
-                var options = BuildOptions(r, o, output);
-                var (train, val) = LoadData(r.GetValue(o.Data)!, r.GetValue(o.Val));
-                return Run(options, train, val, output, !r.GetValue(o.NoExport), r.GetValue(o.Plain), Console.Out);
-            }
-            catch (Exception e) when (IsUserError(e))
-            {
-                Console.Error.WriteLine($"error: {e.Message}");
-                return e is ArgumentException ? 2 : 1;
-            }
-        });
+            if (r.GetValue(o.Threads) is int t) TorchRuntime.Threads = t;
+            var output = r.GetValue(o.Output)!;
+            var options = BuildOptions(r, o, output);
+            var (train, val) = LoadData(r.GetValue(o.Data)!, r.GetValue(o.Val));
+            return Run(options, train, val, output, !r.GetValue(o.NoExport), r.GetValue(o.Plain), Console.Out);
+        }));
         return cmd;
     }
-
-    internal static bool IsUserError(Exception e) => e is ArgumentException or IOException or InvalidDataException or DatasetException or TrainingException
-        or InvalidOperationException or TorchException or OnnxExportException or UnauthorizedAccessException;
 
     static ImageClassificationOptions BuildOptions(ParseResult r, Options o, string output)
     {
@@ -202,14 +191,14 @@ internal static class TrainCommand
             }
             catch (TrainingInterruptedException e)
             {
-                WriteRecord(e.History, output, train, val, log);
+                WriteRecord(e.History, output, log);
                 log.WriteLine(e.Message);
                 if (e.Checkpoint is not null) log.WriteLine($"resume with: ./mlnetext train <same options> --resume {output}");
                 return 130;
             }
             catch (TrainingException e) when (e.History is not null)
             {
-                WriteRecord(e.History, output, train, val, log);
+                WriteRecord(e.History, output, log);
                 throw;
             }
             using (model)
@@ -221,7 +210,7 @@ internal static class TrainCommand
                 if (h.Final is { } m)
                     log.WriteLine($"validation (epoch {h.BestEpoch}): top-1 {m.Top1:P1}, top-{m.TopK} {m.Top5:P1}, macro-F1 {m.MacroF1:F3}, log-loss {m.LogLoss:F4} on {m.Count} images");
                 log.WriteLine($"model: {modelPath}");
-                WriteRecord(h, output, train, val, log);
+                WriteRecord(h, output, log);
                 if (export) ExportWithCode(model, output, log);
             }
             return 0;
@@ -232,7 +221,8 @@ internal static class TrainCommand
         }
     }
 
-    static void WriteRecord(TrainingHistory history, string output, ImageDataset train, ImageDataset? val, TextWriter log)
+    /// <summary>Writes metrics.json and report.html of a run (or an evaluation) into <paramref name="output"/>.</summary>
+    internal static void WriteRecord(TrainingHistory history, string output, TextWriter log)
     {
         var metrics = Path.Combine(output, "metrics.json");
         var report = Path.Combine(output, "report.html");

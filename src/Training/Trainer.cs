@@ -174,7 +174,8 @@ internal sealed class Trainer : IDisposable
     {
         Validate(options);
         using var trainer = new Trainer(options with { ResumeFrom = null, CheckpointDirectory = null }, train, null);
-        var names = trainer.TrainedParameters.ToDictionary(p => (Tensor)p.Parameter, p => p.Name, ReferenceEqualityComparer.Instance);
+        var names = new Dictionary<Parameter, string>(ReferenceEqualityComparer.Instance);
+        foreach (var (name, p) in trainer.TrainedParameters) names[p] = name;
         var groups = trainer._optimizer.Groups.Select(g => new GroupPlan(g.Name, g.InitialLearningRate, g.WeightDecay,
             g.Parameters.Select(p => names[p]).ToList())).ToList();
         return (groups, trainer._classWeights?.To(Device.Cpu).ToArray<float>());
