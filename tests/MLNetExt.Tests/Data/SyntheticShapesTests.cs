@@ -163,6 +163,37 @@ public sealed class SyntheticShapesTests
         Assert.ThrowsExactly<ArgumentException>(() => SyntheticShapes.WriteFolder(TempDir(), 1, 32, 0, ["star", "STAR"]));
     }
 
+    [TestMethod]
+    public void EasyScenesHaveLargerShapesAndOptionsAreValidated()
+    {
+        const int size = 64;
+        double Area(ShapeSceneOptions o, int label, int index) => SyntheticShapes.ShapeCoverage(label, size, 3, index, o).Sum() / (size * size);
+        for (int label = 0; label < SyntheticShapes.Classes.Count; label++)
+        {
+            double easy = Enumerable.Range(0, 10).Average(i => Area(ShapeSceneOptions.Easy, label, i));
+            double hard = Enumerable.Range(0, 10).Average(i => Area(ShapeSceneOptions.Default, label, i));
+            Assert.IsGreaterThan(hard * 1.3, easy, $"{SyntheticShapes.Classes[label]}: mean area {easy:F3} (easy) vs {hard:F3} (default)");
+            // The smallest easy shape: extent 0.45 of the side; its area is at least that of the inscribed triangle/star.
+            Assert.IsGreaterThan(0.03, Enumerable.Range(0, 10).Min(i => Area(ShapeSceneOptions.Easy, label, i)));
+        }
+        Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => SyntheticShapes.Render(0, 64, 0, 0, new ShapeSceneOptions { MaxExtent = 0.95 }));
+        Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => SyntheticShapes.Render(0, 64, 0, 0, new ShapeSceneOptions { MinExtent = 0.8, MaxExtent = 0.5 }));
+        Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => SyntheticShapes.Render(0, 64, 0, 0, new ShapeSceneOptions { MaxRotationDegrees = 270 }));
+        Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => SyntheticShapes.Render(0, 64, 0, 0, new ShapeSceneOptions { MaxDistractorLines = -1 }));
+        Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => SyntheticShapes.Render(0, 64, 0, 0, new ShapeSceneOptions { BackgroundContrast = 1.5 }));
+        var root = TempDir();
+        try
+        {
+            SyntheticShapes.WriteFolder(root, 1, 32, 0, ["circle", "star"], options: ShapeSceneOptions.Easy);
+            var e = Assert.ThrowsExactly<IOException>(() => SyntheticShapes.WriteFolder(root, 1, 32, 0, ["circle", "star"]));
+            StringAssert.Contains(e.Message, "other settings");
+        }
+        finally
+        {
+            if (Directory.Exists(root)) Directory.Delete(root, true);
+        }
+    }
+
     /// <summary>Generation must stay cheap next to training (the demo writes a few hundred images).</summary>
     [TestMethod]
     public void RenderingIsFast()
