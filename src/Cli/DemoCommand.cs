@@ -8,7 +8,8 @@ using MLNetExt.Transforms;
 namespace MLNetExt.Cli;
 
 /// <summary>`mlnetext demo`: the whole product on data it makes itself (no download). It renders a labelled dataset
-/// of shapes (circle, cross, square, star, triangle) as PNG folders, fine-tunes a small backbone on it with the
+/// of fabric-like patterns (checks, dots, rings, stripes, waves; random colours, scale, angle, lighting and noise)
+/// as PNG folders, trains a small backbone on it from scratch with the
 /// regular trainer (the same path as `train`), exports ONNX with the generated C# consumption code, predicts
 /// held-out images through ONNX Runtime, and says where the report is.</summary>
 internal static class DemoCommand
@@ -30,7 +31,7 @@ internal static class DemoCommand
         var perClass = new Option<int>("--per-class") { Description = "Training images per class", DefaultValueFactory = _ => Defaults.TrainPerClass };
         var seed = new Option<ulong>("--seed") { Description = "Seed of the data and the training", DefaultValueFactory = _ => 0UL };
         var plain = new Option<bool>("--plain") { Description = "Plain progress lines instead of live bars" };
-        var cmd = new Command("demo", "Generate a labelled image set, fine-tune a small backbone, export ONNX, predict held-out images.")
+        var cmd = new Command("demo", "Generate a labelled image set, train a small backbone, export ONNX, predict held-out images.")
         {
             output, variant, epochs, size, perClass, seed, plain,
         };
@@ -47,11 +48,11 @@ internal static class DemoCommand
 
         // 1. Data: rendered at twice the input size so the random crops have detail to resample, like photos.
         var dataRoot = Path.Combine(output, "data");
-        var (trainDir, valDir) = SyntheticShapes.WriteSplit(dataRoot, perClass, Defaults.ValPerClass, 2 * size, seed);
-        var holdoutDir = SyntheticShapes.WriteFolder(Path.Combine(dataRoot, "holdout"), Defaults.HoldoutPerClass, 2 * size, seed,
+        var (trainDir, valDir) = SyntheticPatterns.WriteSplit(dataRoot, perClass, Defaults.ValPerClass, 2 * size, seed);
+        var holdoutDir = SyntheticPatterns.WriteFolder(Path.Combine(dataRoot, "holdout"), Defaults.HoldoutPerClass, 2 * size, seed,
             firstIndex: perClass + Defaults.ValPerClass);
         var (train, val) = ImageDataset.FromFolders(trainDir, valDir);
-        log.WriteLine($"data: {train.Count} training and {val!.Count} validation images of {train.Classes.Count} shapes in {Path.GetFullPath(dataRoot)} " +
+        log.WriteLine($"data: {train.Count} training and {val!.Count} validation images of {train.Classes.Count} patterns in {Path.GetFullPath(dataRoot)} " +
                       $"({clock.Elapsed.TotalSeconds:F1} s); chance is {1.0 / train.Classes.Count:P0}");
 
         // 2. Train, write model, metrics, report, ONNX and C# code.

@@ -113,31 +113,9 @@ public static class SyntheticShapes
         var names = ResolveClasses(classes);
         var full = Path.GetFullPath(root);
         var manifest = Manifest(names, perClass, size, seed, firstIndex, options);
-        if (ReuseOrCheckEmpty(full, manifest)) return full;
+        if (SyntheticFolder.ReuseOrCheckEmpty(full, ManifestName, manifest)) return full;
 
-        var partial = $"{full}.partial-{Environment.ProcessId}-{Guid.NewGuid():N}";
-        try
-        {
-            foreach (var name in names) Directory.CreateDirectory(Path.Combine(partial, name));
-            int digits = Math.Max(3, (firstIndex + perClass - 1).ToString(System.Globalization.CultureInfo.InvariantCulture).Length);
-            Parallel.For(0, names.Count * perClass, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, Environment.ProcessorCount) }, k =>
-            {
-                int c = k / perClass, index = firstIndex + k % perClass;
-                var name = names[c];
-                var image = Render(LabelOf(name), size, seed, index, options);
-                PngEncoder.Save(image, Path.Combine(partial, name, $"{name}_{index.ToString("D" + digits, System.Globalization.CultureInfo.InvariantCulture)}.png"));
-            });
-            File.WriteAllText(Path.Combine(partial, ManifestName), manifest);
-            if (Directory.Exists(full)) Directory.Delete(full); // empty (checked above)
-            var parent = Path.GetDirectoryName(full);
-            if (!string.IsNullOrEmpty(parent)) Directory.CreateDirectory(parent);
-            Directory.Move(partial, full);
-        }
-        catch
-        {
-            try { if (Directory.Exists(partial)) Directory.Delete(partial, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
-            throw;
-        }
+        SyntheticFolder.Write(full, names, perClass, firstIndex, ManifestName, manifest, (name, index) => Render(LabelOf(name), size, seed, index, options));
         return full;
     }
 
@@ -178,20 +156,6 @@ public static class SyntheticShapes
             ["max_distractor_lines"] = o.MaxDistractorLines,
             ["background_contrast"] = o.BackgroundContrast,
         });
-
-    /// <summary>True when <paramref name="full"/> already holds this generation; false when it is absent or empty.</summary>
-    static bool ReuseOrCheckEmpty(string full, string manifest)
-    {
-        if (File.Exists(full)) throw new IOException($"Cannot generate shapes into '{full}': it is a file, expected a new or empty folder.");
-        if (!Directory.Exists(full)) return false;
-        var marker = Path.Combine(full, ManifestName);
-        if (File.Exists(marker) && File.ReadAllText(marker) == manifest) return true;
-        if (Directory.EnumerateFileSystemEntries(full).Any())
-            throw new IOException(File.Exists(marker)
-                ? $"Folder '{full}' holds a shapes dataset generated with other settings; remove it or choose another folder."
-                : $"Cannot generate shapes into '{full}': the folder is not empty; choose a new or empty folder.");
-        return false;
-    }
 
     // ---------------------------------------------------------------------------------------------------------
     // Scene description (resolution independent: lengths are fractions of the image side).
