@@ -5,14 +5,15 @@
 # run, same machine and thread count, alternating the sides (C#,Py then Py,C# ...). See bench/README.md.
 #
 #   bench/run-train-bench.sh [--variants a,b,c] [--batch 16] [--size 224] [--steps K] [--warmup W] [--rounds R]
-#                            [--threads N] [--py-workers N] [--artifacts DIR] [--no-build]
+#                            [--threads N] [--classes C] [--py-workers N] [--py-modes model,full]
+#                            [--py-flush-denormal] [--artifacts DIR] [--no-build]
 #
 # stdout: one JSON line per measurement, then a summary table with the ratios C#/Python (higher is better for us).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(dirname "$HERE")"
 VARIANTS=transxnet_t,transnext_micro,smt_t,mixformer_b0; BATCH=16; SIZE=224; STEPS=4; WARMUP=1; ROUNDS=1
-THREADS="$(nproc)"; PY_WORKERS=""; BUILD=1
+THREADS="$(nproc)"; CLASSES=10; PY_WORKERS=""; PY_MODES=model,full; PY_EXTRA=(); BUILD=1
 ARTIFACTS="${TRAIN_BENCH_ARTIFACTS:-$ROOT/artifacts}"
 PYTHON="${TRAIN_BENCH_PYTHON:-/usr/bin/python3}"
 while [[ $# -gt 0 ]]; do
@@ -24,6 +25,9 @@ while [[ $# -gt 0 ]]; do
     --warmup) WARMUP="$2"; shift 2 ;;
     --rounds) ROUNDS="$2"; shift 2 ;;
     --threads) THREADS="$2"; shift 2 ;;
+    --classes) CLASSES="$2"; shift 2 ;;
+    --py-flush-denormal) PY_EXTRA+=(--flush-denormal); shift ;;
+    --py-modes) PY_MODES="$2"; shift 2 ;;
     --py-workers) PY_WORKERS="$2"; shift 2 ;;
     --artifacts) ARTIFACTS="$2"; shift 2 ;;
     --no-build) BUILD=0; shift ;;
@@ -31,8 +35,8 @@ while [[ $# -gt 0 ]]; do
     *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
-for n in "$BATCH" "$SIZE" "$STEPS" "$WARMUP" "$ROUNDS" "$THREADS"; do
-  [[ "$n" =~ ^[1-9][0-9]*$ ]] || { echo "error: batch, size, steps, warmup, rounds and threads must be positive integers; got '$n'" >&2; exit 2; }
+for n in "$BATCH" "$SIZE" "$STEPS" "$WARMUP" "$ROUNDS" "$THREADS" "$CLASSES"; do
+  [[ "$n" =~ ^[1-9][0-9]*$ ]] || { echo "error: batch, size, steps, warmup, rounds, threads and classes must be positive integers; got '$n'" >&2; exit 2; }
 done
 IFS=, read -r -a VARIANT_LIST <<< "$VARIANTS"
 for v in "${VARIANT_LIST[@]}"; do
@@ -45,15 +49,15 @@ fi
 EXE="$ARTIFACTS/bin/TrainBench/release/TrainBench"
 [[ -x "$EXE" ]] || { echo "error: $EXE not found (build failed?)" >&2; exit 1; }
 export MLNETEXT_THREADS="$THREADS" OMP_NUM_THREADS="$THREADS" OPENBLAS_NUM_THREADS="$THREADS"
-COMMON=(--batch "$BATCH" --size "$SIZE" --steps "$STEPS" --warmup "$WARMUP" --threads "$THREADS")
+COMMON=(--batch "$BATCH" --size "$SIZE" --steps "$STEPS" --warmup "$WARMUP" --threads "$THREADS" --classes "$CLASSES")
 RESULTS="$(mktemp)"; trap 'rm -f "$RESULTS"' EXIT
 LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"; START="$(date -u +%FT%TZ)"; T0=$SECONDS
 echo "start $START, load average $LOAD_START, $(nproc) cpus, threads $THREADS" >&2
 run_cs() { "$EXE" --variant "$1" --mode full,model,loader "${COMMON[@]}" | tee -a "$RESULTS"; }
 run_py() {
   local workers=(); [[ -n "$PY_WORKERS" ]] && workers=(--workers "$PY_WORKERS")
-  "$PYTHON" "$HERE/train_bench.py" --family "${1%%_*}" --variant "$1" --drop-path "$2" "${COMMON[@]}" "${workers[@]}" \
-    2> >(grep -v "If for" >&2) | tee -a "$RESULTS"
+  "$PYTHON" "$HERE/train_bench.py" --family "${1%%_*}" --variant "$1" --drop-path "$2" --mode "$PY_MODES" "${COMMON[@]}" "${workers[@]}" "${PY_EXTRA[@]}" \
+    2> >(grep -v "If for" >&2) | grep --line-buffered -v "^If for" | tee -a "$RESULTS"
 }
 for v in "${VARIANT_LIST[@]}"; do
   # The drop-path rate our trainer uses for the variant; the Python model gets the same.
@@ -79,10 +83,22 @@ r0 = rows[0]
 print(f"\nTraining throughput, images/s: {r0['size']}x{r0['size']}, batch {r0['batch']}, {r0['threads']} threads, "
       f"{r0['warmup']} warm-up + {r0['steps']} timed steps, median of rounds; {start}, {seconds} s, "
       f"load average {load_start} at start, {load_end} at end ({cpus} cpus)")
-print("| variant | C# Fit (full path) | PyTorch + DataLoader | ratio | C# step on tensors | PyTorch step on tensors | ratio | C# loader alone |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|")
+print("| variant | C# Fit (full path) | PyTorch + DataLoader | ratio | C# step on tensors | PyTorch step on tensors | ratio | C# loader alone | CPU use C#/Py (step on tensors) |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 variants = list(dict.fromkeys(r["variant"] for r in rows))
 for v in variants:
     cf, pf, cm, pm, cl = med(v, "csharp", "full"), med(v, "python", "full"), med(v, "csharp", "model"), med(v, "python", "model"), med(v, "csharp", "loader")
-    print(f"| {v} | {f(cf)} | {f(pf)} | {ratio(cf, pf)} | {f(cm)} | {f(pm)} | {ratio(cm, pm)} | {f(cl)} |")
+    util = lambda side: statistics.median(r.get("cpu_util", float("nan")) for r in rows if r["variant"] == v and r["side"] == side and r["path"] == "model")
+    print(f"| {v} | {f(cf)} | {f(pf)} | {ratio(cf, pf)} | {f(cm)} | {f(pm)} | {ratio(cm, pm)} | {f(cl)} | {util('csharp'):.2f}/{util('python'):.2f} |")
+print("CPU use = process CPU seconds / wall seconds / threads over the timed steps (1.00: the run had the cores to itself).")
+# On a shared machine the wall-clock figures mostly measure how much CPU each process got. Images per CPU-second
+# (times threads) estimates the throughput with the cores to itself; both sides count their own process only, so
+# it compares like with like for the step on tensors (not for PyTorch's DataLoader, whose workers are processes).
+def norm(variant, side, key):
+    vals = [r["img_s"] / r["cpu_util"] for r in rows if r["variant"] == variant and r["side"] == side and r["path"] == key and r.get("cpu_util")]
+    return statistics.median(vals) if vals else None
+print("\nCPU-normalised (img/s ÷ CPU use): | variant | C# Fit | C# step on tensors | PyTorch step on tensors | ratio |")
+for v in variants:
+    cf, cm, pm = norm(v, "csharp", "full"), norm(v, "csharp", "model"), norm(v, "python", "model")
+    print(f"| {v} | {f(cf)} | {f(cm)} | {f(pm)} | {ratio(cm, pm)} |")
 PY

@@ -84,6 +84,9 @@ def main():
     ap.add_argument("--drop-path", type=float, default=0.0)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--mode", default="model,full")
+    ap.add_argument("--flush-denormal", action="store_true",
+                    help="torch.set_flush_denormal(True): the official MixFormer port keeps torch's default init, its "
+                         "training values reach the denormal range and its backward slows ~5x on x86 (ours does not flush)")
     a = ap.parse_args()
     modes = [m.strip() for m in a.mode.split(",") if m.strip()]
     for m in modes:
@@ -91,8 +94,11 @@ def main():
             raise SystemExit(f"error: --mode expects a comma list of model, full; found '{m}'")
     workers = a.threads if a.workers is None else a.workers
     torch.set_num_threads(a.threads)
+    if a.flush_denormal and not torch.set_flush_denormal(True):
+        raise SystemExit("error: --flush-denormal: this CPU does not support flushing denormals")
     common = {"side": "python", "variant": a.variant, "batch": a.batch, "size": a.size, "threads": a.threads,
-              "warmup": a.warmup, "steps": a.steps, "drop_path": a.drop_path, "torch": torch.__version__}
+              "warmup": a.warmup, "steps": a.steps, "drop_path": a.drop_path, "torch": torch.__version__,
+              "flush_denormal": a.flush_denormal}
     family = a.variant.split("_")[0]
 
     # One model for both paths (each path has its own warm-up steps).
@@ -118,11 +124,14 @@ def main():
             x = torch.randn(a.batch, 3, a.size, a.size)
             y = torch.randint(0, a.classes, (a.batch,))
             times = []
-            for _ in range(a.warmup + a.steps):
+            for i in range(a.warmup + a.steps):
+                if i == a.warmup:
+                    cpu0 = time.process_time()
                 t = time.perf_counter()
                 step(x, y)
                 times.append(time.perf_counter() - t)
             out["img_s"] = a.steps * a.batch / sum(times[a.warmup:])
+            out["cpu_util"] = round((time.process_time() - cpu0) / sum(times[a.warmup:]) / a.threads, 3)
             out["step_s"] = [round(s, 3) for s in times[a.warmup:]]
             out["first_step_s"] = round(times[0], 3)
         else:
@@ -147,14 +156,18 @@ def main():
             loader = torch.utils.data.DataLoader(Data(), batch_size=a.batch, shuffle=True, num_workers=workers)
             t0 = time.perf_counter()
             stamps = []
+            cpu = []
             for x, y in loader:
                 step(x, y)
                 stamps.append(time.perf_counter() - t0)
+                cpu.append(time.process_time())
             n = a.warmup + a.steps
             if len(stamps) != n:
                 raise SystemExit(f"error: expected {n} batches, got {len(stamps)}")
             out["img_s"] = a.steps * a.batch / (stamps[-1] - stamps[a.warmup - 1])
             out["step_s"] = [round(stamps[i] - stamps[i - 1], 3) for i in range(a.warmup, n)]
+            # this process only: the DataLoader's worker processes are not counted
+            out["cpu_util"] = round((cpu[-1] - cpu[a.warmup - 1]) / (stamps[-1] - stamps[a.warmup - 1]) / a.threads, 3)
             out["first_step_s"] = round(stamps[0], 3)
             out["workers"] = workers
         out["loss_last"] = last["loss"]

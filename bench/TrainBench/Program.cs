@@ -71,6 +71,10 @@ foreach (var m in modes)
 static double TrainerDropPath(string variant) =>
     Math.Min(Backbones.Find(variant).KwargsObject()["drop_path_rate"]?.GetValue<double>() ?? 0, 0.1);
 
+// CPU seconds of this process (user + system, all threads): with the wall time it tells how much of the machine the
+// run really had (cpu_util = CPU seconds / wall seconds / threads; near 1 on an idle machine).
+static double CpuSeconds() => Process.GetCurrentProcess().TotalProcessorTime.TotalSeconds;
+
 static int PositiveInt(string option, string value) =>
     int.TryParse(value, out int n) && n > 0 ? n : throw new ArgumentException($"Option {option} must be a positive integer; got '{value}'.");
 
@@ -102,6 +106,7 @@ void Full(Dictionary<string, object> r)
     int total = warmup + steps;
     var data = Synthetic(total * batch);
     var stamps = new List<double>(); // Elapsed at the end of each optimizer step
+    var cpu = new List<double>();    // process CPU seconds (all threads: torch's and the loader's) at the same moments
     var losses = new List<double>();
     double trainerIps = 0;
     var options = new ImageClassificationOptions
@@ -120,6 +125,7 @@ void Full(Dictionary<string, object> r)
         {
             if (p.Phase != TrainingPhase.Training) return;
             stamps.Add(p.Elapsed.TotalSeconds);
+            cpu.Add(CpuSeconds());
             losses.Add(p.Loss);
             trainerIps = p.ImagesPerSecond;
         },
@@ -133,6 +139,7 @@ void Full(Dictionary<string, object> r)
     for (int i = 1; i < stamps.Count; i++) stepTimes.Add(stamps[i] - stamps[i - 1]);
     r["img_s"] = steps * batch / (stamps[^1] - stamps[warmup - 1]);
     r["step_s"] = stepTimes.Skip(warmup).Select(s => Math.Round(s, 3)).ToArray();
+    r["cpu_util"] = Math.Round((cpu[^1] - cpu[warmup - 1]) / (stamps[^1] - stamps[warmup - 1]) / threads, 3);
     r["first_step_s"] = Math.Round(stamps[0], 3); // includes the loader's start (first batch decoded + augmented)
     r["fit_s"] = Math.Round(fit, 2);              // model build + all steps + final bookkeeping
     r["trainer_reported_img_s"] = trainerIps;     // the trainer's own running figure (includes the warm-up step)
@@ -155,9 +162,10 @@ void ModelOnly(Dictionary<string, object> r)
     using var y = Tensor.RandInt(0, classes, new long[] { batch });
     var parameters = named.Select(p => p.Parameter).ToList();
     var times = new List<double>();
-    double loss = 0;
+    double loss = 0, cpu0 = 0;
     for (int i = 0; i < warmup + steps; i++)
     {
+        if (i == warmup) cpu0 = CpuSeconds();
         var clock = Stopwatch.StartNew();
         using (TensorScope.Begin())
         {
@@ -171,6 +179,7 @@ void ModelOnly(Dictionary<string, object> r)
         times.Add(clock.Elapsed.TotalSeconds);
     }
     r["img_s"] = steps * batch / times.Skip(warmup).Sum();
+    r["cpu_util"] = Math.Round((CpuSeconds() - cpu0) / times.Skip(warmup).Sum() / threads, 3);
     r["step_s"] = times.Skip(warmup).Select(s => Math.Round(s, 3)).ToArray();
     r["first_step_s"] = Math.Round(times[0], 3);
     r["params_decay"] = decay.Count;
