@@ -4,6 +4,7 @@ using MLNetExt.Data;
 using MLNetExt.Estimators;
 using MLNetExt.Torch;
 using MLNetExt.Transforms;
+using MLNetExt.Vision;
 
 namespace MLNetExt.Cli;
 
@@ -14,18 +15,22 @@ namespace MLNetExt.Cli;
 /// held-out images through ONNX Runtime, and says where the report is.</summary>
 internal static class DemoCommand
 {
-    /// <summary>Settings that reach clearly-above-chance accuracy in a few minutes on 2 CPU cores (measured; see README).</summary>
+    /// <summary>Settings that reach clearly-above-chance accuracy in about two minutes of training on 2 CPU cores
+    /// (measured: 72 % validation top-1 on 5 classes after 10 epochs, chance 20 %). The model is a small SMT built
+    /// from the official constructor arguments (1.4 M parameters): SMT's convolutional stem and scale-aware
+    /// modulation learn from scratch fastest of the four families at this size.</summary>
     internal static class Defaults
     {
-        public const string Variant = "mixformer_b0";
-        public const int ImageSize = 64, TrainPerClass = 60, ValPerClass = 20, HoldoutPerClass = 2, Epochs = 8, BatchSize = 32;
+        public const string Family = "smt";
+        public const string Kwargs = """{"embed_dims": [32, 64, 128, 256], "ca_num_heads": [4, 4, 4, -1], "sa_num_heads": [-1, -1, 8, 16], "mlp_ratios": [4, 4, 4, 2], "qkv_bias": true, "depths": [1, 1, 2, 1], "ca_attentions": [1, 1, 1, 0], "head_conv": 3, "expand_ratio": 2}""";
+        public const int ImageSize = 64, TrainPerClass = 300, ValPerClass = 40, HoldoutPerClass = 2, Epochs = 10, BatchSize = 32;
         public const double LearningRate = 2e-3;
     }
 
     public static Command Create()
     {
         var output = new Option<string>("--output") { Description = "Folder for the generated data and the trained model", DefaultValueFactory = _ => "demo-output" };
-        var variant = new Option<string>("--variant") { Description = "Backbone variant", DefaultValueFactory = _ => Defaults.Variant };
+        var variant = new Option<string>("--variant") { Description = "An official variant instead of the default small custom SMT (slower)" };
         var epochs = new Option<int>("--epochs") { Description = "Training epochs", DefaultValueFactory = _ => Defaults.Epochs };
         var size = new Option<int>("--image-size") { Description = "Input size", DefaultValueFactory = _ => Defaults.ImageSize };
         var perClass = new Option<int>("--per-class") { Description = "Training images per class", DefaultValueFactory = _ => Defaults.TrainPerClass };
@@ -41,7 +46,7 @@ internal static class DemoCommand
         return cmd;
     }
 
-    internal static int Run(string output, string variant, int epochs, int size, int perClass, ulong seed, bool plain, TextWriter log)
+    internal static int Run(string output, string? variant, int epochs, int size, int perClass, ulong seed, bool plain, TextWriter log)
     {
         var clock = Stopwatch.StartNew();
         log.WriteLine($"libtorch {TorchRuntime.Version} | threads {TorchRuntime.Threads} | BLAS {TorchRuntime.BlasLibrary} | CUDA {(TorchRuntime.CudaIsAvailable ? "yes" : "no")}");
@@ -59,7 +64,8 @@ internal static class DemoCommand
         var modelDir = Path.Combine(output, "model");
         var options = new ImageClassificationOptions
         {
-            Model = variant,
+            Model = variant ?? Defaults.Family,
+            CustomKwargs = variant is null ? BackboneConfig.ParseObject(Defaults.Kwargs, "demo model") : null,
             ImageSize = size,
             Epochs = epochs,
             BatchSize = Defaults.BatchSize,

@@ -4,7 +4,7 @@ namespace MLNetExt.Data;
 
 /// <summary>
 /// A procedural, labelled image set of fabric-like patterns — checks, dots, rings, stripes, waves — each drawn in
-/// two random colours at a random scale, angle and phase, under uneven lighting and sensor noise, anti-aliased from
+/// a class-typical hue (overlapping between classes) over a random background, at a random scale, angle and phase, under uneven lighting and sensor noise, anti-aliased from
 /// the signed distance to each edge. Unlike <see cref="SyntheticShapes"/> the class is visible everywhere in the
 /// image, which is what a backbone trained from scratch (global average pooling, no pretrained weights) learns
 /// within minutes on a CPU; the demo uses it. Every image is a pure function of (seed, class, index).
@@ -63,7 +63,7 @@ public static class SyntheticPatterns
         double duty = 0.35 + 0.3 * rng.NextDouble();                 // dot radius / stripe width as a fraction of the period
         double waveAmp = period * (0.25 + 0.25 * rng.NextDouble()), wavePeriod = period * (2 + 2 * rng.NextDouble());
         double ringX = size * rng.NextDouble(), ringY = size * rng.NextDouble();
-        var (bg, fg) = Colours(rng);
+        var (bg, fg) = Colours(rng, label);
         double lightAngle = rng.NextDouble() * 2 * Math.PI, lightAmount = 0.35 * rng.NextDouble();
         double noise = 4 + 10 * rng.NextDouble();
         var noiseRng = Rng.For(seed, 0x4E4F_4953, label, index, size);
@@ -115,14 +115,33 @@ public static class SyntheticPatterns
         return Math.Min(r, p / 2 - r);
     }
 
-    /// <summary>Two colours far enough apart (Euclidean RGB distance ≥ 120) that the pattern is always visible.</summary>
-    static (double[] Background, double[] Foreground) Colours(Rng rng)
+    /// <summary>The pattern's colour has a hue typical of its class (class k centred on hue k/5, ±0.13, so neighbouring
+    /// classes overlap, as real categories' colours do) and random saturation and brightness; the background is any
+    /// colour at least 120 apart (Euclidean RGB), so the pattern is always visible. Colour is a hint a model picks up
+    /// first; the geometry is what separates overlapping hues.</summary>
+    static (double[] Background, double[] Foreground) Colours(Rng rng, int label)
     {
+        double hue = (label / (double)Classes.Count + (rng.NextDouble() - 0.5) * 0.26 + 1) % 1;
+        var fg = Hsv(hue, 0.45 + 0.55 * rng.NextDouble(), 0.45 + 0.55 * rng.NextDouble());
         while (true)
         {
-            var a = new[] { 255 * rng.NextDouble(), 255 * rng.NextDouble(), 255 * rng.NextDouble() };
-            var b = new[] { 255 * rng.NextDouble(), 255 * rng.NextDouble(), 255 * rng.NextDouble() };
-            if (Math.Sqrt(Sq(a[0] - b[0]) + Sq(a[1] - b[1]) + Sq(a[2] - b[2])) >= 120) return (a, b);
+            var bg = new[] { 255 * rng.NextDouble(), 255 * rng.NextDouble(), 255 * rng.NextDouble() };
+            if (Math.Sqrt(Sq(bg[0] - fg[0]) + Sq(bg[1] - fg[1]) + Sq(bg[2] - fg[2])) >= 120) return (bg, fg);
         }
+    }
+
+    static double[] Hsv(double h, double s, double v)
+    {
+        double f = h * 6 - Math.Floor(h * 6), p = v * (1 - s), q = v * (1 - f * s), t = v * (1 - (1 - f) * s);
+        var (r, g, b) = ((int)Math.Floor(h * 6) % 6) switch
+        {
+            0 => (v, t, p),
+            1 => (q, v, p),
+            2 => (p, v, t),
+            3 => (p, q, v),
+            4 => (t, p, v),
+            _ => (v, p, q),
+        };
+        return [255 * r, 255 * g, 255 * b];
     }
 }

@@ -564,6 +564,7 @@ internal sealed class Trainer : IDisposable
         long images = 0, micro = 0;
         int accumulated = 0, A = _o.AccumulationSteps;
         int stepInEpoch = startBatch / A;
+        var recent = new Queue<(double Seconds, long Images)>();
         IEnumerable<(Tensor X, Tensor Y, Tensor? Targets, int Count, IDisposable Owner)> batches = _cached ? CachedBatches(epoch, startBatch) : LoaderBatches(epoch, startBatch);
         foreach (var (x, y, targets, count, owner) in batches)
         {
@@ -602,7 +603,11 @@ internal sealed class Trainer : IDisposable
             _state.NextBatch = batchIndex;
             double lr = _optimizer.Groups[^1].LearningRate;
             _state.History.Steps.Add(new StepRecord(_state.GlobalStep, epoch + 1, value, lr));
-            double ips = images / Math.Max(1e-9, clock.Elapsed.TotalSeconds);
+            // Throughput over the last 20 steps: the first step of an epoch (loader start-up) would skew a running mean.
+            recent.Enqueue((clock.Elapsed.TotalSeconds, images));
+            if (recent.Count > 21) recent.Dequeue();
+            var (t0, n0) = recent.Count > 1 ? recent.Peek() : (0.0, 0L);
+            double ips = (images - n0) / Math.Max(1e-9, clock.Elapsed.TotalSeconds - t0);
             Report(new TrainingProgress(TrainingPhase.Training, epoch + 1, _o.Epochs, stepInEpoch, _stepsPerEpoch, _state.GlobalStep,
                 (long)_stepsPerEpoch * _o.Epochs, lossSum / images, lr, ips, _clock.Elapsed, Eta()));
             if (cancel.IsCancellationRequested && !lastOfEpoch) Interrupt(epoch, batchIndex);
