@@ -560,8 +560,9 @@ internal sealed class Trainer : IDisposable
             foreach (var m in _frozenModules) m.Eval();
         }
         int startBatch = _state.NextBatch, batchIndex = startBatch;
-        double lossSum = 0;
-        long images = 0, micro = 0;
+        // A resumed epoch continues its own mean loss and duration (kept in the checkpoint).
+        double lossSum = startBatch > 0 ? _state.EpochLossSum : 0, secondsBefore = startBatch > 0 ? _state.EpochSeconds : 0;
+        long images = startBatch > 0 ? _state.EpochImages : 0, imagesBefore = images;
         int accumulated = 0, A = _o.AccumulationSteps;
         int stepInEpoch = startBatch / A;
         var recent = new Queue<(double Seconds, long Images)>();
@@ -581,7 +582,6 @@ internal sealed class Trainer : IDisposable
                 (A == 1 ? loss : loss.Div(A)).Backward();
             }
             _state.MicroStep++;
-            micro++;
             accumulated++;
             batchIndex++;
             lossSum += value * count;
@@ -601,12 +601,13 @@ internal sealed class Trainer : IDisposable
             stepInEpoch++;
             accumulated = 0;
             _state.NextBatch = batchIndex;
+            (_state.EpochLossSum, _state.EpochImages, _state.EpochSeconds) = (lossSum, images, secondsBefore + clock.Elapsed.TotalSeconds);
             double lr = _optimizer.Groups[^1].LearningRate;
             _state.History.Steps.Add(new StepRecord(_state.GlobalStep, epoch + 1, value, lr));
             // Throughput over the last 20 steps: the first step of an epoch (loader start-up) would skew a running mean.
             recent.Enqueue((clock.Elapsed.TotalSeconds, images));
             if (recent.Count > 21) recent.Dequeue();
-            var (t0, n0) = recent.Count > 1 ? recent.Peek() : (0.0, 0L);
+            var (t0, n0) = recent.Count > 1 ? recent.Peek() : (0.0, imagesBefore);
             double ips = (images - n0) / Math.Max(1e-9, clock.Elapsed.TotalSeconds - t0);
             Report(new TrainingProgress(TrainingPhase.Training, epoch + 1, _o.Epochs, stepInEpoch, _stepsPerEpoch, _state.GlobalStep,
                 (long)_stepsPerEpoch * _o.Epochs, lossSum / images, lr, ips, _clock.Elapsed, Eta()));
@@ -617,7 +618,9 @@ internal sealed class Trainer : IDisposable
             // Let the epoch's validation and checkpoint happen first: interrupt at the start of the next epoch.
             _interruptAfterEpoch = true;
         }
-        return (images == 0 ? double.NaN : lossSum / images, clock.Elapsed.TotalSeconds, images / Math.Max(1e-9, clock.Elapsed.TotalSeconds));
+        (_state.EpochLossSum, _state.EpochImages, _state.EpochSeconds) = (0, 0, 0);
+        return (images == 0 ? double.NaN : lossSum / images, secondsBefore + clock.Elapsed.TotalSeconds,
+            (images - imagesBefore) / Math.Max(1e-9, clock.Elapsed.TotalSeconds));
     }
 
     bool _interruptAfterEpoch;

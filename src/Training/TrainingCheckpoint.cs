@@ -68,6 +68,10 @@ internal sealed class TrainingState
     public double? BestValue { get; set; }
     public int? BestEpoch { get; set; }
     public int EpochsWithoutImprovement { get; set; }
+    /// <summary>The epoch in progress so far (summed loss × images, images, seconds), for its summary after a resume.</summary>
+    public double EpochLossSum { get; set; }
+    public long EpochImages { get; set; }
+    public double EpochSeconds { get; set; }
     public long EmaUpdates { get; set; }
     /// <summary>The settings that must match for a resume to continue the same run.</summary>
     public required JsonObject Fingerprint { get; init; }
@@ -135,6 +139,9 @@ internal static class TrainingCheckpoint
             ["best_value"] = s.BestValue is double b ? Num(b) : null,
             ["best_epoch"] = s.BestEpoch,
             ["epochs_without_improvement"] = s.EpochsWithoutImprovement,
+            ["epoch_loss_sum"] = s.EpochLossSum,
+            ["epoch_images"] = s.EpochImages,
+            ["epoch_seconds"] = s.EpochSeconds,
             ["ema_updates"] = s.EmaUpdates,
             ["fingerprint"] = s.Fingerprint.DeepClone(),
             ["optimizer_steps"] = new JsonObject(s.OptimizerSteps.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value))),
@@ -210,6 +217,9 @@ internal static class TrainingCheckpoint
                 BestValue = o["best_value"] is null ? null : Dbl(o["best_value"]),
                 BestEpoch = o["best_epoch"]?.GetValue<int>(),
                 EpochsWithoutImprovement = o["epochs_without_improvement"]!.GetValue<int>(),
+                EpochLossSum = o["epoch_loss_sum"]!.GetValue<double>(),
+                EpochImages = o["epoch_images"]!.GetValue<long>(),
+                EpochSeconds = o["epoch_seconds"]!.GetValue<double>(),
                 EmaUpdates = o["ema_updates"]!.GetValue<long>(),
                 Fingerprint = o["fingerprint"]!.AsObject(),
                 OptimizerSteps = o["optimizer_steps"]!.AsObject().ToDictionary(kv => kv.Key, kv => kv.Value!.GetValue<long>()),

@@ -118,6 +118,8 @@ public sealed class TrainerTests
             Assert.AreEqual(0f, MaxAbsDiff(straight.Backbone.StateDict(), resumed.Backbone.StateDict()), "resumed weights must equal the uninterrupted run's");
             CollectionAssert.AreEqual(straight.History!.Steps.Select(s => (s.Step, s.Loss)).ToList(), resumed.History!.Steps.Select(s => (s.Step, s.Loss)).ToList());
             Assert.AreEqual(straight.History.Final!.LogLoss, resumed.History.Final!.LogLoss);
+            CollectionAssert.AreEqual(straight.History.Epochs.Select(e => (e.TrainLoss, e.ValLoss)).ToList(), resumed.History.Epochs.Select(e => (e.TrainLoss, e.ValLoss)).ToList(),
+                "the interrupted epoch's mean loss covers the whole epoch");
             Assert.AreEqual(straight.History.BestEpoch, resumed.History.BestEpoch);
         }
         finally
