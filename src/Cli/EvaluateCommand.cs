@@ -46,10 +46,7 @@ internal static class EvaluateCommand
             var probs = ok.SelectMany(t => t.s.Scores!).ToArray();
             var labels = ok.Select(t => ds.Items[t.i].Label).ToList();
             metrics = ClassificationMetrics.Compute(probs, labels, ds.Classes);
-            wrong = ok.Select(t => (t.s, label: ds.Items[t.i].Label, arg: Array.IndexOf(t.s.Scores!, t.s.Scores!.Max())))
-                .Where(t => t.arg != t.label)
-                .Select(t => new Misclassified(t.s.Source, t.label, t.arg, t.s.Scores![t.arg], t.s.Scores[t.label]))
-                .OrderBy(m => m.TrueProbability).ToList();
+            wrong = Misclassified.Rank(probs, labels, ok.Select(t => t.s.Source).ToList());
             name = Path.GetFileName(modelFile.FullName);
         }
         else

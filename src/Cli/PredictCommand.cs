@@ -48,12 +48,9 @@ internal static class PredictCommand
         if (modelFile.Extension.Equals(".onnx", StringComparison.OrdinalIgnoreCase))
         {
             using var scorer = new OnnxImageScorer(modelFile.FullName);
-            predictions = scorer.ScoreFiles(files).Select(s =>
-            {
-                if (s.Scores is null) return new ImagePrediction(s.Source, null, -1, 0, [], s.Error);
-                var top = s.Top(topK, scorer.Labels);
-                return new ImagePrediction(s.Source, top[0].Label, top[0].Index, top[0].Probability, top.Select(t => (t.Label, t.Probability)).ToList());
-            }).ToList();
+            predictions = scorer.ScoreFiles(files).Select(s => s.Scores is null
+                ? new ImagePrediction(s.Source, null, -1, 0, [], s.Error)
+                : ImagePrediction.FromScores(s.Source, s.Scores, scorer.Labels, topK)).ToList();
         }
         else
         {

@@ -87,7 +87,7 @@ public static class SyntheticShapes
     }
 
     /// <summary>The shape's own coverage (0–1 per pixel, row-major, before shadow, lines and noise) in the image
-    /// <see cref="Render(int, int, ulong, int)"/> makes from the same arguments (tests use it to check the geometry).</summary>
+    /// <see cref="Render(int, int, ulong, int, ShapeSceneOptions?)"/> makes from the same arguments (tests use it to check the geometry).</summary>
     internal static float[] ShapeCoverage(int label, int size, ulong seed, int index, ShapeSceneOptions? options = null)
     {
         var scene = Scene.Sample(label, Rng.For(seed, 0x5348_4150, label, index), options ?? ShapeSceneOptions.Default);
@@ -101,7 +101,13 @@ public static class SyntheticShapes
     /// <paramref name="root"/> already holds a generation with the same settings (its manifest says so) it is reused;
     /// an existing folder with anything else in it is an error (nothing is deleted).
     /// </summary>
+    /// <param name="root">The folder to create (or reuse).</param>
+    /// <param name="perClass">Images per class.</param>
+    /// <param name="size">Side of the square images in pixels.</param>
+    /// <param name="seed">Seed of every scene.</param>
     /// <param name="classes">The classes to generate (default: all of <see cref="Classes"/>); at least two.</param>
+    /// <param name="firstIndex">Index of the first image of each class (later splits continue the sequence).</param>
+    /// <param name="options">Scene settings (default: <see cref="ShapeSceneOptions.Default"/>).</param>
     public static string WriteFolder(string root, int perClass, int size, ulong seed, IReadOnlyList<string>? classes = null, int firstIndex = 0,
         ShapeSceneOptions? options = null)
     {

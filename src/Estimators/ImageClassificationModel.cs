@@ -11,7 +11,16 @@ namespace MLNetExt.Estimators;
 
 /// <summary>One image's prediction: the best class and its probability, the top classes, or why it failed.</summary>
 public sealed record ImagePrediction(string Source, string? Label, int Index, float Score,
-    IReadOnlyList<(string Label, float Probability)> Top, string? Error = null);
+    IReadOnlyList<(string Label, float Probability)> Top, string? Error = null)
+{
+    /// <summary>The prediction of class probabilities <paramref name="scores"/>: the <paramref name="topK"/> most
+    /// probable classes (ties in class order), see <see cref="ImageScore.Top"/>.</summary>
+    internal static ImagePrediction FromScores(string source, float[] scores, IReadOnlyList<string> labels, int topK)
+    {
+        var top = new ImageScore(source, scores, null).Top(Math.Max(1, topK), labels);
+        return new ImagePrediction(source, top[0].Label, top[0].Index, top[0].Probability, top.Select(t => (t.Label, t.Probability)).ToList());
+    }
+}
 
 /// <summary>A trained classifier: a backbone with its classes and evaluation geometry. Predicts with libtorch,
 /// evaluates on a labelled dataset, saves to one safetensors file (weights + description) and exports ONNX.</summary>
@@ -86,10 +95,7 @@ public sealed class ImageClassificationModel : IDisposable
         var result = new ImagePrediction[images.Count];
         for (int i = 0; i < images.Count; i++)
         {
-            var row = probs.AsSpan(i * c, c).ToArray();
-            var top = row.Select((p, j) => (Label: Classes[j], Probability: p, Index: j)).OrderByDescending(t => t.Probability).ThenBy(t => t.Index)
-                .Take(Math.Max(1, topK)).ToList();
-            result[i] = new ImagePrediction(sources[i], top[0].Label, top[0].Index, top[0].Probability, top.Select(t => (t.Label, t.Probability)).ToList());
+            result[i] = ImagePrediction.FromScores(sources[i], probs.AsSpan(i * c, c).ToArray(), Classes, topK);
         }
         return result;
     }
@@ -115,16 +121,9 @@ public sealed class ImageClassificationModel : IDisposable
             progress?.Invoke(++done, loader.BatchesPerEpoch);
         }
         if (labels.Count == 0) throw new DatasetException($"No image of '{data.Source}' could be decoded.");
-        var metrics = ClassificationMetrics.Compute(probs.ToArray(), labels, Classes);
-        var wrong = new List<Misclassified>();
-        int c = Classes.Count;
-        for (int i = 0; i < labels.Count; i++)
-        {
-            var row = probs.GetRange(i * c, c);
-            int arg = row.IndexOf(row.Max());
-            if (arg != labels[i]) wrong.Add(new Misclassified(sources[i], labels[i], arg, row[arg], row[labels[i]]));
-        }
-        return (metrics, wrong.OrderBy(w => w.TrueProbability).ToList(), loader.Skipped);
+        var probArray = probs.ToArray();
+        var metrics = ClassificationMetrics.Compute(probArray, labels, Classes);
+        return (metrics, Misclassified.Rank(probArray, labels, sources), loader.Skipped);
     }
 
     /// <summary>Writes the model as one safetensors file: the backbone's state_dict under its official names plus

@@ -192,6 +192,11 @@ public abstract class Module : IDisposable
         }
     }
 
+    /// <summary>Detached copies of every <see cref="StateDict"/> entry, owned by the caller (snapshots for EMA, best
+    /// weights, temporary swaps).</summary>
+    public List<KeyValuePair<string, Tensor>> CloneStateDict() =>
+        StateDict().Select(kv => new KeyValuePair<string, Tensor>(kv.Key, kv.Value.Detach().Clone().DetachFromScope())).ToList();
+
     /// <summary>
     /// Copies matching entries of <paramref name="source"/> into this module's parameters and buffers (converting
     /// dtype and device). Shape mismatches always fail; with <paramref name="strict"/> missing and unexpected keys

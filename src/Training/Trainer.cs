@@ -540,7 +540,7 @@ internal sealed class Trainer : IDisposable
             var r = Evaluate(_o.Epochs);
             h.Final = ClassificationMetrics.Compute(r.Probabilities, r.Labels, _train.Classes);
             h.Hardest.Clear();
-            h.Hardest.AddRange(Hardest(r));
+            h.Hardest.AddRange(Misclassified.Rank(r.Probabilities, r.Labels, r.Sources).Take(MaxHardest));
         }
         h.Duration = _durationBefore + _clock.Elapsed;
         var model = _model;
@@ -552,6 +552,8 @@ internal sealed class Trainer : IDisposable
 
     (double Loss, double Seconds, double ImagesPerSecond) TrainEpoch(int epoch, CancellationToken cancel)
     {
+        // Ctrl-C during the previous epoch's last step: that epoch was validated and saved; stop before this one.
+        if (_interruptAfterEpoch) Interrupt(epoch, _state.NextBatch);
         var clock = Stopwatch.StartNew();
         if (Probe) _model.Eval();
         else
@@ -631,7 +633,6 @@ internal sealed class Trainer : IDisposable
 
     IEnumerable<(Tensor, Tensor, Tensor?, int, IDisposable)> LoaderBatches(int epoch, int startBatch)
     {
-        if (_interruptAfterEpoch) Interrupt(epoch, startBatch);
         foreach (var b in _trainLoader.GetEpoch(epoch, startBatch))
         {
             var x = b.Images.To(_device);
@@ -643,7 +644,6 @@ internal sealed class Trainer : IDisposable
 
     IEnumerable<(Tensor, Tensor, Tensor?, int, IDisposable)> CachedBatches(int epoch, int startBatch)
     {
-        if (_interruptAfterEpoch) Interrupt(epoch, startBatch);
         var order = _trainLoader.Order(epoch);
         int bs = _o.BatchSize;
         for (int b = startBatch; b < _batchesPerEpoch; b++)
@@ -785,7 +785,7 @@ internal sealed class Trainer : IDisposable
     {
         if (_ema is null) return evaluate();
         var unit = TrainedUnit;
-        var backup = unit.StateDict().Select(kv => new KeyValuePair<string, Tensor>(kv.Key, kv.Value.Detach().Clone().DetachFromScope())).ToList();
+        var backup = unit.CloneStateDict();
         try
         {
             unit.LoadStateDict(_ema.State);
@@ -809,30 +809,10 @@ internal sealed class Trainer : IDisposable
         if (_bestWeights is not null) foreach (var (_, t) in _bestWeights) t.Dispose();
         if (_ema is not null)
         {
-            WithEvaluationWeights(() => { CopyProbeToClassifier(); _bestWeights = CloneState(_model); return 0; });
+            WithEvaluationWeights(() => { CopyProbeToClassifier(); _bestWeights = _model.CloneStateDict(); return 0; });
             CopyProbeToClassifier();
         }
-        else _bestWeights = CloneState(_model);
-    }
-
-    static List<KeyValuePair<string, Tensor>> CloneState(Module m)
-    {
-        using var _ = Autograd.NoGrad();
-        return m.StateDict().Select(kv => new KeyValuePair<string, Tensor>(kv.Key, kv.Value.Detach().Clone().DetachFromScope())).ToList();
-    }
-
-    static IEnumerable<Misclassified> Hardest(EvalResult r)
-    {
-        int n = r.Labels.Length, c = r.Probabilities.Length / Math.Max(1, n);
-        var wrong = new List<Misclassified>();
-        for (int i = 0; i < n; i++)
-        {
-            var row = r.Probabilities.AsSpan(i * c, c);
-            int arg = 0;
-            for (int j = 1; j < c; j++) if (row[j] > row[arg]) arg = j;
-            if (arg != r.Labels[i]) wrong.Add(new Misclassified(r.Sources[i], r.Labels[i], arg, row[arg], row[r.Labels[i]]));
-        }
-        return wrong.OrderBy(m => m.TrueProbability).ThenBy(m => m.Source, StringComparer.Ordinal).Take(MaxHardest);
+        else _bestWeights = _model.CloneStateDict();
     }
 
     // ---------------------------------------------------------------- linear-probe cache

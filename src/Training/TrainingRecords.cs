@@ -10,7 +10,24 @@ public sealed record EpochSummary(int Epoch, double TrainLoss, double LearningRa
 
 /// <summary>A validation image the model got wrong: its source (path or name), true and predicted class indices, the
 /// probability of the predicted class and of the true class. "Hardest" = lowest probability of the true class.</summary>
-public sealed record Misclassified(string Source, int TrueLabel, int PredictedLabel, float Confidence, float TrueProbability);
+public sealed record Misclassified(string Source, int TrueLabel, int PredictedLabel, float Confidence, float TrueProbability)
+{
+    /// <summary>The misclassified samples of row-major <paramref name="probabilities"/> [labels.Count, classes], hardest
+    /// first (lowest probability of the true class, then by source); the prediction is the argmax (first on ties).</summary>
+    internal static List<Misclassified> Rank(ReadOnlySpan<float> probabilities, IReadOnlyList<int> labels, IReadOnlyList<string> sources)
+    {
+        int n = labels.Count, c = probabilities.Length / Math.Max(1, n);
+        var wrong = new List<Misclassified>();
+        for (int i = 0; i < n; i++)
+        {
+            var row = probabilities.Slice(i * c, c);
+            int arg = 0;
+            for (int j = 1; j < c; j++) if (row[j] > row[arg]) arg = j;
+            if (arg != labels[i]) wrong.Add(new Misclassified(sources[i], labels[i], arg, row[arg], row[labels[i]]));
+        }
+        return wrong.OrderBy(m => m.TrueProbability).ThenBy(m => m.Source, StringComparer.Ordinal).ToList();
+    }
+}
 
 /// <summary>Where training stands, reported through <c>Progress</c> callbacks: after every optimizer step
 /// (<see cref="TrainingPhase.Training"/>), during feature caching and validation, and once per finished epoch

@@ -9,7 +9,7 @@ namespace MLNetExt.Training;
 /// copied. The shadow tensors are owned here.</summary>
 internal sealed class WeightEma : IDisposable
 {
-    readonly List<KeyValuePair<string, Tensor>> _shadow = new();
+    readonly List<KeyValuePair<string, Tensor>> _shadow;
 
     public double Decay { get; }
 
@@ -20,8 +20,7 @@ internal sealed class WeightEma : IDisposable
     {
         if (!(decay > 0 && decay < 1)) throw new ArgumentOutOfRangeException(nameof(decay), decay, "EMA decay must lie in (0, 1).");
         Decay = decay;
-        using var _ = Autograd.NoGrad();
-        foreach (var (k, t) in source.StateDict()) _shadow.Add(new(k, t.Detach().Clone().DetachFromScope()));
+        _shadow = source.CloneStateDict();
     }
 
     /// <summary>The averaged state in state_dict order (owned by this object).</summary>
