@@ -482,6 +482,7 @@ internal sealed class Trainer : IDisposable
         _clock.Start();
         if (_cached) CacheFeatures();
         bool stopped = false;
+        EvalResult? epochEval = null, bestEval = null; // the best epoch's validation, when it ran in this session
         while (!stopped && _state.Epoch < _o.Epochs)
         {
             int epoch = _state.Epoch;
@@ -491,7 +492,7 @@ internal sealed class Trainer : IDisposable
             ClassificationMetrics? metrics = null;
             if (_val is not null)
             {
-                var r = WithEvaluationWeights(() => Evaluate(epoch));
+                var r = epochEval = WithEvaluationWeights(() => Evaluate(epoch));
                 if (r.Probabilities.Any(float.IsNaN) || !double.IsFinite(r.Loss))
                     throw NonFinite(epoch, _batchesPerEpoch - 1, r.Loss, "validation output");
                 (valLoss, metrics) = (r.Loss, ClassificationMetrics.Compute(r.Probabilities, r.Labels, _train.Classes));
@@ -513,6 +514,7 @@ internal sealed class Trainer : IDisposable
                     _state.BestEpoch = h.BestEpoch = epoch + 1;
                     _state.EpochsWithoutImprovement = 0;
                     KeepBestWeights();
+                    bestEval = epochEval;
                 }
                 else _state.EpochsWithoutImprovement++;
             }
@@ -537,7 +539,9 @@ internal sealed class Trainer : IDisposable
         _model.Eval();
         if (_val is not null)
         {
-            var r = Evaluate(_o.Epochs);
+            // The kept weights were validated already when their epoch ran in this session; after a resume they are
+            // scored again (identically: same weights, same data, eval mode).
+            var r = _bestWeights is not null && bestEval is not null ? bestEval : Evaluate(_o.Epochs);
             h.Final = ClassificationMetrics.Compute(r.Probabilities, r.Labels, _train.Classes);
             h.Hardest.Clear();
             h.Hardest.AddRange(Misclassified.Rank(r.Probabilities, r.Labels, r.Sources).Take(MaxHardest));
