@@ -6,7 +6,7 @@ namespace MLNetExt.Cli;
 
 /// <summary>
 /// `mlnetext run-onnx --model model.onnx --input RAW --shape N,C,H,W --output RAW [--output-name Score|logits]
-/// [--threads T] [--cuda DEVICE] [--onnxruntime PATH]`: runs an ONNX model in ONNX Runtime on a raw little-endian
+/// [--threads T] [--cuda DEVICE]`: runs an ONNX model in ONNX Runtime on a raw little-endian
 /// float32 input (fed to the model's single input) and writes one output as raw little-endian float32. The output
 /// file appears only when complete.
 /// </summary>
@@ -21,14 +21,13 @@ internal static class RunOnnxCommand
         var outputName = new Option<string?>("--output-name") { Description = "Which model output to write (default: Score if the model has it, else its first output)" };
         var threads = new Option<int>("--threads") { Description = "ONNX Runtime intra-op threads (0 = its default)", DefaultValueFactory = _ => 0 };
         var cuda = new Option<int?>("--cuda") { Description = "Run on this CUDA device (falls back to CPU with a warning when CUDA is unusable)" };
-        var library = new Option<string?>("--onnxruntime") { Description = "Path of libonnxruntime.so.1 (default: $MLNETEXT_ONNXRUNTIME, the application folder, then the set-up cache)" };
         var cmd = new Command("run-onnx", "Run an ONNX model in ONNX Runtime on a raw float32 input and write one output as raw float32.")
-            { model, input, shape, output, outputName, threads, cuda, library };
+            { model, input, shape, output, outputName, threads, cuda };
         cmd.SetAction(r =>
         {
             try
             {
-                var options = new OnnxSessionOptions { IntraOpThreads = r.GetValue(threads), CudaDeviceId = r.GetValue(cuda), LibraryPath = r.GetValue(library) };
+                var options = new OnnxSessionOptions { IntraOpThreads = r.GetValue(threads), CudaDeviceId = r.GetValue(cuda) };
                 return Run(r.GetValue(model)!, r.GetValue(input)!, r.GetValue(shape)!, r.GetValue(output)!, r.GetValue(outputName), options, Console.Out);
             }
             catch (Exception e) when (e is ArgumentException or IOException or InvalidOperationException or OnnxRuntimeException or DllNotFoundException)
@@ -61,7 +60,7 @@ internal static class RunOnnxCommand
         if (value.ElementType != OnnxElementType.Float32)
             throw new ArgumentException($"--output-name: output '{name}' is {value.ElementType}, not float32; run-onnx writes float32 only.");
         LogitsCommand.WriteAtomically(output.FullName, MemoryMarshal.AsBytes(value.AsSpan<float>()).ToArray());
-        log.WriteLine($"{model.Name} ({session.ExecutionProvider}, ONNX Runtime {OnnxRuntimeLibrary.Version}): {name} [{string.Join(", ", value.Shape)}] written to {output.FullName}");
+        log.WriteLine($"{model.Name} ({session.ExecutionProvider}, ONNX Runtime {OnnxRuntimeEnvironment.Version}): {name} [{string.Join(", ", value.Shape)}] written to {output.FullName}");
         return 0;
     }
 

@@ -1,24 +1,20 @@
-using System.Runtime.InteropServices;
-using System.Text;
+using System.Text.RegularExpressions;
+using Ort = Microsoft.ML.OnnxRuntime;
 
 namespace MLNetExt.OnnxRuntime;
 
 /// <summary>How an <see cref="OnnxSession"/> is created.</summary>
 public sealed class OnnxSessionOptions
 {
-    /// <summary>Explicit path of <c>libonnxruntime.so.1</c> (file or folder); null = resolve as described on
-    /// <see cref="OnnxRuntimeLibrary"/>. Only the first library loaded in a process counts.</summary>
-    public string? LibraryPath { get; set; }
-
     /// <summary>Threads inside one operator (ORT's intra-op pool); 0 = ONNX Runtime's default (one per core).</summary>
     public int IntraOpThreads { get; set; }
 
     /// <summary>Graph optimisation level (default: all).</summary>
     public OnnxGraphOptimization GraphOptimization { get; set; } = OnnxGraphOptimization.All;
 
-    /// <summary>Run on this CUDA device (null = CPU only). If ONNX Runtime cannot use CUDA — the CUDA provider
-    /// library, CUDA or cuDNN missing — the session falls back to CPU with a warning naming what is missing, or
-    /// throws when <see cref="FallbackToCpu"/> is false.</summary>
+    /// <summary>Run on this CUDA device (null = CPU only). If ONNX Runtime cannot use CUDA — the application deployed
+    /// the CPU package, or the GPU package's CUDA/cuDNN libraries or a device are missing — the session falls back to
+    /// CPU with one warning naming what is missing, or throws when <see cref="FallbackToCpu"/> is false.</summary>
     public int? CudaDeviceId { get; set; }
 
     /// <summary>Fall back to CPU when CUDA was asked for but is unusable (default true).</summary>
@@ -32,30 +28,35 @@ public sealed class OnnxSessionOptions
 }
 
 /// <summary>
-/// An ONNX Runtime inference session over a model file or in-memory model bytes, with the model's input/output
-/// descriptions and metadata. <see cref="Run(IReadOnlyDictionary{string, OnnxTensor}, IReadOnlyList{string}?)"/>
-/// validates inputs against the model (name, element type, shape) and may be called from several threads at once on
-/// one session (ONNX Runtime's Run is thread-safe; the session is kept alive while any run is in progress).
+/// An ONNX Runtime inference session (the official <c>Microsoft.ML.OnnxRuntime</c> API) over a model file or
+/// in-memory model bytes, with the model's input/output descriptions and metadata. What it adds to the official API:
+/// inputs validated against the model with messages that say what was expected and what was given, inputs that
+/// point into caller memory (no copy), a CUDA request that falls back to CPU with one warning naming what is missing,
+/// and errors that say what was being done. <see cref="Run(IReadOnlyDictionary{string, OnnxTensor}, IReadOnlyList{string}?)"/>
+/// may be called from several threads at once on one session; <see cref="Dispose"/> waits for runs in progress.
 /// </summary>
-public sealed unsafe class OnnxSession : IDisposable
+public sealed class OnnxSession : IDisposable
 {
-    private readonly OrtSessionHandle handle;
+    private readonly Ort.InferenceSession session;
+    private readonly Ort.RunOptions runOptions = new(); // read-only during runs: one per session serves every thread
     private readonly Dictionary<string, int> inputIndex = new(), outputIndex = new();
-    private readonly int[] allOutputs;
+    private readonly string[] allOutputNames;
+    private readonly ReaderWriterLockSlim runs = new(LockRecursionPolicy.NoRecursion);
+    private bool disposed;
 
-    private OnnxSession(OrtSessionHandle handle, string executionProvider, IReadOnlyList<string> warnings)
+    private OnnxSession(Ort.InferenceSession session, string executionProvider, IReadOnlyList<string> warnings)
     {
-        this.handle = handle;
+        this.session = session;
         ExecutionProvider = executionProvider;
         Warnings = warnings;
-        var api = OnnxRuntimeLibrary.Api;
-        var s = handle.DangerousGetHandle();
-        Inputs = ReadNodes(api, s, input: true, out handle.InputNames);
-        Outputs = ReadNodes(api, s, input: false, out handle.OutputNames);
+        Inputs = session.InputNames.Select(n => Describe(n, session.InputMetadata[n])).ToArray();
+        Outputs = session.OutputNames.Select(n => Describe(n, session.OutputMetadata[n])).ToArray();
         for (int i = 0; i < Inputs.Count; i++) inputIndex[Inputs[i].Name] = i;
         for (int i = 0; i < Outputs.Count; i++) outputIndex[Outputs[i].Name] = i;
-        allOutputs = Enumerable.Range(0, Outputs.Count).ToArray();
-        Metadata = ReadMetadata(api, s);
+        allOutputNames = Outputs.Select(o => o.Name).ToArray();
+        var m = session.ModelMetadata;
+        Metadata = new OnnxModelMetadata(m.ProducerName, m.GraphName, m.Domain, m.Description, m.GraphDescription, m.Version,
+            new Dictionary<string, string>(m.CustomMetadataMap));
     }
 
     /// <summary>The model's inputs, in model order.</summary>
@@ -77,191 +78,93 @@ public sealed unsafe class OnnxSession : IDisposable
     public static OnnxSession FromFile(string path, OnnxSessionOptions? options = null)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"ONNX model file '{Path.GetFullPath(path)}' does not exist.", path);
-        var bytes = Encoding.UTF8.GetBytes(Path.GetFullPath(path) + "\0");
-        return Create(options, (api, env, so) =>
-        {
-            IntPtr s;
-            fixed (byte* p = bytes) api.Check(api.CreateSession(env, p, so, &s), $"loading the ONNX model '{path}'");
-            return s;
-        });
+        var full = Path.GetFullPath(path);
+        return Create(options, so => new Ort.InferenceSession(full, so), $"loading the ONNX model '{path}'");
     }
 
     /// <summary>Opens a model held in memory (ORT copies what it needs; the bytes may be reused afterwards).</summary>
     public static OnnxSession FromBytes(ReadOnlySpan<byte> model, OnnxSessionOptions? options = null)
     {
         if (model.IsEmpty) throw new ArgumentException("the ONNX model bytes are empty", nameof(model));
-        fixed (byte* p = model)
-        {
-            var ptr = p;
-            var length = (nuint)model.Length;
-            return Create(options, (api, env, so) =>
-            {
-                IntPtr s;
-                api.Check(api.CreateSessionFromArray(env, ptr, length, so, &s), $"loading an ONNX model from {length} bytes in memory");
-                return s;
-            });
-        }
+        var bytes = model.ToArray();
+        return Create(options, so => new Ort.InferenceSession(bytes, so), $"loading an ONNX model from {bytes.Length} bytes in memory");
     }
 
-    private delegate IntPtr SessionFactory(OrtApi api, IntPtr env, IntPtr sessionOptions);
-
-    private static OnnxSession Create(OnnxSessionOptions? options, SessionFactory factory)
+    private static OnnxSession Create(OnnxSessionOptions? options, Func<Ort.SessionOptions, Ort.InferenceSession> open, string what)
     {
         options ??= new OnnxSessionOptions();
-        OnnxRuntimeLibrary.Initialize(options.LibraryPath);
-        var api = OnnxRuntimeLibrary.Api;
         if (options.IntraOpThreads < 0) throw new ArgumentException($"IntraOpThreads must be >= 0 (0 = ONNX Runtime's default); got {options.IntraOpThreads}");
         if (!Enum.IsDefined(options.GraphOptimization)) throw new ArgumentException($"unknown graph optimisation level {(int)options.GraphOptimization}");
-        IntPtr so;
-        api.Check(api.CreateSessionOptions(&so), "creating session options");
-        using var soHandle = new OrtSessionOptionsHandle(so);
-        api.Check(api.SetIntraOpNumThreads(so, options.IntraOpThreads), $"setting {options.IntraOpThreads} intra-op threads");
-        api.Check(api.SetSessionGraphOptimizationLevel(so, (int)options.GraphOptimization), $"setting graph optimisation level {options.GraphOptimization}");
-        if (options.OptimizedModelPath != null)
+        if (options.CudaDeviceId is < 0) throw new ArgumentException($"CUDA device id must be >= 0; got {options.CudaDeviceId}");
+        OnnxRuntimeEnvironment.Load();
+        using var so = new Ort.SessionOptions
         {
-            var p = Encoding.UTF8.GetBytes(Path.GetFullPath(options.OptimizedModelPath) + "\0");
-            fixed (byte* pp = p) api.Check(api.SetOptimizedModelFilePath(so, pp), $"setting the optimized model path '{options.OptimizedModelPath}'");
-        }
+            IntraOpNumThreads = options.IntraOpThreads,
+            GraphOptimizationLevel = (Ort.GraphOptimizationLevel)(int)options.GraphOptimization,
+        };
+        if (options.OptimizedModelPath != null) so.OptimizedModelFilePath = Path.GetFullPath(options.OptimizedModelPath);
         var warnings = new List<string>();
         var provider = "CPU";
         if (options.CudaDeviceId is int device)
         {
-            var failure = AppendCuda(api, so, device);
+            var failure = AppendCuda(so, device);
             if (failure == null) provider = "CUDA";
             else
             {
                 var text = CudaUnavailableMessage(device, failure, options.FallbackToCpu);
-                if (!options.FallbackToCpu) throw new OnnxRuntimeException(failure.Code, failure.OrtMessage, text);
+                if (!options.FallbackToCpu) throw new OnnxRuntimeException(OrtErrorCode.NotImplemented, failure.Message, text, failure);
                 warnings.Add(text);
                 (options.Warning ?? (w => Console.Error.WriteLine("warning: " + w)))(text);
             }
         }
-        var session = factory(api, OnnxRuntimeLibrary.Env, so);
-        var sh = new OrtSessionHandle(session);
-        try { return new OnnxSession(sh, provider, warnings); }
-        catch { sh.Dispose(); throw; }
+        Ort.InferenceSession s;
+        try { s = open(so); }
+        catch (Ort.OnnxRuntimeException e) { throw OnnxRuntimeException.From(e, what); }
+        try { return new OnnxSession(s, provider, warnings); }
+        catch { s.Dispose(); throw; }
     }
 
-    /// <summary>OrtCUDAProviderOptions (legacy struct; 64 bytes on 64-bit): device_id, cudnn_conv_algo_search,
-    /// gpu_mem_limit, arena_extend_strategy, do_copy_in_default_stream, has_user_compute_stream, user_compute_stream,
-    /// default_memory_arena_cfg, tunable_op_enable, tunable_op_tuning_enable, tunable_op_max_tuning_duration_ms.</summary>
-    [StructLayout(LayoutKind.Sequential)]
-    private struct CudaProviderOptions
+    /// <summary>Adds the CUDA provider; returns why it could not be added (null when it was).</summary>
+    private static Exception? AppendCuda(Ort.SessionOptions so, int device)
     {
-        public int DeviceId, CudnnConvAlgoSearch;
-        public nuint GpuMemLimit;
-        public int ArenaExtendStrategy, DoCopyInDefaultStream, HasUserComputeStream;
-        public IntPtr UserComputeStream, DefaultMemoryArenaCfg;
-        public int TunableOpEnable, TunableOpTuningEnable, TunableOpMaxTuningDurationMs;
+        try
+        {
+            so.AppendExecutionProvider_CUDA(device);
+            return null;
+        }
+        // The CPU package does not export the CUDA entry point; the GPU package fails to load its CUDA provider
+        // library when CUDA or cuDNN is missing, or reports a missing device.
+        catch (Exception e) when (e is EntryPointNotFoundException or Ort.OnnxRuntimeException or DllNotFoundException) { return e; }
     }
 
-    private static OnnxRuntimeException? AppendCuda(OrtApi api, IntPtr so, int device)
+    /// <summary>Names what is missing when CUDA cannot be used: the GPU package (when the CPU package is deployed), or
+    /// the shared libraries the GPU package could not load, with ONNX Runtime's own message.</summary>
+    internal static string CudaUnavailableMessage(int device, Exception failure, bool fallback)
     {
-        if (device < 0) throw new ArgumentException($"CUDA device id must be >= 0; got {device}");
-        // The C API's defaults: exhaustive cuDNN search, no memory limit, next-power-of-two arena, copies in the default stream.
-        var o = new CudaProviderOptions { DeviceId = device, GpuMemLimit = nuint.MaxValue, DoCopyInDefaultStream = 1 };
-        var status = api.SessionOptionsAppendExecutionProvider_CUDA(so, &o);
-        return status == IntPtr.Zero ? null : api.ToException(status, $"adding the CUDA execution provider (device {device})");
-    }
-
-    /// <summary>Names what is missing when CUDA cannot be used: the provider libraries ORT loads from its own folder,
-    /// or (when they are present) what ORT reports, typically a CUDA or cuDNN library.</summary>
-    internal static string CudaUnavailableMessage(int device, OnnxRuntimeException failure, bool fallback)
-    {
-        var dir = Path.GetDirectoryName(OnnxRuntimeLibrary.LoadedPath)!;
-        var missing = new[] { "libonnxruntime_providers_shared.so", "libonnxruntime_providers_cuda.so" }
-            .Where(f => !File.Exists(Path.Combine(dir, f))).ToList();
-        var what = missing.Count > 0
-            ? $"{string.Join(" and ", missing)} {(missing.Count > 1 ? "are" : "is")} missing from {dir} (ONNX Runtime loads its CUDA " +
-              $"provider from the folder of {OnnxRuntimeLibrary.FileName}; they come with the GPU build of ONNX Runtime {OnnxRuntimeLibrary.Version}, which also needs the CUDA and cuDNN runtime libraries it was built for)"
-            : "the CUDA provider library is present but could not be used (a CUDA, cuDNN or driver library is missing or no device is visible)";
-        return $"CUDA execution provider (device {device}) is unavailable: {what}. ONNX Runtime said: [{failure.Code}] {failure.OrtMessage.Trim()}. " +
+        string what;
+        if (failure is EntryPointNotFoundException)
+            what = $"the ONNX Runtime deployed with this application is the CPU-only package, which has no CUDA provider " +
+                   $"(reference Microsoft.ML.OnnxRuntime.Gpu {OnnxRuntimeEnvironment.PackageVersion} instead of Microsoft.ML.OnnxRuntime; it needs CUDA 13 and cuDNN 9)";
+        else
+        {
+            var libraries = Regex.Matches(failure.Message, @"lib[\w+\-.]+?\.so(\.\d+)*").Select(m => m.Value).Distinct().ToList();
+            var missing = libraries.Where(l => !l.StartsWith("libonnxruntime", StringComparison.Ordinal)).ToList();
+            what = missing.Count > 0
+                ? $"{string.Join(" and ", missing)} could not be loaded (the GPU build of ONNX Runtime {OnnxRuntimeEnvironment.PackageVersion} needs the CUDA 13 and cuDNN 9 runtime libraries on the library path)"
+                : libraries.Count > 0
+                    ? $"{string.Join(" and ", libraries)} could not be loaded"
+                    : "the CUDA provider could not be initialised (no CUDA device visible, or a driver or library problem)";
+        }
+        return $"CUDA execution provider (device {device}) is unavailable: {what}. ONNX Runtime said: {failure.Message.Trim()}. " +
                (fallback ? "Running on CPU instead." : "CPU fallback is disabled.");
     }
 
-    private static IReadOnlyList<OnnxNodeInfo> ReadNodes(OrtApi api, IntPtr s, bool input, out IntPtr[] namePointers)
+    private static OnnxNodeInfo Describe(string name, Ort.NodeMetadata m)
     {
-        nuint count;
-        api.Check(input ? api.SessionGetInputCount(s, &count) : api.SessionGetOutputCount(s, &count), $"counting the model's {(input ? "inputs" : "outputs")}");
-        var nodes = new OnnxNodeInfo[(int)count];
-        namePointers = new IntPtr[(int)count];
-        for (nuint i = 0; i < count; i++)
-        {
-            IntPtr namePtr;
-            api.Check(input ? api.SessionGetInputName(s, i, api.DefaultAllocator, &namePtr) : api.SessionGetOutputName(s, i, api.DefaultAllocator, &namePtr),
-                $"reading the name of {(input ? "input" : "output")} {i}");
-            var name = api.FreeString(namePtr);
-            namePointers[(int)i] = Marshal.StringToCoTaskMemUTF8(name);
-            IntPtr typeInfo;
-            api.Check(input ? api.SessionGetInputTypeInfo(s, i, &typeInfo) : api.SessionGetOutputTypeInfo(s, i, &typeInfo), $"reading the type of '{name}'");
-            try { nodes[(int)i] = Describe(api, name, typeInfo); }
-            finally { api.ReleaseTypeInfo(typeInfo); }
-        }
-        return nodes;
-    }
-
-    private static OnnxNodeInfo Describe(OrtApi api, string name, IntPtr typeInfo)
-    {
-        int kind;
-        api.Check(api.GetOnnxTypeFromTypeInfo(typeInfo, &kind), $"reading the kind of '{name}'");
-        if ((OnnxValueKind)kind != OnnxValueKind.Tensor) return new OnnxNodeInfo(name, (OnnxValueKind)kind, OnnxElementType.Undefined, [], []);
-        IntPtr tensorInfo; // owned by typeInfo: not released here
-        api.Check(api.CastTypeInfoToTensorInfo(typeInfo, &tensorInfo), $"reading the tensor type of '{name}'");
-        int type;
-        api.Check(api.GetTensorElementType(tensorInfo, &type), $"reading the element type of '{name}'");
-        nuint rank;
-        api.Check(api.GetDimensionsCount(tensorInfo, &rank), $"reading the rank of '{name}'");
-        var dims = new long[(int)rank];
-        var symbols = new IntPtr[(int)rank];
-        fixed (long* d = dims) api.Check(api.GetDimensions(tensorInfo, d, rank), $"reading the shape of '{name}'");
-        fixed (IntPtr* p = symbols) api.Check(api.GetSymbolicDimensions(tensorInfo, p, rank), $"reading the symbolic dimensions of '{name}'");
-        return new OnnxNodeInfo(name, OnnxValueKind.Tensor, (OnnxElementType)type, dims,
-            symbols.Select(p => p == IntPtr.Zero ? "" : Marshal.PtrToStringUTF8(p) ?? "").ToArray());
-    }
-
-    private static OnnxModelMetadata ReadMetadata(OrtApi api, IntPtr s)
-    {
-        IntPtr metadata;
-        api.Check(api.SessionGetModelMetadata(s, &metadata), "reading the model metadata");
-        var m = metadata;
-        try
-        {
-            string Get(delegate* unmanaged<IntPtr, IntPtr, IntPtr*, IntPtr> f, string what)
-            {
-                IntPtr v;
-                api.Check(f(m, api.DefaultAllocator, &v), $"reading the model's {what}");
-                return api.FreeString(v);
-            }
-            var producer = Get(api.ModelMetadataGetProducerName, "producer name");
-            var graph = Get(api.ModelMetadataGetGraphName, "graph name");
-            var domain = Get(api.ModelMetadataGetDomain, "domain");
-            var description = Get(api.ModelMetadataGetDescription, "description");
-            var graphDescription = Get(api.ModelMetadataGetGraphDescription, "graph description");
-            long version;
-            api.Check(api.ModelMetadataGetVersion(m, &version), "reading the model version");
-            IntPtr keys;
-            long nkeys;
-            api.Check(api.ModelMetadataGetCustomMetadataMapKeys(m, api.DefaultAllocator, &keys, &nkeys), "listing the custom metadata keys");
-            var custom = new Dictionary<string, string>();
-            try
-            {
-                for (long i = 0; i < nkeys; i++)
-                {
-                    var key = api.FreeString(((IntPtr*)keys)[i]);
-                    var keyBytes = Encoding.UTF8.GetBytes(key + "\0");
-                    IntPtr value;
-                    fixed (byte* k = keyBytes)
-                        api.Check(api.ModelMetadataLookupCustomMetadataMap(m, api.DefaultAllocator, k, &value), $"reading custom metadata '{key}'");
-                    custom[key] = api.FreeString(value);
-                }
-            }
-            finally
-            {
-                if (keys != IntPtr.Zero) api.Check(api.AllocatorFree(api.DefaultAllocator, keys), "freeing the metadata key list");
-            }
-            return new OnnxModelMetadata(producer, graph, domain, description, graphDescription, version, custom);
-        }
-        finally { api.ReleaseModelMetadata(m); }
+        var kind = (OnnxValueKind)(int)m.OnnxValueType;
+        if (kind != OnnxValueKind.Tensor) return new OnnxNodeInfo(name, kind, OnnxElementType.Undefined, [], []);
+        return new OnnxNodeInfo(name, kind, (OnnxElementType)(int)m.ElementDataType,
+            m.Dimensions.Select(d => (long)d).ToArray(), m.SymbolicDimensions.Select(d => d ?? "").ToArray());
     }
 
     /// <summary>The description of the input with this name.</summary>
@@ -280,57 +183,46 @@ public sealed unsafe class OnnxSession : IDisposable
     /// </summary>
     public OnnxRunResult Run(IReadOnlyDictionary<string, OnnxTensor> inputs, IReadOnlyList<string>? outputNames = null)
     {
-        ObjectDisposedException.ThrowIf(handle.IsClosed, this);
+        ObjectDisposedException.ThrowIf(disposed, this);
         var order = Validate(inputs);
-        var outs = outputNames == null ? allOutputs : new int[outputNames.Count];
-        if (outputNames != null)
-            for (int k = 0; k < outs.Length; k++)
-                outs[k] = outputIndex.TryGetValue(outputNames[k], out var i) ? i
-                    : throw new OnnxInputException($"the model has no output '{outputNames[k]}'; its outputs are: {string.Join("; ", Outputs)}");
-        if (outs.Length == 0) throw new ArgumentException("at least one output must be requested");
+        var outs = outputNames ?? allOutputNames;
+        foreach (var name in outs)
+            if (!outputIndex.ContainsKey(name))
+                throw new OnnxInputException($"the model has no output '{name}'; its outputs are: {string.Join("; ", Outputs)}");
+        if (outs.Count == 0) throw new ArgumentException("at least one output must be requested");
 
-        var api = OnnxRuntimeLibrary.Api;
-        int n = order.Length;
-        var pins = new System.Buffers.MemoryHandle[n];
-        var values = new IntPtr[n];
-        var inNames = new IntPtr[n];
-        var outNames = new IntPtr[outs.Length];
-        var outValues = new IntPtr[outs.Length];
-        bool added = false;
+        var names = new string[order.Length];
+        var values = new Ort.OrtValue[order.Length];
+        runs.EnterReadLock();
         try
         {
-            handle.DangerousAddRef(ref added);
-            for (int k = 0; k < n; k++)
+            ObjectDisposedException.ThrowIf(disposed, this);
+            for (int k = 0; k < order.Length; k++)
             {
-                var (index, tensor) = order[k];
-                inNames[k] = handle.InputNames[index];
-                pins[k] = tensor.Pin();
-                var shape = tensor.ShapeArray;
-                IntPtr v;
-                fixed (long* sp = shape)
-                    api.Check(api.CreateTensorWithDataAsOrtValue(api.CpuMemoryInfo, pins[k].Pointer, (nuint)tensor.ByteLength, sp, (nuint)shape.Length,
-                        (int)tensor.ElementType, &v), $"wrapping input '{Inputs[index].Name}' as a tensor");
-                values[k] = v;
+                names[k] = Inputs[order[k].Index].Name;
+                values[k] = order[k].Tensor.ToOrtValue();
             }
-            for (int k = 0; k < outs.Length; k++) outNames[k] = handle.OutputNames[outs[k]];
-            fixed (IntPtr* ip = inNames, vp = values, op = outNames, ov = outValues)
-                api.Check(api.Run(handle.DangerousGetHandle(), IntPtr.Zero, ip, vp, (nuint)n, op, (nuint)outs.Length, ov), "running the model");
-            var result = new OnnxValue[outs.Length];
-            for (int k = 0; k < outs.Length; k++)
+            Ort.IDisposableReadOnlyCollection<Ort.OrtValue> results;
+            try { results = session.Run(runOptions, names, values, outs); }
+            catch (Ort.OnnxRuntimeException e) { throw OnnxRuntimeException.From(e, "running the model"); }
+            // The result collection only lists the values; each OnnxValue owns and releases its own.
+            var list = results.ToArray();
+            var wrapped = new OnnxValue[list.Length];
+            try
             {
-                var h = new OrtValueHandle(outValues[k]);
-                outValues[k] = IntPtr.Zero;
-                try { result[k] = new OnnxValue(Outputs[outs[k]].Name, h); }
-                catch { h.Dispose(); foreach (var r in result) r?.Dispose(); throw; }
+                for (int k = 0; k < list.Length; k++) wrapped[k] = new OnnxValue(outs[k], list[k]);
             }
-            return new OnnxRunResult(result);
+            catch
+            {
+                foreach (var v in list) v.Dispose();
+                throw;
+            }
+            return new OnnxRunResult(wrapped);
         }
         finally
         {
-            foreach (var v in values) if (v != IntPtr.Zero) api.ReleaseValue(v);
-            foreach (var v in outValues) if (v != IntPtr.Zero) api.ReleaseValue(v);
-            foreach (var p in pins) p.Dispose();
-            if (added) handle.DangerousRelease();
+            foreach (var v in values) v?.Dispose();
+            runs.ExitReadLock();
         }
     }
 
@@ -392,6 +284,17 @@ public sealed unsafe class OnnxSession : IDisposable
         return order;
     }
 
-    /// <summary>Releases the session (deferred until runs in progress on other threads finish).</summary>
-    public void Dispose() => handle.Dispose();
+    /// <summary>Releases the session, after runs in progress on other threads finish.</summary>
+    public void Dispose()
+    {
+        runs.EnterWriteLock();
+        try
+        {
+            if (disposed) return;
+            disposed = true;
+            session.Dispose();
+            runOptions.Dispose();
+        }
+        finally { runs.ExitWriteLock(); }
+    }
 }

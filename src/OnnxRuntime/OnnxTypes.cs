@@ -1,5 +1,5 @@
-using System.Buffers;
 using System.Runtime.InteropServices;
+using Ort = Microsoft.ML.OnnxRuntime;
 
 namespace MLNetExt.OnnxRuntime;
 
@@ -12,6 +12,13 @@ public enum OnnxElementType
 
 /// <summary>Kinds of values a model input or output can be (<c>ONNXType</c>).</summary>
 public enum OnnxValueKind { Unknown = 0, Tensor = 1, Sequence = 2, Map = 3, Opaque = 4, SparseTensor = 5, Optional = 6 }
+
+/// <summary>ONNX Runtime's error codes (<c>OrtErrorCode</c>), as its messages name them.</summary>
+public enum OrtErrorCode
+{
+    Ok = 0, Fail = 1, InvalidArgument = 2, NoSuchFile = 3, NoModel = 4, EngineError = 5, RuntimeException = 6, InvalidProtobuf = 7,
+    ModelLoaded = 8, NotImplemented = 9, InvalidGraph = 10, EpFail = 11,
+}
 
 /// <summary>Graph optimisation levels (<c>GraphOptimizationLevel</c>).</summary>
 public enum OnnxGraphOptimization { Disabled = 0, Basic = 1, Extended = 2, All = 99 }
@@ -89,8 +96,9 @@ public abstract class OnnxTensor
     public OnnxElementType ElementType { get; }
     public IReadOnlyList<long> Shape { get; }
     internal long[] ShapeArray => (long[])Shape;
-    internal abstract MemoryHandle Pin();
-    internal abstract long ByteLength { get; }
+
+    /// <summary>An ORT value over the caller's memory (pinned until the value is disposed).</summary>
+    internal abstract Ort.OrtValue ToOrtValue();
 
     /// <summary>A tensor over <paramref name="data"/> (row-major) with the given shape; the element count must match.</summary>
     public static OnnxTensor FromMemory<T>(ReadOnlyMemory<T> data, params long[] shape) where T : unmanaged =>
@@ -103,8 +111,9 @@ public abstract class OnnxTensor
 internal sealed class OnnxTensor<T>(ReadOnlyMemory<T> data, long[] shape)
     : OnnxTensor(OnnxElementTypes.Of<T>(), shape, data.Length) where T : unmanaged
 {
-    internal override MemoryHandle Pin() => data.Pin();
-    internal override unsafe long ByteLength => (long)data.Length * sizeof(T);
+    // ORT reads inputs only; its API takes Memory<T> because the same call also makes writable tensors.
+    internal override Ort.OrtValue ToOrtValue() =>
+        Ort.OrtValue.CreateTensorValueFromMemory(Ort.OrtMemoryInfo.DefaultInstance, MemoryMarshal.AsMemory(data), ShapeArray);
 }
 
 /// <summary>
@@ -112,36 +121,20 @@ internal sealed class OnnxTensor<T>(ReadOnlyMemory<T> data, long[] shape)
 /// valid only until this value (or the <see cref="OnnxRunResult"/> holding it) is disposed. <see cref="ToArray{T}"/>
 /// copies once into a new managed array that outlives it.
 /// </summary>
-public sealed unsafe class OnnxValue : IDisposable
+public sealed class OnnxValue : IDisposable
 {
-    private readonly OrtValueHandle handle;
-    private readonly void* data;
+    private readonly Ort.OrtValue value;
+    private bool disposed;
 
-    internal OnnxValue(string name, OrtValueHandle handle)
+    internal OnnxValue(string name, Ort.OrtValue value)
     {
         Name = name;
-        this.handle = handle;
-        var api = OnnxRuntimeLibrary.Api;
-        IntPtr info;
-        api.Check(api.GetTensorTypeAndShape(handle.DangerousGetHandle(), &info), $"reading the type of output '{name}'");
-        try
-        {
-            int type;
-            api.Check(api.GetTensorElementType(info, &type), $"reading the element type of output '{name}'");
-            ElementType = (OnnxElementType)type;
-            nuint rank;
-            api.Check(api.GetDimensionsCount(info, &rank), $"reading the rank of output '{name}'");
-            var dims = new long[(int)rank];
-            fixed (long* d = dims) api.Check(api.GetDimensions(info, d, rank), $"reading the shape of output '{name}'");
-            Shape = dims;
-            long count = 1;
-            foreach (var x in dims) count *= x;
-            ElementCount = count;
-        }
-        finally { api.ReleaseTensorTypeAndShapeInfo(info); }
-        void* p;
-        api.Check(api.GetTensorMutableData(handle.DangerousGetHandle(), &p), $"reading the data of output '{name}'");
-        data = p;
+        this.value = value;
+        if (!value.IsTensor) throw new OnnxInputException($"output '{name}' is a {value.OnnxType}; only tensor outputs are supported");
+        var info = value.GetTensorTypeAndShape();
+        ElementType = (OnnxElementType)(int)info.ElementDataType;
+        Shape = info.Shape;
+        ElementCount = info.ElementCount;
     }
 
     public string Name { get; }
@@ -152,18 +145,23 @@ public sealed unsafe class OnnxValue : IDisposable
     /// <summary>ORT's buffer as a span, no copy; valid until <see cref="Dispose"/>.</summary>
     public ReadOnlySpan<T> AsSpan<T>() where T : unmanaged
     {
-        ObjectDisposedException.ThrowIf(handle.IsClosed, this);
+        ObjectDisposedException.ThrowIf(disposed, this);
         var want = OnnxElementTypes.Of<T>();
         if (want != ElementType)
             throw new InvalidOperationException($"output '{Name}' holds {OnnxElementTypes.Name(ElementType)}, not {OnnxElementTypes.Name(want)}");
         if (ElementCount > int.MaxValue) throw new InvalidOperationException($"output '{Name}' has {ElementCount} elements, more than a span can hold");
-        return new ReadOnlySpan<T>(data, (int)ElementCount);
+        return value.GetTensorDataAsSpan<T>();
     }
 
     /// <summary>Copies the tensor into a new array (one copy).</summary>
     public T[] ToArray<T>() where T : unmanaged => AsSpan<T>().ToArray();
 
-    public void Dispose() => handle.Dispose();
+    public void Dispose()
+    {
+        if (disposed) return;
+        disposed = true;
+        value.Dispose();
+    }
 }
 
 /// <summary>The outputs of one run, in the order requested; disposing it frees every output's ORT buffer.</summary>
@@ -188,37 +186,35 @@ public sealed class OnnxRunResult : IDisposable, IReadOnlyList<OnnxValue>
     }
 }
 
-/// <summary>An ORT object released by its <c>Release*</c> function when the last user lets go.</summary>
-internal abstract class OrtHandle : SafeHandle
-{
-    protected OrtHandle(IntPtr h) : base(IntPtr.Zero, true) => SetHandle(h);
-    public override bool IsInvalid => handle == IntPtr.Zero;
-}
-
-internal sealed unsafe class OrtValueHandle(IntPtr h) : OrtHandle(h)
-{
-    protected override bool ReleaseHandle() { OnnxRuntimeLibrary.Api.ReleaseValue(handle); return true; }
-}
-
-internal sealed unsafe class OrtSessionOptionsHandle(IntPtr h) : OrtHandle(h)
-{
-    protected override bool ReleaseHandle() { OnnxRuntimeLibrary.Api.ReleaseSessionOptions(handle); return true; }
-}
-
-/// <summary>The session, plus the UTF-8 names of its inputs and outputs (native memory freed with the session).</summary>
-internal sealed unsafe class OrtSessionHandle(IntPtr h) : OrtHandle(h)
-{
-    public IntPtr[] InputNames = [], OutputNames = [];
-
-    protected override bool ReleaseHandle()
-    {
-        OnnxRuntimeLibrary.Api.ReleaseSession(handle);
-        foreach (var p in InputNames) Marshal.FreeCoTaskMem(p);
-        foreach (var p in OutputNames) Marshal.FreeCoTaskMem(p);
-        return true;
-    }
-}
-
 /// <summary>A run-time input that does not match the model: wrong name, element type or shape. The message gives
 /// what the model expects (dynamic dimensions by their symbolic names) and what was given.</summary>
 public sealed class OnnxInputException(string message) : ArgumentException(message);
+
+/// <summary>An error reported by ONNX Runtime: its error code, its message, and what MLNetExt was doing.</summary>
+public sealed class OnnxRuntimeException : Exception
+{
+    public OnnxRuntimeException(OrtErrorCode code, string ortMessage, string operation, Exception? inner = null)
+        : base($"ONNX Runtime failed {operation}: [{code}] {ortMessage}", inner)
+    {
+        Code = code;
+        OrtMessage = ortMessage;
+        Operation = operation;
+    }
+
+    /// <summary>ORT's error code.</summary>
+    public OrtErrorCode Code { get; }
+
+    /// <summary>ORT's own message, without the code prefix.</summary>
+    public string OrtMessage { get; }
+
+    /// <summary>What MLNetExt was doing when ORT failed.</summary>
+    public string Operation { get; }
+
+    /// <summary>Wraps the managed API's exception, whose message starts with <c>[ErrorCode:Name] </c>.</summary>
+    internal static OnnxRuntimeException From(Ort.OnnxRuntimeException e, string operation)
+    {
+        var m = System.Text.RegularExpressions.Regex.Match(e.Message, @"^\[ErrorCode:(\w+)\]\s*");
+        var code = m.Success && Enum.TryParse<OrtErrorCode>(m.Groups[1].Value, out var c) ? c : OrtErrorCode.Fail;
+        return new OnnxRuntimeException(code, e.Message[m.Length..], operation, e);
+    }
+}

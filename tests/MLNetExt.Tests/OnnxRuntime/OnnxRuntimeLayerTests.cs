@@ -1,62 +1,43 @@
 using System.Text;
 using MLNetExt.OnnxRuntime;
+using Ort = Microsoft.ML.OnnxRuntime;
 
 namespace MLNetExt.Tests.OnnxRuntime;
 
 /// <summary>
-/// Every position of the C function table that MLNetExt uses (<see cref="OrtApiIndex"/>) is checked here by what the
-/// function does, not by its name: a wrong index calls another function, which shows as a wrong value, an error or a
-/// crash. Census (index: test):
-///   0,1,2,93 CreateStatus/GetErrorCode/GetErrorMessage/ReleaseStatus: <see cref="StatusFunctions_RoundTripCodeAndMessage"/>;
-///   3 CreateEnv, 78 GetAllocatorWithDefaultOptions, 69 CreateCpuMemoryInfo: made at load, used by every test below;
-///   7 CreateSession, 8 CreateSessionFromArray: <see cref="SessionFromFileAndFromBytes_GiveTheSameModel"/>;
-///   30,31,33,34,36,37 counts/type infos/names, 55,56,60,61,62,63 tensor type/shape, 98 ReleaseTypeInfo, 76 AllocatorFree:
-///     <see cref="InputAndOutputDescriptions_MatchTheModels"/>;
-///   111..118, 123, 158 model metadata: <see cref="ModelMetadata_ReadsEveryField"/>;
-///   9 Run, 49 CreateTensorWithDataAsOrtValue, 51 GetTensorMutableData, 65 GetTensorTypeAndShape, 96 ReleaseValue,
-///     99 ReleaseTensorTypeAndShapeInfo: <see cref="Run_ComputesTheFixtureOutputs"/>;
-///   10,100 Create/ReleaseSessionOptions, 11 SetOptimizedModelFilePath, 23 SetSessionGraphOptimizationLevel:
-///     <see cref="OptimizationLevel_ControlsConstantFolding"/>;
-///   24 SetIntraOpNumThreads: <see cref="IntraOpThreads_SetsTheSessionThreadPoolSize"/>;
-///   125,126 Get/ReleaseAvailableProviders: <see cref="AvailableProviders_ListTheCpuProvider"/>;
-///   152 SessionOptionsAppendExecutionProvider_CUDA: <see cref="CudaProvider_AppendFailsNamingTheCudaProviderLibrary"/>;
-///   92 ReleaseEnv is never called (the environment lives as long as the process); 95 ReleaseSession:
-///     <see cref="ManySessions_AreReleased"/>.
+/// What MLNetExt's layer over the official ONNX Runtime package (Microsoft.ML.OnnxRuntime.Managed with the CPU native
+/// package) must keep: sessions from files and bytes, descriptions and metadata, optimisation and thread settings,
+/// errors that say what was being done, the CUDA request on a CPU-only runtime, one runtime per process.
 /// </summary>
 [TestClass]
-public sealed unsafe class OrtApiTableTests
+public sealed class OnnxRuntimeLayerTests
 {
     [TestMethod]
-    public void StatusFunctions_RoundTripCodeAndMessage()
+    public void Version_IsTheReferencedPackageVersion()
     {
-        var api = OnnxRuntimeLibrary.Api;
-        var msg = "status round trip \u00e9\0"u8.ToArray();
-        IntPtr status;
-        fixed (byte* m = msg) status = api.CreateStatus((int)OrtErrorCode.NoSuchFile, m);
-        Assert.AreNotEqual(IntPtr.Zero, status);
-        var e = api.ToException(status, "testing");
-        Assert.AreEqual(OrtErrorCode.NoSuchFile, e.Code);
-        Assert.AreEqual("status round trip \u00e9", e.OrtMessage);
-        Assert.AreEqual("ONNX Runtime failed testing: [NoSuchFile] status round trip \u00e9", e.Message);
-        Assert.ThrowsExactly<OnnxRuntimeException>(() => api.Check(api.CreateStatus(1, null), "checking"));
-        api.Check(IntPtr.Zero, "nothing"); // success is a null status
-    }
-
-    [TestMethod]
-    public void Version_IsTheSetUpVersionWhenLoadedFromTheCache()
-    {
-        var v = OnnxRuntimeLibrary.Version;
-        StringAssert.Matches(v, new System.Text.RegularExpressions.Regex(@"^\d+\.\d+\.\d+"));
-        if (OnnxRuntimeLibrary.LoadedPath == Path.Combine(OnnxRuntimeLibrary.CacheDirectory, OnnxRuntimeLibrary.FileName))
-            Assert.AreEqual(OnnxRuntimeLibrary.SetupVersion, v);
+        Assert.AreEqual(OnnxRuntimeEnvironment.PackageVersion, OnnxRuntimeEnvironment.Version);
+        var managed = typeof(Ort.InferenceSession).Assembly.GetName().Version!;
+        Assert.AreEqual(OnnxRuntimeEnvironment.PackageVersion, $"{managed.Major}.{managed.Minor}.{managed.Build}", "managed API version");
     }
 
     [TestMethod]
     public void AvailableProviders_ListTheCpuProvider()
     {
-        var providers = OnnxRuntimeLibrary.AvailableProviders;
+        var providers = OnnxRuntimeEnvironment.AvailableProviders;
         CollectionAssert.Contains(providers.ToList(), "CPUExecutionProvider", string.Join(", ", providers));
         Assert.AreEqual("CPUExecutionProvider", providers[^1], "CPU is always the last (fallback) provider");
+    }
+
+    /// <summary>ML.NET's OnnxTransformer and MLNetExt share one native library: after both ran, the process maps
+    /// exactly one libonnxruntime.</summary>
+    [TestMethod]
+    public void OneOnnxRuntimeLibrary_IsMappedInTheProcess()
+    {
+        using (var s = OnnxFixtures.Open("add_mul.onnx")) { }
+        var mapped = File.ReadAllLines("/proc/self/maps").Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries))
+            .Where(f => f.Length >= 6 && Path.GetFileName(f[5]).StartsWith("libonnxruntime.so", StringComparison.Ordinal))
+            .Select(f => f[5]).Distinct().ToList();
+        Assert.HasCount(1, mapped, string.Join(", ", mapped));
     }
 
     [TestMethod]
@@ -198,7 +179,7 @@ public sealed unsafe class OrtApiTableTests
     }
 
     [TestMethod]
-    public void CudaProvider_AppendFailsNamingTheCudaProviderLibrary()
+    public void CudaRequest_OnTheCpuPackage_FallsBackWithOneWarningNamingTheGpuPackage()
     {
         var warnings = new List<string>();
         using var s = OnnxFixtures.Open("add_mul.onnx", new OnnxSessionOptions { CudaDeviceId = 0, Warning = warnings.Add });
@@ -208,15 +189,10 @@ public sealed unsafe class OrtApiTableTests
         CollectionAssert.AreEqual(warnings, s.Warnings.ToList());
         StringAssert.Contains(warnings[0], "CUDA execution provider (device 0) is unavailable");
         StringAssert.Contains(warnings[0], "Running on CPU instead.");
-        // ORT's own message names the function that failed: the table entry at index 152 is the CUDA append.
-        var said = warnings[0][warnings[0].IndexOf("ONNX Runtime said:")..];
-        StringAssert.Contains(said, "AppendExecutionProvider_Cuda");
-        var dir = Path.GetDirectoryName(OnnxRuntimeLibrary.LoadedPath)!;
-        if (!File.Exists(Path.Combine(dir, "libonnxruntime_providers_cuda.so")))
-        {
-            StringAssert.Contains(warnings[0], "libonnxruntime_providers_cuda.so");
-            StringAssert.Contains(warnings[0], $"missing from {dir}");
-        }
+        // The CPU package has no CUDA entry point: the warning says which package brings CUDA.
+        StringAssert.Contains(warnings[0], "CPU-only package");
+        StringAssert.Contains(warnings[0], $"Microsoft.ML.OnnxRuntime.Gpu {OnnxRuntimeEnvironment.PackageVersion}");
+        StringAssert.Contains(warnings[0], "OrtSessionOptionsAppendExecutionProvider_CUDA", "ONNX Runtime's own words are kept");
         // The session works on CPU.
         using var r = s.Run(new Dictionary<string, OnnxTensor> { ["x"] = OnnxTensor.FromArray([1f, 2, 3], 1, 3), ["y"] = OnnxTensor.FromArray([1f, 1, 1], 1, 3) });
         CollectionAssert.AreEqual(new float[] { 2, 3, 4 }, r["sum"].ToArray<float>());
@@ -239,5 +215,17 @@ public sealed unsafe class OrtApiTableTests
         for (int i = 0; i < 300; i++) OnnxSession.FromBytes(bytes, new OnnxSessionOptions { IntraOpThreads = 1 }).Dispose();
         long grownKb = Rss() - before;
         Assert.IsLessThan(20_000, grownKb, $"300 sessions created and released grew RSS by {grownKb} kB");
+    }
+
+    /// <summary>The GPU package's failure (CUDA libraries missing) is named by the libraries it could not load.</summary>
+    [TestMethod]
+    public void CudaMessage_NamesTheLibrariesTheGpuPackageCouldNotLoad()
+    {
+        var failure = new DllNotFoundException("[ErrorCode:RuntimeException] /x/libonnxruntime_providers_cuda.so: Failed to load library " +
+            "libonnxruntime_providers_cuda.so with error: libcublasLt.so.13: cannot open shared object file: No such file or directory");
+        var text = OnnxSession.CudaUnavailableMessage(1, failure, fallback: false);
+        StringAssert.StartsWith(text, "CUDA execution provider (device 1) is unavailable: libcublasLt.so.13 could not be loaded");
+        StringAssert.Contains(text, "CUDA 13");
+        StringAssert.EndsWith(text, "CPU fallback is disabled.");
     }
 }
