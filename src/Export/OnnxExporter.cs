@@ -16,8 +16,10 @@ namespace MLNetExt.Export;
 /// <summary>How the exported graph takes its input.</summary>
 public enum OnnxPreprocess
 {
-    /// <summary>Input <c>image</c>: float32 [N,3,H,W], RGB planar, 0-255, exactly as ML.NET's ExtractPixels gives with its
-    /// defaults; the per-channel mean/std normalisation is the first thing in the graph.</summary>
+    /// <summary>Input <c>image</c>: float32 [N,3,RH,RW] at the evaluation resize size (e.g. 256 for a 224 network with
+    /// crop fraction 0.875), RGB planar, 0-255, exactly as ML.NET's ExtractPixels gives with its defaults. The graph
+    /// takes the centre crop (a Slice) and normalises it, so ML.NET's <c>ResizeImages</c> to the resize size frames the
+    /// image as training evaluation did.</summary>
     MLNet,
     /// <summary>Input <c>input</c>: the normalised tensor the network itself takes.</summary>
     None,
@@ -29,8 +31,11 @@ public sealed record OnnxExportOptions
     /// <summary>Target ONNX opset (13 to 21).</summary>
     public int Opset { get; init; } = MapperRegistry.DefaultOpset;
     public OnnxPreprocess Preprocess { get; init; } = OnnxPreprocess.MLNet;
-    /// <summary>Input height and width; null = the backbone's pretrained input size.</summary>
+    /// <summary>Network input height and width (the crop size); null = the backbone's pretrained input size.</summary>
     public (int Height, int Width)? ImageSize { get; init; }
+    /// <summary>Evaluation crop fraction taken inside the graph (<see cref="OnnxPreprocess.MLNet"/> only): the input is
+    /// floor(size / crop) and the graph crops the centre; 1 = no crop; null = the backbone's pretrained crop fraction.</summary>
+    public double? CropPct { get; init; }
     /// <summary>Class names in output order (stored in the model); null = none.</summary>
     public IReadOnlyList<string>? Labels { get; init; }
     /// <summary>Also output <c>features</c> (pooled pre-logits).</summary>
@@ -67,11 +72,17 @@ public static class OnnxExporter
         var mean = model.PretrainedConfig.Mean;
         var std = model.PretrainedConfig.Std;
         bool mlnet = options.Preprocess == OnnxPreprocess.MLNet;
+        double cropPct = options.CropPct ?? model.PretrainedConfig.CropPct;
+        if (!(cropPct > 0 && cropPct <= 1)) throw new ArgumentException($"The crop fraction must lie in (0, 1]; got {cropPct}.", nameof(options));
+        var crop = EvalCrop.For(h, w, mlnet ? cropPct : 1);
         var outputs = new List<string> { "logits", "Score" };
         if (options.IncludeFeatures) outputs.Add("features");
 
         Tensor[] Forward(Tensor x)
         {
+            // the evaluation centre crop: constant slices on the spatial axes keep the batch dynamic
+            if (crop.Height != crop.ResizeHeight) x = x.Slice(2, crop.Top, crop.Top + crop.Height);
+            if (crop.Width != crop.ResizeWidth) x = x.Slice(3, crop.Left, crop.Left + crop.Width);
             if (mlnet)
             {
                 // x / 255 normalised: x * (1 / (255 std)) + (-mean / std), per channel
@@ -90,11 +101,16 @@ public static class OnnxExporter
             ("mlnetext.backbone", model.Family),
             ("mlnetext.variant", model.Variant),
             ("mlnetext.input_name", mlnet ? ImageInput : NormalizedInput),
-            ("mlnetext.input_size", $"3,{h},{w}"),
-            ("mlnetext.input_layout", mlnet ? "NCHW float32 RGB planar 0-255 (ML.NET ExtractPixels defaults); normalised inside the graph" : "NCHW float32 RGB, normalised with mean/std"),
+            ("mlnetext.input_size", $"3,{crop.ResizeHeight},{crop.ResizeWidth}"),
+            ("mlnetext.input_layout", mlnet ? "NCHW float32 RGB planar 0-255 (ML.NET ExtractPixels defaults); centre crop and normalisation inside the graph" : "NCHW float32 RGB, normalised with mean/std"),
             ("mlnetext.mean", string.Join(",", mean.Select(v => v.ToString("R")))),
             ("mlnetext.std", string.Join(",", std.Select(v => v.ToString("R")))),
-            ("mlnetext.crop_pct", model.PretrainedConfig.CropPct.ToString("R")),
+            ("mlnetext.crop_pct", cropPct.ToString("R")),
+            ("mlnetext.crop_in_graph", mlnet ? "true" : "false"),
+            ("mlnetext.crop_size", $"{h},{w}"),
+            ("mlnetext.crop_offset", $"{crop.Top},{crop.Left}"),
+            ("mlnetext.resize_size", $"{crop.ResizeHeight},{crop.ResizeWidth}"),
+            ("mlnetext.resize_mode", h == w ? EvalCrop.ShorterSide : EvalCrop.Stretch),
             ("mlnetext.interpolation", model.PretrainedConfig.Interpolation),
             ("mlnetext.num_classes", model.NumClasses.ToString()),
             ("mlnetext.opset", options.Opset.ToString()),
@@ -107,7 +123,7 @@ public static class OnnxExporter
         model.ExportFriendly = true;  // layers with a batch-specific fast path use their batch-agnostic form
         try
         {
-            var model_ = BuildModel(model, new long[] { 3, h, w }, Forward, mlnet ? ImageInput : NormalizedInput, outputs.ToArray(),
+            var model_ = BuildModel(model, new long[] { 3, crop.ResizeHeight, crop.ResizeWidth }, Forward, mlnet ? ImageInput : NormalizedInput, outputs.ToArray(),
                 options.Opset, metadata, options.Labels, $"{model.Family}/{model.Variant}");
             var written = OnnxFile.Write(model_, path, options.ExternalDataThreshold);
             return new OnnxExportResult(path, written, model_.Graph.Node.Count, model_.Graph.Initializer.Count,

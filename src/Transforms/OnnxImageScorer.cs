@@ -1,5 +1,6 @@
 using System.Globalization;
 using MLNetExt.Data;
+using MLNetExt.Export;
 using MLNetExt.OnnxRuntime;
 
 namespace MLNetExt.Transforms;
@@ -16,80 +17,91 @@ public sealed record ImageScore(string Source, float[]? Scores, string? Error)
 
 /// <summary>
 /// Runs a model exported by MLNetExt in ONNX Runtime on decoded images or ready tensors, in batches. The model's
-/// metadata says how to prepare images: input size, evaluation crop fraction and interpolation, and whether the graph
-/// takes ML.NET-layout pixels (<c>image</c>: RGB planar 0-255, normalised inside) or normalised input (<c>input</c>).
+/// metadata (<see cref="ExportedModelInfo"/>) says how to prepare images: input size, evaluation crop fraction and
+/// interpolation, whether the graph takes the centre crop itself, and whether it takes ML.NET-layout pixels
+/// (<c>image</c>: RGB planar 0-255, normalised inside) or normalised input (<c>input</c>).
 /// Images get the same resize and centre crop as evaluation in training (<see cref="ImagePipeline.Eval(int, int, IReadOnlyList{double}, IReadOnlyList{double}, double, Interpolation)"/>).
 /// </summary>
 public sealed class OnnxImageScorer : IDisposable
 {
     readonly OnnxSession _session;
     readonly ImagePipeline _pipeline;
-    readonly bool _pixels0To255;
     readonly bool _ownsSession;
 
     /// <summary>Opens <paramref name="modelPath"/> with <paramref name="options"/> (threads, CUDA device, ...).</summary>
     public OnnxImageScorer(string modelPath, OnnxSessionOptions? options = null, int batchSize = 16)
-        : this(OnnxSession.FromFile(modelPath, options), batchSize, ownsSession: true) { }
+        : this(OnnxSession.FromFile(modelPath, options), batchSize, ownsSession: true, $"'{modelPath}'") { }
 
     /// <summary>Scores with an open session (not disposed by this scorer).</summary>
-    public OnnxImageScorer(OnnxSession session, int batchSize = 16) : this(session, batchSize, ownsSession: false) { }
+    public OnnxImageScorer(OnnxSession session, int batchSize = 16) : this(session, batchSize, ownsSession: false, "in this session") { }
 
-    OnnxImageScorer(OnnxSession session, int batchSize, bool ownsSession)
+    OnnxImageScorer(OnnxSession session, int batchSize, bool ownsSession, string source)
     {
-        if (batchSize < 1) throw new ArgumentOutOfRangeException(nameof(batchSize), batchSize, "The batch size must be at least 1.");
-        _session = session;
-        _ownsSession = ownsSession;
-        BatchSize = batchSize;
-        var meta = session.Metadata.Custom;
-        string Need(string key) => meta.TryGetValue(key, out var v) ? v
-            : throw new InvalidOperationException($"The ONNX model has no '{key}' metadata: it was not exported by MLNetExt (found keys: {string.Join(", ", meta.Keys)}).");
-        InputName = Need("mlnetext.input_name");
-        var size = Need("mlnetext.input_size").Split(',').Select(int.Parse).ToArray();
-        (Height, Width) = (size[1], size[2]);
-        _pixels0To255 = Need("mlnetext.preprocess") == "mlnet";
-        static double[] Numbers(string text) => text.Split(',').Select(s => double.Parse(s, CultureInfo.InvariantCulture)).ToArray();
-        _pipeline = ImagePipeline.Eval(Height, Width, Numbers(Need("mlnetext.mean")), Numbers(Need("mlnetext.std")),
-            double.Parse(Need("mlnetext.crop_pct"), CultureInfo.InvariantCulture), Resampler.Parse(Need("mlnetext.interpolation")));
-        Labels = meta.TryGetValue("mlnetext.labels", out var labels) ? labels.Split('\n') : Array.Empty<string>();
-        HasScore = session.Outputs.Any(o => o.Name == "Score");
-        if (!HasScore) throw new InvalidOperationException($"The ONNX model has no 'Score' output (outputs: {string.Join(", ", session.Outputs.Select(o => o.Name))}).");
+        try
+        {
+            if (batchSize < 1) throw new ArgumentOutOfRangeException(nameof(batchSize), batchSize, "The batch size must be at least 1.");
+            _session = session;
+            _ownsSession = ownsSession;
+            BatchSize = batchSize;
+            Info = ExportedModelInfo.From(session, source);
+            _pipeline = Info.EvalPipeline();
+            if (!session.Outputs.Any(o => o.Name == "Score"))
+                throw new InvalidDataException($"The ONNX model {source} has no 'Score' output (outputs: {string.Join(", ", session.Outputs.Select(o => o.Name))}).");
+        }
+        catch
+        {
+            if (ownsSession) session.Dispose();
+            throw;
+        }
     }
 
-    /// <summary>Name of the graph input (<c>image</c> or <c>input</c>).</summary>
-    public string InputName { get; }
+    /// <summary>What the model's metadata says: input, framing, normalisation, classes.</summary>
+    public ExportedModelInfo Info { get; }
 
-    /// <summary>Input height and width the model was exported at.</summary>
-    public int Height { get; }
+    /// <summary>Name of the graph input (<c>image</c> or <c>input</c>).</summary>
+    public string InputName => Info.InputName;
+
+    /// <summary>Height and width of the graph input (the evaluation resize size when the model crops inside the graph).</summary>
+    public int Height => Info.InputHeight;
 
     /// <inheritdoc cref="Height"/>
-    public int Width { get; }
+    public int Width => Info.InputWidth;
 
     /// <summary>Images per ONNX Runtime call.</summary>
     public int BatchSize { get; }
 
     /// <summary>Class names stored in the model (empty when it was exported without labels).</summary>
-    public IReadOnlyList<string> Labels { get; }
+    public IReadOnlyList<string> Labels => Info.HasLabels ? Info.Labels : Array.Empty<string>();
 
-    bool HasScore { get; }
-
-    /// <summary>Fills <paramref name="dst"/> (3·H·W floats, planar) with the model input for one decoded image.</summary>
+    /// <summary>Fills <paramref name="dst"/> (3·H·W floats of the graph input, planar) for one decoded image: the
+    /// training evaluation's resize and centre crop exactly. When the graph takes the crop itself, the crop is placed
+    /// where the graph slices it from (the border it discards stays zero).</summary>
     public void Prepare(RgbImage image, Span<float> dst)
     {
         var rng = new Rng(0); // evaluation geometry is deterministic; the generator is never drawn from
-        if (!_pixels0To255)
+        if (!Info.Pixels0To255)
         {
             _pipeline.Process(image, rng, dst);
             return;
         }
         var cropped = _pipeline.ProcessToImage(image, rng);
-        int plane = Height * Width;
-        var px = cropped.Pixels;
-        for (int i = 0; i < plane; i++)
+        int plane = Height * Width, ch = Info.CropHeight, cw = Info.CropWidth;
+        var (top, left) = (0, 0);
+        if (Info.CropInGraph)
         {
-            dst[i] = px[3 * i];
-            dst[plane + i] = px[3 * i + 1];
-            dst[2 * plane + i] = px[3 * i + 2];
+            dst.Clear();
+            var crop = EvalCrop.For(ch, cw, Info.CropPct);
+            (top, left) = (crop.Top, crop.Left);
         }
+        var px = cropped.Pixels;
+        for (int y = 0; y < ch; y++)
+            for (int x = 0; x < cw; x++)
+            {
+                int i = y * cw + x, o = (top + y) * Width + left + x;
+                dst[o] = px[3 * i];
+                dst[plane + o] = px[3 * i + 1];
+                dst[2 * plane + o] = px[3 * i + 2];
+            }
     }
 
     /// <summary>Class probabilities of decoded images, in order.</summary>

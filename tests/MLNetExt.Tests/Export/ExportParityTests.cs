@@ -194,24 +194,29 @@ public sealed class ExportParityTests
             using var none = OnnxSession.FromFile(nonePath);
             var mean = model.PretrainedConfig.Mean;
             var std = model.PretrainedConfig.Std;
+            // the ML.NET-layout graph takes the evaluation resize size and slices the centre crop itself
+            var crop = EvalCrop.For(h, w, model.PretrainedConfig.CropPct);
+            int rh = crop.ResizeHeight, rw = crop.ResizeWidth;
+            CollectionAssert.AreEqual(new long[] { -1, 3, rh, rw }, mlnet.Inputs[0].Dimensions.ToArray(), $"{what}: ML.NET-layout input at the resize size");
             foreach (long n in new long[] { 1, 3 })
             {
                 using var scope = TensorScope.Begin();
-                // ML.NET layout: 0-255 RGB planar, as ExtractPixels produces
-                var raw = new float[n * 3 * h * w];
+                // ML.NET layout: 0-255 RGB planar, as ExtractPixels produces, at the resize size
+                var raw = new float[n * 3 * rh * rw];
                 var rng = new Random((int)n);
                 for (int i = 0; i < raw.Length; i++) raw[i] = rng.Next(256);
-                var normalised = new float[raw.Length];
-                for (int i = 0; i < raw.Length; i++)
+                var normalised = new float[n * 3 * h * w];
+                for (int i = 0; i < normalised.Length; i++)
                 {
-                    int c = (int)(i / (h * w) % 3);
-                    normalised[i] = (float)((raw[i] / 255.0 - mean[c]) / std[c]);
+                    int b = i / (3 * h * w), c = i / (h * w) % 3, y = i / w % h, xx = i % w;
+                    float v = raw[((b * 3 + c) * rh + crop.Top + y) * rw + crop.Left + xx];
+                    normalised[i] = (float)((v / 255.0 - mean[c]) / std[c]);
                 }
                 using var x = Tensor.FromArray<float>(normalised, new long[] { n, 3, h, w });
                 using var logits = model.Call(x);
                 using var score = logits.Softmax(-1);
 
-                using var r1 = mlnet.Run("image", OnnxTensor.FromArray(raw, n, 3, h, w));
+                using var r1 = mlnet.Run("image", OnnxTensor.FromArray(raw, n, 3, rh, rw));
                 using var r2 = none.Run("input", OnnxTensor.FromArray(normalised, n, 3, h, w));
                 var k = logits.Shape[1];
                 TensorAssert.Close(logits, Tensor.FromArray<float>(r2["logits"].ToArray<float>(), new[] { n, k }), Tolerances.OnnxExportParity, 0, $"{what} preprocess=none logits at batch {n}");

@@ -185,11 +185,18 @@ public sealed class ExporterTests
         {
             using var m = MLNetExt.Vision.Backbones.CreateCustom("transxnet", TinyConfig.Kwargs, numClasses: 3);
             var path = Path.Combine(dir.FullName, "m.onnx");
-            OnnxExporter.Export(m, path, new OnnxExportOptions { ImageSize = (64, 64), Labels = new[] { "ant", "bee", "wasp" }, IncludeFeatures = true });
+            OnnxExporter.Export(m, path, new OnnxExportOptions { ImageSize = (64, 64), CropPct = 0.875, Labels = new[] { "ant", "bee", "wasp" }, IncludeFeatures = true });
             var model = ModelProto.Parser.ParseFrom(File.ReadAllBytes(path));
             var meta = model.MetadataProps.ToDictionary(p => p.Key, p => p.Value);
             Assert.AreEqual("transxnet", meta["mlnetext.backbone"]);
-            Assert.AreEqual("3,64,64", meta["mlnetext.input_size"]);
+            // the graph takes the evaluation resize size (floor(64 / 0.875) = 73) and crops the centre 64x64 at (4, 4)
+            Assert.AreEqual("3,73,73", meta["mlnetext.input_size"]);
+            Assert.AreEqual("73,73", meta["mlnetext.resize_size"]);
+            Assert.AreEqual("64,64", meta["mlnetext.crop_size"]);
+            Assert.AreEqual("4,4", meta["mlnetext.crop_offset"]);
+            Assert.AreEqual("0.875", meta["mlnetext.crop_pct"]);
+            Assert.AreEqual("true", meta["mlnetext.crop_in_graph"]);
+            Assert.AreEqual("shorter-side", meta["mlnetext.resize_mode"]);
             Assert.AreEqual("17", meta["mlnetext.opset"]);
             Assert.AreEqual("ant\nbee\nwasp", meta["mlnetext.labels"]);
             Assert.AreEqual("0.485,0.456,0.406", meta["mlnetext.mean"]);

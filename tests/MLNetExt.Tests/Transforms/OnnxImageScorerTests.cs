@@ -81,7 +81,8 @@ public sealed class OnnxImageScorerTests
             Assert.IsFalse(string.IsNullOrEmpty(results[1].Error), "the reason is given");
             Assert.HasCount(3, results[0].Top(3, scorer.Labels));
             var e = Assert.ThrowsExactly<ArgumentException>(() => scorer.ScoreBatch(new float[5], 1));
-            StringAssert.Contains(e.Message, "need 37632 floats, found 5");
+            Assert.AreEqual(EvalCrop.For(112, 112, model.PretrainedConfig.CropPct).ResizeHeight, scorer.Height, "the graph input is the resize size");
+            StringAssert.Contains(e.Message, $"need {3 * scorer.Height * scorer.Width} floats, found 5");
         }
         finally { dir.Delete(recursive: true); }
     }
