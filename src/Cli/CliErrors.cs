@@ -10,7 +10,8 @@ namespace MLNetExt.Cli;
 internal static class CliErrors
 {
     public static bool IsUserError(Exception e) => e is ArgumentException or IOException or InvalidDataException or DatasetException
-        or TrainingException or InvalidOperationException or TorchException or OnnxExportException or UnauthorizedAccessException;
+        or TrainingException or InvalidOperationException or TorchException or OnnxExportException or OnnxRuntime.OnnxRuntimeException
+        or UnauthorizedAccessException;
 
     public static int Guarded(Func<int> action)
     {

@@ -7,7 +7,7 @@ namespace MLNetExt.Cli;
 
 /// <summary>
 /// `mlnetext export (--variant NAME | --arch FAMILY --config FILE.json) [--weights FILE] [--num-classes K]
-/// [--labels a,b,c] [--image-size H[,W]] [--opset 17] [--preprocess mlnet|none] [--features] --output model.onnx`:
+/// [--labels a,b,c] [--image-size H[,W]] [--opset 17] [--preprocess mlnet|none] [--features] --output model.onnx [--mlnet model.zip]`:
 /// traces the backbone and writes one ONNX file (plus model.onnx.data past 1 GB of weights). The file appears only when complete.
 /// </summary>
 internal static class ExportCommand
@@ -22,16 +22,17 @@ internal static class ExportCommand
         var preprocess = new Option<string>("--preprocess") { Description = "mlnet: input 'image' 0-255 RGB planar, normalised in the graph; none: normalised input 'input'", DefaultValueFactory = _ => "mlnet" };
         var features = new Option<bool>("--features") { Description = "Also output 'features' (pooled pre-logits)" };
         var output = new Option<FileInfo>("--output") { Description = "The .onnx file to write", Required = true };
-        var cmd = new Command("export", "Export a backbone to ONNX (outputs Score = softmax, logits).") { weights, labels, size, opset, preprocess, features, output };
+        var mlnet = new Option<FileInfo?>("--mlnet") { Description = "Also write an ML.NET model (model.zip: input ImagePath, outputs Score and PredictedLabel; needs --labels and preprocess mlnet)" };
+        var cmd = new Command("export", "Export a backbone to ONNX (outputs Score = softmax, logits).") { weights, labels, size, opset, preprocess, features, output, mlnet };
         model.AddTo(cmd);
         cmd.SetAction(r =>
         {
             try
             {
                 return Run(model.Resolve(r), r.GetValue(weights), r.GetValue(labels), r.GetValue(size), r.GetValue(opset),
-                    r.GetValue(preprocess)!, r.GetValue(features), r.GetValue(output)!, Console.Out);
+                    r.GetValue(preprocess)!, r.GetValue(features), r.GetValue(output)!, Console.Out, r.GetValue(mlnet));
             }
-            catch (Exception e) when (e is ArgumentException or IOException or InvalidOperationException or TorchException or OnnxExportException)
+            catch (Exception e) when (e is ArgumentException or IOException or InvalidOperationException or TorchException or OnnxExportException or OnnxRuntime.OnnxRuntimeException)
             {
                 Console.Error.WriteLine(e.Message);
                 return e is ArgumentException ? 2 : 1;
@@ -41,7 +42,7 @@ internal static class ExportCommand
     }
 
     internal static int Run(ModelOptions.Choice choice, FileInfo? weights, string? labelsText, string? sizeText, int opset, string preprocess,
-        bool features, FileInfo output, TextWriter log)
+        bool features, FileInfo output, TextWriter log, FileInfo? mlnetZip = null)
     {
         if (opset is < 13 or > 21) throw new ArgumentException($"--opset must be between 13 and 21, got {opset}.");
         var mode = preprocess.ToLowerInvariant() switch
@@ -60,6 +61,10 @@ internal static class ExportCommand
             imageSize = (h, parts.Length == 2 ? int.Parse(parts[1]) : h);
         }
         string[]? labels = labelsText?.Split(',', StringSplitOptions.TrimEntries);
+        if (mlnetZip is not null && mode != OnnxPreprocess.MLNet)
+            throw new ArgumentException("--mlnet needs --preprocess mlnet: the ML.NET model feeds 0-255 RGB pixels to the graph.");
+        if (mlnetZip is not null && labels is null)
+            throw new ArgumentException("--mlnet needs --labels: the ML.NET model's PredictedLabel and Score slots are named by the classes.");
         int? classes = choice.NumClasses ?? labels?.Length;
         if (labels is not null && choice.NumClasses is { } k && k != labels.Length)
             throw new ArgumentException($"--labels names {labels.Length} classes but --num-classes is {k}.");
@@ -88,6 +93,11 @@ internal static class ExportCommand
                 $"{result.NodeCount} nodes, {result.InitializerCount} initializers ({result.InitializerBytes / 1e6:F1} MB), " +
                 $"input {result.Inputs[0]}, outputs {string.Join(", ", result.Outputs)}, opset {opset}, {result.Elapsed.TotalSeconds:F2} s " +
                 $"(tracing at batch 2 and 3: {result.TraceTime.TotalSeconds:F2} s, mapping: {result.MapTime.TotalSeconds:F2} s)");
+        }
+        if (mlnetZip is not null)
+        {
+            MLNet.MLNetModelFile.Save(output.FullName, mlnetZip.FullName);
+            log.WriteLine($"wrote {mlnetZip.FullName}: ML.NET model (mlContext.Model.Load; input 'ImagePath', outputs 'Score', 'PredictedLabel'), the ONNX model inside");
         }
         return 0;
     }

@@ -3,6 +3,7 @@ using System.Globalization;
 using MLNetExt.Data;
 using MLNetExt.Estimators;
 using MLNetExt.Export;
+using MLNetExt.MLNet;
 using MLNetExt.Torch;
 using MLNetExt.Training;
 using MLNetExt.Vision;
@@ -232,16 +233,25 @@ internal static class TrainCommand
         log.WriteLine($"report: {report}");
     }
 
-    /// <summary>Writes model.onnx and the C# consumption code next to it.</summary>
+    /// <summary>Writes model.onnx, the ML.NET model.zip (the ONNX inside), the C# consumption code and a console project.</summary>
     internal static void ExportWithCode(ImageClassificationModel model, string output, TextWriter log)
     {
         var onnx = Path.Combine(output, "model.onnx");
         var result = model.ExportOnnx(onnx);
-        log.WriteLine($"onnx: {onnx} ({result.Elapsed.TotalSeconds:F1} s; input 'image' float32 [N,3,{model.Descriptor.ImageSize},{model.Descriptor.ImageSize}] RGB 0-255, output 'Score')");
+        var crop = EvalCrop.For(model.Descriptor.ImageSize, model.Descriptor.ImageSize, model.Descriptor.CropPct);
+        log.WriteLine($"onnx: {onnx} ({result.Elapsed.TotalSeconds:F1} s; input 'image' float32 [N,3,{crop.ResizeHeight},{crop.ResizeWidth}] RGB 0-255, " +
+            $"centre {crop.Height}x{crop.Width} crop inside; outputs 'Score', 'logits')");
+        var zip = Path.Combine(output, MLNetModelFileName);
+        MLNetModelFile.Save(onnx, zip);
+        log.WriteLine($"ml.net: {zip} (mlContext.Model.Load: input 'ImagePath', outputs 'Score', 'PredictedLabel')");
         var code = Path.Combine(output, ConsumptionCodeFile);
-        ConsumptionCode.Write(ConsumptionCodeOptions.FromOnnxModel(onnx), code);
-        log.WriteLine($"code: {code} (ML.NET pipeline and MLNetExt runtime)");
+        var options = ConsumptionCodeOptions.FromOnnxModel(onnx, MLNetModelFileName);
+        ConsumptionCode.Write(options, code);
+        var project = Path.Combine(output, ConsumptionCode.ProjectFolder);
+        ConsumptionCode.WriteProject(options, project, $"../{ConsumptionCodeFile}", $"../{MLNetModelFileName}");
+        log.WriteLine($"code: {code} and {project}/ (dotnet run -- IMAGE...: predictions through ML.NET only)");
     }
 
+    internal const string MLNetModelFileName = "model.zip";
     internal const string ConsumptionCodeFile = "ModelConsumption.cs";
 }

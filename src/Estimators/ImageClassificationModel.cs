@@ -163,12 +163,32 @@ public sealed class ImageClassificationModel : IDisposable
         return new ImageClassificationModel(backbone, descriptor, null);
     }
 
-    /// <summary>Exports to ONNX for ML.NET (input <c>image</c>: RGB planar 0–255 at the model's size; outputs
-    /// <c>Score</c> and <c>logits</c>; the class names in the metadata). See <see cref="OnnxExporter"/>.</summary>
+    /// <summary>Exports to ONNX for ML.NET (input <c>image</c>: RGB planar 0–255 at the evaluation resize size, the
+    /// centre crop and normalisation inside the graph; outputs <c>Score</c> and <c>logits</c>; the class names in the
+    /// metadata). See <see cref="OnnxExporter"/>.</summary>
     public OnnxExportResult ExportOnnx(string path, OnnxExportOptions? options = null)
     {
-        var o = (options ?? new OnnxExportOptions()) with { Labels = Classes, ImageSize = (Descriptor.ImageSize, Descriptor.ImageSize) };
+        var o = (options ?? new OnnxExportOptions()) with
+        {
+            Labels = Classes, ImageSize = (Descriptor.ImageSize, Descriptor.ImageSize), CropPct = options?.CropPct ?? Descriptor.CropPct,
+        };
         return OnnxExporter.Export(Backbone, path, o);
+    }
+
+    /// <summary>Writes an ML.NET model (<c>model.zip</c>) that a process with only the Microsoft.ML packages loads with
+    /// <c>mlContext.Model.Load</c>: input <c>ImagePath</c>, outputs <c>Score</c> and <c>PredictedLabel</c> (see
+    /// <see cref="MLNet.MLNetModelFile"/>); the ONNX export travels inside the zip.</summary>
+    public void SaveMLNet(string zipPath)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(zipPath);
+        var temp = Directory.CreateTempSubdirectory("mlnetext-mlnet-");
+        try
+        {
+            var onnx = Path.Combine(temp.FullName, "model.onnx");
+            ExportOnnx(onnx);
+            MLNet.MLNetModelFile.Save(onnx, zipPath);
+        }
+        finally { temp.Delete(recursive: true); }
     }
 
     /// <summary>Frees the network.</summary>

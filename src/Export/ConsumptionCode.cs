@@ -4,27 +4,26 @@ using MLNetExt.OnnxRuntime;
 
 namespace MLNetExt.Export;
 
-/// <summary>What <see cref="ConsumptionCode.Generate"/> needs to know about an exported model.</summary>
+/// <summary>What <see cref="ConsumptionCode.Generate"/> needs to know about a trained model.</summary>
 public sealed record ConsumptionCodeOptions
 {
-    /// <summary>File name of the ONNX model next to the consuming program (default <c>model.onnx</c>); the generated
-    /// code looks for it in the program's output folder unless <c>ModelPath</c> is set at run time.</summary>
-    public string ModelFileName { get; init; } = "model.onnx";
+    /// <summary>File name of the ML.NET model next to the consuming program (default <c>model.zip</c>); the generated
+    /// code looks for it in the program's output folder unless <c>MLNetModelPath</c> is set at run time.</summary>
+    public string ModelFileName { get; init; } = "model.zip";
 
     /// <summary>Class names in the model's output order (any text; they are written as escaped C# literals).</summary>
     public required IReadOnlyList<string> Labels { get; init; }
 
-    /// <summary>Input height the model was exported at.</summary>
+    /// <summary>The network's input size (the centre crop the ONNX model takes).</summary>
     public required int InputHeight { get; init; }
 
-    /// <summary>Input width the model was exported at.</summary>
+    /// <inheritdoc cref="InputHeight"/>
     public required int InputWidth { get; init; }
 
-    /// <summary>Evaluation crop fraction of the training pipeline (resize the shorter side to size/crop, centre crop);
-    /// used for the comment that explains what ML.NET's resize does differently.</summary>
+    /// <summary>Evaluation crop fraction of the training pipeline (the model's input is floor(size / crop)).</summary>
     public double CropPct { get; init; } = 0.875;
 
-    /// <summary>Resize interpolation of the training pipeline (for the same comment).</summary>
+    /// <summary>Resize interpolation of the training pipeline (for the comment on what ML.NET does differently).</summary>
     public string Interpolation { get; init; } = "bicubic";
 
     /// <summary>Namespace of the generated class (dotted C# identifiers).</summary>
@@ -33,228 +32,248 @@ public sealed record ConsumptionCodeOptions
     /// <summary>Name of the generated static class (a C# identifier).</summary>
     public string ClassName { get; init; } = "ImageClassifier";
 
-    /// <summary>Name of the model's image input (ML.NET column that ExtractPixels writes): <c>image</c>.</summary>
-    public string InputColumnName { get; init; } = OnnxExporter.ImageInput;
-
-    /// <summary>Name of the model's probability output: <c>Score</c>.</summary>
-    public string ScoreColumnName { get; init; } = "Score";
-
     /// <summary>Library version written into the header.</summary>
     public string LibraryVersion { get; init; } = OnnxExporter.LibraryVersion;
 
-    /// <summary>Reads labels, input size, crop, interpolation and input name from the metadata of a model exported by
-    /// <see cref="OnnxExporter"/> (preprocess <c>mlnet</c>).</summary>
-    /// <exception cref="InvalidOperationException">The model was not exported by MLNetExt with ML.NET-layout input.</exception>
-    public static ConsumptionCodeOptions FromOnnxModel(string modelPath)
+    /// <summary>Classes, sizes, crop and interpolation from the metadata of an ONNX model exported by
+    /// <see cref="OnnxExporter"/> (the model inside the ML.NET model.zip).</summary>
+    public static ConsumptionCodeOptions FromOnnxModel(string onnxPath, string modelFileName = "model.zip")
     {
-        using var session = OnnxSession.FromFile(modelPath);
-        var meta = session.Metadata.Custom;
-        string Need(string key) => meta.TryGetValue(key, out var v) ? v
-            : throw new InvalidOperationException($"'{modelPath}' has no '{key}' metadata: it was not exported by MLNetExt (found keys: {string.Join(", ", meta.Keys)}).");
-        if (Need("mlnetext.preprocess") != "mlnet")
-            throw new InvalidOperationException($"'{modelPath}' was exported with preprocess '{meta["mlnetext.preprocess"]}'; consumption code needs the ML.NET layout (preprocess mlnet: input 'image', 0-255 RGB planar).");
-        var size = Need("mlnetext.input_size").Split(',').Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToArray();
-        int classes = int.Parse(Need("mlnetext.num_classes"), CultureInfo.InvariantCulture);
-        var labels = meta.TryGetValue("mlnetext.labels", out var l) ? l.Split('\n')
-            : Enumerable.Range(0, classes).Select(i => i.ToString(CultureInfo.InvariantCulture)).ToArray();
+        using var session = OnnxSession.FromFile(onnxPath, new OnnxSessionOptions { IntraOpThreads = 1 });
+        var info = ExportedModelInfo.From(session, $"'{onnxPath}'");
         return new ConsumptionCodeOptions
         {
-            ModelFileName = Path.GetFileName(modelPath),
-            Labels = labels,
-            InputHeight = size[1],
-            InputWidth = size[2],
-            CropPct = double.Parse(Need("mlnetext.crop_pct"), CultureInfo.InvariantCulture),
-            Interpolation = Need("mlnetext.interpolation"),
-            InputColumnName = Need("mlnetext.input_name"),
+            ModelFileName = modelFileName,
+            Labels = info.Labels,
+            InputHeight = info.CropHeight,
+            InputWidth = info.CropWidth,
+            CropPct = info.CropPct,
+            Interpolation = info.Interpolation,
         };
     }
 }
 
 /// <summary>
-/// Writes the C# file a training run leaves next to <c>model.onnx</c>: a static class with <c>Predict(imagePath)</c>
-/// (label and probability) and <c>PredictTop(imagePath, k)</c> through MLNetExt's own runtime
-/// (<see cref="Transforms.OnnxImageScorer"/>: the training pipeline's exact evaluation resize and crop), and the same
-/// through an ML.NET pipeline (<c>LoadImages → ResizeImages → ExtractPixels → ApplyOnnxModel</c> and a prediction
-/// engine) inside <c>#if MLNET</c>, so the file compiles without ML.NET packages.
+/// Writes the C# a training run leaves next to <c>model.zip</c>, in the style of Model Builder's <c>*.consumption.cs</c>:
+/// a class with <c>ModelInput</c>/<c>ModelOutput</c>, a lazily created <c>PredictionEngine</c>, <c>Predict</c> and
+/// <c>GetSortedScoresWithLabels</c>, which needs only the Microsoft.ML packages at run time; and a small console project
+/// that predicts the images named on its command line.
 /// </summary>
 public static class ConsumptionCode
 {
+    /// <summary>The packages a consumer references (versions MLNetExt writes and tests model.zip with).</summary>
+    public static readonly IReadOnlyList<(string Id, string Version)> Packages =
+    [
+        ("Microsoft.ML", "6.0.0"), ("Microsoft.ML.ImageAnalytics", "6.0.0"), ("Microsoft.ML.OnnxTransformer", "6.0.0"),
+        ("Microsoft.ML.OnnxRuntime", OnnxRuntimeEnvironment.PackageVersion),
+    ];
+
     /// <summary>The generated C# source.</summary>
     /// <exception cref="ArgumentException">An option is out of range: names that are not C# identifiers, no labels,
-    /// a non-positive size, a crop outside (0, 1], empty column or file names.</exception>
+    /// a non-positive size, a crop outside (0, 1], an empty file name.</exception>
     public static string Generate(ConsumptionCodeOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
         Validate(options);
         var o = options;
         string cls = o.ClassName;
-        int h = o.InputHeight, w = o.InputWidth;
-        // the evaluation geometry of ImagePipeline.Eval: shorter side to floor(size / crop) for square inputs, both sides otherwise
-        string resize = h == w ? $"shorter side resized to {(int)Math.Floor(h / o.CropPct)}"
-            : $"resized to {(int)Math.Floor(w / o.CropPct)}x{(int)Math.Floor(h / o.CropPct)} (width x height)";
+        var crop = EvalCrop.For(o.InputHeight, o.InputWidth, o.CropPct);
+        string resize = o.InputHeight == o.InputWidth
+            ? $"ResizeImages(IsoCrop, Center) to {crop.ResizeWidth}x{crop.ResizeHeight}"
+            : $"ResizeImages(Fill) to {crop.ResizeWidth}x{crop.ResizeHeight} (width x height)";
         string version = OneLine(o.LibraryVersion);
+        string file = OneLine(o.ModelFileName);
         var labels = string.Join(",\n", o.Labels.Select(label => "            " + Literal(label)));
-        string crop = o.CropPct.ToString("0.###", CultureInfo.InvariantCulture);
-        string interp = OneLine(o.Interpolation);
+        string cropText = o.CropPct.ToString("0.###", CultureInfo.InvariantCulture);
+        string packages = string.Join("\n", Packages.Select(p => $"//     {p.Id} {p.Version}"));
 
-        var s = new StringBuilder();
-        s.Append($$"""
+        return $$"""
 // <auto-generated>
-// Generated by MLNetExt {{version}} for the image classifier {{OneLine(o.ModelFileName)}} ({{o.Labels.Count}} classes, input {{h}}x{{w}}).
+// Generated by MLNetExt {{version}} for the image classifier {{file}} ({{o.Labels.Count}} classes, network input {{o.InputHeight}}x{{o.InputWidth}}).
 // </auto-generated>
 //
-// Usage: add this file and {{OneLine(o.ModelFileName)}} to your project (model file with CopyToOutputDirectory = PreserveNewest), then
+// Predicts with the ML.NET model {{file}} through ML.NET alone: no MLNetExt assembly is needed at run time. Reference
+{{packages}}
+// (Microsoft.ML.OnnxRuntime.Gpu {{OnnxRuntimeEnvironment.PackageVersion}} instead of Microsoft.ML.OnnxRuntime for CUDA, with MLContext.GpuDeviceId set),
+// copy {{file}} next to the program (CopyToOutputDirectory = PreserveNewest), then
 //
-//     var (label, score) = {{cls}}.Predict("photo.jpg");             // MLNetExt runtime (package MLNetExt)
-//     var top5 = {{cls}}.PredictTop("photo.jpg", 5);                  // best five, most probable first
-//     var (label2, score2) = {{cls}}.PredictWithMLNet("photo.jpg");   // ML.NET pipeline (see below)
+//     var result = {{cls}}.Predict(new {{cls}}.ModelInput { ImagePath = "photo.jpg" });   // result.PredictedLabel, result.Score
+//     foreach (var (label, score) in {{cls}}.GetSortedScoresWithLabels(result).Take(3)) Console.WriteLine($"{label}: {score:P1}");
 //
-// Set {{cls}}.ModelPath before the first prediction to load the model from elsewhere. Both paths are thread-safe.
-//
-// The ML.NET part is compiled only when the symbol MLNET is defined. To use it, add the packages Microsoft.ML,
-// Microsoft.ML.ImageAnalytics, Microsoft.ML.OnnxTransformer and Microsoft.ML.OnnxRuntime (or Microsoft.ML.OnnxRuntime.Gpu)
-// and put <DefineConstants>$(DefineConstants);MLNET</DefineConstants> in your project file.
-//
-// The two paths do not prepare images identically, so their scores can differ slightly:
-// - MLNetExt (as in training's evaluation): {{resize}} with PIL-exact {{interp}} resampling
-//   (antialiased), then the centre {{h}}x{{w}} crop (crop fraction {{crop}}); EXIF orientation applied; libjpeg-turbo decoding.
-// - ML.NET: ResizeImages(IsoCrop, Center) scales the shorter side straight to {{Math.Min(h, w)}} with Skia's high-quality (cubic) filter and
-//   centre-crops the longer side, i.e. crop fraction 1.0: ImageAnalytics has no crop-only transform, so the {{crop}} crop
-//   cannot be reproduced and the model sees a slightly wider field of view than in training. Skia decodes the file
-//   and does not apply EXIF orientation. Pixels then go to the model exactly as it expects (RGB planar, 0-255,
-//   normalisation inside the graph), so the remaining differences are the resampler, the crop and the orientation.
+// The model: ImagePath -> LoadImages -> {{resize}} -> ExtractPixels (RGB planar, 0-255)
+// -> ONNX (centre {{o.InputWidth}}x{{o.InputHeight}} crop, normalisation and the network) -> Score (class probabilities), PredictedLabel.
+// That is training evaluation's framing (crop fraction {{cropText}}); the remaining differences from MLNetExt's own
+// evaluation are the resampler (Skia's Mitchell cubic vs PIL-exact {{OneLine(o.Interpolation)}}) and EXIF orientation, which ML.NET does not apply.
 #nullable enable
 using System;
 using System.Collections.Generic;
 using System.IO;
 using System.Linq;
-using MLNetExt.Transforms;
-#if MLNET
 using Microsoft.ML;
 using Microsoft.ML.Data;
-using Microsoft.ML.Transforms.Image;
-#endif
 
 namespace {{o.Namespace}}
 {
-    /// <summary>Predicts the class of an image with {{EscapeXml(OneLine(o.ModelFileName))}}.</summary>
+    /// <summary>Predicts the class of an image with {{EscapeXml(file)}}.</summary>
     public static partial class {{cls}}
     {
-        /// <summary>Class names in the model's output order.</summary>
-        public static readonly IReadOnlyList<string> Labels = new string[]
-        {
-{{labels}}
-        };
-
-        /// <summary>Input size the model was exported at.</summary>
-        public const int ImageHeight = {{h}}, ImageWidth = {{w}};
-
-        /// <summary>Where the model is loaded from (default: next to the program). Set before the first prediction.</summary>
-        public static string ModelPath { get; set; } = Path.Combine(AppContext.BaseDirectory, {{Literal(o.ModelFileName)}});
-
-        static readonly object s_gate = new object();
-        static OnnxImageScorer? s_scorer;
-
-        /// <summary>The most probable class of the image file and its probability (MLNetExt runtime).</summary>
-        public static (string Label, float Score) Predict(string imagePath) => PredictTop(imagePath, 1)[0];
-
-        /// <summary>The <paramref name="k"/> most probable classes of the image file, best first (MLNetExt runtime).</summary>
-        public static IReadOnlyList<(string Label, float Score)> PredictTop(string imagePath, int k = 5)
-        {
-            if (imagePath is null) throw new ArgumentNullException(nameof(imagePath));
-            ImageScore result;
-            lock (s_gate)
-            {
-                s_scorer ??= new OnnxImageScorer(ModelPath, batchSize: 1);
-                result = s_scorer.ScoreFiles(new[] { imagePath })[0];
-            }
-            if (result.Scores is null) throw new InvalidDataException($"Cannot read the image '{imagePath}': {result.Error}");
-            return Top(result.Scores, k);
-        }
-
-        /// <summary>The <paramref name="k"/> best entries of a probability vector in the model's class order, with their labels.</summary>
-        public static IReadOnlyList<(string Label, float Score)> Top(float[] scores, int k)
-        {
-            if (scores is null) throw new ArgumentNullException(nameof(scores));
-            if (scores.Length != Labels.Count)
-                throw new InvalidOperationException($"The model at '{ModelPath}' gives {scores.Length} scores but this file lists {Labels.Count} labels: was it re-exported with other classes? Regenerate this file.");
-            if (k < 1) throw new ArgumentOutOfRangeException(nameof(k), k, "k must be at least 1.");
-            return scores.Select((p, i) => (Label: Labels[i], Score: p))
-                         .OrderByDescending(t => t.Score)
-                         .Take(k)
-                         .ToArray();
-        }
-
-""");
-        s.AppendLine();
-        s.Append($$"""
-#if MLNET
-        /// <summary>ML.NET input row: the path of an image file.</summary>
+        /// <summary>Model input: the path of an image file.</summary>
         public sealed class ModelInput
         {
             [ColumnName("ImagePath")]
             public string ImagePath { get; set; } = "";
         }
 
-        /// <summary>ML.NET output row: the model's class probabilities ({{o.Labels.Count}} values, in the order of <see cref="Labels"/>).</summary>
+        /// <summary>Model output: the most probable class and the probabilities of all classes (in the order of <see cref="Labels"/>).</summary>
         public sealed class ModelOutput
         {
-            [ColumnName({{Literal(o.ScoreColumnName)}})]
+            [ColumnName("PredictedLabel")]
+            public string PredictedLabel { get; set; } = "";
+
+            [ColumnName("Score")]
             public float[] Score { get; set; } = Array.Empty<float>();
         }
 
-        static PredictionEngine<ModelInput, ModelOutput>? s_engine;
-
-        /// <summary>Builds the ML.NET pipeline: decode the file, resize and centre-crop to {{w}}x{{h}}, extract planar RGB
-        /// 0-255 floats (what the model's input {{EscapeXml(OneLine(o.InputColumnName))}} wants: no offset, no scale; the
-        /// normalisation is inside the graph), run the ONNX model.</summary>
-        public static ITransformer BuildMLNetPipeline(MLContext mlContext)
+        /// <summary>Class names in the model's output order.</summary>
+        public static readonly IReadOnlyList<string> Labels = new string[]
         {
-            var pipeline = mlContext.Transforms.LoadImages(outputColumnName: "ImageObject", imageFolder: "", inputColumnName: "ImagePath")
-                .Append(mlContext.Transforms.ResizeImages(outputColumnName: "ImageResized", imageWidth: ImageWidth, imageHeight: ImageHeight,
-                    inputColumnName: "ImageObject", resizing: ImageResizingEstimator.ResizingKind.IsoCrop,
-                    cropAnchor: ImageResizingEstimator.Anchor.Center))
-                .Append(mlContext.Transforms.ExtractPixels(outputColumnName: {{Literal(o.InputColumnName)}}, inputColumnName: "ImageResized",
-                    colorsToExtract: ImagePixelExtractingEstimator.ColorBits.Rgb,
-                    orderOfExtraction: ImagePixelExtractingEstimator.ColorsOrder.ARGB,
-                    interleavePixelColors: false, offsetImage: 0f, scaleImage: 1f, outputAsFloatArray: true))
-                .Append(mlContext.Transforms.ApplyOnnxModel(outputColumnNames: new[] { {{Literal(o.ScoreColumnName)}} },
-                    inputColumnNames: new[] { {{Literal(o.InputColumnName)}} }, modelFile: ModelPath));
-            // The pipeline learns nothing: fitting on an empty view only fixes the schema.
-            return pipeline.Fit(mlContext.Data.LoadFromEnumerable(new List<ModelInput>()));
+{{labels}}
+        };
+
+        /// <summary>Where the model is loaded from (default: next to the program). Set before the first prediction.</summary>
+        public static string MLNetModelPath { get; set; } = Path.Combine(AppContext.BaseDirectory, {{Literal(o.ModelFileName)}});
+
+        /// <summary>The prediction engine, created on first use (a PredictionEngine is not thread-safe: <see cref="Predict"/> locks it).</summary>
+        public static readonly Lazy<PredictionEngine<ModelInput, ModelOutput>> PredictEngine = new(() => CreatePredictEngine(), true);
+
+        /// <summary>Predicts one image.</summary>
+        public static ModelOutput Predict(ModelInput input)
+        {
+            if (input is null) throw new ArgumentNullException(nameof(input));
+            var engine = PredictEngine.Value;
+            lock (engine) return engine.Predict(input);
         }
 
-        /// <summary>The most probable class of the image file and its probability (ML.NET pipeline).</summary>
-        public static (string Label, float Score) PredictWithMLNet(string imagePath) => PredictTopWithMLNet(imagePath, 1)[0];
+        /// <summary>Every class with its probability, most probable first.</summary>
+        public static IOrderedEnumerable<KeyValuePair<string, float>> PredictAllLabels(ModelInput input) => GetSortedScoresWithLabels(Predict(input));
 
-        /// <summary>The <paramref name="k"/> most probable classes of the image file, best first (ML.NET pipeline).</summary>
-        public static IReadOnlyList<(string Label, float Score)> PredictTopWithMLNet(string imagePath, int k = 5)
+        /// <summary>The scores of <paramref name="result"/> paired with their class names, most probable first.</summary>
+        public static IOrderedEnumerable<KeyValuePair<string, float>> GetSortedScoresWithLabels(ModelOutput result)
         {
-            if (imagePath is null) throw new ArgumentNullException(nameof(imagePath));
-            ModelOutput output;
-            lock (s_gate) // a PredictionEngine is not thread-safe
-            {
-                if (s_engine is null)
-                {
-                    var mlContext = new MLContext();
-                    s_engine = mlContext.Model.CreatePredictionEngine<ModelInput, ModelOutput>(BuildMLNetPipeline(mlContext));
-                }
-                output = s_engine.Predict(new ModelInput { ImagePath = imagePath });
-            }
-            return Top(output.Score, k);
+            if (result is null) throw new ArgumentNullException(nameof(result));
+            if (result.Score.Length != Labels.Count)
+                throw new InvalidOperationException($"The model gives {result.Score.Length} scores but this file lists {Labels.Count} classes: regenerate it for '{MLNetModelPath}'.");
+            return Labels.Select((label, i) => new KeyValuePair<string, float>(label, result.Score[i])).OrderByDescending(p => p.Value);
         }
-#endif
+
+        /// <summary>Loads the model and appends MapKeyToValue, so PredictedLabel is the class name.</summary>
+        public static ITransformer LoadModel(MLContext mlContext)
+        {
+            if (mlContext is null) throw new ArgumentNullException(nameof(mlContext));
+            if (!File.Exists(MLNetModelPath)) throw new FileNotFoundException($"The ML.NET model '{MLNetModelPath}' does not exist.", MLNetModelPath);
+            var model = mlContext.Model.Load(MLNetModelPath, out _);
+            var scored = model.Transform(mlContext.Data.LoadFromEnumerable(new List<ModelInput>()));
+            VBuffer<ReadOnlyMemory<char>> slots = default;
+            scored.Schema["Score"].GetSlotNames(ref slots);
+            var classes = slots.DenseValues().Select(s => s.ToString()).ToArray();
+            if (!classes.SequenceEqual(Labels))
+                throw new InvalidOperationException($"'{MLNetModelPath}' has the classes [{string.Join(", ", classes)}], but this file was generated for [{string.Join(", ", Labels)}]: regenerate it.");
+            return model.Append(mlContext.Transforms.Conversion.MapKeyToValue("PredictedLabel").Fit(scored));
+        }
+
+        private static PredictionEngine<ModelInput, ModelOutput> CreatePredictEngine()
+        {
+            var mlContext = new MLContext();
+            return mlContext.Model.CreatePredictionEngine<ModelInput, ModelOutput>(LoadModel(mlContext));
+        }
     }
 }
 
-""");
-        return s.ToString();
+""";
     }
 
     /// <summary>Writes <see cref="Generate"/>'s source to <paramref name="path"/> atomically (temporary file, then rename).</summary>
-    public static void Write(ConsumptionCodeOptions options, string path)
+    public static void Write(ConsumptionCodeOptions options, string path) => WriteText(path, Generate(options));
+
+    /// <summary>The folder name of the console project <see cref="WriteProject"/> writes.</summary>
+    public const string ProjectFolder = "ConsoleApp";
+
+    /// <summary>
+    /// Writes a runnable console project into <paramref name="folder"/> (its own <c>Directory.Build.props</c>, so build
+    /// settings of folders above do not apply): a csproj pinning <see cref="Packages"/> that compiles
+    /// <paramref name="consumptionFile"/> (relative to the folder) and copies the model next to the program, and a
+    /// Program.cs that predicts the images named on the command line (<c>dotnet run -- a.jpg b.png</c>).
+    /// </summary>
+    public static void WriteProject(ConsumptionCodeOptions options, string folder, string consumptionFile = "../ModelConsumption.cs", string modelFile = "../model.zip")
     {
-        var text = Generate(options);
+        Validate(options);
+        Directory.CreateDirectory(folder);
+        var refs = string.Join("\n", Packages.Select(p => $"    <PackageReference Include=\"{p.Id}\" Version=\"{p.Version}\" />"));
+        WriteText(Path.Combine(folder, "Directory.Build.props"), """
+<Project>
+  <!-- Keeps this generated project independent of build settings in the folders above it. -->
+</Project>
+
+""");
+        WriteText(Path.Combine(folder, $"{ProjectFolder}.csproj"), $$"""
+<Project Sdk="Microsoft.NET.Sdk">
+  <!-- Generated by MLNetExt {{EscapeXml(OneLine(options.LibraryVersion))}}: predicts images with {{EscapeXml(OneLine(options.ModelFileName))}} through ML.NET only. -->
+  <PropertyGroup>
+    <OutputType>Exe</OutputType>
+    <TargetFramework>net10.0</TargetFramework>
+    <Nullable>enable</Nullable>
+    <ImplicitUsings>enable</ImplicitUsings>
+  </PropertyGroup>
+  <ItemGroup>
+{{refs}}
+  </ItemGroup>
+  <ItemGroup>
+    <Compile Include="{{EscapeXml(consumptionFile)}}" />
+    <None Include="{{EscapeXml(modelFile)}}" Link="{{EscapeXml(options.ModelFileName)}}" CopyToOutputDirectory="PreserveNewest" />
+  </ItemGroup>
+</Project>
+
+""");
+        string cls = $"{options.Namespace}.{options.ClassName}";
+        WriteText(Path.Combine(folder, "Program.cs"), $$"""
+// Generated by MLNetExt {{OneLine(options.LibraryVersion)}}: predicts the images named on the command line with {{OneLine(options.ModelFileName)}},
+// through ML.NET only. Run:  dotnet run -- photo1.jpg photo2.png
+// Prints one line per image: path, predicted class, then the three best classes with their probabilities (tab-separated).
+using System.Globalization;
+
+if (args.Length == 0)
+{
+    Console.Error.WriteLine("usage: dotnet run -- IMAGE [IMAGE ...]");
+    return 2;
+}
+int failures = 0;
+foreach (var path in args)
+{
+    if (!File.Exists(path))
+    {
+        Console.Error.WriteLine($"{path}: no such file");
+        failures++;
+        continue;
+    }
+    try
+    {
+        var result = {{cls}}.Predict(new {{cls}}.ModelInput { ImagePath = Path.GetFullPath(path) });
+        var top = {{cls}}.GetSortedScoresWithLabels(result).Take(3).Select(p => string.Create(CultureInfo.InvariantCulture, $"{p.Key} {p.Value:F6}"));
+        Console.WriteLine($"{path}	{result.PredictedLabel}	{string.Join("	", top)}");
+    }
+    catch (Exception e)
+    {
+        Console.Error.WriteLine($"{path}: {e.Message}");
+        failures++;
+    }
+}
+return failures == 0 ? 0 : 1;
+
+""");
+    }
+
+    static void WriteText(string path, string text)
+    {
         var full = Path.GetFullPath(path);
         var temp = $"{full}.{Environment.ProcessId}.tmp";
         File.WriteAllText(temp, text, new UTF8Encoding(encoderShouldEmitUTF8Identifier: false));
@@ -299,9 +318,8 @@ namespace {{o.Namespace}}
         if (o.InputHeight < 1) throw Bad(nameof(o.InputHeight), "positive", o.InputHeight.ToString(CultureInfo.InvariantCulture));
         if (o.InputWidth < 1) throw Bad(nameof(o.InputWidth), "positive", o.InputWidth.ToString(CultureInfo.InvariantCulture));
         if (!(o.CropPct > 0 && o.CropPct <= 1)) throw Bad(nameof(o.CropPct), "in (0, 1]", o.CropPct.ToString(CultureInfo.InvariantCulture));
-        if (string.IsNullOrWhiteSpace(o.ModelFileName)) throw Bad(nameof(o.ModelFileName), "a file name", "an empty string");
-        if (string.IsNullOrEmpty(o.InputColumnName)) throw Bad(nameof(o.InputColumnName), "the model's input name", "an empty string");
-        if (string.IsNullOrEmpty(o.ScoreColumnName)) throw Bad(nameof(o.ScoreColumnName), "the model's output name", "an empty string");
+        if (string.IsNullOrWhiteSpace(o.ModelFileName) || o.ModelFileName.IndexOfAny(Path.GetInvalidFileNameChars()) >= 0)
+            throw Bad(nameof(o.ModelFileName), "a file name without folders", $"'{o.ModelFileName}'");
         if (!IsIdentifier(o.ClassName)) throw Bad(nameof(o.ClassName), "a C# identifier (letters, digits, '_', not starting with a digit, not a keyword)", $"'{o.ClassName}'");
         if (o.Namespace is null || !o.Namespace.Split('.').All(IsIdentifier))
             throw Bad(nameof(o.Namespace), "dot-separated C# identifiers", $"'{o.Namespace}'");
