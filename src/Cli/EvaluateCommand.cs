@@ -14,7 +14,7 @@ internal static class EvaluateCommand
 {
     public static Command Create()
     {
-        var model = new Option<FileInfo>("--model") { Description = "model.safetensors (from train) or model.onnx (from train/export)", Required = true };
+        var model = new Option<FileInfo>("--model") { Description = "model.safetensors (libtorch), model.onnx (ONNX Runtime) or model.zip (ML.NET), from train or export", Required = true };
         var data = new Option<string>("--data") { Description = "Labelled images: class sub-folders or a CSV/TSV of path,label (class names must match the model's)", Required = true };
         var output = new Option<string>("--output") { Description = "Folder for metrics.json and report.html" };
         var batch = new Option<int>("--batch-size") { Description = "Images per batch", DefaultValueFactory = _ => 32 };
@@ -33,9 +33,9 @@ internal static class EvaluateCommand
         List<Misclassified> wrong;
         IReadOnlyList<DatasetIssue> skipped;
         string name;
-        if (modelFile.Extension.Equals(".onnx", StringComparison.OrdinalIgnoreCase))
+        if (PredictCommand.OpenScorer(modelFile, batchSize) is { } scorer)
         {
-            using var scorer = new OnnxImageScorer(modelFile.FullName, batchSize: batchSize);
+            using var _ = (IDisposable)scorer;
             if (scorer.Labels.Count == 0) throw new InvalidDataException($"'{modelFile.FullName}' stores no class names (export it with labels).");
             ds = Load(data, scorer.Labels);
             var paths = ds.Items.Select(i => i.Path ?? throw new DatasetException($"Item {i.Name} has no file path.")).ToList();

@@ -8,13 +8,13 @@ using MLNetExt.Transforms;
 namespace MLNetExt.Cli;
 
 /// <summary>`mlnetext predict --model FILE IMAGES_OR_FOLDER... [--top-k 5] [--json]`: the top classes of each image
-/// (a folder is searched recursively), with a .safetensors model through libtorch or an .onnx model through ONNX
-/// Runtime. Unreadable files are listed with the reason and do not stop the others.</summary>
+/// (a folder is searched recursively), with a .safetensors model through libtorch, an .onnx model through ONNX
+/// Runtime or an ML.NET model.zip through ML.NET. Unreadable files are listed with the reason and do not stop the others.</summary>
 internal static class PredictCommand
 {
     public static Command Create()
     {
-        var model = new Option<FileInfo>("--model") { Description = "model.safetensors or model.onnx", Required = true };
+        var model = new Option<FileInfo>("--model") { Description = "model.safetensors (libtorch), model.onnx (ONNX Runtime) or model.zip (ML.NET)", Required = true };
         var inputs = new Argument<string[]>("images") { Description = "Image files or folders", Arity = ArgumentArity.OneOrMore };
         var topK = new Option<int>("--top-k") { Description = "Classes shown per image", DefaultValueFactory = _ => 5 };
         var json = new Option<bool>("--json") { Description = "One JSON object per image instead of text" };
@@ -39,15 +39,24 @@ internal static class PredictCommand
         return files;
     }
 
+    /// <summary>The scorer of an exported model: ONNX Runtime for .onnx, ML.NET for an ML.NET model.zip; null for a
+    /// .safetensors model (scored by libtorch).</summary>
+    internal static IImageFileScorer? OpenScorer(FileInfo modelFile, int batchSize) => modelFile.Extension.ToLowerInvariant() switch
+    {
+        ".onnx" => new OnnxImageScorer(modelFile.FullName, batchSize: batchSize),
+        ".zip" => new MLNet.MLNetImageScorer(modelFile.FullName),
+        _ => null,
+    };
+
     internal static int Run(FileInfo modelFile, IReadOnlyList<string> inputs, int topK, bool json, TextWriter log)
     {
         if (!modelFile.Exists) throw new FileNotFoundException($"--model: file '{modelFile.FullName}' does not exist.");
         if (topK < 1) throw new ArgumentException($"--top-k must be at least 1, got {topK}.");
         var files = ExpandInputs(inputs);
         IReadOnlyList<ImagePrediction> predictions;
-        if (modelFile.Extension.Equals(".onnx", StringComparison.OrdinalIgnoreCase))
+        if (OpenScorer(modelFile, 16) is { } scorer)
         {
-            using var scorer = new OnnxImageScorer(modelFile.FullName);
+            using var _ = (IDisposable)scorer;
             predictions = scorer.ScoreFiles(files).Select(s => s.Scores is null
                 ? new ImagePrediction(s.Source, null, -1, 0, [], s.Error)
                 : ImagePrediction.FromScores(s.Source, s.Scores, scorer.Labels, topK)).ToList();

@@ -5,6 +5,16 @@ using MLNetExt.OnnxRuntime;
 
 namespace MLNetExt.Transforms;
 
+/// <summary>Something that scores image files: an exported model in ONNX Runtime or an ML.NET model.</summary>
+public interface IImageFileScorer
+{
+    /// <summary>Class names in score order (empty or indices when the model has none).</summary>
+    IReadOnlyList<string> Labels { get; }
+
+    /// <summary>Scores image files in order; a file that cannot be scored gets its reason instead of scores.</summary>
+    IReadOnlyList<ImageScore> ScoreFiles(IReadOnlyList<string> paths);
+}
+
 /// <summary>One image's result: class probabilities (the model's <c>Score</c>), or why the image could not be scored.</summary>
 public sealed record ImageScore(string Source, float[]? Scores, string? Error)
 {
@@ -22,7 +32,7 @@ public sealed record ImageScore(string Source, float[]? Scores, string? Error)
 /// (<c>image</c>: RGB planar 0-255, normalised inside) or normalised input (<c>input</c>).
 /// Images get the same resize and centre crop as evaluation in training (<see cref="ImagePipeline.Eval(int, int, IReadOnlyList{double}, IReadOnlyList{double}, double, Interpolation)"/>).
 /// </summary>
-public sealed class OnnxImageScorer : IDisposable
+public sealed class OnnxImageScorer : IImageFileScorer, IDisposable
 {
     readonly OnnxSession _session;
     readonly ImagePipeline _pipeline;

@@ -27,7 +27,8 @@ public sealed class TrainCommandsTests
                 "--data", Path.Combine(dir.FullName, "data"), "--arch", "mixformer", "--config", config, "--image-size", "32",
                 "--epochs", "2", "--batch-size", "6", "--workers", "2", "--output", output, "--plain"]).Invoke();
             Assert.AreEqual(0, code);
-            foreach (var f in new[] { "model.safetensors", "checkpoint-last.safetensors", "checkpoint-best.safetensors", "metrics.json", "report.html", "model.onnx", TrainCommand.ConsumptionCodeFile })
+            foreach (var f in new[] { "model.safetensors", "checkpoint-last.safetensors", "checkpoint-best.safetensors", "metrics.json", "report.html", "model.onnx",
+                         TrainCommand.MLNetModelFileName, TrainCommand.ConsumptionCodeFile, "ConsoleApp/ConsoleApp.csproj", "ConsoleApp/Program.cs", "ConsoleApp/Directory.Build.props" })
                 Assert.IsTrue(File.Exists(Path.Combine(output, f)), f);
             Assert.AreEqual(0, Directory.GetFiles(output, "*.tmp").Length, "no temporary files");
             using (var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(output, "metrics.json"))))
@@ -50,6 +51,22 @@ public sealed class TrainCommandsTests
             var top2 = p2.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => JsonDocument.Parse(l).RootElement.GetProperty("top")[0].GetProperty("label").GetString()).ToList();
             Assert.HasCount(9, top1);
             CollectionAssert.AreEqual(top1, top2);
+
+            // The ML.NET model.zip through ML.NET: every image scored with the class names, and evaluate runs on it.
+            var p3 = new StringWriter();
+            Assert.AreEqual(0, PredictCommand.Run(new FileInfo(Path.Combine(output, "model.zip")), [val], 3, json: true, p3));
+            var rows = p3.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => JsonDocument.Parse(l).RootElement).ToList();
+            Assert.HasCount(9, rows);
+            foreach (var row in rows)
+            {
+                var top = row.GetProperty("top").EnumerateArray().ToList();
+                Assert.HasCount(3, top);
+                CollectionAssert.AreEquivalent(classes, top.Select(t => t.GetProperty("label").GetString()).ToArray());
+                Assert.AreEqual(1.0, top.Sum(t => t.GetProperty("probability").GetDouble()), 1e-4);
+            }
+            var c = new StringWriter();
+            Assert.AreEqual(0, EvaluateCommand.Run(new FileInfo(Path.Combine(output, "model.zip")), val, null, 4, c));
+            StringAssert.Contains(c.ToString(), "top-1");
         }
         finally { dir.Delete(true); }
     }

@@ -30,6 +30,29 @@ public sealed class ExportCommandTests
     }
 
     [TestMethod]
+    public void MLNetOption_WritesAModelZipThatMLNetLoads()
+    {
+        var dir = Directory.CreateTempSubdirectory("mlnetext-cli-export-mlnet-");
+        try
+        {
+            var output = new FileInfo(Path.Combine(dir.FullName, "m.onnx"));
+            var zip = new FileInfo(Path.Combine(dir.FullName, "m.zip"));
+            var labels = string.Join(",", Enumerable.Range(0, 10).Select(i => $"c{i}"));
+            var log = new StringWriter();
+            Assert.AreEqual(0, ExportCommand.Run(Tiny(), null, labels, "64", 17, "mlnet", false, output, log, zip), log.ToString());
+            StringAssert.Contains(log.ToString(), "ML.NET model");
+            using var scorer = new MLNetExt.MLNet.MLNetImageScorer(zip.FullName);
+            CollectionAssert.AreEqual(labels.Split(','), scorer.Labels.ToArray());
+
+            var e = Assert.ThrowsExactly<ArgumentException>(() => ExportCommand.Run(Tiny(), null, null, "64", 17, "mlnet", false, output, TextWriter.Null, zip));
+            StringAssert.Contains(e.Message, "--mlnet needs --labels");
+            e = Assert.ThrowsExactly<ArgumentException>(() => ExportCommand.Run(Tiny(), null, labels, "64", 17, "none", false, output, TextWriter.Null, zip));
+            StringAssert.Contains(e.Message, "--mlnet needs --preprocess mlnet");
+        }
+        finally { dir.Delete(true); }
+    }
+
+    [TestMethod]
     public void BadArgumentsAreNamed()
     {
         var output = new FileInfo(Path.Combine(Path.GetTempPath(), "never-written.onnx"));
