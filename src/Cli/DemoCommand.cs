@@ -80,21 +80,27 @@ internal static class DemoCommand
         int code = TrainCommand.Run(options, train, val, modelDir, export: true, plain, log);
         if (code != 0) return code;
 
-        // 3. Held-out images through ONNX Runtime (what an ML.NET pipeline would run).
+        // 3. Held-out images through ONNX Runtime (MLNetExt's scorer, training-exact preprocessing) and through ML.NET
+        //    (the saved model.zip: what a program with only the Microsoft.ML packages runs).
         var onnx = Path.Combine(modelDir, "model.onnx");
         using var scorer = new OnnxImageScorer(onnx);
+        using var mlnet = new MLNet.MLNetImageScorer(Path.Combine(modelDir, TrainCommand.MLNetModelFileName));
         var files = Directory.EnumerateFiles(holdoutDir, "*.png", SearchOption.AllDirectories).Order(StringComparer.Ordinal).ToList();
-        int right = 0;
-        log.WriteLine($"held-out images through ONNX Runtime ({Path.GetFileName(onnx)}):");
-        foreach (var s in scorer.ScoreFiles(files))
+        var viaMLNet = mlnet.ScoreFiles(files);
+        int right = 0, agree = 0;
+        log.WriteLine($"held-out images through ONNX Runtime ({Path.GetFileName(onnx)}) and ML.NET ({TrainCommand.MLNetModelFileName}):");
+        foreach (var (s, m) in scorer.ScoreFiles(files).Zip(viaMLNet))
         {
             string truth = Path.GetFileName(Path.GetDirectoryName(s.Source)!);
             var top = s.Top(2, scorer.Labels);
+            var topMLNet = m.Top(1, mlnet.Labels);
             bool ok = top.Count > 0 && top[0].Label == truth;
             if (ok) right++;
-            log.WriteLine($"  {Path.GetFileName(s.Source),-18} true {truth,-9} predicted {string.Join(", ", top.Select(t => $"{t.Label} {t.Probability:P0}"))}{(ok ? "" : "   <- wrong")}");
+            if (top.Count > 0 && topMLNet.Count > 0 && top[0].Label == topMLNet[0].Label) agree++;
+            log.WriteLine($"  {Path.GetFileName(s.Source),-18} true {truth,-9} predicted {string.Join(", ", top.Select(t => $"{t.Label} {t.Probability:P0}"))}" +
+                $"{(ok ? "" : "   <- wrong")}   ML.NET: {string.Join("", topMLNet.Select(t => $"{t.Label} {t.Probability:P0}"))}");
         }
-        log.WriteLine($"held-out: {right}/{files.Count} right");
+        log.WriteLine($"held-out: {right}/{files.Count} right; ML.NET agrees with MLNetExt on {agree}/{files.Count}");
         log.WriteLine($"report: {Path.GetFullPath(Path.Combine(modelDir, "report.html"))} (open it in a browser)");
         log.WriteLine($"demo finished in {clock.Elapsed.TotalMinutes:F1} min");
         return 0;

@@ -18,13 +18,14 @@ internal static class EvaluateCommand
         var data = new Option<string>("--data") { Description = "Labelled images: class sub-folders or a CSV/TSV of path,label (class names must match the model's)", Required = true };
         var output = new Option<string>("--output") { Description = "Folder for metrics.json and report.html" };
         var batch = new Option<int>("--batch-size") { Description = "Images per batch", DefaultValueFactory = _ => 32 };
-        var cmd = new Command("evaluate", "Evaluate a trained model on labelled images.") { model, data, output, batch };
+        var device = PredictCommand.DeviceOption();
+        var cmd = new Command("evaluate", "Evaluate a trained model on labelled images.") { model, data, output, batch, device };
         cmd.SetAction(r => CliErrors.Guarded(() =>
-            Run(r.GetValue(model)!, r.GetValue(data)!, r.GetValue(output), r.GetValue(batch), Console.Out)));
+            Run(r.GetValue(model)!, r.GetValue(data)!, r.GetValue(output), r.GetValue(batch), Console.Out, r.GetValue(device))));
         return cmd;
     }
 
-    internal static int Run(FileInfo modelFile, string data, string? output, int batchSize, TextWriter log)
+    internal static int Run(FileInfo modelFile, string data, string? output, int batchSize, TextWriter log, string? device = null)
     {
         if (!modelFile.Exists) throw new FileNotFoundException($"--model: file '{modelFile.FullName}' does not exist.");
         if (batchSize < 1) throw new ArgumentException($"--batch-size must be at least 1, got {batchSize}.");
@@ -33,7 +34,7 @@ internal static class EvaluateCommand
         List<Misclassified> wrong;
         IReadOnlyList<DatasetIssue> skipped;
         string name;
-        if (PredictCommand.OpenScorer(modelFile, batchSize) is { } scorer)
+        if (PredictCommand.OpenScorer(modelFile, batchSize, device) is { } scorer)
         {
             using var _ = (IDisposable)scorer;
             if (scorer.Labels.Count == 0) throw new InvalidDataException($"'{modelFile.FullName}' stores no class names (export it with labels).");

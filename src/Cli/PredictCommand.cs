@@ -18,9 +18,10 @@ internal static class PredictCommand
         var inputs = new Argument<string[]>("images") { Description = "Image files or folders", Arity = ArgumentArity.OneOrMore };
         var topK = new Option<int>("--top-k") { Description = "Classes shown per image", DefaultValueFactory = _ => 5 };
         var json = new Option<bool>("--json") { Description = "One JSON object per image instead of text" };
-        var cmd = new Command("predict", "Predict the classes of images with a trained model.") { model, inputs, topK, json };
+        var device = DeviceOption();
+        var cmd = new Command("predict", "Predict the classes of images with a trained model.") { model, inputs, topK, json, device };
         cmd.SetAction(r => CliErrors.Guarded(() =>
-            Run(r.GetValue(model)!, r.GetValue(inputs)!, r.GetValue(topK), r.GetValue(json), Console.Out)));
+            Run(r.GetValue(model)!, r.GetValue(inputs)!, r.GetValue(topK), r.GetValue(json), Console.Out, r.GetValue(device))));
         return cmd;
     }
 
@@ -41,20 +42,41 @@ internal static class PredictCommand
 
     /// <summary>The scorer of an exported model: ONNX Runtime for .onnx, ML.NET for an ML.NET model.zip; null for a
     /// .safetensors model (scored by libtorch).</summary>
-    internal static IImageFileScorer? OpenScorer(FileInfo modelFile, int batchSize) => modelFile.Extension.ToLowerInvariant() switch
+    internal static IImageFileScorer? OpenScorer(FileInfo modelFile, int batchSize, string? device = null)
     {
-        ".onnx" => new OnnxImageScorer(modelFile.FullName, batchSize: batchSize),
-        ".zip" => new MLNet.MLNetImageScorer(modelFile.FullName),
-        _ => null,
+        int? cuda = null;
+        if (device is not null)
+        {
+            Torch.Device d;
+            try { d = Torch.Device.Parse(device); }
+            catch (FormatException e) { throw new ArgumentException($"--device: {e.Message}"); }
+            if (d.Type == Torch.DeviceType.Cuda) cuda = Math.Max(d.Index, 0);
+        }
+        switch (modelFile.Extension.ToLowerInvariant())
+        {
+            case ".onnx": return new OnnxImageScorer(modelFile.FullName, new OnnxRuntime.OnnxSessionOptions { CudaDeviceId = cuda }, batchSize);
+            case ".zip": return new MLNet.MLNetImageScorer(modelFile.FullName, new Microsoft.ML.MLContext { GpuDeviceId = cuda, FallbackToCpu = true });
+            default:
+                if (cuda is not null)
+                    throw new ArgumentException($"--device {device} applies to exported models (.onnx, .zip); '{modelFile.Name}' runs on libtorch's CPU build here.");
+                return null;
+        }
+    }
+
+    /// <summary>The --device option of the scoring verbs: CUDA for .onnx (ONNX Runtime) and .zip (ML.NET) models, with
+    /// one warning and CPU when the deployed ONNX Runtime cannot use CUDA.</summary>
+    internal static Option<string?> DeviceOption() => new("--device")
+    {
+        Description = "cpu | cuda | cuda:N for .onnx and .zip models (falls back to CPU with a warning when CUDA is unusable; default cpu)",
     };
 
-    internal static int Run(FileInfo modelFile, IReadOnlyList<string> inputs, int topK, bool json, TextWriter log)
+    internal static int Run(FileInfo modelFile, IReadOnlyList<string> inputs, int topK, bool json, TextWriter log, string? device = null)
     {
         if (!modelFile.Exists) throw new FileNotFoundException($"--model: file '{modelFile.FullName}' does not exist.");
         if (topK < 1) throw new ArgumentException($"--top-k must be at least 1, got {topK}.");
         var files = ExpandInputs(inputs);
         IReadOnlyList<ImagePrediction> predictions;
-        if (OpenScorer(modelFile, 16) is { } scorer)
+        if (OpenScorer(modelFile, 16, device) is { } scorer)
         {
             using var _ = (IDisposable)scorer;
             predictions = scorer.ScoreFiles(files).Select(s => s.Scores is null

@@ -67,6 +67,21 @@ public sealed class TrainCommandsTests
             var c = new StringWriter();
             Assert.AreEqual(0, EvaluateCommand.Run(new FileInfo(Path.Combine(output, "model.zip")), val, null, 4, c));
             StringAssert.Contains(c.ToString(), "top-1");
+
+            // --device cuda on this CPU-only machine: both exported runtimes fall back with a warning and give the same answers.
+            foreach (var file in new[] { "model.onnx", "model.zip" })
+            {
+                var onCpu = new StringWriter();
+                var onCuda = new StringWriter();
+                Assert.AreEqual(0, PredictCommand.Run(new FileInfo(Path.Combine(output, file)), [val], 2, json: true, onCpu));
+                Assert.AreEqual(0, PredictCommand.Run(new FileInfo(Path.Combine(output, file)), [val], 2, json: true, onCuda, "cuda:0"), file);
+                Assert.AreEqual(onCpu.ToString(), onCuda.ToString(), file);
+            }
+            var bad = Assert.ThrowsExactly<ArgumentException>(() => PredictCommand.Run(new FileInfo(Path.Combine(output, "model.onnx")), [val], 2, false, TextWriter.Null, "tpu"));
+            StringAssert.Contains(bad.Message, "--device");
+            StringAssert.Contains(bad.Message, "'tpu'");
+            bad = Assert.ThrowsExactly<ArgumentException>(() => PredictCommand.Run(new FileInfo(Path.Combine(output, "model.safetensors")), [val], 2, false, TextWriter.Null, "cuda"));
+            StringAssert.Contains(bad.Message, "applies to exported models");
         }
         finally { dir.Delete(true); }
     }
