@@ -2,11 +2,11 @@
 # ML.NET scoring of a trained model's model.zip against MLNetExt's own scorer (model.onnx), on the same images:
 # framing (mean absolute pixel difference, top-1 agreement) and speed (PredictionEngine, batch Transform, MLNetExt's
 # batched ONNX Runtime scorer). Without --model it first fine-tunes the demo's small SMT on the hymenoptera photos
-# (kept in artifacts/mlnet-bench-model, reused on later runs).
+# at 224 (kept in artifacts/mlnet-bench-model-SIZE, reused on later runs).
 # Usage: bench/run-mlnet-bench.sh [--model DIR] [--data DIR] [--image-size S] [--epochs N] [--images N] [--rounds R] [--artifacts DIR]
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-data="$root/../shared/data/hymenoptera"; model=""; size=128; epochs=30; images=64; rounds=3; artifacts="$root/artifacts"
+data="$root/../shared/data/hymenoptera"; model=""; size=224; epochs=30; images=64; rounds=3; artifacts="$root/artifacts"
 while [ $# -gt 0 ]; do
   case "$1" in
     --model) model="$2"; shift 2 ;;
@@ -21,7 +21,7 @@ while [ $# -gt 0 ]; do
 done
 val="$data"; [ -d "$data/val" ] && val="$data/val"
 if [ -z "$model" ]; then
-  model="$artifacts/mlnet-bench-model"
+  model="$artifacts/mlnet-bench-model-$size"
   if [ ! -f "$model/model.zip" ]; then
     config="$(mktemp)"
     trap 'rm -f "$config"' EXIT

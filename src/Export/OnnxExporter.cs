@@ -74,15 +74,17 @@ public static class OnnxExporter
         bool mlnet = options.Preprocess == OnnxPreprocess.MLNet;
         double cropPct = options.CropPct ?? model.PretrainedConfig.CropPct;
         if (!(cropPct > 0 && cropPct <= 1)) throw new ArgumentException($"The crop fraction must lie in (0, 1]; got {cropPct}.", nameof(options));
-        var crop = EvalCrop.For(h, w, mlnet ? cropPct : 1);
+        // the training evaluation's framing; the ML.NET-layout graph takes its resize size and slices the crop itself
+        var crop = EvalCrop.For(h, w, cropPct);
+        var (inputH, inputW) = mlnet ? (crop.ResizeHeight, crop.ResizeWidth) : (h, w);
         var outputs = new List<string> { "logits", "Score" };
         if (options.IncludeFeatures) outputs.Add("features");
 
         Tensor[] Forward(Tensor x)
         {
             // the evaluation centre crop: constant slices on the spatial axes keep the batch dynamic
-            if (crop.Height != crop.ResizeHeight) x = x.Slice(2, crop.Top, crop.Top + crop.Height);
-            if (crop.Width != crop.ResizeWidth) x = x.Slice(3, crop.Left, crop.Left + crop.Width);
+            if (inputH != h) x = x.Slice(2, crop.Top, crop.Top + h);
+            if (inputW != w) x = x.Slice(3, crop.Left, crop.Left + w);
             if (mlnet)
             {
                 // x / 255 normalised: x * (1 / (255 std)) + (-mean / std), per channel
@@ -101,7 +103,7 @@ public static class OnnxExporter
             ("mlnetext.backbone", model.Family),
             ("mlnetext.variant", model.Variant),
             ("mlnetext.input_name", mlnet ? ImageInput : NormalizedInput),
-            ("mlnetext.input_size", $"3,{crop.ResizeHeight},{crop.ResizeWidth}"),
+            ("mlnetext.input_size", $"3,{inputH},{inputW}"),
             ("mlnetext.input_layout", mlnet ? "NCHW float32 RGB planar 0-255 (ML.NET ExtractPixels defaults); centre crop and normalisation inside the graph" : "NCHW float32 RGB, normalised with mean/std"),
             ("mlnetext.mean", string.Join(",", mean.Select(v => v.ToString("R")))),
             ("mlnetext.std", string.Join(",", std.Select(v => v.ToString("R")))),
@@ -123,7 +125,7 @@ public static class OnnxExporter
         model.ExportFriendly = true;  // layers with a batch-specific fast path use their batch-agnostic form
         try
         {
-            var model_ = BuildModel(model, new long[] { 3, crop.ResizeHeight, crop.ResizeWidth }, Forward, mlnet ? ImageInput : NormalizedInput, outputs.ToArray(),
+            var model_ = BuildModel(model, new long[] { 3, inputH, inputW }, Forward, mlnet ? ImageInput : NormalizedInput, outputs.ToArray(),
                 options.Opset, metadata, options.Labels, $"{model.Family}/{model.Variant}");
             var written = OnnxFile.Write(model_, path, options.ExternalDataThreshold);
             return new OnnxExportResult(path, written, model_.Graph.Node.Count, model_.Graph.Initializer.Count,

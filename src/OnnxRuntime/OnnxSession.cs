@@ -112,7 +112,8 @@ public sealed class OnnxSession : IDisposable
             else
             {
                 var text = CudaUnavailableMessage(device, failure, options.FallbackToCpu);
-                if (!options.FallbackToCpu) throw new OnnxRuntimeException(OrtErrorCode.NotImplemented, failure.Message, text, failure);
+                if (!options.FallbackToCpu)
+                    throw new OnnxRuntimeException(text, OrtErrorCode.EpFail, failure.Message, $"adding the CUDA execution provider (device {device})", failure);
                 warnings.Add(text);
                 (options.Warning ?? (w => Console.Error.WriteLine("warning: " + w)))(text);
             }

@@ -194,7 +194,10 @@ public sealed class OnnxInputException(string message) : ArgumentException(messa
 public sealed class OnnxRuntimeException : Exception
 {
     public OnnxRuntimeException(OrtErrorCode code, string ortMessage, string operation, Exception? inner = null)
-        : base($"ONNX Runtime failed {operation}: [{code}] {ortMessage}", inner)
+        : this($"ONNX Runtime failed {operation}: [{code}] {ortMessage}", code, ortMessage, operation, inner) { }
+
+    internal OnnxRuntimeException(string message, OrtErrorCode code, string ortMessage, string operation, Exception? inner)
+        : base(message, inner)
     {
         Code = code;
         OrtMessage = ortMessage;

@@ -245,6 +245,33 @@ public sealed class MLNetModelFileTests
         Assert.IsNotNull(ours[1].Scores, "the rest of the batch is scored");
     }
 
+    /// <summary>MLNetExt's ML.NET scorer: a file that is no image is reported by its header, one that looks like a JPEG
+    /// but is not decodable fails ML.NET's batch and is then pinned to its file; the other images are scored, equal
+    /// to a batch without the bad files.</summary>
+    [TestMethod]
+    public void MLNetImageScorer_ReportsBadFiles_AndScoresTheRest()
+    {
+        var dir = model.Dir.FullName;
+        var text = Path.Combine(dir, "readme.jpg");
+        File.WriteAllText(text, "not an image");
+        var broken = Path.Combine(dir, "broken.jpg");
+        var bytes = new byte[400];
+        new Random(3).NextBytes(bytes);
+        new byte[] { 0xFF, 0xD8, 0xFF, 0xE0 }.CopyTo(bytes, 0);
+        File.WriteAllBytes(broken, bytes);
+        var good = new[] { model.Picture("s1.png", 70, 90, 11), model.Picture("s2.png", 130, 60, 12) };
+        using var scorer = new MLNetImageScorer(model.Zip);
+        CollectionAssert.AreEqual(ExportedClassifier.Labels, scorer.Labels.ToArray());
+        var results = scorer.ScoreFiles([good[0], text, broken, good[1]], batchSize: 8);
+        Assert.IsNull(results[1].Scores);
+        Assert.IsNull(results[2].Scores);
+        StringAssert.Contains(results[2].Error!, "ML.NET could not score it");
+        var clean = scorer.ScoreFiles(good);
+        CollectionAssert.AreEqual(clean[0].Scores, results[0].Scores);
+        CollectionAssert.AreEqual(clean[1].Scores, results[3].Scores);
+        CollectionAssert.AreEqual(clean[1].Scores, scorer.ScoreFile(good[1]).Scores, "PredictionEngine and batch Transform agree");
+    }
+
     [TestMethod]
     public void BadModelFiles_AreRejectedNamingWhatIsWrong()
     {

@@ -188,7 +188,9 @@ public sealed class OnnxRuntimeLayerTests
 
         var e = Assert.ThrowsExactly<OnnxRuntimeException>(() =>
             OnnxFixtures.Open("add_mul.onnx", new OnnxSessionOptions { CudaDeviceId = 0, FallbackToCpu = false, Warning = warnings.Add }));
-        StringAssert.Contains(e.Message, "CPU fallback is disabled");
+        StringAssert.StartsWith(e.Message, "CUDA execution provider (device 0) is unavailable");
+        StringAssert.EndsWith(e.Message, "CPU fallback is disabled.");
+        Assert.AreEqual(OrtErrorCode.EpFail, e.Code);
         Assert.HasCount(1, warnings, "no warning when the error is thrown instead");
     }
 
