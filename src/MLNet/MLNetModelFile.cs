@@ -115,7 +115,8 @@ public static class MLNetModelFile
     /// Loads a model.zip with <c>mlContext.Model.Load</c> after checking that it is one: a zip archive of an ML.NET
     /// transformer chain with an ONNX model inside. When the context asks for a GPU (<c>GpuDeviceId</c>) and the
     /// deployed ONNX Runtime has no CUDA provider, loads on CPU with one warning if <c>FallbackToCpu</c> is set, and
-    /// throws a clear error otherwise (ML.NET itself fails with EntryPointNotFoundException on the CPU package).
+    /// throws a clear error otherwise (ML.NET itself fails with EntryPointNotFoundException on the CPU package). The
+    /// context's GpuDeviceId is restored afterwards: do not load with one context on two threads at once.
     /// </summary>
     public static ITransformer Load(MLContext mlContext, string zipPath, out DataViewSchema inputSchema, Action<string>? warning = null)
     {
