@@ -64,7 +64,7 @@ internal static class DatasetCommand
                     sizes.Add((info.Width, info.Height));
                     Interlocked.Increment(ref counts[item.Label]);
                 }
-                catch (Exception e) when (e is ImageDecodeException or IOException or UnauthorizedAccessException)
+                catch (Exception e) when (ImageDecodeException.IsImageProblem(e))
                 {
                     unreadable.Add(new DatasetIssue(item.Path ?? item.Name, e.Message));
                 }

@@ -31,8 +31,7 @@ internal static class PredictCommand
         foreach (var input in inputs)
         {
             if (Directory.Exists(input))
-                files.AddRange(Directory.EnumerateFiles(input, "*", new EnumerationOptions { RecurseSubdirectories = true })
-                    .Where(f => !Path.GetFileName(f).StartsWith('.') && ImageDataset.HeaderProblem(f) is null).Order(StringComparer.Ordinal));
+                files.AddRange(ImageFiles.Walk(input, []).Where(f => ImageDataset.HeaderProblem(f) is null));
             else if (File.Exists(input)) files.Add(input);
             else throw new FileNotFoundException($"'{input}' is neither an image file nor a folder.");
         }

@@ -111,7 +111,7 @@ public sealed class DataLoader
             else Pipeline.Process(item.ReadBytes(), rng, dst);
             return true;
         }
-        catch (Exception ex) when (ex is ImageDecodeException or IOException or UnauthorizedAccessException)
+        catch (Exception ex) when (ImageDecodeException.IsImageProblem(ex))
         {
             lock (skipped) skipped.TryAdd(name, new DatasetIssue(name, ex.Message));
             return false;

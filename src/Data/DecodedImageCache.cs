@@ -47,7 +47,7 @@ public sealed class DecodedImageCache(int shorterSide, long maxBytes = 2L << 30,
             var img = full.Width == w && full.Height == h ? full : Resampler.Resize(full, w, h, interpolation);
             return new Entry(img, fw, fh, null);
         }
-        catch (Exception ex) when (ex is ImageDecodeException or IOException or UnauthorizedAccessException)
+        catch (Exception ex) when (ImageDecodeException.IsImageProblem(ex))
         {
             return new Entry(null, 0, 0, ex.Message);
         }

@@ -17,7 +17,7 @@ public sealed record DatasetIssue(string Path, string Reason, int? Line = null)
 public sealed record ImageItem(string Name, int Label, string? Path = null, byte[]? Bytes = null, RgbImage? Image = null)
 {
     /// <summary>The encoded bytes (read from disk when the item is a path).</summary>
-    public byte[] ReadBytes() => Bytes ?? (Path != null ? File.ReadAllBytes(Path) : throw new InvalidOperationException($"Item {Name} has no encoded bytes."));
+    public byte[] ReadBytes() => Bytes ?? (Path != null ? ImageFiles.ReadAllBytes(Path) : throw new InvalidOperationException($"Item {Name} has no encoded bytes."));
 }
 
 /// <summary>A labelled image collection: classes (index = label, in order), items and the files left out while
@@ -76,12 +76,11 @@ public sealed class ImageDataset
             if (!index.TryGetValue(f.Name, out int label))
                 throw new DatasetException($"Folder '{f.FullName}' is a class not present in the training set (classes: {string.Join(", ", names)}).");
             int before = items.Count;
-            foreach (var file in f.EnumerateFiles("*", new EnumerationOptions { RecurseSubdirectories = true, IgnoreInaccessible = true })
-                         .Where(x => !x.Name.StartsWith('.')).OrderBy(x => x.FullName, StringComparer.Ordinal))
+            foreach (var file in ImageFiles.Walk(f.FullName, issues))
             {
-                var reason = HeaderProblem(file.FullName);
-                if (reason != null) issues.Add(new DatasetIssue(file.FullName, reason));
-                else items.Add(new ImageItem(Path.GetRelativePath(dir.FullName, file.FullName), label, file.FullName));
+                var reason = HeaderProblem(file);
+                if (reason != null) issues.Add(new DatasetIssue(file, reason));
+                else items.Add(new ImageItem(Path.GetRelativePath(dir.FullName, file), label, file));
             }
             if (items.Count == before)
                 throw new DatasetException($"Class folder '{f.FullName}' contains no images (JPEG, PNG, WebP or GIF).");
@@ -92,11 +91,11 @@ public sealed class ImageDataset
     /// <summary>Reads the first bytes of a file: null when it looks like a supported image, else the reason.</summary>
     internal static string? HeaderProblem(string path)
     {
+        if (ImageFiles.FileProblem(path) is { } problem) return problem;
         try
         {
-            using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.None);
             Span<byte> head = stackalloc byte[16];
-            int n = fs.ReadAtLeast(head, head.Length, throwOnEndOfStream: false);
+            int n = ImageFiles.ReadHead(path, head);
             return ImageDecoder.UnsupportedReason(head.Slice(0, n));
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)

@@ -71,6 +71,25 @@ public static unsafe class ImageDecoder
         return new ImageInfo(format, w, h, Exif.ReadOrientation(data, format));
     }
 
+    /// <summary>The most pixels an image may decode to (width x height, after JPEG DCT scaling), checked from the header
+    /// before any pixel memory is taken: a guard against decompression bombs (a few-KB PNG declaring 60000x60000).
+    /// Default 178,956,970 — PIL's error threshold (twice its MAX_IMAGE_PIXELS); the environment variable
+    /// <c>MLNETEXT_MAX_IMAGE_PIXELS</c> sets another; 0 = no limit.</summary>
+    public static long MaxImagePixels { get; set; } = DefaultMaxImagePixels();
+
+    static long DefaultMaxImagePixels() =>
+        long.TryParse(Environment.GetEnvironmentVariable("MLNETEXT_MAX_IMAGE_PIXELS"), out var v) && v >= 0 ? v : 178_956_970;
+
+    /// <summary>Throws when a declared size is empty or above <see cref="MaxImagePixels"/> (sizes as longs: no overflow).</summary>
+    internal static void CheckPixels(string format, long width, long height)
+    {
+        if (width <= 0 || height <= 0) throw new ImageDecodeException($"{format}: header gives an empty size {width}x{height}");
+        long limit = MaxImagePixels;
+        if (limit > 0 && width * height > limit)
+            throw new ImageDecodeException($"{format} declares {width}x{height} = {width * height:N0} pixels, more than the {limit:N0} an image may decode to " +
+                "(decompression-bomb guard: ImageDecoder.MaxImagePixels or MLNETEXT_MAX_IMAGE_PIXELS)");
+    }
+
     /// <summary>Decodes to upright RGB. When <paramref name="minWidth"/>/<paramref name="minHeight"/> (in upright
     /// coordinates) are given, a JPEG is decoded at the smallest TurboJPEG scale (down to 1/8) whose result still
     /// covers them; other formats are always decoded at full size.</summary>
@@ -97,7 +116,7 @@ public static unsafe class ImageDecoder
 
     /// <summary>Reads and decodes a file; see <c>Decode</c>.</summary>
     public static RgbImage DecodeFile(string path, int minWidth = 0, int minHeight = 0, bool applyExif = true)
-        => Decode(File.ReadAllBytes(path), minWidth, minHeight, applyExif);
+        => Decode(ImageFiles.ReadAllBytes(path), minWidth, minHeight, applyExif);
 
     /// <summary>Decodes a file, returning null and the reason instead of throwing for undecodable content or I/O errors.</summary>
     public static RgbImage? TryDecodeFile(string path, out string? reason, int minWidth = 0, int minHeight = 0)
@@ -107,7 +126,7 @@ public static unsafe class ImageDecoder
             reason = null;
             return DecodeFile(path, minWidth, minHeight);
         }
-        catch (Exception e) when (e is ImageDecodeException or IOException or UnauthorizedAccessException)
+        catch (Exception e) when (ImageDecodeException.IsImageProblem(e))
         {
             reason = e.Message;
             return null;
@@ -177,6 +196,7 @@ public static unsafe class ImageDecoder
                 var (num, den) = JpegScale(w, h, minWidth, minHeight);
                 var f = new TjScalingFactor { Num = num, Denom = den };
                 int sw = Scaled(w, f), sh = Scaled(h, f);
+                CheckPixels("JPEG", sw, sh);
                 bool cmyk = cs == TJCS_CMYK || cs == TJCS_YCCK;
                 int channels = cmyk ? 4 : 3;
                 int need = checked(sw * sh * channels);
@@ -242,6 +262,8 @@ public static unsafe class ImageDecoder
                 png_image_free(&img);
                 throw new ImageDecodeException($"PNG: {msg}");
             }
+            try { CheckPixels("PNG", img.Width, img.Height); }
+            catch { png_image_free(&img); throw; }
             int w = (int)img.Width, h = (int)img.Height;
             // Read RGBA and drop alpha: PIL's convert("RGB") discards alpha instead of compositing.
             img.Format = PNG_FORMAT_RGBA;
@@ -276,6 +298,7 @@ public static unsafe class ImageDecoder
         fixed (byte* p = data)
         {
             if (WebPGetInfo(p, (nuint)data.Length, out int w, out int h) == 0) throw new ImageDecodeException("WebP: invalid or truncated header");
+            CheckPixels("WebP", w, h);
             var buf = new byte[checked(w * h * 3)];
             fixed (byte* o = buf)
                 if (WebPDecodeRGBInto(p, (nuint)data.Length, o, (nuint)buf.Length, w * 3) == null)
@@ -289,6 +312,8 @@ public static unsafe class ImageDecoder
     static RgbImage DecodeGif(ReadOnlySpan<byte> data)
     {
         ImageLibraries.Require(ImageLibraries.Gif);
+        // the logical screen from the header, before giflib allocates frames
+        if (data.Length >= 10) CheckPixels("GIF", data[6] | data[7] << 8, data[8] | data[9] << 8);
         fixed (byte* p = data)
         {
             var src = new GifSource { Data = p, Length = data.Length };

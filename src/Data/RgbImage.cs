@@ -59,7 +59,12 @@ public sealed class RgbImage
 public enum ImageFormat { Unknown, Jpeg, Png, WebP, Gif }
 
 /// <summary>Thrown when bytes cannot be decoded; <see cref="Exception.Message"/> is the reason shown to the user.</summary>
-public sealed class ImageDecodeException(string reason) : Exception(reason);
+public sealed class ImageDecodeException(string reason) : Exception(reason)
+{
+    /// <summary>Whether <paramref name="e"/> means "this file cannot be used as an image" (to skip and report it):
+    /// undecodable content, I/O and permission errors, and arithmetic overflow from sizes a hostile header declares.</summary>
+    public static bool IsImageProblem(Exception e) => e is ImageDecodeException or IOException or UnauthorizedAccessException or OverflowException;
+}
 
 /// <summary>What the header says: the stored size, the EXIF orientation (1–8, 1 = as stored) and the size after
 /// orientation is applied.</summary>
