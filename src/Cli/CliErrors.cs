@@ -11,7 +11,25 @@ internal static class CliErrors
 {
     public static bool IsUserError(Exception e) => e is ArgumentException or IOException or InvalidDataException or DatasetException
         or TrainingException or InvalidOperationException or TorchException or OnnxExportException or OnnxRuntime.OnnxRuntimeException
-        or UnauthorizedAccessException;
+        or UnauthorizedAccessException or FormatException or ImageDecodeException or NotSupportedException or DllNotFoundException;
+
+    /// <summary>The last resort for an exception that reached the top of the tool: one line naming it (with the inner
+    /// cause), exit 2 for bad arguments, 1 for other known failures, 70 (EX_SOFTWARE) for anything unexpected — whose
+    /// stack trace is printed only with MLNETEXT_DEBUG=1.</summary>
+    public static int Report(Exception e)
+    {
+        if (e is System.Reflection.TargetInvocationException { InnerException: { } inner }) e = inner;
+        if (IsUserError(e))
+        {
+            Console.Error.WriteLine($"error: {e.Message}");
+            return e is ArgumentException or FormatException ? 2 : 1;
+        }
+        var cause = e.InnerException is { } i && i.Message != e.Message ? $" ({i.Message})" : "";
+        Console.Error.WriteLine($"error: unexpected {e.GetType().Name}: {e.Message}{cause}. This is a bug in MLNetExt; " +
+            (Environment.GetEnvironmentVariable("MLNETEXT_DEBUG") == "1" ? "details follow." : "set MLNETEXT_DEBUG=1 to print where it happened."));
+        if (Environment.GetEnvironmentVariable("MLNETEXT_DEBUG") == "1") Console.Error.WriteLine(e);
+        return 70;
+    }
 
     public static int Guarded(Func<int> action)
     {
@@ -24,5 +42,14 @@ internal static class CliErrors
             Console.Error.WriteLine($"error: {e.Message}");
             return e is ArgumentException ? 2 : 1;
         }
+    }
+
+    /// <summary>Checks that the file an option names exists and is a file: "does not exist" or "is a folder, not a file",
+    /// with the option and the full path.</summary>
+    public static void RequireFile(FileInfo file, string option)
+    {
+        if (file.Exists) return;
+        if (Directory.Exists(file.FullName)) throw new ArgumentException($"{option}: '{file.FullName}' is a folder, not a file.");
+        throw new FileNotFoundException($"{option}: file '{file.FullName}' does not exist.", file.FullName);
     }
 }

@@ -27,7 +27,7 @@ internal static class EvaluateCommand
 
     internal static int Run(FileInfo modelFile, string data, string? output, int batchSize, TextWriter log, string? device = null)
     {
-        if (!modelFile.Exists) throw new FileNotFoundException($"--model: file '{modelFile.FullName}' does not exist.");
+        CliErrors.RequireFile(modelFile, "--model");
         if (batchSize < 1) throw new ArgumentException($"--batch-size must be at least 1, got {batchSize}.");
         ImageDataset ds;
         ClassificationMetrics metrics;

@@ -72,7 +72,7 @@ internal static class ExportCommand
         Backbone m;
         if (weights is not null)
         {
-            if (!weights.Exists) throw new FileNotFoundException($"--weights: file '{weights.FullName}' does not exist.");
+            CliErrors.RequireFile(weights, "--weights");
             var (loaded, load) = Backbones.Load(choice.VariantOrFamily, weights.FullName, choice.NumClasses, choice.CustomKwargs);
             if (load.SkippedHeadKeys.Count > 0)
                 log.WriteLine($"note: classifier re-initialised ({string.Join(", ", load.SkippedHeadKeys)}): the weights have another class count");

@@ -37,7 +37,7 @@ internal static class KeysCommand
     {
         if (!file.Exists)
         {
-            error.WriteLine($"--weights: file '{file.FullName}' does not exist.");
+            error.WriteLine(Directory.Exists(file.FullName) ? $"--weights: '{file.FullName}' is a folder, not a file." : $"--weights: file '{file.FullName}' does not exist.");
             return 2;
         }
         try

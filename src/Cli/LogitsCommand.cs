@@ -39,11 +39,11 @@ internal static class LogitsCommand
     internal static int Run(ModelOptions.Choice choice, FileInfo weights, FileInfo input, string shapeText, FileInfo output, TextWriter log)
     {
         var shape = ParseShape(shapeText);
-        if (!input.Exists) throw new FileNotFoundException($"--input: file '{input.FullName}' does not exist.");
+        CliErrors.RequireFile(input, "--input");
         long expectedBytes = shape.Aggregate(1L, (a, b) => a * b) * sizeof(float);
         if (input.Length != expectedBytes)
             throw new ArgumentException($"--input: '{input.FullName}' has {input.Length} bytes; --shape {shapeText} needs {expectedBytes} (float32).");
-        if (!weights.Exists) throw new FileNotFoundException($"--weights: file '{weights.FullName}' does not exist.");
+        CliErrors.RequireFile(weights, "--weights");
 
         var (model, load) = Backbones.Load(choice.VariantOrFamily, weights.FullName, choice.NumClasses, choice.CustomKwargs);
         using (model)

@@ -48,7 +48,7 @@ internal sealed class ModelOptions
             return new Choice(row.Name, null, classes);
         }
         if (arch is null) throw new ArgumentException("--config needs --arch FAMILY to say which family's keyword arguments it holds.");
-        if (!config!.Exists) throw new FileNotFoundException($"--config: file '{config.FullName}' does not exist.");
+        CliErrors.RequireFile(config!, "--config");
         return new Choice(arch, BackboneConfig.ParseObject(File.ReadAllText(config.FullName), config.FullName), classes);
     }
 }

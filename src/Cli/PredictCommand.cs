@@ -71,7 +71,7 @@ internal static class PredictCommand
 
     internal static int Run(FileInfo modelFile, IReadOnlyList<string> inputs, int topK, bool json, TextWriter log, string? device = null)
     {
-        if (!modelFile.Exists) throw new FileNotFoundException($"--model: file '{modelFile.FullName}' does not exist.");
+        CliErrors.RequireFile(modelFile, "--model");
         if (topK < 1) throw new ArgumentException($"--top-k must be at least 1, got {topK}.");
         var files = ExpandInputs(inputs);
         IReadOnlyList<ImagePrediction> predictions;

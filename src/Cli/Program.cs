@@ -14,4 +14,12 @@ var root = new RootCommand("MLNetExt: modern vision backbones for .NET — fine-
     RunOnnxCommand.Create(),
     ModelsCommand.Create(),
 };
-return root.Parse(args).Invoke();
+// Every verb ends with one line on stderr for any failure, never a .NET stack trace (CliErrors.Report).
+try
+{
+    return root.Parse(args).Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+}
+catch (Exception e)
+{
+    return CliErrors.Report(e);
+}

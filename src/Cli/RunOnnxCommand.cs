@@ -42,8 +42,8 @@ internal static class RunOnnxCommand
     internal static int Run(FileInfo model, FileInfo input, string shapeText, FileInfo output, string? outputName, OnnxSessionOptions options, TextWriter log)
     {
         var shape = ParseShape(shapeText);
-        if (!model.Exists) throw new FileNotFoundException($"--model: file '{model.FullName}' does not exist.");
-        if (!input.Exists) throw new FileNotFoundException($"--input: file '{input.FullName}' does not exist.");
+        CliErrors.RequireFile(model, "--model");
+        CliErrors.RequireFile(input, "--input");
         long count = shape.Aggregate(1L, (a, b) => a * b);
         if (input.Length != count * sizeof(float))
             throw new ArgumentException($"--input: '{input.FullName}' has {input.Length} bytes; --shape {shapeText} needs {count * sizeof(float)} (float32).");

@@ -75,7 +75,11 @@ internal static class TrainCommand
         var cmd = o.Command();
         cmd.SetAction(r => CliErrors.Guarded(() =>
         {
-            if (r.GetValue(o.Threads) is int t) TorchRuntime.Threads = t;
+            if (r.GetValue(o.Threads) is int t)
+            {
+                if (TorchRuntime.ThreadCountProblem(t, "--threads") is { } problem) throw new ArgumentException(problem + ".");
+                TorchRuntime.Threads = t;
+            }
             var output = r.GetValue(o.Output)!;
             var options = BuildOptions(r, o, output);
             var (train, val) = LoadData(r.GetValue(o.Data)!, r.GetValue(o.Val));
@@ -92,7 +96,7 @@ internal static class TrainCommand
         string? resume = r.GetValue(o.Resume);
         if (resume is not null && Directory.Exists(resume)) resume = Path.Combine(resume, Trainer.LastCheckpoint);
         var weights = r.GetValue(o.Weights);
-        if (weights is not null && !weights.Exists) throw new FileNotFoundException($"--weights: file '{weights.FullName}' does not exist.");
+        if (weights is not null) CliErrors.RequireFile(weights, "--weights");
         double? ema = r.GetValue(o.Ema);
         return new ImageClassificationOptions
         {

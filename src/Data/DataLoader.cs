@@ -56,7 +56,8 @@ public sealed class DataLoader
         Pipeline = pipeline;
         Options = options ?? new LoaderOptions();
         if (Options.BatchSize < 1) throw new ArgumentOutOfRangeException(nameof(options), Options.BatchSize, "batch size must be ≥ 1");
-        if (Options.Workers < 1) throw new ArgumentOutOfRangeException(nameof(options), Options.Workers, "workers must be ≥ 1");
+        if (Torch.TorchRuntime.ThreadCountProblem(Options.Workers, "The loader's worker count") is { } problem)
+            throw new ArgumentOutOfRangeException(nameof(options), Options.Workers, problem);
         if (Options.Prefetch < 1) throw new ArgumentOutOfRangeException(nameof(options), Options.Prefetch, "prefetch must be ≥ 1");
         if (dataset.Count == 0) throw new DatasetException($"Dataset '{dataset.Source}' is empty.");
     }

@@ -25,13 +25,23 @@ public static class TorchRuntime
         }
     }
 
-    /// <summary>Intra-op threads. Defaults to the processor count (or MLNETEXT_THREADS).</summary>
+    /// <summary>The most threads any MLNetExt pool may be asked for: 8 per processor of this machine (at least 8). More
+    /// only thrashes, and a huge count (100000) hangs thread creation.</summary>
+    public static int MaxThreads => Math.Max(8, 8 * Environment.ProcessorCount);
+
+    /// <summary>Why a requested thread count is unusable (null when it is fine); <paramref name="what"/> names it.</summary>
+    public static string? ThreadCountProblem(int value, string what) =>
+        value < 1 ? $"{what} must be at least 1; got {value}"
+        : value > MaxThreads ? $"{what} is {value}, more than the {MaxThreads} this machine's {Environment.ProcessorCount} processors can use (8 per processor)"
+        : null;
+
+    /// <summary>Intra-op threads. Defaults to the processor count (or MLNETEXT_THREADS); 1 to <see cref="MaxThreads"/>.</summary>
     public static int Threads
     {
         get => Native.mlnx_get_num_threads();
         set
         {
-            if (value < 1) throw new ArgumentOutOfRangeException(nameof(value), value, "Thread count must be at least 1.");
+            if (ThreadCountProblem(value, "The libtorch thread count") is { } problem) throw new ArgumentOutOfRangeException(nameof(value), value, problem);
             Native.mlnx_set_num_threads(value);
         }
     }

@@ -52,7 +52,14 @@ internal static unsafe partial class Native
         Check(mlnx_init());
         // libtorch starts with one intra-op thread here; use the machine unless told otherwise.
         var threads = Environment.GetEnvironmentVariable("MLNETEXT_THREADS");
-        mlnx_set_num_threads(int.TryParse(threads, out var n) && n > 0 ? n : Environment.ProcessorCount);
+        // A value that is not a usable count (0, "abc", 100000) is ignored with a warning rather than hanging the process.
+        int n = Environment.ProcessorCount;
+        if (!string.IsNullOrEmpty(threads))
+        {
+            if (int.TryParse(threads, out var v) && TorchRuntime.ThreadCountProblem(v, "MLNETEXT_THREADS") is null) n = v;
+            else Console.Error.WriteLine($"warning: MLNETEXT_THREADS='{threads}' is not a thread count from 1 to {TorchRuntime.MaxThreads}; using {n}.");
+        }
+        mlnx_set_num_threads(n);
     }
 
     /// <summary>Forces the resolver registration and the one-time runtime set-up.</summary>

@@ -1,0 +1,67 @@
+using MLNetExt.Cli;
+using MLNetExt.Data;
+using MLNetExt.Torch;
+using MLNetExt.Transforms;
+
+namespace MLNetExt.Tests.Cli;
+
+/// <summary>The tool's last-resort error handling and the thread-count guard: one line on stderr, an exit code, never a
+/// stack trace, never a hang.</summary>
+[TestClass]
+[DoNotParallelize] // redirects Console.Error
+public sealed class CliErrorsTests
+{
+    static (int Code, string Error) Capture(Func<int> action)
+    {
+        var saved = Console.Error;
+        var err = new StringWriter();
+        Console.SetError(err);
+        try { return (action(), err.ToString()); }
+        finally { Console.SetError(saved); }
+    }
+
+    [TestMethod]
+    public void Report_GivesOneLine_AndAnExitCodeByKind()
+    {
+        var (code, text) = Capture(() => CliErrors.Report(new FormatException("Device 'tpu' is not understood")));
+        Assert.AreEqual(2, code);
+        Assert.AreEqual("error: Device 'tpu' is not understood", text.Trim());
+        (code, text) = Capture(() => CliErrors.Report(new ImageDecodeException("PNG declares 60000x60000")));
+        Assert.AreEqual(1, code);
+        (code, text) = Capture(() => CliErrors.Report(new NullReferenceException("boom")));
+        Assert.AreEqual(70, code);
+        Assert.HasCount(1, text.Trim().Split('\n'), text);
+        StringAssert.StartsWith(text, "error: unexpected NullReferenceException: boom.");
+        StringAssert.Contains(text, "MLNETEXT_DEBUG=1");
+        Assert.IsFalse(text.Contains("   at ", StringComparison.Ordinal), "no stack trace");
+    }
+
+    [TestMethod]
+    public void FileOptions_SayWhetherThePathIsMissingOrAFolder()
+    {
+        var dir = Path.GetTempPath();
+        var e = Assert.ThrowsExactly<ArgumentException>(() => CliErrors.RequireFile(new FileInfo(dir), "--weights"));
+        StringAssert.EndsWith(e.Message, "is a folder, not a file.");
+        StringAssert.StartsWith(e.Message, "--weights: ");
+        var missing = Path.Combine(dir, "no-such-weights.pth");
+        StringAssert.Contains(Assert.ThrowsExactly<FileNotFoundException>(() => CliErrors.RequireFile(new FileInfo(missing), "--weights")).Message, "does not exist");
+    }
+
+    [TestMethod]
+    public void ThreadCounts_AreCheckedAgainstTheMachine()
+    {
+        int max = TorchRuntime.MaxThreads;
+        Assert.AreEqual(Math.Max(8, 8 * Environment.ProcessorCount), max);
+        var e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => TorchRuntime.Threads = 100000);
+        StringAssert.Contains(e.Message, $"more than the {max}");
+        int before = TorchRuntime.Threads;
+        Assert.AreEqual(before, TorchRuntime.Threads, "unchanged");
+        var ds = new ImageDataset("x", ["a", "b"], []);
+        var pipeline = ImagePipeline.Eval(8, 8, [0.5, 0.5, 0.5], [0.5, 0.5, 0.5]);
+        e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new DataLoader(ds, pipeline, new LoaderOptions { Workers = 100000 }));
+        StringAssert.Contains(e.Message, "worker count is 100000");
+        var (code, text) = Capture(() => TrainCommand.Create().Parse(["--data", "/nonexistent", "--variant", "smt_t", "--threads", "100000", "--output", "/tmp/x"]).Invoke());
+        Assert.AreEqual(2, code);
+        StringAssert.Contains(text, "--threads is 100000");
+    }
+}
