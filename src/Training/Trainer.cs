@@ -437,23 +437,63 @@ internal sealed class Trainer : IDisposable
             _ema.Updates = _state.EmaUpdates;
         }
         _durationBefore = _state.History.Duration;
-        if (_state.BestEpoch is not null && _o.CheckpointDirectory is not null)
-        {
-            var best = Path.Combine(_o.CheckpointDirectory, BestCheckpoint);
-            if (File.Exists(best))
-            {
-                var (_, _, bt) = TrainingCheckpoint.Read(best);
-                using (bt)
-                {
-                    string prefix = _ema is not null ? "ema." : "model.";
-                    _bestWeights = bt.Where(kv => kv.Key.StartsWith(prefix, StringComparison.Ordinal))
-                        .Select(kv => new KeyValuePair<string, Tensor>(kv.Key[prefix.Length..], kv.Value.Clone().DetachFromScope())).ToList();
-                    if (_cached) _bestWeights = ProbeToBackboneState(_bestWeights, bt, prefix);
-                }
-            }
-        }
+        if (_state.BestEpoch is int bestEpoch && _o.CheckpointDirectory is not null) RestoreBestWeights(bestEpoch, t);
         _lastGoodCheckpoint = _o.ResumeFrom;
         Info($"Resumed from {_o.ResumeFrom} at epoch {_state.Epoch + 1}, batch {_state.NextBatch} (step {_state.GlobalStep}).");
+    }
+
+    /// <summary>
+    /// The best epoch's weights on resume. Each epoch end writes checkpoint-last, then (when the epoch improved)
+    /// checkpoint-best, each atomically; a stop between the two leaves checkpoint-best older than the epoch
+    /// checkpoint-last names as best. So checkpoint-best is used only when its own epoch and settings are the ones
+    /// checkpoint-last names; otherwise, if checkpoint-last ends the best epoch itself (the only case the write order
+    /// allows), the best weights are checkpoint-last's and checkpoint-best is rewritten; failing both, the best is
+    /// forgotten (said in the log) rather than kept wrong.
+    /// </summary>
+    void RestoreBestWeights(int bestEpoch, Serialization.StateDict resumed)
+    {
+        var best = Path.Combine(_o.CheckpointDirectory!, BestCheckpoint);
+        string prefix = _ema is not null ? "ema." : "model.";
+        List<KeyValuePair<string, Tensor>> Extract(Serialization.StateDict t)
+        {
+            var w = t.Where(kv => kv.Key.StartsWith(prefix, StringComparison.Ordinal))
+                .Select(kv => new KeyValuePair<string, Tensor>(kv.Key[prefix.Length..], kv.Value.Clone().DetachFromScope())).ToList();
+            return _cached ? ProbeToBackboneState(w, t, prefix) : w;
+        }
+        string found;
+        if (!File.Exists(best)) found = "is missing";
+        else
+        {
+            try
+            {
+                var (_, bs, bt) = TrainingCheckpoint.Read(best);
+                using (bt)
+                {
+                    if (bs.Epoch == bestEpoch && bs.NextBatch == 0 && JsonNode.DeepEquals(bs.Fingerprint, _state.Fingerprint))
+                    {
+                        _bestWeights = Extract(bt);
+                        return;
+                    }
+                    found = JsonNode.DeepEquals(bs.Fingerprint, _state.Fingerprint) ? $"holds epoch {bs.Epoch}" : "belongs to a run with other settings";
+                }
+            }
+            catch (Exception e) when (e is InvalidDataException or IOException or Serialization.CheckpointException)
+            {
+                found = $"cannot be read ({e.Message})";
+            }
+        }
+        if (_state.Epoch == bestEpoch && _state.NextBatch == 0)
+        {
+            _bestWeights = Extract(resumed);
+            Info($"{BestCheckpoint} {found}, not the best epoch {bestEpoch} that {Path.GetFileName(_o.ResumeFrom)} names (a stop between the two writes): " +
+                 $"the best weights are taken from {Path.GetFileName(_o.ResumeFrom)}, which ends that epoch, and {BestCheckpoint} is written again.");
+            SaveCheckpoint(BestCheckpoint);
+            return;
+        }
+        Info($"{BestCheckpoint} {found}, not the best epoch {bestEpoch} that {Path.GetFileName(_o.ResumeFrom)} names, and those weights are nowhere else: " +
+             "the best epoch is forgotten, and the model kept will be the best of the epochs still to run.");
+        _state.BestEpoch = _state.History.BestEpoch = null;
+        _state.BestValue = null;
     }
 
     /// <summary>For a cached probe the EMA covers the probe only: rebuild a full backbone state from the checkpoint's

@@ -129,6 +129,67 @@ public sealed class TrainerTests
         }
     }
 
+    /// <summary>Every stop point of an epoch end's two writes (checkpoint-last, then checkpoint-best), simulated on the
+    /// files: checkpoint-best missing (stopped before its first rename) or stale (an older or foreign file left in
+    /// place). The resumed run notices, takes the best weights from checkpoint-last (which ends that best epoch),
+    /// rewrites checkpoint-best, and ends exactly as the uninterrupted run.</summary>
+    [TestMethod]
+    public void Resume_AfterAStopBetweenTheLastAndBestWrites_KeepsTheRightBest()
+    {
+        using var scope = TensorScope.Begin();
+        var data = ColorData(12, 3);
+        var val = ColorData(4, 4, "val");
+        var options = Tiny();
+        var dirs = Enumerable.Range(0, 4).Select(_ => TempDir()).ToArray();
+        try
+        {
+            // The uninterrupted run; at its first step of epoch 2 the files on disk are epoch 1's pair, which is
+            // copied aside as the state a stop at that epoch end would leave.
+            bool copied = false;
+            using var straight = new ImageClassificationEstimator(options with
+            {
+                CheckpointDirectory = dirs[0].FullName,
+                Progress = p =>
+                {
+                    if (copied || p.Phase != TrainingPhase.Training || p.Epoch != 2) return;
+                    copied = true;
+                    foreach (var d in dirs[1..3])
+                        foreach (var f in dirs[0].GetFiles()) f.CopyTo(Path.Combine(d.FullName, f.Name));
+                },
+            }).Fit(data, val);
+            Assert.IsTrue(copied);
+            var foreign = Path.Combine(dirs[3].FullName, Trainer.BestCheckpoint);
+            new ImageClassificationEstimator(options with { Seed = 99, Epochs = 1, CheckpointDirectory = dirs[3].FullName }).Fit(data, val).Dispose();
+            foreach (var (dir, damage) in new (DirectoryInfo, Action<string>)[]
+            {
+                (dirs[1], best => File.Delete(best)),                         // stopped before checkpoint-best's first rename
+                (dirs[2], best => File.Copy(foreign, best, overwrite: true)), // a checkpoint-best of another run left in place
+            })
+            {
+                var best = Path.Combine(dir.FullName, Trainer.BestCheckpoint);
+                damage(best);
+                var messages = new List<string>();
+                using var resumed = new ImageClassificationEstimator(options with
+                {
+                    CheckpointDirectory = dir.FullName,
+                    ResumeFrom = Path.Combine(dir.FullName, Trainer.LastCheckpoint),
+                    Progress = p => { if (p.Message is { } m) messages.Add(m); },
+                }).Fit(data, val);
+                Assert.IsTrue(messages.Any(m => m.Contains("the best weights are taken from checkpoint-last", StringComparison.Ordinal)), string.Join("\n", messages));
+                Assert.AreEqual(straight.History!.BestEpoch, resumed.History!.BestEpoch);
+                Assert.AreEqual(0f, MaxAbsDiff(straight.Backbone.StateDict(), resumed.Backbone.StateDict()), "the kept model equals the uninterrupted run's");
+                Assert.AreEqual(straight.History.Final!.LogLoss, resumed.History.Final!.LogLoss);
+                var (_, state, tensors) = TrainingCheckpoint.Read(best);
+                tensors.Dispose();
+                Assert.AreEqual(resumed.History.BestEpoch, state.Epoch, "checkpoint-best holds the best epoch again");
+            }
+        }
+        finally
+        {
+            foreach (var d in dirs) d.Delete(true);
+        }
+    }
+
     [TestMethod]
     public void Resume_WithOtherSettings_IsRefusedWithTheDifferences()
     {
