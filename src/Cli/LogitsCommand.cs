@@ -74,18 +74,5 @@ internal static class LogitsCommand
     }
 
     /// <summary>Writes to a temporary file in the same folder, then renames: a reader never sees a partial file.</summary>
-    internal static void WriteAtomically(string path, byte[] bytes)
-    {
-        var dir = Path.GetDirectoryName(Path.GetFullPath(path))!;
-        var temp = Path.Combine(dir, $".{Path.GetFileName(path)}.{Environment.ProcessId}.tmp");
-        try
-        {
-            File.WriteAllBytes(temp, bytes);
-            File.Move(temp, path, overwrite: true);
-        }
-        finally
-        {
-            if (File.Exists(temp)) File.Delete(temp);
-        }
-    }
+    internal static void WriteAtomically(string path, byte[] bytes) => Serialization.AtomicFile.WriteAllBytes(path, bytes);
 }

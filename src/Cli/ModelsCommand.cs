@@ -186,9 +186,7 @@ internal static class MacCache
             var obj = new JsonObject();
             foreach (var (k, v) in merged.OrderBy(kv => kv.Key, StringComparer.Ordinal)) obj[k] = v;
             var text = new JsonObject { ["entries"] = obj }.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
-            var temp = $"{path}.{Environment.ProcessId}.tmp";
-            File.WriteAllText(temp, text);
-            File.Move(temp, path, overwrite: true);
+            Serialization.AtomicFile.WriteAllBytes(path, System.Text.Encoding.UTF8.GetBytes(text));
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

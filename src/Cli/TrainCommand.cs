@@ -178,14 +178,25 @@ internal static class TrainCommand
         if (train.Issues.Count > 5) log.WriteLine($"skipped: ... and {train.Issues.Count - 5} more files");
         log.WriteLine($"libtorch {TorchRuntime.Version}, {TorchRuntime.Threads} threads, CUDA {(TorchRuntime.CudaIsAvailable ? "available" : "not available")}");
 
+        foreach (var name in Serialization.AtomicFile.RemoveStale(output))
+            log.WriteLine($"removed {name}: a temporary file left by an earlier run that was stopped mid-write");
+
+        // Ctrl-C and SIGTERM (kill, a scheduler's stop) both finish the step, save and exit with the resume command;
+        // a second one ends the process at once.
         using var cts = new CancellationTokenSource();
         ConsoleCancelEventHandler onCancel = (_, e) =>
         {
-            if (cts.IsCancellationRequested) return; // a second Ctrl-C ends the process at once
+            if (cts.IsCancellationRequested) return;
             e.Cancel = true;
             cts.Cancel();
         };
         Console.CancelKeyPress += onCancel;
+        using var onTerm = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, ctx =>
+        {
+            if (cts.IsCancellationRequested) return;
+            ctx.Cancel = true;
+            cts.Cancel();
+        });
         try
         {
             ImageClassificationModel model;
@@ -209,14 +220,33 @@ internal static class TrainCommand
             using (model)
             {
                 var h = model.History!;
-                var modelPath = Path.Combine(output, "model.safetensors");
-                model.Save(modelPath);
                 log.WriteLine($"{h.StopReason}; {h.Epochs.Count} epochs in {h.Duration.TotalMinutes:F1} min");
                 if (h.Final is { } m)
                     log.WriteLine($"validation (epoch {h.BestEpoch}): top-1 {m.Top1:P1}, top-{m.TopK} {m.Top5:P1}, macro-F1 {m.MacroF1:F3}, log-loss {m.LogLoss:F4} on {m.Count} images");
-                log.WriteLine($"model: {modelPath}");
-                WriteRecord(h, output, log);
-                if (export) ExportWithCode(model, output, log);
+                // Small files first, so a full disk costs the least; each output is tried on its own.
+                var failed = new List<string>();
+                void Write(string what, Action write)
+                {
+                    try { write(); }
+                    catch (Exception e) when (e is IOException or UnauthorizedAccessException) { failed.Add($"{what} ({e.Message})"); }
+                }
+                Write("metrics.json and report.html", () => WriteRecord(h, output, log));
+                var modelPath = Path.Combine(output, "model.safetensors");
+                Write("model.safetensors", () =>
+                {
+                    model.Save(modelPath);
+                    log.WriteLine($"model: {modelPath}");
+                });
+                if (export) Write("the ONNX and ML.NET models and the consumption code", () => ExportWithCode(model, output, log));
+                if (failed.Count > 0)
+                {
+                    var best = Path.Combine(output, Trainer.BestCheckpoint);
+                    var weights = File.Exists(best) && h.BestEpoch is not null ? best : Path.Combine(output, Trainer.LastCheckpoint);
+                    log.WriteLine($"error: training finished, but {string.Join("; ", failed)} could not be written. The trained weights are in " +
+                        $"'{weights}': `./mlnetext evaluate --model {weights} --data DIR --output {output}` and `./mlnetext predict --model {weights} IMAGES` " +
+                        "read it directly; after freeing space, the same train command with --resume writes every output again.");
+                    return 1;
+                }
             }
             return 0;
         }

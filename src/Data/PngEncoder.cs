@@ -42,10 +42,7 @@ public static class PngEncoder
     /// <summary>Encodes and writes to <paramref name="path"/> (through a temporary file, so no partial PNG is left).</summary>
     public static void Save(RgbImage image, string path)
     {
-        var bytes = Encode(image);
-        var tmp = path + ".tmp";
-        File.WriteAllBytes(tmp, bytes);
-        File.Move(tmp, path, overwrite: true);
+        Serialization.AtomicFile.WriteAllBytes(path, Encode(image));
     }
 
     static void WriteChunk(Stream s, string type, ReadOnlySpan<byte> data)

@@ -274,10 +274,7 @@ return failures == 0 ? 0 : 1;
 
     static void WriteText(string path, string text)
     {
-        var full = Path.GetFullPath(path);
-        var temp = $"{full}.{Environment.ProcessId}.tmp";
-        File.WriteAllText(temp, text, new UTF8Encoding(encoderShouldEmitUTF8Identifier: false));
-        File.Move(temp, full, overwrite: true);
+        Serialization.AtomicFile.WriteAllBytes(path, new UTF8Encoding(encoderShouldEmitUTF8Identifier: false).GetBytes(text));
     }
 
     /// <summary>A C# regular string literal for any text: quotes, backslashes, control and non-ASCII characters escaped

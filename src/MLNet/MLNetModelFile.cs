@@ -98,7 +98,7 @@ public static class MLNetModelFile
         var model = Build(ml, onnxPath);
         var full = Path.GetFullPath(zipPath);
         Directory.CreateDirectory(Path.GetDirectoryName(full)!);
-        var temp = $"{full}.{Environment.ProcessId}.tmp";
+        var temp = Serialization.AtomicFile.TempPath(full);
         try
         {
             ml.Model.Save(model, InputSchema(ml), temp);

@@ -200,7 +200,7 @@ public static class SafeTensors
 
         byte[] header = BuildHeader(list, metadata);
         string full = Path.GetFullPath(path);
-        string temp = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.{Guid.NewGuid():N}.tmp");
+        string temp = AtomicFile.TempPath(full);
         try
         {
             using (var fs = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))

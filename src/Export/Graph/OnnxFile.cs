@@ -22,7 +22,7 @@ internal static class OnnxFile
         {
             dataPath = full + ".data";
             var dataName = Path.GetFileName(dataPath);
-            var tmpData = dataPath + ".tmp" + Environment.ProcessId;
+            var tmpData = Serialization.AtomicFile.TempPath(dataPath);
             using (var fs = new FileStream(tmpData, FileMode.Create, FileAccess.Write))
             {
                 foreach (var t in model.Graph.Initializer)
@@ -41,7 +41,7 @@ internal static class OnnxFile
             }
             File.Move(tmpData, dataPath, overwrite: true);
         }
-        var tmp = full + ".tmp" + Environment.ProcessId;
+        var tmp = Serialization.AtomicFile.TempPath(full);
         try
         {
             using (var fs = new FileStream(tmp, FileMode.Create, FileAccess.Write))

@@ -10,21 +10,7 @@ internal static class ReportFiles
         string full = Path.GetFullPath(path);
         string dir = Path.GetDirectoryName(full)!;
         if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"Cannot write {full}: folder {dir} does not exist.");
-        string temp = Path.Combine(dir, $".{Path.GetFileName(full)}.{Guid.NewGuid():N}.tmp");
-        try
-        {
-            using (var fs = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None))
-            {
-                fs.Write(bytes);
-                fs.Flush(flushToDisk: true);
-            }
-            File.Move(temp, full, overwrite: true);
-        }
-        catch
-        {
-            try { File.Delete(temp); } catch (IOException) { } catch (UnauthorizedAccessException) { }
-            throw;
-        }
+        Serialization.AtomicFile.WriteAllBytes(full, bytes);
     }
 
     /// <summary>Rejects a history whose parts disagree (class indices outside the class list, metrics over a
