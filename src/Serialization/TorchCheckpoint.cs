@@ -138,7 +138,9 @@ public sealed partial class TorchCheckpoint : IDisposable
     sealed class Flattener(string file, StateDict? sd)
     {
         const int MaxDepth = 200;
-        const long MaxVisits = 10_000_000;
+        // A real state dict has tens of thousands of tensors at most; shared references that multiply paths beyond this
+        // are a bomb (a 1 KB pickle can make 2^30 paths), stopped before the names take memory.
+        const long MaxVisits = 1_000_000;
 
         readonly Dictionary<object, bool> _hasTensor = new(ReferenceEqualityComparer.Instance);
         readonly HashSet<object> _path = new(ReferenceEqualityComparer.Instance);

@@ -179,10 +179,16 @@ internal sealed class ZipReader
         return e.DataOffset = data;
     }
 
-    /// <summary>Reads a whole (small) entry into a new array, checking its CRC.</summary>
+    /// <summary>The largest metadata entry (a pickle, a byte-order note) read whole: a state dict's pickle is a few MB
+    /// even for the largest models, so a bigger one is a deflate bomb or not a checkpoint.</summary>
+    public const long MaxReadAllBytes = 256L << 20;
+
+    /// <summary>Reads a whole (small) entry into a new array, checking its CRC; sizes are checked before inflating.</summary>
     public byte[] ReadAll(ZipEntry e)
     {
-        if (e.Size > Array.MaxLength) throw Corrupt($"entry '{e.Name}' is too large ({e.Size} bytes) to read into memory");
+        if (e.Size > MaxReadAllBytes)
+            throw Corrupt($"entry '{e.Name}' declares {e.Size:N0} bytes, more than the {MaxReadAllBytes:N0} a checkpoint's metadata entry may have " +
+                $"(compressed {e.CompressedSize:N0} bytes{(e.CompressedSize > 0 ? $", ratio {e.Size / Math.Max(1, e.CompressedSize):N0}:1" : "")})");
         var buf = new byte[e.Size];
         unsafe
         {

@@ -188,6 +188,29 @@ public sealed class CheckpointErrorTests
         }
     }
 
+    /// <summary>Bombs: a 945-byte torch.save whose shared references make 2^30 paths to one tensor, and a zip whose
+    /// data.pkl inflates to 300 MB. Both are refused quickly, before the names or the inflated bytes take memory.</summary>
+    [TestMethod]
+    public void PathAndDeflateBombs_AreRefusedEarly()
+    {
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        using (var ckpt = TorchCheckpoint.Load(Ckpt.Path("path_bomb.pt")))
+        {
+            var e = Assert.ThrowsExactly<CheckpointException>(() => ckpt.ToStateDict());
+            StringAssert.Contains(e.Message, "paths to tensors");
+        }
+        Assert.IsLessThan(10.0, sw.Elapsed.TotalSeconds, "refused early");
+
+        using var dir = new TempDir();
+        var path = dir.File("deflate_bomb.pth");
+        Ckpt.RewriteZip(Ckpt.Path("flat.pth"), path, (n, b) => n.EndsWith("data.pkl") ? new byte[300 << 20] : b, System.IO.Compression.CompressionLevel.Fastest);
+        Assert.IsLessThan(4_000_000L, new FileInfo(path).Length, "the bomb is small on disk (about 100:1)");
+        long before = GC.GetTotalAllocatedBytes();
+        var d = Assert.ThrowsExactly<CheckpointException>(() => TorchCheckpoint.Load(path));
+        StringAssert.Contains(d.Message, "declares 314,572,800 bytes");
+        Assert.IsLessThan(64L << 20, GC.GetTotalAllocatedBytes() - before, "nothing was inflated");
+    }
+
     [TestMethod]
     public void PlainPicklesInEveryProtocol()
     {
