@@ -73,7 +73,7 @@ internal static class TrainCommand
     {
         var o = new Options();
         var cmd = o.Command();
-        cmd.SetAction(r => CliErrors.Guarded(() =>
+        cmd.SetAction(r => CliErrors.Guarded(() => TrainingOption.AsCliError(() =>
         {
             if (r.GetValue(o.Threads) is int t)
             {
@@ -84,7 +84,7 @@ internal static class TrainCommand
             var options = BuildOptions(r, o, output);
             var (train, val) = LoadData(r.GetValue(o.Data)!, r.GetValue(o.Val));
             return Run(options, train, val, output, !r.GetValue(o.NoExport), r.GetValue(o.Plain), Console.Out);
-        }));
+        })));
         return cmd;
     }
 

@@ -187,7 +187,7 @@ internal sealed class Trainer : IDisposable
     {
         static void Require(bool ok, string name, object? value, string expected)
         {
-            if (!ok) throw new ArgumentException($"Option {name} must be {expected}; got {value}.");
+            if (!ok) throw new TrainingOptionException(name, $"must be {expected}; got {value?.ToString() ?? "none"}");
         }
         Require(o.Epochs >= 1, nameof(o.Epochs), o.Epochs, "at least 1");
         Require(o.BatchSize >= 1, nameof(o.BatchSize), o.BatchSize, "at least 1");

@@ -22,3 +22,11 @@ public sealed class TrainingInterruptedException(string message, string? checkpo
     /// <summary>The run's record up to the interruption.</summary>
     public TrainingHistory History { get; } = history;
 }
+
+/// <summary>A training option out of range: <see cref="Option"/> is the <see cref="Estimators.ImageClassificationOptions"/>
+/// property, <see cref="Problem"/> what is wrong with its value (the CLI reports it under its own option name).</summary>
+public sealed class TrainingOptionException(string option, string problem) : ArgumentException($"Option {option} {problem}.")
+{
+    public string Option { get; } = option;
+    public string Problem { get; } = problem;
+}

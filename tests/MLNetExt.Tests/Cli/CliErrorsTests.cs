@@ -48,6 +48,33 @@ public sealed class CliErrorsTests
     }
 
     [TestMethod]
+    public void TrainingOptions_AreReportedUnderTheirCliNames()
+    {
+        var dir = Directory.CreateTempSubdirectory("mlnetext-opt-");
+        try
+        {
+            SyntheticShapes.WriteFolder(Path.Combine(dir.FullName, "data"), 2, 32, 1, ["circle", "square"]);
+            var (code, text) = Capture(() =>
+            {
+                var saved = Console.Out;
+                Console.SetOut(TextWriter.Null);
+                try
+                {
+                    return TrainCommand.Create().Parse(["--data", Path.Combine(dir.FullName, "data"), "--variant", "mixformer_b0", "--workers", "100000",
+                        "--output", Path.Combine(dir.FullName, "out")]).Invoke();
+                }
+                finally { Console.SetOut(saved); }
+            });
+            Assert.AreEqual(2, code, text);
+            StringAssert.StartsWith(text, $"error: --workers must be 1 to {TorchRuntime.MaxThreads}");
+        }
+        finally { dir.Delete(true); }
+        Assert.AreEqual("--batch-size", TrainingOption.CliName("BatchSize"));
+        var e = Assert.ThrowsExactly<ArgumentException>(() => TrainingOption.AsCliError(() => throw new MLNetExt.Training.TrainingOptionException("LearningRate", "must be positive; got -1")));
+        Assert.AreEqual("--lr must be positive; got -1.", e.Message);
+    }
+
+    [TestMethod]
     public void ThreadCounts_AreCheckedAgainstTheMachine()
     {
         int max = TorchRuntime.MaxThreads;
