@@ -32,6 +32,14 @@ public sealed class ImageDataset
 
     public ImageDataset(string source, IReadOnlyList<string> classes, IReadOnlyList<ImageItem> items, IReadOnlyList<DatasetIssue>? issues = null)
     {
+        // Class names travel into model metadata, reports and generated code: checked here, before any training.
+        foreach (var c in classes)
+        {
+            if (string.IsNullOrWhiteSpace(c)) throw new DatasetException($"{source}: a class name is empty; every class needs a name.");
+            if (c.Any(char.IsControl)) throw new DatasetException($"{source}: class name '{c.ReplaceLineEndings("\\n")}' contains a line break or another control character.");
+        }
+        var twice = classes.GroupBy(c => c, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1);
+        if (twice is not null) throw new DatasetException($"{source}: class '{twice.Key}' is listed more than once.");
         Source = source;
         Classes = classes;
         Items = items;
@@ -151,6 +159,8 @@ public sealed class ImageDataset
             var (p, l) = (fields[0].Trim(), fields[1].Trim());
             if (lineNo == 1 && l.ToLowerInvariant() is "label" or "class" or "category" && p.ToLowerInvariant() is "path" or "file" or "filename" or "image" or "img")
                 continue; // header
+            if (p.Length == 0) { issues.Add(new DatasetIssue(csvPath, "empty path", lineNo)); continue; }
+            if (l.Length == 0) { issues.Add(new DatasetIssue(csvPath, $"'{p}' has an empty label", lineNo)); continue; }
             rows.Add((p, l, lineNo));
         }
         var names = classes ?? rows.Select(r => r.Label).Distinct().OrderBy(s => s, StringComparer.Ordinal).ToList();
@@ -165,7 +175,10 @@ public sealed class ImageDataset
             if (reason != null) { issues.Add(new DatasetIssue(full, reason, ln)); continue; }
             items.Add(new ImageItem(p, label, full));
         }
-        if (items.Count == 0) throw new DatasetException($"Label file '{csvPath}' lists no readable images ({issues.Count} rows reported).");
+        if (items.Count == 0)
+            throw new DatasetException($"Label file '{csvPath}' lists no readable images ({issues.Count} rows reported" +
+                (issues.Count == 0 ? ")." : $", e.g. {string.Join("; ", issues.Take(3))}).") +
+                (rows.Count == 0 && issues.Count > 0 ? $" Rows must be path{(sep == '\t' ? "<TAB>" : ",")}label, paths relative to the file's folder." : ""));
         var ds = new ImageDataset(Path.GetFullPath(csvPath), names, items, issues);
         CheckClasses(ds, $"label file '{csvPath}'");
         return ds;

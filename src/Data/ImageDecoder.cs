@@ -298,6 +298,9 @@ public static unsafe class ImageDecoder
         fixed (byte* p = data)
         {
             if (WebPGetInfo(p, (nuint)data.Length, out int w, out int h) == 0) throw new ImageDecodeException("WebP: invalid or truncated header");
+            // VP8X extended header, flags byte: bit 1 = animation. libwebp's simple decoder reads still images only.
+            if (data.Length > 20 && data.Slice(12, 4).SequenceEqual("VP8X"u8) && (data[20] & 0x02) != 0)
+                throw new ImageDecodeException("animated WebP is not supported (only still images are; save a frame as PNG or JPEG)");
             CheckPixels("WebP", w, h);
             var buf = new byte[checked(w * h * 3)];
             fixed (byte* o = buf)

@@ -60,6 +60,7 @@ public sealed class DecodeTests
     [DataRow("truncated.jpg", "truncated JPEG")]
     [DataRow("truncated.png", "PNG")]
     [DataRow("truncated.webp", "WebP")]
+    [DataRow("animated.webp", "animated WebP is not supported")]
     [DataRow("truncated.gif", "GIF")]
     [DataRow("random.bin", "unsupported format")]
     [DataRow("random_header.jpg", "JPEG")]

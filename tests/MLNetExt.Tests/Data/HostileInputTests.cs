@@ -153,4 +153,32 @@ public sealed class HostileInputTests
         }
         finally { dir.Delete(recursive: true); }
     }
+
+    [TestMethod]
+    public void BadLabels_AreRefusedOrReported_BeforeTraining()
+    {
+        var dir = Directory.CreateTempSubdirectory("mlnetext-labels-");
+        try
+        {
+            SyntheticShapes.WriteFolder(Path.Combine(dir.FullName, "img"), 1, 24, 1, ["circle", "square"]);
+            var csv = Path.Combine(dir.FullName, "list.csv");
+            string First(string cls) => Path.GetRelativePath(dir.FullName, Directory.GetFiles(Path.Combine(dir.FullName, "img", cls)).Order().First());
+            File.WriteAllLines(csv, [$"{First("circle")},a", $"{First("square")},", ",b", $"{First("square")},b"]);
+            var ds = ImageDataset.FromCsv(csv);
+            CollectionAssert.AreEqual(new[] { "a", "b" }, ds.Classes.ToArray(), "an empty label is not a class");
+            StringAssert.Contains(ds.Issues.Single(i => i.Line == 2).Reason, "empty label");
+            StringAssert.Contains(ds.Issues.Single(i => i.Line == 3).Reason, "empty path");
+
+            File.WriteAllLines(csv, ["only-one-column", "img/circle/missing.png,a"]);
+            var e = Assert.ThrowsExactly<DatasetException>(() => ImageDataset.FromCsv(csv));
+            StringAssert.Contains(e.Message, "expected 2 fields");
+            StringAssert.Contains(e.Message, "file not found");
+
+            var item = new ImageItem("x", 0, Image: new RgbImage(4, 4));
+            StringAssert.Contains(Assert.ThrowsExactly<DatasetException>(() => ImageDataset.FromList(["ok", "line\nbreak"], [item], "list")).Message, "line break");
+            StringAssert.Contains(Assert.ThrowsExactly<DatasetException>(() => ImageDataset.FromList(["", "b"], [item], "list")).Message, "empty");
+            StringAssert.Contains(Assert.ThrowsExactly<DatasetException>(() => ImageDataset.FromList(["a", "a"], [item], "list")).Message, "more than once");
+        }
+        finally { dir.Delete(true); }
+    }
 }
