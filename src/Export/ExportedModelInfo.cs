@@ -45,9 +45,12 @@ public sealed record ExportedModelInfo
         ImagePipeline.Eval(CropHeight, CropWidth, Mean, Std, CropPct, Resampler.Parse(Interpolation));
 
     /// <summary>Reads the metadata of an open session.</summary>
-    public static ExportedModelInfo From(OnnxSession session, string source)
+    public static ExportedModelInfo From(OnnxSession session, string source) => Parse(session.Metadata.Custom, session.Inputs, source);
+
+    /// <summary>Reads MLNetExt's metadata keys and checks them against the model's inputs.</summary>
+    /// <exception cref="InvalidDataException">A key is missing or its value is not what MLNetExt writes (named).</exception>
+    internal static ExportedModelInfo Parse(IReadOnlyDictionary<string, string> meta, IReadOnlyList<OnnxNodeInfo> inputs, string source)
     {
-        var meta = session.Metadata.Custom;
         if (!meta.ContainsKey("mlnetext.input_name"))
             throw new InvalidDataException($"The ONNX model {source} was not exported by MLNetExt: it has no 'mlnetext.input_name' metadata " +
                 $"(found keys: {(meta.Count == 0 ? "none" : string.Join(", ", meta.Keys))}).");
@@ -102,8 +105,8 @@ public sealed record ExportedModelInfo
             NumClasses = classes, Labels = labels, HasLabels = hasLabels,
             Backbone = meta.GetValueOrDefault("mlnetext.backbone", ""), Variant = meta.GetValueOrDefault("mlnetext.variant", ""),
         };
-        var node = session.Inputs.FirstOrDefault(i => i.Name == input)
-            ?? throw new InvalidDataException($"The ONNX model {source} names its input '{input}' in the metadata, but its inputs are: {string.Join("; ", session.Inputs)}.");
+        var node = inputs.FirstOrDefault(i => i.Name == input)
+            ?? throw new InvalidDataException($"The ONNX model {source} names its input '{input}' in the metadata, but its inputs are: {string.Join("; ", inputs)}.");
         if (node.Dimensions.Count != 4 || node.Dimensions[1] != 3 || node.Dimensions[2] != info.InputHeight || node.Dimensions[3] != info.InputWidth)
             throw new InvalidDataException($"The ONNX model {source} has input {node}, but its metadata says [N,3,{info.InputHeight},{info.InputWidth}].");
         return info;
