@@ -130,9 +130,16 @@ public sealed partial class TorchCheckpoint
                 List<object?> => throw Fail(name, "object arrays (dtype=object) hold Python objects, not numbers, and are not supported"),
                 var other => throw Fail(name, $"expected the raw array bytes but found {PyFormat.Repr(other)}"),
             };
-            long count = 1;
-            foreach (var s in shape) count = checked(count * s);
-            long bytesNeeded = checked(count * dtype.ElementSize());
+            long count = 1, bytesNeeded;
+            try
+            {
+                foreach (var s in shape) count = checked(count * s);
+                bytesNeeded = checked(count * dtype.ElementSize());
+            }
+            catch (OverflowException)
+            {
+                throw Fail(name, $"declares shape [{string.Join(", ", shape)}] of {dtype.TorchName()}, more elements than a 64-bit size can count");
+            }
             if (raw.LongLength != bytesNeeded)
                 throw Fail(name, $"{dtype.TorchName()}[{string.Join(", ", shape)}] needs {bytesNeeded} bytes but the pickle holds {raw.LongLength}");
             if (bigEndian && dtype.ElementSize() > 1)

@@ -352,7 +352,8 @@ public sealed partial class TorchCheckpoint : IDisposable
                 string entryName = _prefix + "data/" + key;
                 var entry = _zip!.Find(entryName) ?? throw Fail($"the pickle refers to storage '{key}' (at key '{u.CurrentKey}') " +
                     $"but the archive has no entry '{entryName}'.");
-                long bytes = checked(numel * dtype.ElementSize());
+                long bytes = numel <= long.MaxValue / dtype.ElementSize() ? numel * dtype.ElementSize()
+                    : throw Fail($"storage '{key}' (at key '{u.CurrentKey}') declares {numel} {dtype.TorchName()} elements, more bytes than a file can hold.");
                 if (entry.Size != bytes)
                     throw Fail($"storage entry '{entryName}' should hold {numel} {dtype.TorchName()} elements ({bytes} bytes) " +
                         $"but holds {entry.Size} bytes.");
@@ -383,7 +384,15 @@ public sealed partial class TorchCheckpoint : IDisposable
             {
                 if (size[i] < 0 || stride[i] < 0) throw u.Error($"tensor at key '{key}' has a negative size or stride ([{string.Join(", ", size)}], [{string.Join(", ", stride)}])");
                 if (size[i] == 0) empty = true;
-                else last = checked(last + (size[i] - 1) * stride[i]);
+                else
+                {
+                    try { last = checked(last + (size[i] - 1) * stride[i]); }
+                    catch (OverflowException)
+                    {
+                        throw Fail($"tensor at key '{key}' declares size [{string.Join(", ", size)}] with stride [{string.Join(", ", stride)}], " +
+                            "which spans more elements than a 64-bit index can count.");
+                    }
+                }
             }
             if (offset < 0 || (!empty && last >= storage.NumEl))
                 throw Fail($"tensor at key '{key}' (size [{string.Join(", ", size)}], stride [{string.Join(", ", stride)}], offset {offset}) " +

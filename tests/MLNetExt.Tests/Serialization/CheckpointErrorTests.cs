@@ -211,6 +211,30 @@ public sealed class CheckpointErrorTests
         Assert.IsLessThan(64L << 20, GC.GetTotalAllocatedBytes() - before, "nothing was inflated");
     }
 
+    /// <summary>A tensor whose declared size and stride overflow a 64-bit index is named with its sizes, not reported
+    /// as a bare arithmetic overflow.</summary>
+    [TestMethod]
+    public void OverflowingDeclaredSizes_NameTheTensorAndTheSizes()
+    {
+        using var dir = new TempDir();
+        var path = dir.File("huge.pth");
+        byte[] huge = [0x8a, 0x06, 0, 0, 0, 0, 0, 1]; // LONG1 2^40
+        Ckpt.RewriteZip(Ckpt.Path("short_storage.pth"), path, (n, b) =>
+        {
+            if (!n.EndsWith("data.pkl")) return b;
+            // size (2, 3) -> (2^40, 2^40) and stride (3, 1) -> (2^40, 1), keeping the pickle's structure
+            var text = Convert.ToHexString(b);
+            string K(int v) => $"4B{v:X2}";
+            var h = Convert.ToHexString(huge);
+            var sized = text.Replace(K(2) + K(3) + "86", h + h + "86").Replace(K(3) + K(1) + "86", h + K(1) + "86");
+            Assert.AreNotEqual(text, sized, "the size and stride tuples were found");
+            return Convert.FromHexString(sized);
+        });
+        var e = Assert.ThrowsExactly<CheckpointException>(() => { using var c = TorchCheckpoint.Load(path); });
+        StringAssert.Contains(e.Message, "tensor at key 'w'");
+        StringAssert.Contains(e.Message, "[1099511627776, 1099511627776]");
+    }
+
     [TestMethod]
     public void PlainPicklesInEveryProtocol()
     {
