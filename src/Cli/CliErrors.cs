@@ -18,7 +18,8 @@ internal static class CliErrors
     /// stack trace is printed only with MLNETEXT_DEBUG=1.</summary>
     public static int Report(Exception e)
     {
-        if (e is System.Reflection.TargetInvocationException { InnerException: { } inner }) e = inner;
+        // wrappers that say only where a failure surfaced (a static constructor, reflection): report the cause
+        while (e is System.Reflection.TargetInvocationException or TypeInitializationException && e.InnerException is { } inner) e = inner;
         if (IsUserError(e))
         {
             Console.Error.WriteLine($"error: {e.Message}");

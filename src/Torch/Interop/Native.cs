@@ -87,22 +87,33 @@ internal static unsafe partial class Native
         }
         throw new DllNotFoundException(
             $"{FileName} was not found (looked in: {string.Join(", ", tried)}). Build it with tools/setup.sh, " +
-            "or set MLNETEXT_NATIVE to its full path.");
+            "or set MLNETEXT_NATIVE to its full path (or folder), or put its folder on LD_LIBRARY_PATH.");
     }
 
+    /// <summary>Where the bridge is looked for, in order and each place once: MLNETEXT_NATIVE (file or folder), the
+    /// application folder, the assembly's folder, the folders of LD_LIBRARY_PATH, and a development checkout's
+    /// artifacts/native above the application.</summary>
     static IEnumerable<string> Candidates()
     {
-        var env = Environment.GetEnvironmentVariable("MLNETEXT_NATIVE");
-        if (!string.IsNullOrEmpty(env)) yield return env;
-        yield return Path.Combine(AppContext.BaseDirectory, FileName);
-        var asmDir = Path.GetDirectoryName(typeof(Native).Assembly.Location);
-        if (!string.IsNullOrEmpty(asmDir)) yield return Path.Combine(asmDir, FileName);
-        // A development checkout: walk up to the repository's artifacts/native.
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir != null; dir = dir.Parent)
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        IEnumerable<string> All()
         {
-            var p = Path.Combine(dir.FullName, "artifacts", "native", FileName);
-            if (File.Exists(p)) { yield return p; yield break; }
+            var env = Environment.GetEnvironmentVariable("MLNETEXT_NATIVE");
+            if (!string.IsNullOrEmpty(env)) yield return Directory.Exists(env) ? Path.Combine(env, FileName) : env;
+            yield return Path.Combine(AppContext.BaseDirectory, FileName);
+            var asmDir = Path.GetDirectoryName(typeof(Native).Assembly.Location);
+            if (!string.IsNullOrEmpty(asmDir)) yield return Path.Combine(asmDir, FileName);
+            foreach (var dir in (Environment.GetEnvironmentVariable("LD_LIBRARY_PATH") ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries))
+                yield return Path.Combine(dir, FileName);
+            // A development checkout: walk up to the repository's artifacts/native.
+            for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir != null; dir = dir.Parent)
+            {
+                var p = Path.Combine(dir.FullName, "artifacts", "native", FileName);
+                if (File.Exists(p)) { yield return p; yield break; }
+            }
         }
+        foreach (var c in All())
+            if (seen.Add(Path.GetFullPath(c))) yield return Path.GetFullPath(c);
     }
 
     /// <summary>Throws a <see cref="TorchException"/> carrying (and freeing) a native error message.</summary>

@@ -28,6 +28,9 @@ public sealed class CliErrorsTests
         Assert.AreEqual("error: Device 'tpu' is not understood", text.Trim());
         (code, text) = Capture(() => CliErrors.Report(new ImageDecodeException("PNG declares 60000x60000")));
         Assert.AreEqual(1, code);
+        (code, text) = Capture(() => CliErrors.Report(new TypeInitializationException("Native", new DllNotFoundException("libmlnetext_native.so was not found"))));
+        Assert.AreEqual(1, code);
+        Assert.AreEqual("error: libmlnetext_native.so was not found", text.Trim());
         (code, text) = Capture(() => CliErrors.Report(new NullReferenceException("boom")));
         Assert.AreEqual(70, code);
         Assert.HasCount(1, text.Trim().Split('\n'), text);
