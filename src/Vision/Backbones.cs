@@ -26,12 +26,41 @@ public static class Backbones
     /// <summary>A family by name (case-insensitive).</summary>
     public static BackboneFamily Family(string name) =>
         Families.FirstOrDefault(f => string.Equals(f.Name, name, StringComparison.OrdinalIgnoreCase))
-        ?? throw new ArgumentException($"Unknown backbone family '{name}'; known families: {string.Join(", ", Families.Select(f => f.Name))}.");
+        ?? throw new ArgumentException($"Unknown backbone family '{name}'{DidYouMean(name, Families.Select(f => f.Name))}; known families: {string.Join(", ", Families.Select(f => f.Name))}.");
 
     /// <summary>A variant by its official factory name (case-insensitive).</summary>
     public static BackboneVariant Find(string variant) =>
         Variants.FirstOrDefault(v => string.Equals(v.Name, variant, StringComparison.OrdinalIgnoreCase))
-        ?? throw new ArgumentException($"Unknown backbone variant '{variant}'; known variants: {string.Join(", ", Variants.Select(v => v.Name))}.");
+        ?? throw new ArgumentException($"Unknown backbone variant '{variant}'{DidYouMean(variant, Variants.Select(v => v.Name))}; known variants: {string.Join(", ", Variants.Select(v => v.Name))}.");
+
+    /// <summary>" (did you mean 'x'?)" for the closest name: within a few edits, or one name a prefix of the other
+    /// (smt_tiny, smt_t); "" when nothing is close.</summary>
+    internal static string DidYouMean(string input, IEnumerable<string> names)
+    {
+        var lower = input.ToLowerInvariant();
+        var best = names.Select(n => (Name: n, Distance: EditDistance(lower, n.ToLowerInvariant())))
+            .Where(c => c.Distance <= Math.Max(2, lower.Length / 3) || lower.StartsWith(c.Name, StringComparison.OrdinalIgnoreCase)
+                        || (lower.Length >= 3 && c.Name.StartsWith(lower, StringComparison.OrdinalIgnoreCase)))
+            .OrderBy(c => c.Distance).ThenBy(c => c.Name, StringComparer.Ordinal).FirstOrDefault();
+        return best.Name is null ? "" : $" (did you mean '{best.Name}'?)";
+    }
+
+    static int EditDistance(string a, string b)
+    {
+        var row = Enumerable.Range(0, b.Length + 1).ToArray();
+        for (int i = 1; i <= a.Length; i++)
+        {
+            int diagonal = row[0];
+            row[0] = i;
+            for (int j = 1; j <= b.Length; j++)
+            {
+                int next = Math.Min(Math.Min(row[j] + 1, row[j - 1] + 1), diagonal + (a[i - 1] == b[j - 1] ? 0 : 1));
+                diagonal = row[j];
+                row[j] = next;
+            }
+        }
+        return row[b.Length];
+    }
 
     /// <summary>Builds an official variant, optionally with another class count and extra keyword arguments
     /// (for example <c>{"drop_path_rate": 0.2}</c>) merged over the official ones.</summary>

@@ -78,6 +78,15 @@ public sealed class CliErrorsTests
     }
 
     [TestMethod]
+    public void MistypedVariants_GetASuggestion()
+    {
+        StringAssert.Contains(Assert.ThrowsExactly<ArgumentException>(() => MLNetExt.Vision.Backbones.Find("smt_tiny")).Message, "(did you mean 'smt_t'?)");
+        StringAssert.Contains(Assert.ThrowsExactly<ArgumentException>(() => MLNetExt.Vision.Backbones.Find("transxnet-t")).Message, "(did you mean 'transxnet_t'?)");
+        StringAssert.Contains(Assert.ThrowsExactly<ArgumentException>(() => MLNetExt.Vision.Backbones.Family("mixfromer")).Message, "(did you mean 'mixformer'?)");
+        Assert.IsFalse(Assert.ThrowsExactly<ArgumentException>(() => MLNetExt.Vision.Backbones.Find("resnet50")).Message.Contains("did you mean"));
+    }
+
+    [TestMethod]
     public void ThreadCounts_AreCheckedAgainstTheMachine()
     {
         int max = TorchRuntime.MaxThreads;
