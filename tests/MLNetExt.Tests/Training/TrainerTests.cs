@@ -190,6 +190,22 @@ public sealed class TrainerTests
         }
     }
 
+    /// <summary>A step far beyond the machine's memory (the tiny model at 2048x2048, batch 32: about 77 GB measured
+    /// here) is refused before the first step with the estimate and a batch size that fits, instead of the kernel's
+    /// OOM killer ending the process without a word.</summary>
+    [TestMethod]
+    public void TooLargeAStep_IsRefusedBeforeTheFirstStep_WithAnEstimate()
+    {
+        if (StepMemory.Available() is not long available || available > 200e9) Assert.Inconclusive("needs a machine with less than 200 GB available");
+        using var scope = TensorScope.Begin();
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        var e = Assert.ThrowsExactly<TrainingException>(() =>
+            new ImageClassificationEstimator(Tiny() with { ImageSize = 2048, BatchSize = 32, Epochs = 1 }).Fit(ColorData(2, 1), ColorData(1, 2, "val")));
+        StringAssert.StartsWith(e.Message, "A training step at 2048x2048 with batch 32 needs about");
+        StringAssert.Contains(e.Message, "are available. Use --batch-size");
+        Assert.IsLessThan(60.0, sw.Elapsed.TotalSeconds, "refused before training");
+    }
+
     [TestMethod]
     public void Resume_WithOtherSettings_IsRefusedWithTheDifferences()
     {
