@@ -53,4 +53,19 @@ internal static class CliErrors
         if (Directory.Exists(file.FullName)) throw new ArgumentException($"{option}: '{file.FullName}' is a folder, not a file.");
         throw new FileNotFoundException($"{option}: file '{file.FullName}' does not exist.", file.FullName);
     }
+
+    /// <summary>Replaces .NET type names in a parse error with what the user should type.</summary>
+    public static string PlainTypeNames(string message)
+    {
+        var m = System.Text.RegularExpressions.Regex.Match(message, @"as expected type '(System\.Nullable`1\[)?System\.(\w+)\]?'");
+        if (!m.Success) return message;
+        var kind = m.Groups[2].Value switch
+        {
+            "Double" or "Single" => "a number",
+            "Int32" or "Int64" or "UInt64" or "UInt32" => "a whole number",
+            "Boolean" => "true or false",
+            _ => m.Groups[2].Value.ToLowerInvariant(),
+        };
+        return message[..m.Index] + $"as {kind}" + message[(m.Index + m.Length)..];
+    }
 }

@@ -17,7 +17,15 @@ var root = new RootCommand("MLNetExt: modern vision backbones for .NET — fine-
 // Every verb ends with one line on stderr for any failure, never a .NET stack trace (CliErrors.Report).
 try
 {
-    return root.Parse(args).Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+    var parsed = root.Parse(args);
+    // System.CommandLine names the .NET type it wanted ("System.Nullable`1[System.Double]"): say it in words.
+    var typed = parsed.Errors.Where(e => e.Message.Contains("as expected type", StringComparison.Ordinal)).ToList();
+    if (typed.Count > 0)
+    {
+        foreach (var e in typed) Console.Error.WriteLine("error: " + CliErrors.PlainTypeNames(e.Message));
+        return 2;
+    }
+    return parsed.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
 }
 catch (Exception e)
 {

@@ -78,6 +78,15 @@ public sealed class CliErrorsTests
     }
 
     [TestMethod]
+    public void ParseErrors_SayTheExpectedValueInWords()
+    {
+        Assert.AreEqual("Cannot parse argument 'abc' for option '--lr' as a number.",
+            CliErrors.PlainTypeNames("Cannot parse argument 'abc' for option '--lr' as expected type 'System.Nullable`1[System.Double]'."));
+        Assert.AreEqual("Cannot parse argument '1.5' for option '--epochs' as a whole number.",
+            CliErrors.PlainTypeNames("Cannot parse argument '1.5' for option '--epochs' as expected type 'System.Int32'."));
+    }
+
+    [TestMethod]
     public void MistypedVariants_GetASuggestion()
     {
         StringAssert.Contains(Assert.ThrowsExactly<ArgumentException>(() => MLNetExt.Vision.Backbones.Find("smt_tiny")).Message, "(did you mean 'smt_t'?)");
