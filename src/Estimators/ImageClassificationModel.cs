@@ -66,37 +66,48 @@ public sealed class ImageClassificationModel : IDisposable
     /// <summary>Predicts image files in batches; unreadable files get a prediction with <see cref="ImagePrediction.Error"/> set.</summary>
     public IReadOnlyList<ImagePrediction> Predict(IReadOnlyList<string> paths, int topK = 5, int batchSize = 16)
     {
+        ArgumentOutOfRangeException.ThrowIfLessThan(batchSize, 1);
         var results = new ImagePrediction[paths.Count];
-        for (int start = 0; start < paths.Count; start += batchSize)
+        int len = _pipeline.SampleLength;
+        var data = new float[batchSize * len];
+        var where = new List<int>(batchSize);
+        void Flush()
         {
-            var images = new List<RgbImage>();
-            var where = new List<int>();
-            for (int i = start; i < Math.Min(paths.Count, start + batchSize); i++)
-            {
-                var img = ImageDecoder.TryDecodeFile(paths[i], out var reason);
-                if (img is null) results[i] = new ImagePrediction(paths[i], null, -1, 0, [], reason ?? "could not be decoded");
-                else { images.Add(img); where.Add(i); }
-            }
-            if (images.Count == 0) continue;
-            var preds = PredictMany(images, topK, where.Select(i => paths[i]).ToList());
+            if (where.Count == 0) return;
+            var preds = FromPrepared(data.AsSpan(0, where.Count * len).ToArray(), where.Count, topK, where.Select(i => paths[i]).ToList());
             for (int k = 0; k < where.Count; k++) results[where[k]] = preds[k];
+            where.Clear();
         }
+        // Each image is prepared as soon as it is decoded, so at most one decoded image is held at a time.
+        for (int i = 0; i < paths.Count; i++)
+        {
+            var img = ImageDecoder.TryDecodeFile(paths[i], out var reason);
+            if (img is null) { results[i] = new ImagePrediction(paths[i], null, -1, 0, [], reason ?? "could not be decoded"); continue; }
+            _pipeline.Process(img, Rng.For(0, where.Count), data.AsSpan(where.Count * len, len));
+            where.Add(i);
+            if (where.Count == batchSize) Flush();
+        }
+        Flush();
         return results;
     }
 
     IReadOnlyList<ImagePrediction> PredictMany(IReadOnlyList<RgbImage> images, int topK, IReadOnlyList<string> sources)
     {
-        int len = _pipeline.SampleLength, c = Classes.Count;
+        int len = _pipeline.SampleLength;
         var data = new float[images.Count * len];
         for (int i = 0; i < images.Count; i++) _pipeline.Process(images[i], Rng.For(0, i), data.AsSpan(i * len, len));
+        return FromPrepared(data, images.Count, topK, sources);
+    }
+
+    /// <summary>Predictions for <paramref name="count"/> images already through the evaluation pipeline.</summary>
+    IReadOnlyList<ImagePrediction> FromPrepared(float[] data, int count, int topK, IReadOnlyList<string> sources)
+    {
+        int c = Classes.Count;
         float[] probs;
         using (var scope = TensorScope.Begin())
-            probs = Probabilities(Tensor.FromArray(data, [images.Count, 3, Descriptor.ImageSize, Descriptor.ImageSize]));
-        var result = new ImagePrediction[images.Count];
-        for (int i = 0; i < images.Count; i++)
-        {
-            result[i] = ImagePrediction.FromScores(sources[i], probs.AsSpan(i * c, c).ToArray(), Classes, topK);
-        }
+            probs = Probabilities(Tensor.FromArray(data, [count, 3, Descriptor.ImageSize, Descriptor.ImageSize]));
+        var result = new ImagePrediction[count];
+        for (int i = 0; i < count; i++) result[i] = ImagePrediction.FromScores(sources[i], probs.AsSpan(i * c, c).ToArray(), Classes, topK);
         return result;
     }
 

@@ -136,19 +136,26 @@ public sealed class OnnxImageScorer : IImageFileScorer, IDisposable
     {
         ArgumentNullException.ThrowIfNull(paths);
         var results = new ImageScore[paths.Count];
-        for (int start = 0; start < paths.Count; start += BatchSize)
+        int sample = 3 * Height * Width;
+        var batch = new float[BatchSize * sample];
+        var index = new List<int>(BatchSize);
+        void Flush()
         {
-            var images = new List<RgbImage>();
-            var index = new List<int>();
-            for (int i = start; i < Math.Min(start + BatchSize, paths.Count); i++)
-            {
-                var img = ImageDecoder.TryDecodeFile(paths[i], out var reason);
-                if (img is null) results[i] = new ImageScore(paths[i], null, reason ?? "unreadable");
-                else { images.Add(img); index.Add(i); }
-            }
-            var scores = images.Count > 0 ? Score(images) : Array.Empty<float[]>();
+            if (index.Count == 0) return;
+            var scores = ScoreBatch(batch.AsSpan(0, index.Count * sample).ToArray(), index.Count);
             for (int j = 0; j < index.Count; j++) results[index[j]] = new ImageScore(paths[index[j]], scores[j], null);
+            index.Clear();
         }
+        // Each image is prepared as soon as it is decoded, so at most one decoded image is held at a time.
+        for (int i = 0; i < paths.Count; i++)
+        {
+            var img = ImageDecoder.TryDecodeFile(paths[i], out var reason);
+            if (img is null) { results[i] = new ImageScore(paths[i], null, reason ?? "unreadable"); continue; }
+            Prepare(img, batch.AsSpan(index.Count * sample, sample));
+            index.Add(i);
+            if (index.Count == BatchSize) Flush();
+        }
+        Flush();
         return results;
     }
 
