@@ -35,9 +35,10 @@ internal static class KeysCommand
 
     internal static int Run(FileInfo file, TextWriter output, TextWriter error)
     {
-        if (!file.Exists)
+        try { CliErrors.RequireFile(file, "--weights"); }
+        catch (Exception e) when (e is ArgumentException or FileNotFoundException)
         {
-            error.WriteLine(Directory.Exists(file.FullName) ? $"--weights: '{file.FullName}' is a folder, not a file." : $"--weights: file '{file.FullName}' does not exist.");
+            error.WriteLine(e.Message);
             return 2;
         }
         try

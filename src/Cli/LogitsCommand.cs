@@ -59,7 +59,7 @@ internal static class LogitsCommand
             Tensor logits;
             using (Autograd.InferenceMode()) logits = model.Call(x);
             var values = logits.Contiguous().ToArray<float>();
-            WriteAtomically(output.FullName, System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()).ToArray());
+            Serialization.AtomicFile.WriteAllBytes(output.FullName, System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()));
             log.WriteLine($"{model.Variant}: logits [{string.Join(", ", logits.Shape)}] written to {output.FullName}");
         }
         return 0;
@@ -72,7 +72,4 @@ internal static class LogitsCommand
             throw new ArgumentException($"--shape must be four positive integers N,C,H,W; got '{text}'.");
         return parts.Select(long.Parse).ToArray();
     }
-
-    /// <summary>Writes to a temporary file in the same folder, then renames: a reader never sees a partial file.</summary>
-    internal static void WriteAtomically(string path, byte[] bytes) => Serialization.AtomicFile.WriteAllBytes(path, bytes);
 }

@@ -59,7 +59,7 @@ internal static class RunOnnxCommand
         var value = result[0];
         if (value.ElementType != OnnxElementType.Float32)
             throw new ArgumentException($"--output-name: output '{name}' is {value.ElementType}, not float32; run-onnx writes float32 only.");
-        LogitsCommand.WriteAtomically(output.FullName, MemoryMarshal.AsBytes(value.AsSpan<float>()).ToArray());
+        Serialization.AtomicFile.WriteAllBytes(output.FullName, MemoryMarshal.AsBytes(value.AsSpan<float>()));
         log.WriteLine($"{model.Name} ({session.ExecutionProvider}, ONNX Runtime {OnnxRuntimeEnvironment.Version}): {name} [{string.Join(", ", value.Shape)}] written to {output.FullName}");
         return 0;
     }

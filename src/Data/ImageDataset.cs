@@ -99,13 +99,14 @@ public sealed class ImageDataset
     /// <summary>Reads the first bytes of a file: null when it looks like a supported image, else the reason.</summary>
     internal static string? HeaderProblem(string path)
     {
-        if (ImageFiles.FileProblem(path) is { } problem) return problem;
         try
         {
             Span<byte> head = stackalloc byte[16];
             int n = ImageFiles.ReadHead(path, head);
             return ImageDecoder.UnsupportedReason(head.Slice(0, n));
         }
+        catch (ImageDecodeException e) { return e.Message; } // not a readable regular file: ImageFiles says why
+        catch (FileNotFoundException) { return "does not exist"; }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             return $"cannot be read ({e.Message})";

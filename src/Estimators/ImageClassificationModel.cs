@@ -61,54 +61,45 @@ public sealed class ImageClassificationModel : IDisposable
     }
 
     /// <summary>Predicts one decoded image.</summary>
-    public ImagePrediction Predict(RgbImage image, int topK = 5, string source = "image") => PredictMany([image], topK, [source])[0];
+    public ImagePrediction Predict(RgbImage image, int topK = 5, string source = "image") => PredictEach(1, _ => image, _ => source, topK, 1)[0]!;
 
     /// <summary>Predicts image files in batches; unreadable files get a prediction with <see cref="ImagePrediction.Error"/> set.</summary>
     public IReadOnlyList<ImagePrediction> Predict(IReadOnlyList<string> paths, int topK = 5, int batchSize = 16)
     {
+        var reasons = new string?[paths.Count];
+        var predictions = PredictEach(paths.Count, i => ImageDecoder.TryDecodeFile(paths[i], out reasons[i]), i => paths[i], topK, batchSize);
+        return predictions.Select((p, i) => p ?? new ImagePrediction(paths[i], null, -1, 0, [], reasons[i] ?? "could not be decoded")).ToArray();
+    }
+
+    /// <summary>Predicts images <c>0..count-1</c> in batches (null where <paramref name="imageAt"/> gives none). Each image
+    /// goes through the evaluation pipeline as soon as it is given, so at most one decoded image is held at a time.</summary>
+    ImagePrediction?[] PredictEach(int count, Func<int, RgbImage?> imageAt, Func<int, string> sourceAt, int topK, int batchSize)
+    {
         ArgumentOutOfRangeException.ThrowIfLessThan(batchSize, 1);
-        var results = new ImagePrediction[paths.Count];
-        int len = _pipeline.SampleLength;
+        var results = new ImagePrediction?[count];
+        int len = _pipeline.SampleLength, c = Classes.Count;
         var data = new float[batchSize * len];
         var where = new List<int>(batchSize);
         void Flush()
         {
             if (where.Count == 0) return;
-            var preds = FromPrepared(data.AsSpan(0, where.Count * len).ToArray(), where.Count, topK, where.Select(i => paths[i]).ToList());
-            for (int k = 0; k < where.Count; k++) results[where[k]] = preds[k];
+            float[] probs;
+            using (var scope = TensorScope.Begin())
+                probs = Probabilities(Tensor.FromArray(where.Count == batchSize ? data : data[..(where.Count * len)],
+                    [where.Count, 3, Descriptor.ImageSize, Descriptor.ImageSize]));
+            for (int k = 0; k < where.Count; k++)
+                results[where[k]] = ImagePrediction.FromScores(sourceAt(where[k]), probs.AsSpan(k * c, c).ToArray(), Classes, topK);
             where.Clear();
         }
-        // Each image is prepared as soon as it is decoded, so at most one decoded image is held at a time.
-        for (int i = 0; i < paths.Count; i++)
+        for (int i = 0; i < count; i++)
         {
-            var img = ImageDecoder.TryDecodeFile(paths[i], out var reason);
-            if (img is null) { results[i] = new ImagePrediction(paths[i], null, -1, 0, [], reason ?? "could not be decoded"); continue; }
-            _pipeline.Process(img, Rng.For(0, where.Count), data.AsSpan(where.Count * len, len));
+            if (imageAt(i) is not { } image) continue;
+            _pipeline.Process(image, Rng.For(0, where.Count), data.AsSpan(where.Count * len, len));
             where.Add(i);
             if (where.Count == batchSize) Flush();
         }
         Flush();
         return results;
-    }
-
-    IReadOnlyList<ImagePrediction> PredictMany(IReadOnlyList<RgbImage> images, int topK, IReadOnlyList<string> sources)
-    {
-        int len = _pipeline.SampleLength;
-        var data = new float[images.Count * len];
-        for (int i = 0; i < images.Count; i++) _pipeline.Process(images[i], Rng.For(0, i), data.AsSpan(i * len, len));
-        return FromPrepared(data, images.Count, topK, sources);
-    }
-
-    /// <summary>Predictions for <paramref name="count"/> images already through the evaluation pipeline.</summary>
-    IReadOnlyList<ImagePrediction> FromPrepared(float[] data, int count, int topK, IReadOnlyList<string> sources)
-    {
-        int c = Classes.Count;
-        float[] probs;
-        using (var scope = TensorScope.Begin())
-            probs = Probabilities(Tensor.FromArray(data, [count, 3, Descriptor.ImageSize, Descriptor.ImageSize]));
-        var result = new ImagePrediction[count];
-        for (int i = 0; i < count; i++) result[i] = ImagePrediction.FromScores(sources[i], probs.AsSpan(i * c, c).ToArray(), Classes, topK);
-        return result;
     }
 
     /// <summary>Metrics on a labelled dataset whose classes are this model's (same names, same order).</summary>

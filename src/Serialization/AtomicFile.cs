@@ -40,7 +40,7 @@ public static partial class AtomicFile
     }
 
     /// <summary>Deletes a temporary file, ignoring failures (used on error paths).</summary>
-    public static void TryDelete(string temp)
+    internal static void TryDelete(string temp)
     {
         try { File.Delete(temp); }
         catch (IOException) { }

@@ -218,7 +218,7 @@ public static class SafeTensors
         }
         catch
         {
-            try { File.Delete(temp); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+            AtomicFile.TryDelete(temp);
             throw;
         }
     }

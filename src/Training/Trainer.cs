@@ -281,7 +281,7 @@ internal sealed class Trainer : IDisposable
         Require(o.CropScaleMin is > 0 and <= 1, nameof(o.CropScaleMin), o.CropScaleMin, "in (0, 1]");
         Require(o.RandomErasing is >= 0 and <= 1, nameof(o.RandomErasing), o.RandomErasing, "in [0, 1]");
         Require(o.MixupAlpha >= 0 && o.CutmixAlpha >= 0, "MixupAlpha/CutmixAlpha", $"{o.MixupAlpha}/{o.CutmixAlpha}", ">= 0");
-        Require(o.Workers is not int workers || (workers >= 1 && workers <= TorchRuntime.MaxThreads), nameof(o.Workers), o.Workers, $"1 to {TorchRuntime.MaxThreads} (8 per processor)");
+        Require(o.Workers is not int workers || TorchRuntime.ThreadCountProblem(workers, nameof(o.Workers)) is null, nameof(o.Workers), o.Workers, $"1 to {TorchRuntime.MaxThreads} (8 per processor)");
         if (o.Mode == TrainingMode.FreezeStages) Require(o.FrozenStages >= 1, nameof(o.FrozenStages), o.FrozenStages, "at least 1");
     }
 
@@ -552,7 +552,7 @@ internal sealed class Trainer : IDisposable
                     found = JsonNode.DeepEquals(bs.Fingerprint, _state.Fingerprint) ? $"holds epoch {bs.Epoch}" : "belongs to a run with other settings";
                 }
             }
-            catch (Exception e) when (e is InvalidDataException or IOException or Serialization.CheckpointException)
+            catch (IOException e) // CheckpointException and InvalidDataException included
             {
                 found = $"cannot be read ({e.Message})";
             }

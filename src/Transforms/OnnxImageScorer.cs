@@ -37,6 +37,7 @@ public sealed class OnnxImageScorer : IImageFileScorer, IDisposable
     readonly OnnxSession _session;
     readonly ImagePipeline _pipeline;
     readonly bool _ownsSession;
+    readonly int _cropTop, _cropLeft; // where the graph slices the crop from its input (0, 0 without a crop in the graph)
 
     /// <summary>Opens <paramref name="modelPath"/> with <paramref name="options"/> (threads, CUDA device, ...).</summary>
     public OnnxImageScorer(string modelPath, OnnxSessionOptions? options = null, int batchSize = 16)
@@ -55,6 +56,11 @@ public sealed class OnnxImageScorer : IImageFileScorer, IDisposable
             BatchSize = batchSize;
             Info = ExportedModelInfo.From(session, source);
             _pipeline = Info.EvalPipeline();
+            if (Info.CropInGraph)
+            {
+                var crop = EvalCrop.For(Info.CropHeight, Info.CropWidth, Info.CropPct);
+                (_cropTop, _cropLeft) = (crop.Top, crop.Left);
+            }
             if (!session.Outputs.Any(o => o.Name == "Score"))
                 throw new InvalidDataException($"The ONNX model {source} has no 'Score' output (outputs: {string.Join(", ", session.Outputs.Select(o => o.Name))}).");
         }
@@ -96,18 +102,12 @@ public sealed class OnnxImageScorer : IImageFileScorer, IDisposable
         }
         var cropped = _pipeline.ProcessToImage(image, rng);
         int plane = Height * Width, ch = Info.CropHeight, cw = Info.CropWidth;
-        var (top, left) = (0, 0);
-        if (Info.CropInGraph)
-        {
-            dst.Clear();
-            var crop = EvalCrop.For(ch, cw, Info.CropPct);
-            (top, left) = (crop.Top, crop.Left);
-        }
+        if (Info.CropInGraph) dst.Clear();
         var px = cropped.Pixels;
         for (int y = 0; y < ch; y++)
             for (int x = 0; x < cw; x++)
             {
-                int i = y * cw + x, o = (top + y) * Width + left + x;
+                int i = y * cw + x, o = (_cropTop + y) * Width + _cropLeft + x;
                 dst[o] = px[3 * i];
                 dst[plane + o] = px[3 * i + 1];
                 dst[2 * plane + o] = px[3 * i + 2];
@@ -118,45 +118,42 @@ public sealed class OnnxImageScorer : IImageFileScorer, IDisposable
     public float[][] Score(IReadOnlyList<RgbImage> images)
     {
         ArgumentNullException.ThrowIfNull(images);
-        var result = new float[images.Count][];
-        int sample = 3 * Height * Width;
-        for (int start = 0; start < images.Count; start += BatchSize)
-        {
-            int n = Math.Min(BatchSize, images.Count - start);
-            var batch = new float[n * sample];
-            for (int i = 0; i < n; i++) Prepare(images[start + i], batch.AsSpan(i * sample, sample));
-            var scores = ScoreBatch(batch, n);
-            for (int i = 0; i < n; i++) result[start + i] = scores[i];
-        }
-        return result;
+        return ScoreEach(images.Count, i => images[i])!;
     }
 
     /// <summary>Decodes and scores image files; a file that cannot be decoded gets its reason instead of scores.</summary>
     public IReadOnlyList<ImageScore> ScoreFiles(IReadOnlyList<string> paths)
     {
         ArgumentNullException.ThrowIfNull(paths);
-        var results = new ImageScore[paths.Count];
+        var reasons = new string?[paths.Count];
+        var scores = ScoreEach(paths.Count, i => ImageDecoder.TryDecodeFile(paths[i], out reasons[i]));
+        return scores.Select((s, i) => new ImageScore(paths[i], s, s is null ? reasons[i] ?? "unreadable" : null)).ToArray();
+    }
+
+    /// <summary>Scores images <c>0..count-1</c> in batches; a null image gets null scores. Each image is prepared as soon
+    /// as <paramref name="imageAt"/> gives it, so at most one decoded image is held at a time.</summary>
+    float[]?[] ScoreEach(int count, Func<int, RgbImage?> imageAt)
+    {
+        var result = new float[]?[count];
         int sample = 3 * Height * Width;
         var batch = new float[BatchSize * sample];
         var index = new List<int>(BatchSize);
         void Flush()
         {
             if (index.Count == 0) return;
-            var scores = ScoreBatch(batch.AsSpan(0, index.Count * sample).ToArray(), index.Count);
-            for (int j = 0; j < index.Count; j++) results[index[j]] = new ImageScore(paths[index[j]], scores[j], null);
+            var scores = ScoreBatch(index.Count == BatchSize ? batch : batch[..(index.Count * sample)], index.Count);
+            for (int j = 0; j < index.Count; j++) result[index[j]] = scores[j];
             index.Clear();
         }
-        // Each image is prepared as soon as it is decoded, so at most one decoded image is held at a time.
-        for (int i = 0; i < paths.Count; i++)
+        for (int i = 0; i < count; i++)
         {
-            var img = ImageDecoder.TryDecodeFile(paths[i], out var reason);
-            if (img is null) { results[i] = new ImageScore(paths[i], null, reason ?? "unreadable"); continue; }
-            Prepare(img, batch.AsSpan(index.Count * sample, sample));
+            if (imageAt(i) is not { } image) continue;
+            Prepare(image, batch.AsSpan(index.Count * sample, sample));
             index.Add(i);
             if (index.Count == BatchSize) Flush();
         }
         Flush();
-        return results;
+        return result;
     }
 
     /// <summary>Scores a ready batch: <paramref name="input"/> holds <paramref name="count"/> planar samples in the
