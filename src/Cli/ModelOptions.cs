@@ -49,6 +49,6 @@ internal sealed class ModelOptions
         }
         if (arch is null) throw new ArgumentException("--config needs --arch FAMILY to say which family's keyword arguments it holds.");
         CliErrors.RequireFile(config!, "--config");
-        return new Choice(arch, BackboneConfig.ParseObject(File.ReadAllText(config.FullName), config.FullName), classes);
+        return new Choice(arch, BackboneConfig.ParseObject(File.ReadAllText(config!.FullName), config.FullName), classes);
     }
 }

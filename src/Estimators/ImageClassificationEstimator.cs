@@ -1,24 +1,128 @@
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using Microsoft.ML.Runtime;
 using MLNetExt.Data;
+using MLNetExt.Export;
+using MLNetExt.MLNet;
+using MLNetExt.OnnxRuntime;
 using MLNetExt.Training;
 
 namespace MLNetExt.Estimators;
 
-/// <summary>Fine-tunes a backbone into an image classifier, in ML.NET's estimator style: configure with
-/// <see cref="ImageClassificationOptions"/>, call <see cref="Fit(ImageDataset, ImageDataset?, CancellationToken)"/>,
-/// get an <see cref="ImageClassificationModel"/> that predicts, evaluates, saves and exports to ONNX.
+/// <summary>
+/// Fine-tunes a backbone into an image classifier. It is an ML.NET trainer: made through the multiclass catalog
+/// (<see cref="MLNetExtCatalog.BackboneImageClassification(MulticlassClassificationCatalog.MulticlassClassificationTrainers, string, string, string, string?, string?, int?)"/>),
+/// it fits on an IDataView with a key label column and an image column (path, MLImage or encoded bytes) and gives an
+/// <see cref="ImageClassificationTransformer"/> with <c>Score</c> and <c>PredictedLabel</c>:
 /// <code>
-/// var estimator = new ImageClassificationEstimator(new ImageClassificationOptions { Model = "transxnet_t", WeightsPath = "transx-t.pth.tar", Epochs = 10 });
-/// using var model = estimator.Fit("photos/");            // class sub-folders; 20 % held out for validation
-/// Console.WriteLine(model.History!.Final!.Top1);
-/// model.ExportOnnx("model.onnx");                        // for ML.NET's ApplyOnnxModel or any ONNX Runtime host
-/// </code></summary>
-public sealed class ImageClassificationEstimator
+/// var pipeline = ml.Transforms.Conversion.MapValueToKey("Label")
+///     .Append(ml.MulticlassClassification.Trainers.BackboneImageClassification("transxnet_t", weightsPath: "transx-t.pth.tar"))
+///     .Append(ml.Transforms.Conversion.MapKeyToValue("PredictedLabel"));
+/// var model = pipeline.Fit(data);                       // data: ImagePath (string), Label (string)
+/// ml.Model.Save(model, data.Schema, "model.zip");       // loads with the Microsoft.ML packages alone
+/// </code>
+/// Outside ML.NET, <see cref="Fit(ImageDataset, ImageDataset?, CancellationToken)"/> trains on an
+/// <see cref="ImageDataset"/> (or a folder) and gives the libtorch <see cref="ImageClassificationModel"/> directly.
+/// </summary>
+public sealed class ImageClassificationEstimator : IEstimator<ImageClassificationTransformer>
 {
+    /// <summary>The name the fitted chain's ONNX model gives the logits (a column that never reaches the output).</summary>
+    internal const string LogitsColumn = "MLNetExt.Logits";
+
+    readonly Lazy<MLNetEnvironment> _env;
+    readonly Lazy<(IHost Host, ulong Seed)> _host;
+
     /// <summary>The settings every <c>Fit</c> uses.</summary>
     public ImageClassificationOptions Options { get; }
 
-    /// <summary>Creates the estimator (null: all defaults).</summary>
-    public ImageClassificationEstimator(ImageClassificationOptions? options = null) => Options = options ?? new ImageClassificationOptions();
+    /// <summary>Creates the estimator (null: all defaults). In an ML.NET pipeline prefer the catalog method, which
+    /// also takes the MLContext's seed, GPU and log.</summary>
+    public ImageClassificationEstimator(ImageClassificationOptions? options = null) : this(null, options) { }
+
+    internal ImageClassificationEstimator(MLNetEnvironment? env, ImageClassificationOptions? options)
+    {
+        Options = options ?? new ImageClassificationOptions();
+        _env = new(() => env ?? MLNetEnvironment.Default());
+        // registered as ML.NET trainers register theirs, so the seed is the context's next draw in creation order
+        _host = new(() =>
+        {
+            var host = _env.Value.Host.Register("MLNetExt.ImageClassification");
+            return (host, (ulong)(uint)host.Rand.Next());
+        });
+        if (env is not null) _ = _host.Value;
+    }
+
+    /// <summary>Trains on the rows of <paramref name="input"/>: the label column (<see cref="ImageClassificationOptions.LabelColumnName"/>)
+    /// must be a key, whose key values name the classes in order; the image column (<see cref="ImageClassificationOptions.ImageColumnName"/>)
+    /// a path, an MLImage or encoded bytes. Rows without a label or with an unreadable image are left out and reported
+    /// (row and path) through <c>MLContext.Log</c>, the progress callback and <see cref="ImageClassificationTransformer.Skipped"/>.
+    /// Validation: <see cref="ImageClassificationOptions.ValidationSet"/>, else a held-out fraction.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">A missing column or one of the wrong type (named, with what was expected and found).</exception>
+    /// <exception cref="DatasetException">No usable rows, or images of fewer than two classes.</exception>
+    /// <exception cref="TrainingInterruptedException"><see cref="ImageClassificationOptions.Cancellation"/> was cancelled.</exception>
+    public ImageClassificationTransformer Fit(IDataView input)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        var o = Options;
+        var label = LabelColumn.Of(input.Schema, o.LabelColumnName);
+        var image = ImageColumn.Of(input.Schema, o.ImageColumnName, o.ImageFolder);
+        var (host, seed) = _host.Value;
+        using var ch = host.Start("Training");
+        var train = image.ReadDataset(input, label, "training data");
+        ImageDataset? val = null;
+        if (o.ValidationSet is { } validation)
+        {
+            var valLabel = LabelColumn.Of(validation.Schema, o.LabelColumnName);
+            valLabel.CheckSameAs(label, "validation set");
+            var valImage = ImageColumn.Of(validation.Schema, o.ImageColumnName, o.ImageFolder);
+            val = valImage.ReadDataset(validation, valLabel, "validation set");
+        }
+        // both devices are settled before training, so a GPU the context cannot have fails at once
+        var device = o.Device ?? _env.Value.TorchDevice(w => ch.Warning(MessageSensitivity.None, w));
+        var onnxGpu = _env.Value.OnnxGpu(w => ch.Warning(MessageSensitivity.None, w));
+        var log = new TrainingLog(ch, o.Progress);
+        var skipped = train.Issues.Concat(val?.Issues ?? []).ToList();
+        foreach (var issue in skipped) log.Warn($"Not used for training: {issue}");
+        var model = Fit(o with { Seed = o.Seed ?? seed, Device = device, Progress = log.Report }, train, val, o.Cancellation);
+        try
+        {
+            var chain = BuildChain(model, input, image, label.Name, onnxGpu);
+            return new ImageClassificationTransformer(model, chain, skipped);
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The standard ML.NET chain of a trained model: its ONNX export (input and output named so no user column
+    /// is hidden) behind the preparation of this image column, ML.NET's scorer and the intermediate columns dropped.</summary>
+    ITransformer BuildChain(ImageClassificationModel model, IDataView input, ImageColumn image, string labelColumn, int? gpu)
+    {
+        var temp = Directory.CreateTempSubdirectory("mlnetext-fit-");
+        try
+        {
+            var onnx = Path.Combine(temp.FullName, "model.onnx");
+            model.ExportOnnx(onnx, new OnnxExportOptions { InputName = ImageColumn.PixelsColumn, OutputName = LogitsColumn });
+            ExportedModelInfo info;
+            using (var session = OnnxSession.FromFile(onnx, new OnnxSessionOptions { IntraOpThreads = 1 }))
+                info = ExportedModelInfo.From(session, "the trained model's export");
+            return ClassifierChain.Build(new MLContext(), input, image, labelColumn, File.ReadAllBytes(onnx), info,
+                LogitsColumn, Options.ScoreColumnName, Options.PredictedLabelColumnName, gpu);
+        }
+        finally { temp.Delete(recursive: true); }
+    }
+
+    /// <summary>The input columns plus <c>Score</c> (a vector of floats, slot names = classes) and <c>PredictedLabel</c>
+    /// (the label's key type); checks the label and image columns first.</summary>
+    public SchemaShape GetOutputSchema(SchemaShape inputSchema)
+    {
+        ArgumentNullException.ThrowIfNull(inputSchema);
+        LabelColumn.Check(inputSchema, Options.LabelColumnName);
+        ImageColumn.Of(inputSchema, Options.ImageColumnName, Options.ImageFolder);
+        return MLNetSchemas.WithClassifierOutputs(inputSchema, MLNetSchemas.Find(inputSchema, Options.LabelColumnName)!.Value, Options.ScoreColumnName, Options.PredictedLabelColumnName);
+    }
 
     /// <summary>Trains on <paramref name="train"/>; validates every epoch on <paramref name="validation"/> or, when it is
     /// null, on a stratified <see cref="ImageClassificationOptions.ValidationFraction"/> of the training set.
@@ -28,7 +132,12 @@ public sealed class ImageClassificationEstimator
     public ImageClassificationModel Fit(ImageDataset train, ImageDataset? validation = null, CancellationToken cancel = default)
     {
         ArgumentNullException.ThrowIfNull(train);
-        var outcome = Trainer.Run(Options, train, validation, cancel);
+        return Fit(Options, train, validation, cancel);
+    }
+
+    static ImageClassificationModel Fit(ImageClassificationOptions options, ImageDataset train, ImageDataset? validation, CancellationToken cancel)
+    {
+        var outcome = Trainer.Run(options, train, validation, cancel);
         return new ImageClassificationModel(outcome.Model, outcome.Descriptor, outcome.History);
     }
 
@@ -38,5 +147,26 @@ public sealed class ImageClassificationEstimator
     {
         var (train, val) = ImageDataset.FromFolders(dataFolder, validationFolder);
         return Fit(train, val, cancel);
+    }
+
+    /// <summary>Progress to the caller's callback and to MLContext.Log: messages and epoch summaries as Info, steps as Trace.</summary>
+    sealed class TrainingLog(IChannel channel, Action<TrainingProgress>? callback)
+    {
+        public void Warn(string text)
+        {
+            channel.Warning(MessageSensitivity.None, text);
+            callback?.Invoke(new TrainingProgress(TrainingPhase.Info, 0, 0, 0, 0, 0, 0, double.NaN, 0, 0, TimeSpan.Zero, null, Message: text));
+        }
+
+        public void Report(TrainingProgress p)
+        {
+            callback?.Invoke(p);
+            if (p.Message is { } m) channel.Info(MessageSensitivity.None, m);
+            else if (p.EpochEnd is { } e)
+                channel.Info(MessageSensitivity.None, $"Epoch {e.Epoch}/{p.Epochs}: train loss {e.TrainLoss:F4}" +
+                    (e.Validation is { } v ? $", validation loss {e.ValLoss:F4}, top-1 {v.Top1:P1}" : "") + $", {e.ImagesPerSecond:F1} images/s, {e.Seconds:F0} s");
+            else if (p.Phase == TrainingPhase.Training)
+                channel.Trace(MessageSensitivity.None, $"Epoch {p.Epoch}/{p.Epochs} step {p.Step}/{p.StepsPerEpoch}: loss {p.Loss:F4}, lr {p.LearningRate:G3}");
+        }
     }
 }

@@ -138,10 +138,12 @@ public sealed record ImageClassificationOptions
     // ---- run ----
 
     /// <summary>Seed of every random choice (initialisation, split, order, augmentation, dropout). Same seed, same
-    /// data and settings: the same model.</summary>
-    public ulong Seed { get; init; }
+    /// data and settings: the same model. Null: 0; in an ML.NET pipeline, drawn from the MLContext's seeded random
+    /// source as ML.NET's own trainers do (so <c>new MLContext(seed: 1)</c> makes the run reproducible).</summary>
+    public ulong? Seed { get; init; }
 
-    /// <summary>"cpu", "cuda" or "cuda:N". Null: CUDA when available, else CPU.</summary>
+    /// <summary>"cpu", "cuda" or "cuda:N". Null: CUDA when available, else CPU; in an ML.NET pipeline, the MLContext's
+    /// <c>GpuDeviceId</c> (CPU when it is null, as ML.NET does; <c>FallbackToCpu</c> honoured).</summary>
     public string? Device { get; init; }
 
     /// <summary>bfloat16 autocast for forward and loss. Null: on for CUDA, off for CPU.</summary>
@@ -153,6 +155,34 @@ public sealed record ImageClassificationOptions
     /// <summary>A training checkpoint to continue from (the run's other settings must match it).</summary>
     public string? ResumeFrom { get; init; }
 
-    /// <summary>Receives progress after every step, during caching/validation, and at every epoch end.</summary>
+    /// <summary>Receives progress after every step, during caching/validation, and at every epoch end. In an ML.NET
+    /// pipeline the messages and epoch summaries also go to <c>MLContext.Log</c>.</summary>
     public Action<TrainingProgress>? Progress { get; init; }
+
+    // ---- ML.NET pipeline (Fit(IDataView)) ----
+
+    /// <summary>The label column: a key (from <c>MapValueToKey</c>) whose key order is the class order. Default "Label".</summary>
+    public string LabelColumnName { get; init; } = "Label";
+
+    /// <summary>The image column: a string path (relative to <see cref="ImageFolder"/>), an <c>MLImage</c> (from
+    /// <c>LoadImages</c>) or encoded bytes (from <c>LoadRawImageBytes</c>). Default "ImagePath".</summary>
+    public string ImageColumnName { get; init; } = "ImagePath";
+
+    /// <summary>Folder that relative paths of a path image column are read from, as in <c>LoadImages</c>. Null: as given.</summary>
+    public string? ImageFolder { get; init; }
+
+    /// <summary>Validation rows with the same columns (and the same fitted label key) as the training data, like
+    /// ML.NET's <c>ImageClassificationTrainer.Options.ValidationSet</c>. Null: <see cref="ValidationFraction"/> is held out.</summary>
+    public Microsoft.ML.IDataView? ValidationSet { get; init; }
+
+    /// <summary>Output column of class probabilities (slot names = classes). Default "Score".</summary>
+    public string ScoreColumnName { get; init; } = "Score";
+
+    /// <summary>Output key column of the most probable class (key values = classes). Default "PredictedLabel".</summary>
+    public string PredictedLabelColumnName { get; init; } = "PredictedLabel";
+
+    /// <summary>Stops <c>Fit(IDataView)</c> as <c>Fit(dataset, validation, cancel)</c>'s token does: the current step
+    /// finishes, a checkpoint is written (when <see cref="CheckpointDirectory"/> is set) and
+    /// <see cref="Training.TrainingInterruptedException"/> is thrown.</summary>
+    public CancellationToken Cancellation { get; init; }
 }

@@ -25,6 +25,17 @@ public enum OnnxPreprocess
     None,
 }
 
+/// <summary>What the exported graph computes after the preprocessing.</summary>
+internal enum OnnxHead
+{
+    /// <summary>Outputs <c>logits</c> and <c>Score</c> (softmax), optionally <c>features</c>.</summary>
+    Classifier,
+    /// <summary>One output: the pooled pre-logits features the classifier sees.</summary>
+    PreLogits,
+    /// <summary>One output: every stage map (strides 4 to 32) global-average-pooled and concatenated.</summary>
+    PooledStages,
+}
+
 /// <summary>Options of <see cref="OnnxExporter.Export"/>.</summary>
 public sealed record OnnxExportOptions
 {
@@ -43,6 +54,12 @@ public sealed record OnnxExportOptions
     /// <summary>Initializer bytes above which the weights go to an external data file next to the model (protobuf
     /// cannot write a single message over 2 GB).</summary>
     public long ExternalDataThreshold { get; init; } = 1L << 30;
+    /// <summary>What the graph outputs (the ML.NET featurizer exports features only).</summary>
+    internal OnnxHead Head { get; init; } = OnnxHead.Classifier;
+    /// <summary>Graph input name (null: <c>image</c> or <c>input</c>); ML.NET components use names no user column has.</summary>
+    internal string? InputName { get; init; }
+    /// <summary>Name of the first output (null: <c>logits</c>, or <c>features</c> for a feature head).</summary>
+    internal string? OutputName { get; init; }
 }
 
 /// <summary>What an export wrote.</summary>
@@ -77,8 +94,11 @@ public static class OnnxExporter
         // the training evaluation's framing; the ML.NET-layout graph takes its resize size and slices the crop itself
         var crop = EvalCrop.For(h, w, cropPct);
         var (inputH, inputW) = mlnet ? (crop.ResizeHeight, crop.ResizeWidth) : (h, w);
-        var outputs = new List<string> { "logits", "Score" };
+        if (options.Head != OnnxHead.Classifier && (options.Labels is not null || options.IncludeFeatures))
+            throw new ArgumentException("A feature export has one output: no labels and no extra features output.", nameof(options));
+        var outputs = options.Head == OnnxHead.Classifier ? new List<string> { options.OutputName ?? "logits", "Score" } : [options.OutputName ?? "features"];
         if (options.IncludeFeatures) outputs.Add("features");
+        var inputName = options.InputName ?? (mlnet ? ImageInput : NormalizedInput);
 
         Tensor[] Forward(Tensor x)
         {
@@ -92,7 +112,10 @@ public static class OnnxExporter
                 using var shift = Tensor.FromArray<float>(mean.Zip(std, (m, s) => (float)(-m / s)).ToArray(), new long[] { 1, 3, 1, 1 });
                 x = x.Mul(scale).Add(shift);
             }
+            if (options.Head == OnnxHead.PooledStages)
+                return [Tensor.Cat(model.ForwardStages(x).Select(stage => stage.Mean(new long[] { 2, 3 })).ToArray(), 1)];
             var f = model.ForwardFeatures(x);
+            if (options.Head == OnnxHead.PreLogits) return [model.ForwardHead(f, preLogits: true)];
             var logits = model.ForwardHead(f);
             var score = logits.Softmax(-1);
             return options.IncludeFeatures ? new[] { logits, score, model.ForwardHead(f, preLogits: true) } : new[] { logits, score };
@@ -102,7 +125,7 @@ public static class OnnxExporter
         {
             ("mlnetext.backbone", model.Family),
             ("mlnetext.variant", model.Variant),
-            ("mlnetext.input_name", mlnet ? ImageInput : NormalizedInput),
+            ("mlnetext.input_name", inputName),
             ("mlnetext.input_size", $"3,{inputH},{inputW}"),
             ("mlnetext.input_layout", mlnet ? "NCHW float32 RGB planar 0-255 (ML.NET ExtractPixels defaults); centre crop and normalisation inside the graph" : "NCHW float32 RGB, normalised with mean/std"),
             ("mlnetext.mean", string.Join(",", mean.Select(v => v.ToString("R")))),
@@ -118,6 +141,7 @@ public static class OnnxExporter
             ("mlnetext.opset", options.Opset.ToString()),
             ("mlnetext.preprocess", mlnet ? "mlnet" : "none"),
         };
+        if (options.Head != OnnxHead.Classifier) metadata.Add(("mlnetext.features", options.Head == OnnxHead.PreLogits ? "pre_logits" : "pooled_stages"));
         if (options.Labels is { } l) metadata.Add(("mlnetext.labels", string.Join("\n", l)));
 
         bool wasTraining = model.Training, wasExportFriendly = model.ExportFriendly;
@@ -125,7 +149,7 @@ public static class OnnxExporter
         model.ExportFriendly = true;  // layers with a batch-specific fast path use their batch-agnostic form
         try
         {
-            var model_ = BuildModel(model, new long[] { 3, inputH, inputW }, Forward, mlnet ? ImageInput : NormalizedInput, outputs.ToArray(),
+            var model_ = BuildModel(model, new long[] { 3, inputH, inputW }, Forward, inputName, outputs.ToArray(),
                 options.Opset, metadata, options.Labels, $"{model.Family}/{model.Variant}");
             var written = OnnxFile.Write(model_, path, options.ExternalDataThreshold);
             return new OnnxExportResult(path, written, model_.Graph.Node.Count, model_.Graph.Initializer.Count,

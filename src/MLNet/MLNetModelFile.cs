@@ -32,8 +32,8 @@ public static class MLNetModelFile
     public const string PredictedLabelColumn = "PredictedLabel";
     /// <summary>The label column name the scorer was built for (a key column with the class names as key values).</summary>
     public const string LabelColumn = "Label";
-    /// <summary>Intermediate columns of the chain.</summary>
-    public const string ImageColumn = "ImageObject", ResizedColumn = "ImageResized", LogitsColumn = "logits";
+    /// <summary>The ONNX output the scorer reads (dropped from the chain's output).</summary>
+    internal const string LogitsColumn = "logits";
 
     sealed class ImageInput
     {
@@ -72,22 +72,13 @@ public static class MLNetModelFile
         var duplicate = info.Labels.GroupBy(l => l, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1);
         if (duplicate is not null) throw new InvalidDataException($"The ONNX model '{onnxPath}' names class '{duplicate.Key}' more than once; class names must be unique.");
 
+        // the scorer takes its key values (class order) from a key-typed label column of the training schema
         var ml = mlContext;
         var empty = ml.Data.LoadFromEnumerable(new List<LabelledImageInput>());
-        var resizing = info.ResizeMode == EvalCrop.ShorterSide ? ImageResizingEstimator.ResizingKind.IsoCrop : ImageResizingEstimator.ResizingKind.Fill;
-        var onnxBytes = File.ReadAllBytes(onnxPath);
-        var features = ml.Transforms.LoadImages(ImageColumn, imageFolder: "", inputColumnName: ImagePathColumn)
-            .Append(ml.Transforms.ResizeImages(ResizedColumn, info.InputWidth, info.InputHeight, ImageColumn, resizing, ImageResizingEstimator.Anchor.Center))
-            .Append(ml.Transforms.ExtractPixels(info.InputName, ResizedColumn, ImagePixelExtractingEstimator.ColorBits.Rgb,
-                ImagePixelExtractingEstimator.ColorsOrder.ARGB, interleavePixelColors: false, offsetImage: 0f, scaleImage: 1f, outputAsFloatArray: true))
-            .Append(ml.Transforms.ApplyOnnxModel([LogitsColumn], [info.InputName], new MemoryStream(onnxBytes)))
-            .Fit(empty);
-        // The scorer takes its key values (class order) from a key-typed label column of the training schema.
         var classes = ml.Data.LoadFromEnumerable(info.Labels.Select(l => new ClassName { Value = l }).ToList());
-        var featured = features.Transform(empty);
-        var trainSchema = ml.Transforms.Conversion.MapValueToKey(LabelColumn, LabelColumn, keyData: classes).Fit(featured).GetOutputSchema(featured.Schema);
-        var scorer = MLNetScorerFactory.Create(ml, trainSchema, LogitsColumn, LabelColumn, info.Labels);
-        return features.Append(scorer);
+        var source = ml.Transforms.Conversion.MapValueToKey(LabelColumn, LabelColumn, keyData: classes).Fit(empty).Transform(empty);
+        return ClassifierChain.Build(ml, source, new ImageColumn(ImagePathColumn, ImageColumnKind.Path, null), LabelColumn, File.ReadAllBytes(onnxPath), info,
+            LogitsColumn, ScoreColumn, PredictedLabelColumn, gpuDeviceId: null);
     }
 
     /// <summary>Builds the chain for <paramref name="onnxPath"/> and saves it with <c>mlContext.Model.Save</c> to
@@ -123,16 +114,8 @@ public static class MLNetModelFile
         ArgumentNullException.ThrowIfNull(mlContext);
         Check(zipPath);
         int? gpu = mlContext.GpuDeviceId;
-        if (gpu is int device && !OnnxRuntimeEnvironment.AvailableProviders.Contains("CUDAExecutionProvider"))
-        {
-            var text = $"MLContext.GpuDeviceId is {device}, but the ONNX Runtime deployed with this application is the CPU-only package " +
-                       $"(providers: {string.Join(", ", OnnxRuntimeEnvironment.AvailableProviders)}); reference Microsoft.ML.OnnxRuntime.Gpu " +
-                       $"{OnnxRuntimeEnvironment.PackageVersion} instead of Microsoft.ML.OnnxRuntime for CUDA. " +
-                       (mlContext.FallbackToCpu ? "Running on CPU instead." : "MLContext.FallbackToCpu is false.");
-            if (!mlContext.FallbackToCpu) throw new InvalidOperationException(text);
-            (warning ?? (w => Console.Error.WriteLine("warning: " + w)))(text);
-            mlContext.GpuDeviceId = null; // the ONNX transformer reads the device from the loading context
-        }
+        // the ONNX transformer reads the device from the loading context
+        mlContext.GpuDeviceId = MLNetEnvironment.OnnxGpu(gpu, mlContext.FallbackToCpu, warning ?? (w => Console.Error.WriteLine("warning: " + w)));
         try { return mlContext.Model.Load(zipPath, out inputSchema); }
         catch (Exception e) when (e is not (OutOfMemoryException or StackOverflowException))
         {

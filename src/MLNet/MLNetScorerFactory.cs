@@ -25,7 +25,8 @@ internal static class MLNetScorerFactory
         [typeof(IHostEnvironment), typeof(MaximumEntropyModelParameters), typeof(DataViewSchema), typeof(string), typeof(string), typeof(string), typeof(string)];
 
     public static MulticlassPredictionTransformer<MaximumEntropyModelParameters> Create(MLContext mlContext, DataViewSchema trainSchema,
-        string featureColumn, string labelColumn, IReadOnlyList<string> classes)
+        string featureColumn, string labelColumn, IReadOnlyList<string> classes, string scoreColumn = MLNetModelFile.ScoreColumn,
+        string predictedLabelColumn = MLNetModelFile.PredictedLabelColumn)
     {
         int k = classes.Count;
         var weights = new VBuffer<float>[k];
@@ -38,7 +39,7 @@ internal static class MLNetScorerFactory
         var model = (MaximumEntropyModelParameters)Constructor(typeof(MaximumEntropyModelParameters), ModelConstructor)
             .Invoke([mlContext, weights, new float[k], k, k, classes.ToArray(), null]);
         return (MulticlassPredictionTransformer<MaximumEntropyModelParameters>)Constructor(typeof(MulticlassPredictionTransformer<MaximumEntropyModelParameters>), TransformerConstructor)
-            .Invoke([mlContext, model, trainSchema, featureColumn, labelColumn, MLNetModelFile.ScoreColumn, MLNetModelFile.PredictedLabelColumn]);
+            .Invoke([mlContext, model, trainSchema, featureColumn, labelColumn, scoreColumn, predictedLabelColumn]);
     }
 
     static ConstructorInfo Constructor(Type type, Type[] parameters) =>

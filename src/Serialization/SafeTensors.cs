@@ -70,6 +70,19 @@ public static class SafeTensors
         }
     }
 
+    /// <summary>The header's <c>__metadata__</c> alone, without reading any tensor.</summary>
+    /// <exception cref="CheckpointException">The header is invalid.</exception>
+    public static IReadOnlyDictionary<string, string> ReadMetadata(string path)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        using var file = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read);
+        try { return ReadHeader(path, file).Item2; }
+        catch (Exception e) when (e is not (CheckpointException or OutOfMemoryException))
+        {
+            throw new CheckpointException(path, $"could not be read as safetensors: {e.Message}", e);
+        }
+    }
+
     sealed record Entry(string Name, DType DType, long[] Shape, long Begin, long End);
 
     static (List<Entry>, Dictionary<string, string>, long) ReadHeader(string path, SafeFileHandle file)

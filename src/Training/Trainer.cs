@@ -80,7 +80,7 @@ internal sealed class Trainer : IDisposable
                                                 $"the data has [{string.Join(", ", train.Classes)}].");
             }
 
-            TorchRuntime.ManualSeed(o.Seed);
+            TorchRuntime.ManualSeed(o.Seed ?? 0);
             _model = BuildModel(train.Classes.Count, resumeTensors is not null);
             var cfg = _model.PretrainedConfig;
             _size = o.ImageSize ?? cfg.Height;
@@ -97,7 +97,7 @@ internal sealed class Trainer : IDisposable
 
             _trainLoader = new DataLoader(train, TrainPipeline(cfg), new LoaderOptions
             {
-                BatchSize = o.BatchSize, Shuffle = true, Seed = o.Seed, Workers = o.Workers ?? Math.Max(1, Environment.ProcessorCount),
+                BatchSize = o.BatchSize, Shuffle = true, Seed = o.Seed ?? 0, Workers = o.Workers ?? Math.Max(1, Environment.ProcessorCount),
                 Mixup = Probe || (o.MixupAlpha <= 0 && o.CutmixAlpha <= 0) ? null
                     : new MixupCutmix(o.MixupAlpha, o.CutmixAlpha, labelSmoothing: o.LabelSmoothing),
                 Cache = _cache = new DecodedImageCache(2 * _size, maxBytes: 1L << 30),
@@ -105,7 +105,7 @@ internal sealed class Trainer : IDisposable
             if (val is not null)
                 _valLoader = new DataLoader(val, EvalPipeline(cfg), new LoaderOptions
                 {
-                    BatchSize = o.BatchSize, Shuffle = false, Seed = o.Seed, Workers = _trainLoader.Options.Workers, Cache = _cache,
+                    BatchSize = o.BatchSize, Shuffle = false, Seed = o.Seed ?? 0, Workers = _trainLoader.Options.Workers, Cache = _cache,
                 });
             _batchesPerEpoch = _trainLoader.BatchesPerEpoch;
             _stepsPerEpoch = (_batchesPerEpoch + o.AccumulationSteps - 1) / o.AccumulationSteps;
@@ -158,7 +158,7 @@ internal sealed class Trainer : IDisposable
     public static TrainingOutcome Run(ImageClassificationOptions options, ImageDataset train, ImageDataset? val, CancellationToken cancel)
     {
         Validate(options);
-        if (val is null && options.ValidationFraction > 0) (train, val) = train.Split(options.ValidationFraction, options.Seed);
+        if (val is null && options.ValidationFraction > 0) (train, val) = train.Split(options.ValidationFraction, options.Seed ?? 0);
         if (val is not null && !val.Classes.SequenceEqual(train.Classes))
             throw new DatasetException($"The validation set's classes [{string.Join(", ", val.Classes)}] differ from the training set's [{string.Join(", ", train.Classes)}].");
         using var trainer = new Trainer(options, train, val);
@@ -447,7 +447,7 @@ internal sealed class Trainer : IDisposable
         ["random_erasing"] = o.RandomErasing,
         ["mixup"] = o.MixupAlpha,
         ["cutmix"] = o.CutmixAlpha,
-        ["seed"] = o.Seed,
+        ["seed"] = o.Seed ?? 0,
         ["train_count"] = train.Count,
         ["val_count"] = val?.Count ?? 0,
     };
@@ -485,7 +485,7 @@ internal sealed class Trainer : IDisposable
             ["grad_clip"] = _o.GradClipNorm?.ToString(CultureInfo.InvariantCulture) ?? "off",
             ["class_weighting"] = _o.ClassWeighting.ToString().ToLowerInvariant(),
             ["device"] = _device.ToString() + (_autocast ? " (bf16 autocast)" : ""),
-            ["seed"] = $"{_o.Seed}",
+            ["seed"] = $"{_o.Seed ?? 0}",
             ["parameters"] = $"{_model.ParameterCount():N0} ({TrainedParameters.Sum(p => p.Parameter.NumEl):N0} trained)",
         };
         return s;
@@ -692,7 +692,7 @@ internal sealed class Trainer : IDisposable
         {
             using var _owner = owner;
             if (accumulated == 0) _schedule.Apply(_optimizer, _state.GlobalStep);
-            TorchRuntime.ManualSeed(Mix(_o.Seed, _state.MicroStep));
+            TorchRuntime.ManualSeed(Mix(_o.Seed ?? 0, _state.MicroStep));
             double value;
             using (var scope = TensorScope.Begin())
             {

@@ -33,7 +33,10 @@ internal sealed class ExportedClassifier : IDisposable
     }
 
     /// <summary>Writes a PNG of a smooth, non-uniform picture (so crops and resampling matter).</summary>
-    public string Picture(string name, int width, int height, int seed)
+    public string Picture(string name, int width, int height, int seed) => WritePicture(Dir.FullName, name, width, height, seed);
+
+    /// <summary>Writes the picture of <see cref="Picture"/> into <paramref name="dir"/>.</summary>
+    public static string WritePicture(string dir, string name, int width, int height, int seed)
     {
         var img = new RgbImage(width, height);
         var rng = new Random(seed);
@@ -42,7 +45,7 @@ internal sealed class ExportedClassifier : IDisposable
             for (int x = 0; x < width; x++)
                 for (int c = 0; c < 3; c++)
                     img.Pixels[(y * width + x) * 3 + c] = (byte)(127.5 + 120 * Math.Sin(fx * x * (c + 1) + fy * y * (3 - c) + seed));
-        var path = Path.Combine(Dir.FullName, name);
+        var path = Path.Combine(dir, name);
         File.WriteAllBytes(path, PngEncoder.Encode(img));
         return path;
     }
@@ -130,7 +133,7 @@ public sealed class MLNetModelFileTests
         var exact = model.Picture("exact.png", r, r, 2);
         var wide = model.Picture("wide.png", 300, 170, 3);
         var scored = loaded.Transform(Rows(ml, exact, wide));
-        var pixels = scored.GetColumn<float[]>("image").ToArray();
+        var pixels = Pixels(loaded).Transform(Rows(ml, exact, wide)).GetColumn<float[]>("image").ToArray();
         var scores = scored.GetColumn<float[]>("Score").ToArray();
         using var session = OnnxSession.FromFile(model.Onnx);
         for (int i = 0; i < 2; i++)
@@ -145,6 +148,16 @@ public sealed class MLNetModelFileTests
         Assert.AreEqual(Array.IndexOf(ours[1].Scores!, ours[1].Scores!.Max()), Array.IndexOf(scores[1], scores[1].Max()));
     }
 
+    /// <summary>The chain up to ExtractPixels: the pixel column the ONNX model reads (dropped from the model's output).</summary>
+    static ITransformer Pixels(ITransformer loaded)
+    {
+        static IEnumerable<ITransformer> Flatten(ITransformer t) => t is IEnumerable<ITransformer> chain ? chain.SelectMany(Flatten) : [t];
+        var steps = Flatten(loaded).ToList();
+        int extract = steps.FindIndex(t => t is Microsoft.ML.Transforms.Image.ImagePixelExtractingTransformer);
+        Assert.IsGreaterThan(0, extract, string.Join(", ", steps.Select(t => t.GetType().Name)));
+        return new TransformerChain<ITransformer>(steps.Take(extract + 1).ToArray());
+    }
+
     /// <summary>The framing ML.NET gives the network equals training evaluation's up to the resampler: the centre crop of
     /// ML.NET's pixels against MLNetExt's evaluation crop on a real photo differs by a few levels (about 32 levels with
     /// ML.NET's resize straight to the network size, as before the crop moved into the graph).</summary>
@@ -154,7 +167,7 @@ public sealed class MLNetModelFileTests
         var ml = new MLContext(seed: 1);
         var loaded = MLNetModelFile.Load(ml, model.Zip, out _);
         var photo = Fixtures.Path("data/transform_source.png");
-        var mlnet = loaded.Transform(Rows(ml, photo)).GetColumn<float[]>("image").Single();
+        var mlnet = Pixels(loaded).Transform(Rows(ml, photo)).GetColumn<float[]>("image").Single();
         using var scorer = new OnnxImageScorer(model.Onnx);
         var ours = new float[3 * scorer.Height * scorer.Width];
         scorer.Prepare(ImageDecoder.DecodeFile(photo), ours);

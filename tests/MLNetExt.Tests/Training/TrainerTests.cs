@@ -264,7 +264,7 @@ public sealed class TrainerTests
     /// <summary>The model a run with <paramref name="options"/> starts from (same seed, same construction).</summary>
     static Backbone NewInit(ImageClassificationOptions options, ImageDataset data)
     {
-        TorchRuntime.ManualSeed(options.Seed);
+        TorchRuntime.ManualSeed(options.Seed ?? 0);
         var kw = (JsonObject)options.CustomKwargs!.DeepClone();
         kw["drop_path_rate"] = 0.0;
         return Backbones.CreateCustom("mixformer", kw, data.Classes.Count);
