@@ -21,7 +21,7 @@ return Samples.Run(() =>
         var f => throw new UsageException($"--features expects prelogits or stages, got '{f}'."),
     };
     var ml = new MLContext(seed: 0);
-    ml.Log += (_, e) => { if (e.Kind == Microsoft.ML.Runtime.ChannelMessageKind.Warning && e.Source.StartsWith("MLNetExt")) Console.WriteLine("warning: " + e.Message); };
+    ml.Log += (_, e) => { if (e.Kind == Microsoft.ML.Runtime.ChannelMessageKind.Warning && e.Source.StartsWith("MLNetExt")) Console.WriteLine("warning: " + e.RawMessage); };
     IEstimator<ITransformer> trainer = a.GetValueOrDefault("--trainer", "lbfgs") switch
     {
         "lbfgs" => ml.MulticlassClassification.Trainers.LbfgsMaximumEntropy(),
@@ -30,14 +30,7 @@ return Samples.Run(() =>
         var t => throw new UsageException($"--trainer expects lbfgs, sdca or lightgbm, got '{t}'."),
     };
 
-    var all = ml.Data.LoadFromEnumerable(Samples.ReadClassFolders(a["--data"]));
-    IDataView train = all, test;
-    if (a.TryGetValue("--val", out var val)) test = ml.Data.LoadFromEnumerable(Samples.ReadClassFolders(val));
-    else
-    {
-        var split = ml.Data.TrainTestSplit(all, testFraction: 0.2, seed: 0);
-        (train, test) = (split.TrainSet, split.TestSet);
-    }
+    var (train, test, testName) = Samples.TrainAndTest(ml, a);
 
     var pipeline = ml.Transforms.BackboneFeaturizeImage("Features", a["--variant"], a.GetValueOrDefault("--weights"),
             features: features, imageSize: Samples.Int(a, "--image-size"))
@@ -47,7 +40,7 @@ return Samples.Run(() =>
         .Append(ml.Transforms.Conversion.MapKeyToValue("PredictedLabel"));
     var model = pipeline.Fit(train);
 
-    Samples.Print(ml.MulticlassClassification.Evaluate(model.Transform(test)), a.ContainsKey("--val") ? "validation folder" : "held-out 20 %");
+    Samples.Print(ml.MulticlassClassification.Evaluate(model.Transform(test)), testName);
     var zip = Path.Combine(Directory.CreateDirectory(a["--output"]).FullName, "model.zip");
     ml.Model.Save(model, train.Schema, zip);
     Console.WriteLine($"saved {zip}");

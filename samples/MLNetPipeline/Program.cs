@@ -15,17 +15,9 @@ return Samples.Run(() =>
     var a = Samples.ParseArgs(args, Usage, ["--data", "--variant", "--output"],
         ["--data", "--val", "--variant", "--weights", "--epochs", "--image-size", "--output"]);
     var ml = new MLContext(seed: 0);
-    ml.Log += (_, e) => { if (e.Kind == Microsoft.ML.Runtime.ChannelMessageKind.Info && e.Source.StartsWith("MLNetExt")) Console.WriteLine(e.Message); };
+    ml.Log += (_, e) => { if (e.Kind == Microsoft.ML.Runtime.ChannelMessageKind.Info && e.Source.StartsWith("MLNetExt")) Console.WriteLine(e.RawMessage); };
 
-    // Two string columns, ImagePath and Label; held-out rows when no validation folder is given.
-    var all = ml.Data.LoadFromEnumerable(Samples.ReadClassFolders(a["--data"]));
-    IDataView train = all, test;
-    if (a.TryGetValue("--val", out var val)) test = ml.Data.LoadFromEnumerable(Samples.ReadClassFolders(val));
-    else
-    {
-        var split = ml.Data.TrainTestSplit(all, testFraction: 0.2, seed: 0);
-        (train, test) = (split.TrainSet, split.TestSet);
-    }
+    var (train, test, testName) = Samples.TrainAndTest(ml, a);
 
     var options = new ImageClassificationOptions
     {
@@ -39,7 +31,7 @@ return Samples.Run(() =>
         .Append(ml.Transforms.Conversion.MapKeyToValue("PredictedLabel"));
     var model = pipeline.Fit(train);
 
-    Samples.Print(ml.MulticlassClassification.Evaluate(model.Transform(test)), a.ContainsKey("--val") ? "validation folder" : "held-out 20 %");
+    Samples.Print(ml.MulticlassClassification.Evaluate(model.Transform(test)), testName);
     var output = Directory.CreateDirectory(a["--output"]).FullName;
     var zip = Path.Combine(output, "model.zip");
     ml.Model.Save(model, train.Schema, zip);

@@ -28,6 +28,16 @@ internal static class Samples
         return rows;
     }
 
+    /// <summary>The training rows (two string columns, ImagePath and Label) from --data, and the rows the metrics are
+    /// computed on: --val, or 20 % of --data held out when it is not given.</summary>
+    public static (IDataView Train, IDataView Test, string TestName) TrainAndTest(MLContext ml, Dictionary<string, string> args)
+    {
+        var all = ml.Data.LoadFromEnumerable(ReadClassFolders(args["--data"]));
+        if (args.TryGetValue("--val", out var val)) return (all, ml.Data.LoadFromEnumerable(ReadClassFolders(val)), "validation folder");
+        var split = ml.Data.TrainTestSplit(all, testFraction: 0.2, seed: 0);
+        return (split.TrainSet, split.TestSet, "held-out 20 %");
+    }
+
     /// <summary>Prints ML.NET's multiclass metrics.</summary>
     public static void Print(MulticlassClassificationMetrics m, string what)
     {

@@ -47,7 +47,7 @@ public sealed class ImageClassificationEstimator : IEstimator<ImageClassificatio
         _host = new(() =>
         {
             var host = _env.Value.Host.Register("MLNetExt.ImageClassification");
-            return (host, (ulong)(uint)host.Rand.Next());
+            return (host, env is null ? 0UL : (ulong)(uint)host.Rand.Next());
         });
         if (env is not null) _ = _host.Value;
     }
