@@ -23,16 +23,19 @@ internal static class ExportCommand
         var features = new Option<bool>("--features") { Description = "Also output 'features' (pooled pre-logits)" };
         var output = new Option<FileInfo>("--output") { Description = "The .onnx file to write", Required = true };
         var mlnet = new Option<FileInfo?>("--mlnet") { Description = "Also write an ML.NET model (model.zip: input ImagePath, outputs Score and PredictedLabel; needs --labels and preprocess mlnet)" };
-        var cmd = new Command("export", "Export a backbone to ONNX (outputs Score = softmax, logits).") { weights, labels, size, opset, preprocess, features, output, mlnet };
+        var pretrained = PretrainedOption.Create();
+        var cmd = new Command("export", "Export a backbone to ONNX (outputs Score = softmax, logits).") { weights, pretrained, labels, size, opset, preprocess, features, output, mlnet };
         model.AddTo(cmd);
         cmd.SetAction(r =>
         {
             try
             {
-                return Run(model.Resolve(r), r.GetValue(weights), r.GetValue(labels), r.GetValue(size), r.GetValue(opset),
+                var choice = model.Resolve(r);
+                var file = PretrainedOption.Resolve(r.GetValue(weights), PretrainedOption.Value(r, pretrained), choice.CustomKwargs is null ? choice.VariantOrFamily : null, Console.Error);
+                return Run(choice, file, r.GetValue(labels), r.GetValue(size), r.GetValue(opset),
                     r.GetValue(preprocess)!, r.GetValue(features), r.GetValue(output)!, Console.Out, r.GetValue(mlnet));
             }
-            catch (Exception e) when (e is ArgumentException or IOException or InvalidOperationException or TorchException or OnnxExportException or OnnxRuntime.OnnxRuntimeException)
+            catch (Exception e) when (e is ArgumentException or IOException or InvalidOperationException or TorchException or OnnxExportException or OnnxRuntime.OnnxRuntimeException or Pretrained.WeightsDownloadException)
             {
                 Console.Error.WriteLine(e.Message);
                 return e is ArgumentException ? 2 : 1;

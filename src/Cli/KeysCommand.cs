@@ -20,11 +20,18 @@ internal static class KeysCommand
             Description = "A torch.save checkpoint (.pth, .pt, .pth.tar) or a .safetensors file",
         };
         var model = new ModelOptions();
-        var cmd = new Command("keys", "List the tensors of a checkpoint, or the state_dict of a model: name, shape and dtype.") { weights };
+        var pretrained = PretrainedOption.Create();
+        var cmd = new Command("keys", "List the tensors of a checkpoint, or the state_dict of a model: name, shape and dtype.") { weights, pretrained };
         model.AddTo(cmd);
         cmd.SetAction(r =>
         {
             var file = r.GetValue(weights);
+            if (PretrainedOption.Value(r, pretrained) is { } name)
+            {
+                try { file = PretrainedOption.Resolve(file, name, r.GetValue(model.Variant), Console.Error); }
+                catch (ArgumentException e) { Console.Error.WriteLine(e.Message); return 2; }
+                catch (Pretrained.WeightsDownloadException e) { Console.Error.WriteLine("error: " + e.Message); return 1; }
+            }
             if (file is not null) return Run(file, Console.Out, Console.Error);
             try { return RunModel(model.Resolve(r), Console.Out); }
             catch (ArgumentException e) { Console.Error.WriteLine(e.Message); return 2; }

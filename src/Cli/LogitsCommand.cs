@@ -14,20 +14,24 @@ internal static class LogitsCommand
     public static Command Create()
     {
         var model = new ModelOptions();
-        var weights = new Option<FileInfo>("--weights") { Description = "Weights: torch.save checkpoint or safetensors", Required = true };
+        var weights = new Option<FileInfo>("--weights") { Description = "Weights: torch.save checkpoint or safetensors (or --pretrained)" };
+        var pretrained = PretrainedOption.Create();
         var input = new Option<FileInfo>("--input") { Description = "Raw little-endian float32 NCHW images (normalised)", Required = true };
         var shape = new Option<string>("--shape") { Description = "N,C,H,W of the input", Required = true };
         var output = new Option<FileInfo>("--output") { Description = "Where to write the logits (raw float32)", Required = true };
-        var cmd = new Command("logits", "Run a backbone in eval mode on a raw float32 input and write the logits.") { weights, input, shape, output };
+        var cmd = new Command("logits", "Run a backbone in eval mode on a raw float32 input and write the logits.") { weights, pretrained, input, shape, output };
         model.AddTo(cmd);
         model.Arch.Required = true;
         cmd.SetAction(r =>
         {
             try
             {
-                return Run(model.Resolve(r), r.GetValue(weights)!, r.GetValue(input)!, r.GetValue(shape)!, r.GetValue(output)!, Console.Out);
+                var choice = model.Resolve(r);
+                var file = PretrainedOption.Resolve(r.GetValue(weights), PretrainedOption.Value(r, pretrained), choice.CustomKwargs is null ? choice.VariantOrFamily : null, Console.Error)
+                    ?? throw new ArgumentException("logits needs --weights FILE or --pretrained [TAG].");
+                return Run(choice, file, r.GetValue(input)!, r.GetValue(shape)!, r.GetValue(output)!, Console.Out);
             }
-            catch (Exception e) when (e is ArgumentException or IOException or InvalidOperationException or TorchException)
+            catch (Exception e) when (e is ArgumentException or IOException or InvalidOperationException or TorchException or Pretrained.WeightsDownloadException)
             {
                 Console.Error.WriteLine(e.Message);
                 return e is ArgumentException ? 2 : 1;

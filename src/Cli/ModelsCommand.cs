@@ -6,6 +6,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using MLNetExt.Export;
+using MLNetExt.Pretrained;
 using MLNetExt.Vision;
 
 namespace MLNetExt.Cli;
@@ -86,7 +87,7 @@ internal static class ModelsCommand
 
     static void WriteTable(IReadOnlyList<Row> rows, TextWriter output)
     {
-        string[] header = { "variant", "family", "params", "GMACs (ours)", "GMACs (paper)", "top-1 % (paper)", "input", "crop" };
+        string[] header = { "variant", "family", "params", "GMACs (ours)", "GMACs (paper)", "top-1 % (paper)", "input", "crop", "pretrained (--pretrained TAG)" };
         var cells = rows.Select(r => new[]
         {
             r.Variant.Name,
@@ -97,9 +98,10 @@ internal static class ModelsCommand
             Num(r.Variant.PaperTop1, "F1") + (r.Variant.PaperNote is null ? "" : "*"),
             $"{r.Variant.Pretrained.Height}x{r.Variant.Pretrained.Width}",
             r.Variant.Pretrained.CropPct.ToString("0.0##", CultureInfo.InvariantCulture),
+            PretrainedCatalog.Of(r.Variant.Name) is { Count: > 0 } tags ? string.Join(", ", tags.Select(t => t.Tag)) : Dash,
         }).ToList();
         var widths = header.Select((h, c) => Math.Max(h.Length, cells.Count == 0 ? 0 : cells.Max(row => row[c].Length))).ToArray();
-        bool[] right = { false, false, true, true, true, true, true, true };
+        bool[] right = { false, false, true, true, true, true, true, true, false };
         string Line(string[] row) => string.Join("  ", row.Select((s, c) => right[c] ? s.PadLeft(widths[c]) : s.PadRight(widths[c]))).TrimEnd();
         output.WriteLine(Line(header));
         foreach (var row in cells) output.WriteLine(Line(row));
@@ -127,6 +129,11 @@ internal static class ModelsCommand
                 ["input_height"] = v.Pretrained.Height,
                 ["input_width"] = v.Pretrained.Width,
                 ["crop_pct"] = v.Pretrained.CropPct,
+                ["pretrained"] = new JsonArray(PretrainedCatalog.Of(v.Name).Select(c => (JsonNode)new JsonObject
+                {
+                    ["tag"] = c.Tag, ["url"] = c.Url, ["bytes"] = c.Bytes, ["sha256"] = c.Sha256, ["resolution"] = c.Resolution, ["classes"] = c.Classes,
+                    ["cached"] = File.Exists(PretrainedWeights.CachePath(c)),
+                }).ToArray()),
                 ["interpolation"] = v.Pretrained.Interpolation,
             });
         }

@@ -25,6 +25,7 @@ internal static class TrainCommand
         public readonly Option<string> Val = new("--val") { Description = "Validation folder or CSV (default: val/ beside train/, else a stratified --val-fraction of the training images)" };
         public readonly ModelOptions Model = new();
         public readonly Option<FileInfo> Weights = new("--weights") { Description = "Pretrained weights to start from (official .pth/.safetensors/.pdparams; default: random initialisation)" };
+        public readonly Option<string?> Pretrained = PretrainedOption.Create();
         public readonly Option<int> Epochs = new("--epochs") { Description = "Passes over the training set", DefaultValueFactory = _ => 10 };
         public readonly Option<int> BatchSize = new("--batch-size") { Description = "Images per step", DefaultValueFactory = _ => 32 };
         public readonly Option<double?> Lr = new("--lr") { Description = "Peak learning rate (default: 2e-4 with --weights, 1e-3 from scratch, 1e-2 linear probe; × effective batch/32)" };
@@ -60,7 +61,7 @@ internal static class TrainCommand
         {
             var cmd = new Command("train", "Fine-tune a backbone on a folder of labelled images; write model, report, ONNX and C# code.")
             {
-                Data, Val, Weights, Epochs, BatchSize, Lr, ImageSize, Mode, WeightDecay, Warmup, LayerDecay, LabelSmoothing, DropPath, GradClip,
+                Data, Val, Weights, Pretrained, Epochs, BatchSize, Lr, ImageSize, Mode, WeightDecay, Warmup, LayerDecay, LabelSmoothing, DropPath, GradClip,
                 Accumulate, Ema, Patience, Monitor, ClassWeights, Augment, Mixup, Cutmix, Erasing, ValFraction, Seed, Device, Bf16, Workers,
                 Threads, Resume, Output, NoExport, Plain,
             };
@@ -103,6 +104,7 @@ internal static class TrainCommand
             Model = choice.VariantOrFamily,
             CustomKwargs = choice.CustomKwargs,
             WeightsPath = weights?.FullName,
+            Pretrained = PretrainedOption.Value(r, o.Pretrained),
             ImageSize = r.GetValue(o.ImageSize),
             DropPathRate = r.GetValue(o.DropPath),
             Mode = mode,

@@ -137,8 +137,31 @@ public sealed class ImageClassificationEstimator : IEstimator<ImageClassificatio
 
     static ImageClassificationModel Fit(ImageClassificationOptions options, ImageDataset train, ImageDataset? validation, CancellationToken cancel)
     {
-        var outcome = Trainer.Run(options, train, validation, cancel);
+        var outcome = Trainer.Run(WithPretrained(options, cancel), train, validation, cancel);
         return new ImageClassificationModel(outcome.Model, outcome.Descriptor, outcome.History);
+    }
+
+    /// <summary><paramref name="o"/> with <see cref="ImageClassificationOptions.Pretrained"/> resolved to the cached file
+    /// (downloaded first when needed, reported through the progress callback) and the input size defaulted to the
+    /// weights' resolution.</summary>
+    static ImageClassificationOptions WithPretrained(ImageClassificationOptions o, CancellationToken cancel)
+    {
+        if (o.Pretrained is not { } name) return o;
+        if (o.WeightsPath is not null) throw new TrainingOptionException("Pretrained", $"and WeightsPath were both given ('{name}', '{o.WeightsPath}'); give one");
+        var checkpoint = Pretrained.PretrainedCatalog.Find(string.Equals(name, "default", StringComparison.OrdinalIgnoreCase) ? o.Model : name);
+        if (!string.Equals(checkpoint.Variant, o.Model, StringComparison.OrdinalIgnoreCase))
+            throw new TrainingOptionException("Pretrained", $"names {checkpoint.Tag}, weights of {checkpoint.Variant}, but the model is {o.Model}");
+        void Say(string text) => o.Progress?.Invoke(new TrainingProgress(TrainingPhase.Info, 0, o.Epochs, 0, 0, 0, 0, double.NaN, 0, 0, TimeSpan.Zero, null, Message: text));
+        int lastTenth = -1;
+        var path = Pretrained.PretrainedWeights.Fetch(checkpoint, p =>
+        {
+            int tenth = p.Total is long t && t > 0 ? (int)(10 * p.Received / t) : -1;
+            if (tenth == lastTenth) return;
+            lastTenth = tenth;
+            Say($"Downloading {p.FileName}: {p.Received / 1048576.0:F1} MB" + (p.Total is long total ? $" of {total / 1048576.0:F1} MB" : ""));
+        }, Say, cancel);
+        Say($"Pretrained weights {checkpoint.Tag}: {path}");
+        return o with { WeightsPath = path, ImageSize = o.ImageSize ?? checkpoint.Resolution };
     }
 
     /// <summary>Trains on a folder of class sub-folders (or one with <c>train/</c> and <c>val/</c> inside); see

@@ -43,6 +43,12 @@ public sealed record ImageClassificationOptions
     /// MLNetExt model). The classifier is re-initialised when its class count differs. Null: random initialisation.</summary>
     public string? WeightsPath { get; init; }
 
+    /// <summary>Official pretrained weights by name, downloaded once into the cache and verified (see
+    /// <see cref="MLNetExt.Pretrained.PretrainedWeights"/>): a tag such as <c>smt_t.in1k</c> or
+    /// <c>smt_l.in22k_ft_in1k_384</c>, or <c>"default"</c> for the variant's default weights. Instead of
+    /// <see cref="WeightsPath"/>; the input size defaults to the weights' resolution. Null: none.</summary>
+    public string? Pretrained { get; init; }
+
     /// <summary>Training and evaluation input size (square). Null: the variant's pretrained size (224 mostly).</summary>
     public int? ImageSize { get; init; }
 
