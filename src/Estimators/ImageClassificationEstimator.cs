@@ -144,7 +144,7 @@ public sealed class ImageClassificationEstimator : IEstimator<ImageClassificatio
     /// <summary><paramref name="o"/> with <see cref="ImageClassificationOptions.Pretrained"/> resolved to the cached file
     /// (downloaded first when needed, reported through the progress callback) and the input size defaulted to the
     /// weights' resolution.</summary>
-    static ImageClassificationOptions WithPretrained(ImageClassificationOptions o, CancellationToken cancel)
+    internal static ImageClassificationOptions WithPretrained(ImageClassificationOptions o, CancellationToken cancel)
     {
         if (o.Pretrained is not { } name) return o;
         if (o.WeightsPath is not null) throw new TrainingOptionException("Pretrained", $"and WeightsPath were both given ('{name}', '{o.WeightsPath}'); give one");
