@@ -1,5 +1,6 @@
 using System.CommandLine;
 using MLNetExt.Pretrained;
+using Spectre.Console;
 
 namespace MLNetExt.Cli;
 
@@ -17,20 +18,20 @@ internal static class PretrainedOption
     /// <summary>What was asked for: null when the option is absent, "default" when it has no value.</summary>
     public static string? Value(ParseResult r, Option<string?> option) => r.GetResult(option) is null ? null : r.GetValue(option) ?? "default";
 
-    /// <summary>The checkpoint <paramref name="name"/> names for <paramref name="variant"/> ("default": its default).</summary>
-    public static PretrainedCheckpoint Find(string name, string? variant)
-    {
-        if (string.Equals(name, "default", StringComparison.OrdinalIgnoreCase))
-            return PretrainedCatalog.Find(variant ?? throw new ArgumentException("--pretrained without a tag needs --variant NAME to say whose default weights."));
-        var checkpoint = PretrainedCatalog.Find(name);
-        if (variant is not null && !string.Equals(checkpoint.Variant, variant, StringComparison.OrdinalIgnoreCase))
-            throw new ArgumentException($"--pretrained {checkpoint.Tag} holds {checkpoint.Variant} weights, not {variant}'s.");
-        return checkpoint;
-    }
+    /// <summary>The checkpoint <paramref name="name"/> names for <paramref name="variant"/> ("default": its default);
+    /// without a variant (keys), a tag.</summary>
+    public static PretrainedCheckpoint Find(string name, string? variant) =>
+        variant is not null ? PretrainedCatalog.For(variant, name)
+        : string.Equals(name, "default", StringComparison.OrdinalIgnoreCase)
+            ? throw new ArgumentException("--pretrained without a tag needs --variant NAME to say whose default weights.")
+            : PretrainedCatalog.Find(name);
 
     /// <summary>The cached file of <paramref name="checkpoint"/>, downloading it first with progress on <paramref name="log"/>.</summary>
     public static FileInfo Fetch(PretrainedCheckpoint checkpoint, TextWriter log)
     {
+        if (File.Exists(PretrainedWeights.CachePath(checkpoint))) return new FileInfo(PretrainedWeights.CachePath(checkpoint));
+        if (ReferenceEquals(log, Console.Error) && !Console.IsErrorRedirected && Environment.GetEnvironmentVariable("CI") is null)
+            return new FileInfo(FetchWithBar(checkpoint));
         int lastTenth = -1;
         var path = PretrainedWeights.Fetch(checkpoint, p =>
         {
@@ -40,6 +41,26 @@ internal static class PretrainedOption
             log.WriteLine($"downloading {p.FileName}: {p.Received / 1048576.0:F1} MB" + (p.Total is long total ? $" of {total / 1048576.0:F1} MB" : ""));
         }, w => log.WriteLine("warning: " + w));
         return new FileInfo(path);
+    }
+
+    /// <summary>A live bar on the terminal: bytes, speed and time left.</summary>
+    static string FetchWithBar(PretrainedCheckpoint checkpoint)
+    {
+        var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
+        string? path = null;
+        console.Progress()
+            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new DownloadedColumn(), new TransferSpeedColumn(), new RemainingTimeColumn())
+            .Start(ctx =>
+            {
+                var task = ctx.AddTask(checkpoint.FileName, maxValue: checkpoint.Bytes ?? 1);
+                path = PretrainedWeights.Fetch(checkpoint, p =>
+                {
+                    if (p.Total is long total) task.MaxValue = total;
+                    task.Value = p.Received;
+                }, w => console.WriteLine("warning: " + w));
+                task.Value = task.MaxValue;
+            });
+        return path!;
     }
 
     /// <summary>--weights FILE or --pretrained [TAG] (not both) as the file to load; null when neither was given.</summary>

@@ -11,7 +11,7 @@ namespace MLNetExt.Estimators;
 
 /// <summary>
 /// Fine-tunes a backbone into an image classifier. It is an ML.NET trainer: made through the multiclass catalog
-/// (<see cref="MLNetExtCatalog.BackboneImageClassification(MulticlassClassificationCatalog.MulticlassClassificationTrainers, string, string, string, string?, string?, int?)"/>),
+/// (<see cref="MLNetExtCatalog.BackboneImageClassification(MulticlassClassificationCatalog.MulticlassClassificationTrainers, string, string, string, string?, string?, int?, string?)"/>),
 /// it fits on an IDataView with a key label column and an image column (path, MLImage or encoded bytes) and gives an
 /// <see cref="ImageClassificationTransformer"/> with <c>Score</c> and <c>PredictedLabel</c>:
 /// <code>
@@ -148,9 +148,7 @@ public sealed class ImageClassificationEstimator : IEstimator<ImageClassificatio
     {
         if (o.Pretrained is not { } name) return o;
         if (o.WeightsPath is not null) throw new TrainingOptionException("Pretrained", $"and WeightsPath were both given ('{name}', '{o.WeightsPath}'); give one");
-        var checkpoint = Pretrained.PretrainedCatalog.Find(string.Equals(name, "default", StringComparison.OrdinalIgnoreCase) ? o.Model : name);
-        if (!string.Equals(checkpoint.Variant, o.Model, StringComparison.OrdinalIgnoreCase))
-            throw new TrainingOptionException("Pretrained", $"names {checkpoint.Tag}, weights of {checkpoint.Variant}, but the model is {o.Model}");
+        var checkpoint = Pretrained.PretrainedCatalog.For(o.Model, name);
         void Say(string text) => o.Progress?.Invoke(new TrainingProgress(TrainingPhase.Info, 0, o.Epochs, 0, 0, 0, 0, double.NaN, 0, 0, TimeSpan.Zero, null, Message: text));
         int lastTenth = -1;
         var path = Pretrained.PretrainedWeights.Fetch(checkpoint, p =>

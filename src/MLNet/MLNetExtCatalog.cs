@@ -25,14 +25,17 @@ public static class MLNetExtCatalog
     /// <param name="imageFolder">Folder relative paths are read from (path columns only).</param>
     /// <param name="weightsPath">Pretrained weights of the official code (.pth/.pt/.safetensors/.pdparams). Null: random initialisation.</param>
     /// <param name="epochs">Passes over the training data. Null: 10.</param>
+    /// <param name="pretrained">Official weights by name instead of <paramref name="weightsPath"/>: a tag (<c>smt_t.in1k</c>)
+    /// or "default"; downloaded once into the cache (see <see cref="Pretrained.PretrainedWeights"/>).</param>
     public static ImageClassificationEstimator BackboneImageClassification(this MulticlassClassificationCatalog.MulticlassClassificationTrainers catalog,
         string model, string labelColumnName = "Label", string imageColumnName = "ImagePath", string? imageFolder = null, string? weightsPath = null,
-        int? epochs = null)
+        int? epochs = null, string? pretrained = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(model);
         var options = new ImageClassificationOptions
         {
             Model = model, LabelColumnName = labelColumnName, ImageColumnName = imageColumnName, ImageFolder = imageFolder, WeightsPath = weightsPath,
+            Pretrained = pretrained,
         };
         return BackboneImageClassification(catalog, epochs is int e ? options with { Epochs = e } : options);
     }
@@ -60,11 +63,22 @@ public static class MLNetExtCatalog
     /// <param name="inputColumnName">Image column: path, MLImage or encoded bytes.</param>
     /// <param name="imageFolder">Folder relative paths are read from (path columns only).</param>
     /// <param name="features">Pre-logits features, or every stage pooled.</param>
-    /// <param name="imageSize">Network input size (square). Null: the variant's pretrained size.</param>
+    /// <param name="imageSize">Network input size (square). Null: the variant's pretrained size (or the weights' resolution).</param>
+    /// <param name="pretrained">Official weights by name instead of <paramref name="weightsPath"/>: a tag (<c>smt_t.in1k</c>)
+    /// or "default"; downloaded once into the cache (see <see cref="Pretrained.PretrainedWeights"/>).</param>
     public static BackboneFeaturizer BackboneFeaturizeImage(this TransformsCatalog catalog, string outputColumnName, string model, string? weightsPath = null,
-        string inputColumnName = "ImagePath", string? imageFolder = null, BackboneFeatures features = BackboneFeatures.PreLogits, int? imageSize = null)
+        string inputColumnName = "ImagePath", string? imageFolder = null, BackboneFeatures features = BackboneFeatures.PreLogits, int? imageSize = null,
+        string? pretrained = null)
     {
         ArgumentNullException.ThrowIfNull(catalog);
+        ArgumentException.ThrowIfNullOrEmpty(model);
+        if (pretrained is not null)
+        {
+            if (weightsPath is not null) throw new ArgumentException("Give weightsPath or pretrained, not both.", nameof(pretrained));
+            var checkpoint = Pretrained.PretrainedCatalog.For(model, pretrained);
+            weightsPath = Pretrained.PretrainedWeights.Fetch(checkpoint);
+            imageSize ??= checkpoint.Resolution;
+        }
         return new BackboneFeaturizer(MLNetEnvironment.Of(catalog), outputColumnName, model, weightsPath, inputColumnName, imageFolder, features, imageSize);
     }
 

@@ -73,6 +73,18 @@ public static class PretrainedCatalog
     public static IReadOnlyList<PretrainedCheckpoint> Of(string variant) =>
         All.Where(c => string.Equals(c.Variant, variant, StringComparison.OrdinalIgnoreCase)).ToList();
 
+    /// <summary>The checkpoint <paramref name="name"/> asks for to load into <paramref name="model"/>: "default" (or the
+    /// variant's own name) for its default weights, else a tag of that variant.</summary>
+    /// <exception cref="ArgumentException">An unknown name, or the tag of another variant.</exception>
+    public static PretrainedCheckpoint For(string model, string name)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(model);
+        var checkpoint = Find(string.Equals(name, "default", StringComparison.OrdinalIgnoreCase) ? model : name);
+        if (!string.Equals(checkpoint.Variant, model, StringComparison.OrdinalIgnoreCase))
+            throw new ArgumentException($"The pretrained weights {checkpoint.Tag} are {checkpoint.Variant} weights, not {model}'s.");
+        return checkpoint;
+    }
+
     /// <summary>A checkpoint by tag (<c>smt_l.in22k_ft_in1k_384</c>) or by variant name (its default checkpoint).</summary>
     /// <exception cref="ArgumentException">No such tag, or a variant without published weights (the message lists what exists).</exception>
     public static PretrainedCheckpoint Find(string tagOrVariant)

@@ -313,8 +313,8 @@ public sealed class PretrainedWeightsTests
         Assert.AreEqual(PretrainedWeights.CachePath(PretrainedCatalog.Find("mixformer_b1")), o.WeightsPath);
         Assert.AreEqual(224, o.ImageSize);
         Assert.IsTrue(messages.Any(m => m.StartsWith("Pretrained weights mixformer_b1.in1k", StringComparison.Ordinal)), string.Join("\n", messages));
-        var wrong = Assert.ThrowsExactly<MLNetExt.Training.TrainingOptionException>(() =>
+        var wrong = Assert.ThrowsExactly<ArgumentException>(() =>
             ImageClassificationEstimator.WithPretrained(new ImageClassificationOptions { Model = "smt_t", Pretrained = "mixformer_b1.in1k" }, default));
-        StringAssert.Contains(wrong.Message, "weights of mixformer_b1, but the model is smt_t");
+        StringAssert.Contains(wrong.Message, "mixformer_b1.in1k are mixformer_b1 weights, not smt_t's");
     }
 }
