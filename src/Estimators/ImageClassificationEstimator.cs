@@ -159,7 +159,14 @@ public sealed class ImageClassificationEstimator : IEstimator<ImageClassificatio
             Say($"Downloading {p.FileName}: {p.Received / 1048576.0:F1} MB" + (p.Total is long total ? $" of {total / 1048576.0:F1} MB" : ""));
         }, Say, cancel);
         Say($"Pretrained weights {checkpoint.Tag}: {path}");
-        return o with { WeightsPath = path, ImageSize = o.ImageSize ?? checkpoint.Resolution };
+        o = o with { WeightsPath = path, ImageSize = o.ImageSize ?? checkpoint.Resolution };
+        if (checkpoint.Overrides is null) return o;
+        // weights made for another build of the variant (TransNeXt's 384 fine-tunes: img_size 384): its keyword
+        // arguments with the checkpoint's overrides, as a custom configuration of the family
+        var variant = Vision.Backbones.Find(checkpoint.Variant);
+        var kwargs = variant.KwargsObject();
+        foreach (var (key, value) in (System.Text.Json.Nodes.JsonObject)System.Text.Json.Nodes.JsonNode.Parse(checkpoint.Overrides)!) kwargs[key] = value?.DeepClone();
+        return o with { Model = variant.Family, CustomKwargs = kwargs };
     }
 
     /// <summary>Trains on a folder of class sub-folders (or one with <c>train/</c> and <c>val/</c> inside); see

@@ -313,6 +313,17 @@ public sealed class PretrainedWeightsTests
         Assert.AreEqual(PretrainedWeights.CachePath(PretrainedCatalog.Find("mixformer_b1")), o.WeightsPath);
         Assert.AreEqual(224, o.ImageSize);
         Assert.IsTrue(messages.Any(m => m.StartsWith("Pretrained weights mixformer_b1.in1k", StringComparison.Ordinal)), string.Join("\n", messages));
+        // weights built for another size of the variant become a custom configuration with the checkpoint's overrides
+        var file = PretrainedWeights.CachePath(PretrainedCatalog.Find("transnext_small.in1k_384"));
+        File.WriteAllBytes(file, [0]);   // already cached: used as is
+        var at384 = ImageClassificationEstimator.WithPretrained(new ImageClassificationOptions { Model = "transnext_small", Pretrained = "transnext_small.in1k_384" }, default);
+        Assert.AreEqual(file, at384.WeightsPath);
+        Assert.AreEqual(384, at384.ImageSize);
+        Assert.AreEqual("transnext", at384.Model);
+        Assert.AreEqual(384, (int)at384.CustomKwargs!["img_size"]!);
+        Assert.AreEqual(224, (int)at384.CustomKwargs!["pretrain_size"]!);
+        CollectionAssert.AreEqual(new[] { 5, 5, 22, 5 }, at384.CustomKwargs!["depths"]!.AsArray().Select(d => (int)d!).ToArray(), "the variant's own arguments kept");
+
         var wrong = Assert.ThrowsExactly<ArgumentException>(() =>
             ImageClassificationEstimator.WithPretrained(new ImageClassificationOptions { Model = "smt_t", Pretrained = "mixformer_b1.in1k" }, default));
         StringAssert.Contains(wrong.Message, "mixformer_b1.in1k are mixformer_b1 weights, not smt_t's");
