@@ -30,8 +30,7 @@ internal static class ExportCommand
         {
             try
             {
-                var choice = model.Resolve(r);
-                var file = PretrainedOption.Resolve(r.GetValue(weights), PretrainedOption.Value(r, pretrained), choice.CustomKwargs is null ? choice.VariantOrFamily : null, Console.Error);
+                var (choice, file) = PretrainedOption.Resolve(model.Resolve(r), r.GetValue(weights), PretrainedOption.Value(r, pretrained), Console.Error);
                 return Run(choice, file, r.GetValue(labels), r.GetValue(size), r.GetValue(opset),
                     r.GetValue(preprocess)!, r.GetValue(features), r.GetValue(output)!, Console.Out, r.GetValue(mlnet));
             }

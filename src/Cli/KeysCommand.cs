@@ -28,7 +28,11 @@ internal static class KeysCommand
             var file = r.GetValue(weights);
             if (PretrainedOption.Value(r, pretrained) is { } name)
             {
-                try { file = PretrainedOption.Resolve(file, name, r.GetValue(model.Variant), Console.Error); }
+                try
+                {
+                    if (file is not null) throw new ArgumentException("Give --weights FILE or --pretrained, not both.");
+                    file = PretrainedOption.Fetch(PretrainedOption.Find(name, r.GetValue(model.Variant)), Console.Error);
+                }
                 catch (ArgumentException e) { Console.Error.WriteLine(e.Message); return 2; }
                 catch (Pretrained.WeightsDownloadException e) { Console.Error.WriteLine("error: " + e.Message); return 1; }
             }

@@ -26,10 +26,8 @@ internal static class LogitsCommand
         {
             try
             {
-                var choice = model.Resolve(r);
-                var file = PretrainedOption.Resolve(r.GetValue(weights), PretrainedOption.Value(r, pretrained), choice.CustomKwargs is null ? choice.VariantOrFamily : null, Console.Error)
-                    ?? throw new ArgumentException("logits needs --weights FILE or --pretrained [TAG].");
-                return Run(choice, file, r.GetValue(input)!, r.GetValue(shape)!, r.GetValue(output)!, Console.Out);
+                var (choice, file) = PretrainedOption.Resolve(model.Resolve(r), r.GetValue(weights), PretrainedOption.Value(r, pretrained), Console.Error);
+                return Run(choice, file ?? throw new ArgumentException("logits needs --weights FILE or --pretrained [TAG]."), r.GetValue(input)!, r.GetValue(shape)!, r.GetValue(output)!, Console.Out);
             }
             catch (Exception e) when (e is ArgumentException or IOException or InvalidOperationException or TorchException or Pretrained.WeightsDownloadException)
             {

@@ -63,11 +63,15 @@ internal static class PretrainedOption
         return path!;
     }
 
-    /// <summary>--weights FILE or --pretrained [TAG] (not both) as the file to load; null when neither was given.</summary>
-    public static FileInfo? Resolve(FileInfo? weights, string? pretrained, string? variant, TextWriter log)
+    /// <summary>--weights FILE or --pretrained [TAG] (not both) as the file to load, with the model choice it loads into
+    /// (a custom configuration when the weights need the checkpoint's overrides, e.g. TransNeXt's 384 fine-tunes);
+    /// a null file when neither was given.</summary>
+    public static (ModelOptions.Choice Choice, FileInfo? Weights) Resolve(ModelOptions.Choice choice, FileInfo? weights, string? pretrained, TextWriter log)
     {
-        if (pretrained is null) return weights;
+        if (pretrained is null) return (choice, weights);
         if (weights is not null) throw new ArgumentException("Give --weights FILE or --pretrained, not both.");
-        return Fetch(Find(pretrained, variant), log);
+        var checkpoint = Find(pretrained, choice.CustomKwargs is null ? choice.VariantOrFamily : null);
+        var file = Fetch(checkpoint, log);
+        return (checkpoint.CustomBuild() is { } custom ? choice with { VariantOrFamily = custom.Family, CustomKwargs = custom.Kwargs } : choice, file);
     }
 }

@@ -160,13 +160,8 @@ public sealed class ImageClassificationEstimator : IEstimator<ImageClassificatio
         }, Say, cancel);
         Say($"Pretrained weights {checkpoint.Tag}: {path}");
         o = o with { WeightsPath = path, ImageSize = o.ImageSize ?? checkpoint.Resolution };
-        if (checkpoint.Overrides is null) return o;
-        // weights made for another build of the variant (TransNeXt's 384 fine-tunes: img_size 384): its keyword
-        // arguments with the checkpoint's overrides, as a custom configuration of the family
-        var variant = Vision.Backbones.Find(checkpoint.Variant);
-        var kwargs = variant.KwargsObject();
-        foreach (var (key, value) in (System.Text.Json.Nodes.JsonObject)System.Text.Json.Nodes.JsonNode.Parse(checkpoint.Overrides)!) kwargs[key] = value?.DeepClone();
-        return o with { Model = variant.Family, CustomKwargs = kwargs };
+        // weights made for another build of the variant (TransNeXt's 384 fine-tunes) train as a custom configuration
+        return checkpoint.CustomBuild() is { } custom ? o with { Model = custom.Family, CustomKwargs = custom.Kwargs } : o;
     }
 
     /// <summary>Trains on a folder of class sub-folders (or one with <c>train/</c> and <c>val/</c> inside); see

@@ -1,3 +1,4 @@
+using System.Text.Json.Nodes;
 using MLNetExt.Vision;
 
 namespace MLNetExt.Pretrained;
@@ -20,6 +21,17 @@ public sealed record PretrainedCheckpoint(string Tag, string Variant, string Url
 {
     /// <summary>The file name the URL ends with (the name in the cache).</summary>
     public string FileName => Uri.UnescapeDataString(new Uri(Url).Segments[^1]);
+
+    /// <summary>When the weights need <see cref="Overrides"/>: the family and the variant's keyword arguments with them,
+    /// a custom configuration to build the model with (null when the variant's own build takes the weights).</summary>
+    public (string Family, JsonObject Kwargs)? CustomBuild()
+    {
+        if (Overrides is null) return null;
+        var variant = Backbones.Find(Variant);
+        var kwargs = variant.KwargsObject();
+        foreach (var (key, value) in (JsonObject)JsonNode.Parse(Overrides)!) kwargs[key] = value?.DeepClone();
+        return (variant.Family, kwargs);
+    }
 }
 
 /// <summary>

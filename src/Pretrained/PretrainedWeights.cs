@@ -1,7 +1,6 @@
 using System.Net;
 using System.Net.Http.Headers;
 using System.Security.Cryptography;
-using System.Text.Json.Nodes;
 using MLNetExt.Vision;
 
 namespace MLNetExt.Pretrained;
@@ -214,7 +213,9 @@ public static class PretrainedWeights
     /// <summary>Loads the weights file of <paramref name="checkpoint"/> into its variant (the stored head kept, or
     /// re-initialised for <paramref name="numClasses"/>).</summary>
     public static (Backbone Model, LoadPretrainedResult Load) Load(PretrainedCheckpoint checkpoint, string path, int? numClasses = null) =>
-        Backbones.Load(checkpoint.Variant, path, numClasses ?? checkpoint.Classes, overrides: checkpoint.Overrides is null ? null : (JsonObject)JsonNode.Parse(checkpoint.Overrides)!);
+        checkpoint.CustomBuild() is { } custom
+            ? Backbones.Load(custom.Family, path, numClasses ?? checkpoint.Classes, custom.Kwargs)
+            : Backbones.Load(checkpoint.Variant, path, numClasses ?? checkpoint.Classes);
 
     /// <summary>An exclusive lock file (advisory, released when disposed or when the process ends); waits while another
     /// process holds it.</summary>

@@ -301,6 +301,39 @@ public sealed class PretrainedWeightsTests
         Assert.IsTrue(outputs.Any(o => o.Err.Result.Contains("another process is downloading")), outputs[0].Err.Result + outputs[1].Err.Result);
     }
 
+    /// <summary>The CLI: export --pretrained (no value: the variant's default) downloads, loads and exports; a 384 TransNeXt
+    /// tag becomes a custom build with img_size 384; --weights with --pretrained is refused.</summary>
+    [TestMethod]
+    public void Cli_Pretrained_Export_AndTheModelItLoadsInto()
+    {
+        server.Files[PathOf("mixformer_b1")] = b1;
+        var onnx = Path.Combine(cache.FullName, "b1.onnx");
+        var psi = new ProcessStartInfo("dotnet", $"\"{Path.Combine(AppContext.BaseDirectory, "MLNetExt.Cli.dll")}\" export --variant mixformer_b1 --pretrained --image-size 64 --output \"{onnx}\"")
+        {
+            RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
+        };
+        psi.Environment["MLNETEXT_CACHE"] = cache.FullName;
+        psi.Environment["MLNETEXT_WEIGHTS_MIRROR"] = server.Root;
+        using var p = Process.Start(psi)!;
+        var output = p.StandardOutput.ReadToEndAsync();
+        var error = p.StandardError.ReadToEndAsync();
+        Assert.IsTrue(p.WaitForExit(300_000));
+        Assert.AreEqual(0, p.ExitCode, output.Result + error.Result);
+        Assert.IsTrue(File.Exists(onnx));
+        StringAssert.Contains(error.Result, "downloading MixFormer_B1_pretrained.pdparams");
+        Assert.IsFalse(output.Result.Contains("no --weights given"), output.Result);
+
+        var file = PretrainedWeights.CachePath(PretrainedCatalog.Find("transnext_base.in1k_384"));
+        File.WriteAllBytes(file, [0]);
+        var (choice, weights) = MLNetExt.Cli.PretrainedOption.Resolve(new MLNetExt.Cli.ModelOptions.Choice("transnext_base", null, null), null, "transnext_base.in1k_384", TextWriter.Null);
+        Assert.AreEqual(file, weights!.FullName);
+        Assert.AreEqual("transnext", choice.VariantOrFamily);
+        Assert.AreEqual(384, (int)choice.CustomKwargs!["img_size"]!);
+        var both = Assert.ThrowsExactly<ArgumentException>(() =>
+            MLNetExt.Cli.PretrainedOption.Resolve(new MLNetExt.Cli.ModelOptions.Choice("smt_t", null, null), new FileInfo(file), "default", TextWriter.Null));
+        StringAssert.Contains(both.Message, "not both");
+    }
+
     [TestMethod]
     public void Options_Pretrained_ResolvesToTheCachedFile_AndTheWeightsResolution()
     {
