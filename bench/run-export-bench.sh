@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Export time of the smallest variant of each landed family (or the variants given): eager forward at batch 2 and 3
 # vs the traced ONNX export; then serving latency (batch 1) and throughput (batch 8): ONNX Runtime vs our libtorch
-# eager (ExportBench) and vs Python torch eager on the official model (bench/backbone_bench.py --mode forward).
+# eager (ExportBench), against torch.onnx's export of the official model with the same weights in the same ONNX
+# Runtime, alternating runs (bench/torch_onnx_export.py; "ours_vs_torch_onnx" > 1 means ours is faster), and vs
+# Python torch eager on the official model (bench/backbone_bench.py --mode forward). Needs the official code fetched
+# (see tests/fixtures/<family>/reference.py).
 # Usage: bench/run-export-bench.sh [--threads N] [--reps R] [--artifacts DIR] [variant ...]
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -16,8 +19,22 @@ while [ $# -gt 0 ]; do
 done
 [ ${#variants[@]} -gt 0 ] || variants=(transxnet_t transnext_micro smt_t mixformer_b0)
 dotnet build "$root/bench/ExportBench/ExportBench.csproj" -c Release -nologo -v quiet -clp:ErrorsOnly -p:ArtifactsPath="$artifacts" >&2
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
 for v in "${variants[@]}"; do
-  MLNETEXT_THREADS="$threads" dotnet "$artifacts/bin/ExportBench/release/ExportBench.dll" "$v" --threads "$threads" --reps "$reps"
+  # torch.onnx's export of the official code with the same weights, timed against ours in the same run
+  bench=(dotnet "$artifacts/bin/ExportBench/release/ExportBench.dll" "$v")
+  MLNETEXT_THREADS="$threads" "${bench[@]}" --save-weights "$work/$v.safetensors"
+  compare=()
+  if out=$(/usr/bin/python3 "$root/bench/torch_onnx_export.py" --family "${v%%_*}" --variant "$v" --weights "$work/$v.safetensors" \
+             --out "$work/$v" 2> "$work/$v.log" | tail -1); then
+    echo "$out"
+    files=$(/usr/bin/python3 -c 'import json,sys; print(",".join(json.loads(sys.argv[1])["files"]))' "$out")
+    compare=(--weights "$work/$v.safetensors" --torch-onnx "$files")
+  else
+    echo "{\"variant\": \"$v\", \"torch_onnx\": \"failed: $(grep -E 'Error|error' "$work/$v.log" | tail -1 | tr -d '"' | cut -c1-200)\"}"
+  fi
+  MLNETEXT_THREADS="$threads" "${bench[@]}" --threads "$threads" --reps "$reps" "${compare[@]}"
   for n in 1 8; do
     /usr/bin/python3 "$root/bench/backbone_bench.py" --family "${v%%_*}" --variant "$v" --mode forward --batch "$n" \
       --iters $([ "$n" = 1 ] && echo 10 || echo 3) --threads "$threads" 2> >(grep -v "If for" >&2)

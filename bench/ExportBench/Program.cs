@@ -9,13 +9,24 @@ using MLNetExt.Vision;
 // work the two traces repeat) and the full export (trace at 2 and 3, merge, map, write), median of R runs; then serving:
 // libtorch eager vs ONNX Runtime (same thread count, normalised input, preprocess none) latency at batch 1 and
 // throughput at batch 8, medians of K runs after warm-up. One JSON line.
+// --save-weights FILE writes the model's initial weights (safetensors) and exits; --weights FILE loads them, so
+// bench/torch_onnx_export.py can export the official code with the same values; --torch-onnx B1.onnx[,B8.onnx]
+// times torch.onnx's export in the same ONNX Runtime session options, alternating with ours (one file: dynamic
+// batch; two: static batch 1 and 8).
 string variant = args.Length > 0 && !args[0].StartsWith("--") ? args[0] : "transxnet_t";
 int threads = Opt("--threads", Environment.ProcessorCount), reps = Opt("--reps", 3), opset = Opt("--opset", 17);
 int serveReps = Opt("--serve-reps", 10);
 TorchRuntime.Threads = threads;
 
-using var model = Backbones.Create(variant);
+string? Arg(string name) { int i = Array.IndexOf(args, name); return i >= 0 && i + 1 < args.Length ? args[i + 1] : null; }
+using var model = Arg("--weights") is { } weightsFile ? Backbones.Load(variant, weightsFile).Model : Backbones.Create(variant);
 model.Eval();
+if (Arg("--save-weights") is { } saveTo)
+{
+    MLNetExt.Serialization.SafeTensors.Save(saveTo, model.StateDict());
+    return;
+}
+var torchOnnx = Arg("--torch-onnx")?.Split(',');
 var (h, w) = (model.PretrainedConfig.Height, model.PretrainedConfig.Width);
 var eager = new List<double>();
 var export = new List<double>();
@@ -54,8 +65,26 @@ try
         for (int i = 0; i < data.Length; i++) data[i] = (float)(rnd.NextDouble() * 2 - 1);
         using var x = Tensor.FromArray<float>(data, new long[] { n, 3, h, w });
         var input = OnnxTensor.FromArray(data, n, 3, h, w);
-        double torchS = Serve(() => { using (Autograd.InferenceMode()) model.Call(x).Dispose(); }, n == 1 ? serveReps : Math.Max(3, serveReps / 3));
-        double ortS = Serve(() => { using var r = session.Run(session.Inputs[0].Name, input, new[] { "logits" }); }, n == 1 ? serveReps : Math.Max(3, serveReps / 3));
+        int k = n == 1 ? serveReps : Math.Max(3, serveReps / 3);
+        double torchS = Serve(() => { using (Autograd.InferenceMode()) model.Call(x).Dispose(); }, k);
+        if (torchOnnx is not null)
+        {
+            // ours and torch.onnx's, alternating run by run so machine load hits both alike
+            using var theirs = OnnxSession.FromFile(torchOnnx.Length > 1 && n > 1 ? torchOnnx[1] : torchOnnx[0], new OnnxSessionOptions { IntraOpThreads = threads });
+            void Ours() { using var r = session.Run(session.Inputs[0].Name, input, new[] { "logits" }); }
+            void Theirs() { using var r = theirs.Run(theirs.Inputs[0].Name, input, new[] { theirs.Outputs[0].Name }); }
+            Ours(); Theirs(); Ours(); Theirs();
+            var (a, b) = (new List<double>(), new List<double>());
+            for (int i = 0; i < k; i++)
+            {
+                var sw = Stopwatch.StartNew(); Ours(); a.Add(sw.Elapsed.TotalSeconds);
+                sw.Restart(); Theirs(); b.Add(sw.Elapsed.TotalSeconds);
+            }
+            serving[$"batch{n}"] = new { libtorch_ms = torchS * 1e3, onnxruntime_ms = Median(a) * 1e3, torch_onnx_ms = Median(b) * 1e3,
+                ours_vs_torch_onnx = Median(b) / Median(a), torch_onnx_dynamic_batch = torchOnnx.Length == 1 };
+            continue;
+        }
+        double ortS = Serve(() => { using var r = session.Run(session.Inputs[0].Name, input, new[] { "logits" }); }, k);
         serving[$"batch{n}"] = new { libtorch_ms = torchS * 1e3, onnxruntime_ms = ortS * 1e3, libtorch_img_s = n / torchS, onnxruntime_img_s = n / ortS, ort_speedup = torchS / ortS };
     }
 }
