@@ -32,14 +32,7 @@ internal static class PretrainedOption
         if (File.Exists(PretrainedWeights.CachePath(checkpoint))) return new FileInfo(PretrainedWeights.CachePath(checkpoint));
         if (ReferenceEquals(log, Console.Error) && !Console.IsErrorRedirected && Environment.GetEnvironmentVariable("CI") is null)
             return new FileInfo(FetchWithBar(checkpoint));
-        int lastTenth = -1;
-        var path = PretrainedWeights.Fetch(checkpoint, p =>
-        {
-            int tenth = p.Total is long t && t > 0 ? (int)(10 * p.Received / t) : (int)(p.Received >> 26);
-            if (tenth == lastTenth) return;
-            lastTenth = tenth;
-            log.WriteLine($"downloading {p.FileName}: {p.Received / 1048576.0:F1} MB" + (p.Total is long total ? $" of {total / 1048576.0:F1} MB" : ""));
-        }, w => log.WriteLine("warning: " + w));
+        var path = PretrainedWeights.Fetch(checkpoint, PretrainedWeights.EveryTenth(line => log.WriteLine("downloading " + line)), w => log.WriteLine("warning: " + w));
         return new FileInfo(path);
     }
 

@@ -100,18 +100,9 @@ public sealed class ImageClassificationEstimator : IEstimator<ImageClassificatio
     /// is hidden) behind the preparation of this image column, ML.NET's scorer and the intermediate columns dropped.</summary>
     ITransformer BuildChain(ImageClassificationModel model, IDataView input, ImageColumn image, string labelColumn, int? gpu)
     {
-        var temp = Directory.CreateTempSubdirectory("mlnetext-fit-");
-        try
-        {
-            var onnx = Path.Combine(temp.FullName, "model.onnx");
-            model.ExportOnnx(onnx, new OnnxExportOptions { InputName = ImageColumn.PixelsColumn, OutputName = LogitsColumn });
-            ExportedModelInfo info;
-            using (var session = OnnxSession.FromFile(onnx, new OnnxSessionOptions { IntraOpThreads = 1 }))
-                info = ExportedModelInfo.From(session, "the trained model's export");
-            return ClassifierChain.Build(new MLContext(), input, image, labelColumn, File.ReadAllBytes(onnx), info,
-                LogitsColumn, Options.ScoreColumnName, Options.PredictedLabelColumnName, gpu);
-        }
-        finally { temp.Delete(recursive: true); }
+        var (onnx, info) = InMemoryExport.Run(path => model.ExportOnnx(path, new OnnxExportOptions { InputName = ImageColumn.PixelsColumn, OutputName = LogitsColumn }),
+            "the trained model's export");
+        return ClassifierChain.Build(new MLContext(), input, image, labelColumn, onnx, info, LogitsColumn, Options.ScoreColumnName, Options.PredictedLabelColumnName, gpu);
     }
 
     /// <summary>The input columns plus <c>Score</c> (a vector of floats, slot names = classes) and <c>PredictedLabel</c>
@@ -119,9 +110,9 @@ public sealed class ImageClassificationEstimator : IEstimator<ImageClassificatio
     public SchemaShape GetOutputSchema(SchemaShape inputSchema)
     {
         ArgumentNullException.ThrowIfNull(inputSchema);
-        LabelColumn.Check(inputSchema, Options.LabelColumnName);
+        var label = LabelColumn.Check(inputSchema, Options.LabelColumnName);
         ImageColumn.Of(inputSchema, Options.ImageColumnName, Options.ImageFolder);
-        return MLNetSchemas.WithClassifierOutputs(inputSchema, MLNetSchemas.Find(inputSchema, Options.LabelColumnName)!.Value, Options.ScoreColumnName, Options.PredictedLabelColumnName);
+        return MLNetSchemas.WithClassifierOutputs(inputSchema, label, Options.ScoreColumnName, Options.PredictedLabelColumnName);
     }
 
     /// <summary>Trains on <paramref name="train"/>; validates every epoch on <paramref name="validation"/> or, when it is
@@ -149,15 +140,8 @@ public sealed class ImageClassificationEstimator : IEstimator<ImageClassificatio
         if (o.Pretrained is not { } name) return o;
         if (o.WeightsPath is not null) throw new TrainingOptionException("Pretrained", $"and WeightsPath were both given ('{name}', '{o.WeightsPath}'); give one");
         var checkpoint = Pretrained.PretrainedCatalog.For(o.Model, name);
-        void Say(string text) => o.Progress?.Invoke(new TrainingProgress(TrainingPhase.Info, 0, o.Epochs, 0, 0, 0, 0, double.NaN, 0, 0, TimeSpan.Zero, null, Message: text));
-        int lastTenth = -1;
-        var path = Pretrained.PretrainedWeights.Fetch(checkpoint, p =>
-        {
-            int tenth = p.Total is long t && t > 0 ? (int)(10 * p.Received / t) : -1;
-            if (tenth == lastTenth) return;
-            lastTenth = tenth;
-            Say($"Downloading {p.FileName}: {p.Received / 1048576.0:F1} MB" + (p.Total is long total ? $" of {total / 1048576.0:F1} MB" : ""));
-        }, Say, cancel);
+        void Say(string text) => o.Progress?.Invoke(TrainingProgress.Note(text, o.Epochs));
+        var path = Pretrained.PretrainedWeights.Fetch(checkpoint, Pretrained.PretrainedWeights.EveryTenth(line => Say("Downloading " + line)), Say, cancel);
         Say($"Pretrained weights {checkpoint.Tag}: {path}");
         o = o with { WeightsPath = path, ImageSize = o.ImageSize ?? checkpoint.Resolution };
         // weights made for another build of the variant (TransNeXt's 384 fine-tunes) train as a custom configuration
@@ -178,7 +162,7 @@ public sealed class ImageClassificationEstimator : IEstimator<ImageClassificatio
         public void Warn(string text)
         {
             channel.Warning(MessageSensitivity.None, text);
-            callback?.Invoke(new TrainingProgress(TrainingPhase.Info, 0, 0, 0, 0, 0, 0, double.NaN, 0, 0, TimeSpan.Zero, null, Message: text));
+            callback?.Invoke(TrainingProgress.Note(text));
         }
 
         public void Report(TrainingProgress p)

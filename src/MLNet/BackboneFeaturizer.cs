@@ -1,7 +1,7 @@
 using Microsoft.ML;
 using Microsoft.ML.Runtime;
 using MLNetExt.Export;
-using MLNetExt.OnnxRuntime;
+using MLNetExt.Pretrained;
 using MLNetExt.Serialization;
 using MLNetExt.Vision;
 
@@ -39,7 +39,7 @@ public sealed class BackboneFeaturizer : IEstimator<ITransformer>
     public int FeatureSize { get; }
 
     internal BackboneFeaturizer(MLNetEnvironment env, string outputColumnName, string model, string? weightsPath, string inputColumnName,
-        string? imageFolder, BackboneFeatures features, int? imageSize)
+        string? imageFolder, BackboneFeatures features, int? imageSize, PretrainedCheckpoint? checkpoint = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(outputColumnName);
         ArgumentException.ThrowIfNullOrEmpty(model);
@@ -51,29 +51,21 @@ public sealed class BackboneFeaturizer : IEstimator<ITransformer>
         using var ch = host.Start("Export");
         void Warn(string w) => ch.Warning(MessageSensitivity.None, w);
         _gpu = env.OnnxGpu(Warn);
+        double? cropPct = null;
         if (weightsPath is null) Warn($"No weights for {model}: the features come from a randomly initialised network. Pass the official pretrained weights file.");
-        using var backbone = Open(model, weightsPath, ref imageSize, out double? cropPct);
+        using var backbone = checkpoint is not null ? PretrainedWeights.Load(checkpoint, weightsPath!).Model : Open(model, weightsPath, ref imageSize, out cropPct);
         FeatureSize = features == BackboneFeatures.PreLogits ? backbone.NumFeatures : backbone.FeatureInfo.Sum(f => f.Channels);
-        var temp = Directory.CreateTempSubdirectory("mlnetext-featurizer-");
-        try
+        var size = imageSize is int s ? (s, s) : ((int, int)?)null;
+        (_onnx, _info) = InMemoryExport.Run(path => OnnxExporter.Export(backbone, path, new OnnxExportOptions
         {
-            var path = Path.Combine(temp.FullName, "features.onnx");
-            var size = imageSize is int s ? (s, s) : ((int, int)?)null;
-            OnnxExporter.Export(backbone, path, new OnnxExportOptions
-            {
-                ImageSize = size, CropPct = cropPct, InputName = ImageColumn.PixelsColumn, OutputName = outputColumnName,
-                Head = features == BackboneFeatures.PreLogits ? OnnxHead.PreLogits : OnnxHead.PooledStages,
-            });
-            using (var session = OnnxSession.FromFile(path, new OnnxSessionOptions { IntraOpThreads = 1 }))
-                _info = ExportedModelInfo.From(session, $"the {model} feature export");
-            _onnx = File.ReadAllBytes(path);
-        }
-        finally { temp.Delete(recursive: true); }
+            ImageSize = size, CropPct = cropPct, InputName = ImageColumn.PixelsColumn, OutputName = outputColumnName,
+            Head = features == BackboneFeatures.PreLogits ? OnnxHead.PreLogits : OnnxHead.PooledStages,
+        }), $"the {model} feature export");
         ch.Info(MessageSensitivity.None, $"{model}: {FeatureSize} {features} features of {_info.CropWidth}x{_info.CropHeight} images (resized to {_info.InputWidth}x{_info.InputHeight}).");
     }
 
-    /// <summary>The backbone with its weights: an official variant with the official code's weights (or none), or a model
-    /// MLNetExt trained (its own size, custom configuration and evaluation geometry, taken from the file).</summary>
+    /// <summary>The backbone with its weights (official checkpoints by name are opened by <see cref="PretrainedWeights.Load"/>,
+    /// with the build they need): an official variant with the official code's weights (or none), or a model MLNetExt trained (its own size, custom configuration and evaluation geometry, taken from the file).</summary>
     static Backbone Open(string model, string? weightsPath, ref int? imageSize, out double? cropPct)
     {
         cropPct = null;

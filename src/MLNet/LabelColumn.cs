@@ -28,8 +28,8 @@ internal sealed record LabelColumn(string Name, KeyDataViewType Type, IReadOnlyL
         return new LabelColumn(name, key, ClassNames(column, (int)key.Count));
     }
 
-    /// <summary>Checks the label column of an estimator's input shape (no class names yet).</summary>
-    public static void Check(SchemaShape shape, string name)
+    /// <summary>Checks the label column of an estimator's input shape (no class names yet) and returns it.</summary>
+    public static SchemaShape.Column Check(SchemaShape shape, string name)
     {
         if (MLNetSchemas.Find(shape, name) is not { } c)
             throw new ArgumentOutOfRangeException(nameof(name), $"The label column '{name}' is not in the data; expected a key column ({string.Format(Hint, name)}). " +
@@ -37,6 +37,7 @@ internal sealed record LabelColumn(string Name, KeyDataViewType Type, IReadOnlyL
         if (!c.IsKey || c.Kind != SchemaShape.Column.VectorKind.Scalar)
             throw new ArgumentOutOfRangeException(nameof(name), $"The label column '{name}' has type {(c.Kind == SchemaShape.Column.VectorKind.Scalar ? "" : "vector of ")}{c.ItemType}; " +
                 $"expected a key type: {string.Format(Hint, name)}.");
+        return c;
     }
 
     /// <summary>The same classes in the same order as <paramref name="other"/>'s (a validation set must use the training key).</summary>

@@ -72,14 +72,15 @@ public static class MLNetExtCatalog
     {
         ArgumentNullException.ThrowIfNull(catalog);
         ArgumentException.ThrowIfNullOrEmpty(model);
+        Pretrained.PretrainedCheckpoint? checkpoint = null;
         if (pretrained is not null)
         {
             if (weightsPath is not null) throw new ArgumentException("Give weightsPath or pretrained, not both.", nameof(pretrained));
-            var checkpoint = Pretrained.PretrainedCatalog.For(model, pretrained);
+            checkpoint = Pretrained.PretrainedCatalog.For(model, pretrained);
             weightsPath = Pretrained.PretrainedWeights.Fetch(checkpoint);
             imageSize ??= checkpoint.Resolution;
         }
-        return new BackboneFeaturizer(MLNetEnvironment.Of(catalog), outputColumnName, model, weightsPath, inputColumnName, imageFolder, features, imageSize);
+        return new BackboneFeaturizer(MLNetEnvironment.Of(catalog), outputColumnName, model, weightsPath, inputColumnName, imageFolder, features, imageSize, checkpoint);
     }
 
     /// <summary>Makes MLNetExt's saved components loadable in this context: needed before <c>mlContext.Model.Load</c> of a

@@ -54,6 +54,20 @@ public static class PretrainedWeights
         }
     }
 
+    /// <summary>A progress callback that says one line per tenth of the file ("NAME: x MB of y MB"; every 64 MB when
+    /// the size is unknown), for logs that cannot redraw a bar.</summary>
+    public static Action<DownloadProgress> EveryTenth(Action<string> say)
+    {
+        long last = -1;
+        return p =>
+        {
+            long step = p.Total is long t && t > 0 ? 10 * p.Received / t : p.Received >> 26;
+            if (step == last) return;
+            last = step;
+            say($"{p.FileName}: {p.Received / 1048576.0:F1} MB" + (p.Total is long total ? $" of {total / 1048576.0:F1} MB" : ""));
+        };
+    }
+
     /// <summary>Where <paramref name="checkpoint"/> lives in the cache (it may not be there yet).</summary>
     public static string CachePath(PretrainedCheckpoint checkpoint) => Path.Combine(CacheDirectory, checkpoint.FileName);
 

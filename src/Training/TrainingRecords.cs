@@ -40,7 +40,12 @@ public sealed record TrainingProgress(
     double Loss, double LearningRate, double ImagesPerSecond,
     TimeSpan Elapsed, TimeSpan? Eta,
     EpochSummary? EpochEnd = null,
-    string? Message = null);
+    string? Message = null)
+{
+    /// <summary>A message outside the training loop (before it starts: data problems, downloads).</summary>
+    internal static TrainingProgress Note(string message, int epochs = 0) =>
+        new(TrainingPhase.Info, 0, epochs, 0, 0, 0, 0, double.NaN, 0, 0, TimeSpan.Zero, null, Message: message);
+}
 
 /// <summary>What a progress report is about.</summary>
 public enum TrainingPhase

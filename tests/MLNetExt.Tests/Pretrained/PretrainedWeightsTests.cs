@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using MLNetExt.Estimators;
+using MLNetExt.MLNet;
 using MLNetExt.Pretrained;
 using MLNetExt.Serialization;
 using MLNetExt.Torch;
@@ -331,6 +332,19 @@ public sealed class PretrainedWeightsTests
         Assert.AreEqual(384, (int)choice.CustomKwargs!["img_size"]!);
         var both = Assert.ThrowsExactly<ArgumentException>(() =>
             MLNetExt.Cli.PretrainedOption.Resolve(new MLNetExt.Cli.ModelOptions.Choice("smt_t", null, null), new FileInfo(file), "default", TextWriter.Null));
+        StringAssert.Contains(both.Message, "not both");
+    }
+
+    /// <summary>The ML.NET featurizer takes weights by name: fetched once, opened by the checkpoint's own loader.</summary>
+    [TestMethod]
+    public void Featurizer_Pretrained_FetchesAndExports()
+    {
+        server.Files[PathOf("mixformer_b1")] = b1;
+        var featurizer = new Microsoft.ML.MLContext().Transforms.BackboneFeaturizeImage("F", "mixformer_b1", pretrained: "default", imageSize: 64);
+        using (var model = Backbones.Create("mixformer_b1")) Assert.AreEqual(model.NumFeatures, featurizer.FeatureSize);
+        Assert.HasCount(1, server.Requests);
+        var both = Assert.ThrowsExactly<ArgumentException>(() =>
+            new Microsoft.ML.MLContext().Transforms.BackboneFeaturizeImage("F", "mixformer_b1", "w.pth", pretrained: "default"));
         StringAssert.Contains(both.Message, "not both");
     }
 
