@@ -41,13 +41,13 @@ internal static class EvaluateCommand
             ds = Load(data, scorer.Labels);
             var paths = ds.Items.Select(i => i.Path ?? throw new DatasetException($"Item {i.Name} has no file path.")).ToList();
             var scores = scorer.ScoreFiles(paths);
-            var ok = scores.Select((s, i) => (s, i)).Where(t => t.s.Scores is not null).ToList();
+            var evaluator = new Evaluator();
+            for (int i = 0; i < scores.Count; i++)
+                if (scores[i].Scores is { } p) evaluator.Add(p, ds.Items[i].Label, scores[i].Source);
             skipped = scores.Where(s => s.Scores is null).Select(s => new DatasetIssue(s.Source, s.Error ?? "unreadable")).ToList();
-            if (ok.Count == 0) throw new DatasetException($"No image of '{ds.Source}' could be scored.");
-            var probs = ok.SelectMany(t => t.s.Scores!).ToArray();
-            var labels = ok.Select(t => ds.Items[t.i].Label).ToList();
-            metrics = ClassificationMetrics.Compute(probs, labels, ds.Classes);
-            wrong = Misclassified.Rank(probs, labels, ok.Select(t => t.s.Source).ToList());
+            if (evaluator.Count == 0) throw new DatasetException($"No image of '{ds.Source}' could be scored.");
+            var r = evaluator.Result($"'{ds.Source}'");
+            (metrics, wrong) = (r.Metrics(ds.Classes), r.Misclassified());
             name = Path.GetFileName(modelFile.FullName);
         }
         else

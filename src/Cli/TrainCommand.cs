@@ -26,45 +26,21 @@ internal static class TrainCommand
         public readonly ModelOptions Model = new();
         public readonly Option<FileInfo> Weights = new("--weights") { Description = "Pretrained weights to start from (official .pth/.safetensors/.pdparams; default: random initialisation)" };
         public readonly Option<string?> Pretrained = PretrainedOption.Create();
-        public readonly Option<int> Epochs = new("--epochs") { Description = "Passes over the training set", DefaultValueFactory = _ => 10 };
-        public readonly Option<int> BatchSize = new("--batch-size") { Description = "Images per step", DefaultValueFactory = _ => 32 };
-        public readonly Option<double?> Lr = new("--lr") { Description = "Peak learning rate (default: 2e-4 with --weights, 1e-3 from scratch, 1e-2 linear probe; × effective batch/32)" };
-        public readonly Option<int?> ImageSize = new("--image-size") { Description = "Square input size (default: the variant's, 224 mostly)" };
-        public readonly Option<string> Mode = new("--mode") { Description = "finetune | linear-probe | freeze:K (freeze the stem and first K stages)", DefaultValueFactory = _ => "finetune" };
-        public readonly Option<double> WeightDecay = new("--weight-decay") { Description = "AdamW weight decay (norms, biases and family tables exempt)", DefaultValueFactory = _ => 0.05 };
-        public readonly Option<double> Warmup = new("--warmup-epochs") { Description = "Linear warm-up length in epochs", DefaultValueFactory = _ => 1.0 };
-        public readonly Option<double?> LayerDecay = new("--layer-decay") { Description = "Layer-wise LR decay factor, e.g. 0.75 (default: off)" };
-        public readonly Option<double> LabelSmoothing = new("--label-smoothing") { Description = "Cross-entropy label smoothing", DefaultValueFactory = _ => 0.1 };
-        public readonly Option<double?> DropPath = new("--drop-path") { Description = "Stochastic depth rate (default: the variant's official rate, at most 0.1)" };
-        public readonly Option<double> GradClip = new("--grad-clip") { Description = "Max global gradient norm (0: no clipping)", DefaultValueFactory = _ => 5.0 };
-        public readonly Option<int> Accumulate = new("--accumulate") { Description = "Micro-batches per optimizer step", DefaultValueFactory = _ => 1 };
-        public readonly Option<double?> Ema = new("--ema") { Description = "Keep an EMA of the weights with this decay (e.g. 0.999) and keep/export it" };
-        public readonly Option<int?> Patience = new("--patience") { Description = "Early stopping: epochs without improvement of --monitor" };
-        public readonly Option<string> Monitor = new("--monitor") { Description = "top1 | top5 | macro_f1 | log_loss", DefaultValueFactory = _ => "top1" };
-        public readonly Option<string> ClassWeights = new("--class-weights") { Description = "none | balanced", DefaultValueFactory = _ => "none" };
-        public readonly Option<string> Augment = new("--augment") { Description = "light | trivial | none", DefaultValueFactory = _ => "light" };
-        public readonly Option<double> Mixup = new("--mixup") { Description = "Mixup alpha (0: off)", DefaultValueFactory = _ => 0.0 };
-        public readonly Option<double> Cutmix = new("--cutmix") { Description = "CutMix alpha (0: off)", DefaultValueFactory = _ => 0.0 };
-        public readonly Option<double> Erasing = new("--random-erasing") { Description = "Random erasing probability", DefaultValueFactory = _ => 0.0 };
-        public readonly Option<double> ValFraction = new("--val-fraction") { Description = "Held-out fraction when no validation set is given (0: none)", DefaultValueFactory = _ => 0.2 };
-        public readonly Option<ulong> Seed = new("--seed") { Description = "Seed of every random choice", DefaultValueFactory = _ => 0UL };
-        public readonly Option<string> Device = new("--device") { Description = "cpu | cuda | cuda:N (default: cuda when available)" };
-        public readonly Option<bool?> Bf16 = new("--bf16") { Description = "bfloat16 autocast (default: on for CUDA, off for CPU)" };
-        public readonly Option<int?> Workers = new("--workers") { Description = "Decode/augment threads (default: processor count)" };
         public readonly Option<int?> Threads = new("--threads") { Description = "libtorch intra-op threads (default: processor count)" };
         public readonly Option<string> Resume = new("--resume") { Description = "Continue from a checkpoint file, or the output folder's checkpoint-last" };
         public readonly Option<string> Output = new("--output") { Description = "Output folder (model, checkpoints, metrics, report, ONNX, C# code)", Required = true };
         public readonly Option<bool> NoExport = new("--no-export") { Description = "Skip the ONNX export and the generated code" };
         public readonly Option<bool> Plain = new("--plain") { Description = "Plain progress lines instead of live bars" };
+        public readonly TrainingKnobOptions Knobs = new();
 
         public Command Command()
         {
             var cmd = new Command("train", "Fine-tune a backbone on a folder of labelled images; write model, report, ONNX and C# code.")
             {
-                Data, Val, Weights, Pretrained, Epochs, BatchSize, Lr, ImageSize, Mode, WeightDecay, Warmup, LayerDecay, LabelSmoothing, DropPath, GradClip,
-                Accumulate, Ema, Patience, Monitor, ClassWeights, Augment, Mixup, Cutmix, Erasing, ValFraction, Seed, Device, Bf16, Workers,
-                Threads, Resume, Output, NoExport, Plain,
+                Data, Val, Weights, Pretrained,
             };
+            Knobs.AddTo(cmd);
+            foreach (var option in new Option[] { Threads, Resume, Output, NoExport, Plain }) cmd.Add(option);
             Model.AddTo(cmd);
             return cmd;
         }
@@ -74,7 +50,7 @@ internal static class TrainCommand
     {
         var o = new Options();
         var cmd = o.Command();
-        cmd.SetAction(r => CliErrors.Guarded(() => TrainingOption.AsCliError(() =>
+        cmd.SetAction(r => CliErrors.Guarded(() => TrainingKnobOptions.AsCliError(() =>
         {
             if (r.GetValue(o.Threads) is int t)
             {
@@ -93,62 +69,19 @@ internal static class TrainCommand
     {
         var choice = o.Model.Resolve(r);
         if (choice.NumClasses is not null) throw new ArgumentException("--num-classes is not used by train: the classes are the data's sub-folders.");
-        var (mode, frozen) = ParseMode(r.GetValue(o.Mode)!);
         string? resume = r.GetValue(o.Resume);
-        if (resume is not null && Directory.Exists(resume)) resume = Path.Combine(resume, Trainer.LastCheckpoint);
+        if (resume is not null && Directory.Exists(resume)) resume = Path.Combine(resume, CheckpointStore.Last);
         var weights = r.GetValue(o.Weights);
         if (weights is not null) CliErrors.RequireFile(weights, "--weights");
-        double? ema = r.GetValue(o.Ema);
-        return new ImageClassificationOptions
+        return o.Knobs.Apply(r, new ImageClassificationOptions
         {
             Model = choice.VariantOrFamily,
             CustomKwargs = choice.CustomKwargs,
             WeightsPath = weights?.FullName,
             Pretrained = PretrainedOption.Value(r, o.Pretrained),
-            ImageSize = r.GetValue(o.ImageSize),
-            DropPathRate = r.GetValue(o.DropPath),
-            Mode = mode,
-            FrozenStages = frozen,
-            Epochs = r.GetValue(o.Epochs),
-            BatchSize = r.GetValue(o.BatchSize),
-            AccumulationSteps = r.GetValue(o.Accumulate),
-            LearningRate = r.GetValue(o.Lr),
-            WeightDecay = r.GetValue(o.WeightDecay),
-            WarmupEpochs = r.GetValue(o.Warmup),
-            LayerDecay = r.GetValue(o.LayerDecay),
-            GradClipNorm = r.GetValue(o.GradClip) is var c && c > 0 ? c : null,
-            LabelSmoothing = r.GetValue(o.LabelSmoothing),
-            ClassWeighting = r.GetValue(o.ClassWeights) switch
-            {
-                "none" => ClassWeighting.None,
-                "balanced" => ClassWeighting.Balanced,
-                var v => throw new ArgumentException($"--class-weights must be none or balanced, got '{v}'."),
-            },
-            Ema = ema is not null,
-            EmaDecay = ema ?? 0.999,
-            EarlyStoppingPatience = r.GetValue(o.Patience),
-            Monitor = r.GetValue(o.Monitor)!,
-            ValidationFraction = r.GetValue(o.ValFraction),
-            Augment = r.GetValue(o.Augment)!,
-            RandomErasing = r.GetValue(o.Erasing),
-            MixupAlpha = r.GetValue(o.Mixup),
-            CutmixAlpha = r.GetValue(o.Cutmix),
-            Workers = r.GetValue(o.Workers),
-            Seed = r.GetValue(o.Seed),
-            Device = r.GetValue(o.Device),
-            MixedPrecision = r.GetValue(o.Bf16),
             CheckpointDirectory = output,
             ResumeFrom = resume,
-        };
-    }
-
-    internal static (TrainingMode Mode, int FrozenStages) ParseMode(string text)
-    {
-        if (text == "finetune") return (TrainingMode.FineTune, 0);
-        if (text == "linear-probe") return (TrainingMode.LinearProbe, 0);
-        if (text.StartsWith("freeze:", StringComparison.Ordinal) && int.TryParse(text.AsSpan(7), NumberStyles.None, CultureInfo.InvariantCulture, out int k) && k >= 1)
-            return (TrainingMode.FreezeStages, k);
-        throw new ArgumentException($"--mode must be finetune, linear-probe or freeze:K with K >= 1 stages, got '{text}'.");
+        });
     }
 
     /// <summary>A folder (class sub-folders, or train/ + val/) or a CSV/TSV file of path,label.</summary>
@@ -242,8 +175,8 @@ internal static class TrainCommand
                 if (export) Write("the ONNX and ML.NET models and the consumption code", () => ExportWithCode(model, output, log));
                 if (failed.Count > 0)
                 {
-                    var best = Path.Combine(output, Trainer.BestCheckpoint);
-                    var weights = File.Exists(best) && h.BestEpoch is not null ? best : Path.Combine(output, Trainer.LastCheckpoint);
+                    var best = Path.Combine(output, CheckpointStore.Best);
+                    var weights = File.Exists(best) && h.BestEpoch is not null ? best : Path.Combine(output, CheckpointStore.Last);
                     log.WriteLine($"error: training finished, but {string.Join("; ", failed)} could not be written. The trained weights are in " +
                         $"'{weights}': `./mlnetext evaluate --model {weights} --data DIR --output {output}` and `./mlnetext predict --model {weights} IMAGES` " +
                         "read it directly; after freeing space, the same train command with --resume writes every output again.");

@@ -111,21 +111,16 @@ public sealed class ImageClassificationModel : IDisposable
         if (!data.Classes.SequenceEqual(Classes))
             throw new DatasetException($"The dataset's classes [{string.Join(", ", data.Classes)}] are not the model's [{string.Join(", ", Classes)}] (same names in the same order are needed).");
         var loader = new DataLoader(data, _pipeline, new LoaderOptions { BatchSize = batchSize, Shuffle = false });
-        var probs = new List<float>();
-        var labels = new List<int>();
-        var sources = new List<string>();
-        int done = 0;
-        foreach (var b in loader.GetEpoch(0))
+        var device = Backbone.Parameters().First().Device;
+        IEnumerable<(Tensor, Tensor, int[])> Batches()
         {
-            using (b) probs.AddRange(Probabilities(b.Images));
-            labels.AddRange(b.LabelValues);
-            sources.AddRange(b.Indices.Select(i => data.Items[i].Path ?? data.Items[i].Name));
-            progress?.Invoke(++done, loader.BatchesPerEpoch);
+            foreach (var b in loader.GetEpoch(0))
+                using (b)
+                using (var y = b.Labels.To(device))
+                    yield return (b.Images, y, b.Indices);
         }
-        if (labels.Count == 0) throw new DatasetException($"No image of '{data.Source}' could be decoded.");
-        var probArray = probs.ToArray();
-        var metrics = ClassificationMetrics.Compute(probArray, labels, Classes);
-        return (metrics, Misclassified.Rank(probArray, labels, sources), loader.Skipped);
+        var r = Evaluator.Run(Batches(), x => Backbone.Call(x.To(device)), data, done => progress?.Invoke(done, loader.BatchesPerEpoch));
+        return (r.Metrics(Classes), r.Misclassified(), loader.Skipped);
     }
 
     /// <summary>Writes the model as one safetensors file: the backbone's state_dict under its official names plus

@@ -79,8 +79,17 @@ public sealed record ImageClassificationOptions
     /// <summary>Micro-batches accumulated per optimizer step (effective batch = BatchSize × this). Default 1.</summary>
     public int AccumulationSteps { get; init; } = 1;
 
-    /// <summary>Peak AdamW learning rate. Null: 2e-4 when fine-tuning pretrained weights, 1e-3 from scratch,
-    /// 1e-2 for a linear probe — each scaled by effective batch / 32 (linear scaling).</summary>
+    /// <summary>"adamw" (decoupled weight decay, the families' recipe) or "sgd" (momentum 0.9, Nesterov, L2 weight
+    /// decay). Default adamw.</summary>
+    public string Optimizer { get; init; } = "adamw";
+
+    /// <summary>Learning-rate schedule after the warm-up: "cosine" (down to LearningRate × MinLearningRateFactor),
+    /// "step" (×0.1 at each third), "one-cycle" (PyTorch's OneCycleLR, the warm-up as its rise) or "constant".
+    /// Default cosine.</summary>
+    public string Schedule { get; init; } = "cosine";
+
+    /// <summary>Peak learning rate. Null: 2e-4 when fine-tuning pretrained weights, 1e-3 from scratch,
+    /// 1e-2 for a linear probe (50 times these with SGD) — each scaled by effective batch / 32 (linear scaling).</summary>
     public double? LearningRate { get; init; }
 
     /// <summary>Decoupled weight decay (not applied to norms, biases and the tables each family exempts). Default 0.05.</summary>

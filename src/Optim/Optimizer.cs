@@ -95,8 +95,36 @@ public abstract class Optimizer : IDisposable
         return s;
     }
 
-    /// <summary>The state of <paramref name="parameter"/>, created when absent (restoring a checkpoint).</summary>
-    internal ParamState StateOf(Parameter parameter) => StateFor(parameter);
+    /// <summary>Every state tensor of the named parameters as <c>NAME.KEY</c> (PyTorch's names: <c>exp_avg</c>,
+    /// <c>momentum_buffer</c>...) and each parameter's update count, whatever the optimizer keeps: a checkpoint
+    /// stores these without knowing the algorithm.</summary>
+    internal (List<KeyValuePair<string, Tensor>> Tensors, Dictionary<string, long> Steps) SaveState(IEnumerable<(string Name, Parameter Parameter)> named)
+    {
+        var tensors = new List<KeyValuePair<string, Tensor>>();
+        var steps = new Dictionary<string, long>();
+        foreach (var (name, p) in named)
+        {
+            if (State(p) is not { } st) continue;
+            steps[name] = st.Step;
+            foreach (var (key, t) in st.Tensors.OrderBy(kv => kv.Key, StringComparer.Ordinal)) tensors.Add(new($"{name}.{key}", t));
+        }
+        return (tensors, steps);
+    }
+
+    /// <summary>Restores what <see cref="SaveState"/> wrote: for each parameter with a saved step count, every tensor
+    /// <c>NAME.KEY</c> that <paramref name="tensors"/> holds (copied onto <paramref name="device"/>).</summary>
+    internal void LoadState(IEnumerable<(string Name, Parameter Parameter)> named, IReadOnlyDictionary<string, long> steps,
+        IReadOnlyDictionary<string, Tensor> tensors, Device device)
+    {
+        var byParameter = tensors.Keys.ToLookup(k => k[..k.LastIndexOf('.')], StringComparer.Ordinal);
+        foreach (var (name, p) in named)
+        {
+            if (!steps.TryGetValue(name, out long step)) continue;
+            var st = StateFor(p);
+            st.Step = step;
+            foreach (var key in byParameter[name]) st.Set(key[(name.Length + 1)..], tensors[key].To(device, copy: true));
+        }
+    }
 
     /// <summary>Clears every parameter's gradient (PyTorch's <c>zero_grad(set_to_none=True)</c>).</summary>
     public void ZeroGrad()

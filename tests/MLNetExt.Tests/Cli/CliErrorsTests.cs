@@ -1,6 +1,7 @@
 using MLNetExt.Cli;
 using MLNetExt.Data;
 using MLNetExt.Torch;
+using MLNetExt.Training;
 using MLNetExt.Transforms;
 
 namespace MLNetExt.Tests.Cli;
@@ -72,8 +73,8 @@ public sealed class CliErrorsTests
             StringAssert.StartsWith(text, $"error: --workers must be 1 to {TorchRuntime.MaxThreads}");
         }
         finally { dir.Delete(true); }
-        Assert.AreEqual("--batch-size", TrainingOption.CliName("BatchSize"));
-        var e = Assert.ThrowsExactly<ArgumentException>(() => TrainingOption.AsCliError(() => throw new MLNetExt.Training.TrainingOptionException("LearningRate", "must be positive; got -1")));
+        Assert.AreEqual("--batch-size", TrainingKnobs.CliName("BatchSize"));
+        var e = Assert.ThrowsExactly<ArgumentException>(() => TrainingKnobOptions.AsCliError(() => throw new MLNetExt.Training.TrainingOptionException("LearningRate", "must be positive; got -1")));
         Assert.AreEqual("--lr must be positive; got -1.", e.Message);
     }
 

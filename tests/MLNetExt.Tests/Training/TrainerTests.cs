@@ -111,7 +111,7 @@ public sealed class TrainerTests
                 Progress = p => { if (p.Phase == TrainingPhase.Training && p.GlobalStep == 4) cts.Cancel(); },
             };
             var stop = Assert.ThrowsExactly<TrainingInterruptedException>(() => new ImageClassificationEstimator(interrupted).Fit(data, val, cts.Token));
-            Assert.AreEqual(Path.Combine(dirB.FullName, Trainer.LastCheckpoint), stop.Checkpoint);
+            Assert.AreEqual(Path.Combine(dirB.FullName, CheckpointStore.Last), stop.Checkpoint);
             StringAssert.Contains(stop.Message, "interrupted in epoch 2");
 
             using var resumed = new ImageClassificationEstimator(options with { CheckpointDirectory = dirB.FullName, ResumeFrom = stop.Checkpoint }).Fit(data, val);
@@ -158,7 +158,7 @@ public sealed class TrainerTests
                 },
             }).Fit(data, val);
             Assert.IsTrue(copied);
-            var foreign = Path.Combine(dirs[3].FullName, Trainer.BestCheckpoint);
+            var foreign = Path.Combine(dirs[3].FullName, CheckpointStore.Best);
             new ImageClassificationEstimator(options with { Seed = 99, Epochs = 1, CheckpointDirectory = dirs[3].FullName }).Fit(data, val).Dispose();
             foreach (var (dir, damage) in new (DirectoryInfo, Action<string>)[]
             {
@@ -166,13 +166,13 @@ public sealed class TrainerTests
                 (dirs[2], best => File.Copy(foreign, best, overwrite: true)), // a checkpoint-best of another run left in place
             })
             {
-                var best = Path.Combine(dir.FullName, Trainer.BestCheckpoint);
+                var best = Path.Combine(dir.FullName, CheckpointStore.Best);
                 damage(best);
                 var messages = new List<string>();
                 using var resumed = new ImageClassificationEstimator(options with
                 {
                     CheckpointDirectory = dir.FullName,
-                    ResumeFrom = Path.Combine(dir.FullName, Trainer.LastCheckpoint),
+                    ResumeFrom = Path.Combine(dir.FullName, CheckpointStore.Last),
                     Progress = p => { if (p.Message is { } m) messages.Add(m); },
                 }).Fit(data, val);
                 Assert.IsTrue(messages.Any(m => m.Contains("the best weights are taken from checkpoint-last", StringComparison.Ordinal)), string.Join("\n", messages));
@@ -215,7 +215,7 @@ public sealed class TrainerTests
         try
         {
             using (new ImageClassificationEstimator(Tiny(dir.FullName) with { Epochs = 1 }).Fit(data)) { }
-            var ckpt = Path.Combine(dir.FullName, Trainer.LastCheckpoint);
+            var ckpt = Path.Combine(dir.FullName, CheckpointStore.Last);
             var e = Assert.ThrowsExactly<TrainingException>(() =>
                 new ImageClassificationEstimator(Tiny(dir.FullName) with { Epochs = 1, BatchSize = 4, ResumeFrom = ckpt }).Fit(data));
             StringAssert.Contains(e.Message, "batch_size: checkpoint 8, now 4");
@@ -315,9 +315,9 @@ public sealed class TrainerTests
         {
             Assert.IsTrue(messages.Any(m => m.Contains("Could not write checkpoint") && m.Contains("No space left") && m.Contains("is intact")),
                 string.Join("\n", messages));
-            var (_, state, tensors) = TrainingCheckpoint.Read(Path.Combine(dir.FullName, Trainer.LastCheckpoint));
+            var (_, state, tensors) = TrainingCheckpoint.Read(Path.Combine(dir.FullName, CheckpointStore.Last));
             using (tensors) Assert.AreEqual(1, state.Epoch, "the checkpoint of epoch 1 survives");
-            CollectionAssert.AreEquivalent(new[] { Trainer.LastCheckpoint }, dir.GetFiles().Select(f => f.Name).ToArray(), "no temporary file is left");
+            CollectionAssert.AreEquivalent(new[] { CheckpointStore.Last }, dir.GetFiles().Select(f => f.Name).ToArray(), "no temporary file is left");
         }
         finally { dir.Delete(true); }
     }
@@ -358,7 +358,7 @@ public sealed class TrainerTests
             try { e = Assert.ThrowsExactly<TrainingException>(() => new ImageClassificationEstimator(options).Fit(data)); }
             finally { Trainer.PoisonMicroStep = null; }
             StringAssert.Contains(e.Message, "non-finite loss (NaN) at epoch 2, batch 2 (optimizer step 5)");
-            Assert.AreEqual(Path.Combine(dir.FullName, Trainer.LastCheckpoint), e.LastGoodCheckpoint);
+            Assert.AreEqual(Path.Combine(dir.FullName, CheckpointStore.Last), e.LastGoodCheckpoint);
             var (_, state, tensors) = TrainingCheckpoint.Read(e.LastGoodCheckpoint!);
             using (tensors)
             {

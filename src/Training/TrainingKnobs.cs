@@ -1,0 +1,267 @@
+using System.Globalization;
+using System.Text.Json.Nodes;
+using MLNetExt.Estimators;
+using MLNetExt.Torch;
+
+namespace MLNetExt.Training;
+
+/// <summary>What a run settled from its options and its model, for the fingerprint and the settings record.</summary>
+internal sealed record ResolvedSettings(int ImageSize, double LearningRate, double DropPath, string Device, long Parameters, long Trained);
+
+/// <summary>
+/// One training setting, declared once: the <see cref="ImageClassificationOptions"/> property it reads, its command-line
+/// spelling and help, the values it accepts, its key in the resume fingerprint and how the run's settings record shows
+/// it. Validation, the fingerprint, the settings, the CLI's options and its error names all come from
+/// <see cref="TrainingKnobs.All"/>, so adding a knob is a property on the options and a row there.
+/// </summary>
+internal abstract class TrainingKnob(string property, string? cli, string help, string? fingerprintKey, string? settingsKey)
+{
+    /// <summary>The options property (the name library errors use).</summary>
+    public string Property { get; } = property;
+
+    /// <summary>The CLI option (<c>--batch-size</c>), or null where the CLI sets it another way (model choice, output folder).</summary>
+    public string? Cli { get; } = cli;
+
+    public string Help { get; } = help;
+
+    /// <summary>Key in the resume fingerprint (settings that must match for a resume to continue the same run), or null.</summary>
+    public string? FingerprintKey { get; } = fingerprintKey;
+
+    /// <summary>Key in the run's settings record (metrics.json, report), or null.</summary>
+    public string? SettingsKey { get; } = settingsKey;
+
+    /// <summary>What is wrong with the knob's value in <paramref name="o"/> ("must be at least 1; got 0"), or null.</summary>
+    public abstract string? Problem(ImageClassificationOptions o);
+
+    public abstract JsonNode? Fingerprint(ImageClassificationOptions o, ResolvedSettings r);
+
+    /// <summary>The fingerprint value of a run that never had this knob (older checkpoints): the default's.</summary>
+    public abstract JsonNode? DefaultFingerprint(ResolvedSettings r);
+
+    public abstract string Show(ImageClassificationOptions o, ResolvedSettings r);
+
+    public abstract TResult Accept<TResult>(ITrainingKnobVisitor<TResult> visitor);
+}
+
+/// <summary>Sees each knob with its value type (the CLI makes a typed option per knob this way).</summary>
+internal interface ITrainingKnobVisitor<TResult>
+{
+    TResult Visit<T>(TrainingKnob<T> knob);
+}
+
+/// <summary>A knob of value type <typeparamref name="T"/>; its default is the options' own default.</summary>
+internal sealed class TrainingKnob<T>(
+    string property, string? cli, string help,
+    Func<ImageClassificationOptions, T> get, Func<ImageClassificationOptions, T, ImageClassificationOptions> set,
+    Func<T, bool>? valid = null, string? expected = null,
+    string? fingerprintKey = null, Func<ImageClassificationOptions, ResolvedSettings, JsonNode?>? fingerprint = null,
+    string? settingsKey = null, Func<ImageClassificationOptions, ResolvedSettings, string>? show = null,
+    Func<T, T>? fromCli = null, IReadOnlyList<string>? choices = null)
+    : TrainingKnob(property, cli, help, fingerprintKey, settingsKey)
+{
+    static readonly ImageClassificationOptions Defaults = new();
+
+    public T Get(ImageClassificationOptions o) => get(o);
+
+    public ImageClassificationOptions Set(ImageClassificationOptions o, T value) => set(o, value);
+
+    /// <summary>The value on the command line becomes this (e.g. <c>--grad-clip 0</c>: no clipping).</summary>
+    public T FromCli(T value) => fromCli is null ? value : fromCli(value);
+
+    public T Default => get(Defaults);
+
+    /// <summary>The accepted spellings of a text knob (shown in help and checked), or null.</summary>
+    public IReadOnlyList<string>? Choices { get; } = choices;
+
+    public override string? Problem(ImageClassificationOptions o)
+    {
+        var v = get(o);
+        bool ok = Choices is null ? valid?.Invoke(v) ?? true : v is string s && Choices.Contains(s);
+        return ok ? null : $"must be {expected ?? string.Join(", ", Choices!.SkipLast(1)) + " or " + Choices![^1]}; got {TrainingKnobs.Text(v)}";
+    }
+
+    public override JsonNode? Fingerprint(ImageClassificationOptions o, ResolvedSettings r) =>
+        fingerprint is not null ? fingerprint(o, r) : TrainingKnobs.Json(get(o));
+
+    public override JsonNode? DefaultFingerprint(ResolvedSettings r) => Fingerprint(Defaults, r);
+
+    public override string Show(ImageClassificationOptions o, ResolvedSettings r) => show is not null ? show(o, r) : TrainingKnobs.Text(get(o));
+
+    public override TResult Accept<TResult>(ITrainingKnobVisitor<TResult> visitor) => visitor.Visit(this);
+}
+
+/// <summary>The table of training knobs, in the order of the settings record.</summary>
+internal static class TrainingKnobs
+{
+    static string Num(double v) => v.ToString(CultureInfo.InvariantCulture);
+
+    internal static string Text<T>(T v) => v switch
+    {
+        null => "none",
+        double d => Num(d),
+        Enum e => e.ToString().ToLowerInvariant(),
+        _ => Convert.ToString(v, CultureInfo.InvariantCulture) ?? "none",
+    };
+
+    internal static JsonNode? Json<T>(T v) => v switch
+    {
+        null => null,
+        Enum e => JsonValue.Create(e.ToString()),
+        JsonNode n => n.DeepClone(),
+        _ => JsonValue.Create(v),
+    };
+
+    static TrainingKnob<T> K<T>(string property, string? cli, string help,
+        Func<ImageClassificationOptions, T> get, Func<ImageClassificationOptions, T, ImageClassificationOptions> set,
+        Func<T, bool>? valid = null, string? expected = null,
+        string? fingerprintKey = null, Func<ImageClassificationOptions, ResolvedSettings, JsonNode?>? fingerprint = null,
+        string? settingsKey = null, Func<ImageClassificationOptions, ResolvedSettings, string>? show = null,
+        Func<T, T>? fromCli = null, IReadOnlyList<string>? choices = null) =>
+        new(property, cli, help, get, set, valid, expected, fingerprintKey, fingerprint, settingsKey, show, fromCli, choices);
+
+    /// <summary>The <c>--mode</c> spelling of a training mode.</summary>
+    internal static string ModeText(ImageClassificationOptions o) => o.Mode switch
+    {
+        TrainingMode.FreezeStages => $"freeze:{o.FrozenStages}",
+        TrainingMode.LinearProbe => "linear-probe",
+        _ => "finetune",
+    };
+
+    internal static ImageClassificationOptions WithMode(ImageClassificationOptions o, string text)
+    {
+        if (text == "finetune") return o with { Mode = TrainingMode.FineTune };
+        if (text == "linear-probe") return o with { Mode = TrainingMode.LinearProbe };
+        if (text.StartsWith("freeze:", StringComparison.Ordinal) && int.TryParse(text.AsSpan(7), NumberStyles.None, CultureInfo.InvariantCulture, out int k) && k >= 1)
+            return o with { Mode = TrainingMode.FreezeStages, FrozenStages = k };
+        throw new TrainingOptionException("Mode", $"must be finetune, linear-probe or freeze:K with K >= 1 stages; got '{text}'");
+    }
+
+    public static readonly IReadOnlyList<TrainingKnob> All =
+    [
+        // ---- model (chosen on the CLI by --variant/--arch/--config and --weights/--pretrained) ----
+        K("Model", null, "Variant, or family with CustomKwargs", o => o.Model, (o, v) => o with { Model = v }, fingerprintKey: "model"),
+        K("CustomKwargs", null, "Official constructor keyword arguments of a custom size", o => o.CustomKwargs, (o, v) => o with { CustomKwargs = v },
+            fingerprintKey: "custom_kwargs"),
+        K("WeightsPath", null, "Weights to start from", o => o.WeightsPath, (o, v) => o with { WeightsPath = v },
+            settingsKey: "weights", show: (o, _) => o.WeightsPath ?? "none (random initialisation)"),
+        K("Mode", "--mode", "finetune | linear-probe | freeze:K (freeze the stem and first K stages)", ModeText, WithMode,
+            fingerprintKey: "mode", fingerprint: (o, _) => o.Mode.ToString(), settingsKey: "mode", show: (o, _) => ModeText(o)),
+        K("FrozenStages", null, "Stages kept frozen by --mode freeze:K", o => o.FrozenStages, (o, v) => o with { FrozenStages = v },
+            valid: null, fingerprintKey: "frozen_stages", fingerprint: (o, _) => o.Mode == TrainingMode.FreezeStages ? o.FrozenStages : 0),
+        K("ImageSize", "--image-size", "Square input size (default: the variant's, 224 mostly)", o => o.ImageSize, (o, v) => o with { ImageSize = v },
+            v => v is null or >= 16, "at least 16 pixels", fingerprintKey: "image_size", fingerprint: (_, r) => r.ImageSize,
+            settingsKey: "image_size", show: (_, r) => $"{r.ImageSize}"),
+
+        // ---- optimisation ----
+        K("Epochs", "--epochs", "Passes over the training set", o => o.Epochs, (o, v) => o with { Epochs = v }, v => v >= 1, "at least 1",
+            fingerprintKey: "epochs", settingsKey: "epochs"),
+        K("BatchSize", "--batch-size", "Images per step", o => o.BatchSize, (o, v) => o with { BatchSize = v }, v => v >= 1, "at least 1",
+            fingerprintKey: "batch_size", settingsKey: "batch_size",
+            show: (o, _) => o.AccumulationSteps > 1 ? $"{o.BatchSize} × {o.AccumulationSteps} accumulated" : $"{o.BatchSize}"),
+        K("AccumulationSteps", "--accumulate", "Micro-batches per optimizer step", o => o.AccumulationSteps, (o, v) => o with { AccumulationSteps = v },
+            v => v >= 1, "at least 1", fingerprintKey: "accumulation_steps"),
+        K("Optimizer", "--optimizer", "adamw | sgd (momentum 0.9, Nesterov)", o => o.Optimizer, (o, v) => o with { Optimizer = v },
+            choices: Optim.OptimizerChoice.Names, fingerprintKey: "optimizer", settingsKey: "optimizer"),
+        K("LearningRate", "--lr", "Peak learning rate (default: 2e-4 with --weights, 1e-3 from scratch, 1e-2 linear probe, ×50 for sgd; × effective batch/32)",
+            o => o.LearningRate, (o, v) => o with { LearningRate = v }, v => v is null or > 0, "positive",
+            fingerprintKey: "lr", fingerprint: (_, r) => r.LearningRate, settingsKey: "lr", show: (_, r) => r.LearningRate.ToString("G4", CultureInfo.InvariantCulture)),
+        K("WeightDecay", "--weight-decay", "Weight decay (norms, biases and family tables exempt)", o => o.WeightDecay, (o, v) => o with { WeightDecay = v },
+            v => v >= 0, ">= 0", fingerprintKey: "weight_decay", settingsKey: "weight_decay"),
+        K("Schedule", "--schedule", "Learning-rate schedule after the warm-up: cosine | step | one-cycle | constant", o => o.Schedule, (o, v) => o with { Schedule = v },
+            choices: Optim.LrSchedule.Names, fingerprintKey: "schedule", settingsKey: "schedule"),
+        K("WarmupEpochs", "--warmup-epochs", "Linear warm-up length in epochs", o => o.WarmupEpochs, (o, v) => o with { WarmupEpochs = v },
+            v => v >= 0, ">= 0", fingerprintKey: "warmup_epochs", settingsKey: "warmup_epochs"),
+        K("MinLearningRateFactor", "--min-lr-factor", "The cosine schedule ends at the peak rate × this", o => o.MinLearningRateFactor,
+            (o, v) => o with { MinLearningRateFactor = v }, v => v is >= 0 and <= 1, "in [0, 1]", fingerprintKey: "min_lr_factor"),
+        K("LayerDecay", "--layer-decay", "Layer-wise LR decay factor, e.g. 0.75 (default: off)", o => o.LayerDecay, (o, v) => o with { LayerDecay = v },
+            v => v is null or (> 0 and <= 1), "in (0, 1]", fingerprintKey: "layer_decay", settingsKey: "layer_decay", show: (o, _) => o.LayerDecay is double d ? Num(d) : "off"),
+        K("LabelSmoothing", "--label-smoothing", "Cross-entropy label smoothing", o => o.LabelSmoothing, (o, v) => o with { LabelSmoothing = v },
+            v => v is >= 0 and < 1, "in [0, 1)", fingerprintKey: "label_smoothing", settingsKey: "label_smoothing"),
+        K("DropPathRate", "--drop-path", "Stochastic depth rate (default: the variant's official rate, at most 0.1)", o => o.DropPathRate,
+            (o, v) => o with { DropPathRate = v }, v => v is null or (>= 0 and < 1), "in [0, 1)", settingsKey: "drop_path", show: (_, r) => Num(r.DropPath)),
+
+        // ---- data ----
+        K("Augment", "--augment", "light | trivial | none", o => o.Augment, (o, v) => o with { Augment = v }, choices: ["trivial", "light", "none"],
+            fingerprintKey: "augment", settingsKey: "augment", show: (o, _) => o.Mode == TrainingMode.LinearProbe ? "none (linear probe)" : o.Augment),
+        K("CropScaleMin", "--crop-scale-min", "Smallest crop scale of the random resized crop", o => o.CropScaleMin, (o, v) => o with { CropScaleMin = v },
+            v => v is > 0 and <= 1, "in (0, 1]", fingerprintKey: "crop_scale_min"),
+        K("RandomErasing", "--random-erasing", "Random erasing probability", o => o.RandomErasing, (o, v) => o with { RandomErasing = v },
+            v => v is >= 0 and <= 1, "in [0, 1]", fingerprintKey: "random_erasing"),
+        K("MixupAlpha", "--mixup", "Mixup alpha (0: off)", o => o.MixupAlpha, (o, v) => o with { MixupAlpha = v }, v => v >= 0, ">= 0",
+            fingerprintKey: "mixup", settingsKey: "mixup/cutmix", show: (o, _) => $"{Num(o.MixupAlpha)}/{Num(o.CutmixAlpha)}"),
+        K("CutmixAlpha", "--cutmix", "CutMix alpha (0: off)", o => o.CutmixAlpha, (o, v) => o with { CutmixAlpha = v }, v => v >= 0, ">= 0",
+            fingerprintKey: "cutmix"),
+        K("EmaDecay", "--ema", "Keep an EMA of the weights with this decay (e.g. 0.999) and keep/export it", o => o.Ema ? o.EmaDecay : (double?)null,
+            (o, v) => o with { Ema = v is not null, EmaDecay = v ?? new ImageClassificationOptions().EmaDecay }, v => v is null or (> 0 and < 1), "in (0, 1)",
+            fingerprintKey: "ema", settingsKey: "ema", show: (o, _) => o.Ema ? Num(o.EmaDecay) : "off"),
+        K("GradClipNorm", "--grad-clip", "Max global gradient norm (0: no clipping)", o => o.GradClipNorm, (o, v) => o with { GradClipNorm = v },
+            v => v is null or > 0, "positive", fingerprintKey: "grad_clip", settingsKey: "grad_clip", show: (o, _) => o.GradClipNorm is double c ? Num(c) : "off",
+            fromCli: v => v is > 0 ? v : null),
+        K("ClassWeighting", "--class-weights", "none | balanced", o => o.ClassWeighting, (o, v) => o with { ClassWeighting = v },
+            fingerprintKey: "class_weighting", settingsKey: "class_weighting"),
+        K("EarlyStoppingPatience", "--patience", "Early stopping: epochs without improvement of --monitor", o => o.EarlyStoppingPatience,
+            (o, v) => o with { EarlyStoppingPatience = v }, v => v is null or >= 1, "at least 1"),
+        K("Monitor", "--monitor", "top1 | top5 | macro_f1 | log_loss", o => o.Monitor, (o, v) => o with { Monitor = v }, choices: ClassificationMetrics.MetricNames),
+        K("ValidationFraction", "--val-fraction", "Held-out fraction when no validation set is given (0: none)", o => o.ValidationFraction,
+            (o, v) => o with { ValidationFraction = v }, v => v is >= 0 and < 1, "in [0, 1)"),
+        K("CacheFeatures", "--cache-features", "Linear probe: compute the frozen features once (false: on every batch, the same result)",
+            o => o.CacheFeatures, (o, v) => o with { CacheFeatures = v }),
+        K("Workers", "--workers", "Decode/augment threads (default: processor count)", o => o.Workers, (o, v) => o with { Workers = v },
+            v => v is not int w || TorchRuntime.ThreadCountProblem(w, "Workers") is null, $"1 to {TorchRuntime.MaxThreads} (8 per processor)"),
+
+        // ---- run ----
+        K("Device", "--device", "cpu | cuda | cuda:N (default: cuda when available)", o => o.Device, (o, v) => o with { Device = v },
+            settingsKey: "device", show: (_, r) => r.Device),
+        K("MixedPrecision", "--bf16", "bfloat16 autocast (default: on for CUDA, off for CPU)", o => o.MixedPrecision, (o, v) => o with { MixedPrecision = v }),
+        K("Seed", "--seed", "Seed of every random choice (default 0)", o => o.Seed, (o, v) => o with { Seed = v },
+            fingerprintKey: "seed", fingerprint: (o, _) => o.Seed ?? 0, settingsKey: "seed", show: (o, _) => $"{o.Seed ?? 0}"),
+    ];
+
+    /// <summary>The CLI spelling of an options property (the property itself when no knob has a CLI option).</summary>
+    public static string CliName(string property) => property switch
+    {
+        "FrozenStages" => "--mode freeze:K",
+        _ => All.FirstOrDefault(k => k.Property == property)?.Cli ?? property,
+    };
+
+    /// <summary>Throws <see cref="TrainingOptionException"/> naming the first knob whose value is out of range.</summary>
+    public static void Validate(ImageClassificationOptions o)
+    {
+        foreach (var k in All)
+            if (k.Problem(o) is { } problem) throw new TrainingOptionException(k.Property, problem);
+        if (o.Mode == TrainingMode.FreezeStages && o.FrozenStages < 1)
+            throw new TrainingOptionException("FrozenStages", $"must be at least 1; got {o.FrozenStages}");
+    }
+
+    /// <summary>The settings that must match for a resume to continue the same run (plus the data's size).</summary>
+    public static JsonObject Fingerprint(ImageClassificationOptions o, ResolvedSettings r, int trainCount, int valCount)
+    {
+        var f = new JsonObject();
+        foreach (var k in All)
+            if (k.FingerprintKey is { } key) f[key] = k.Fingerprint(o, r);
+        f["train_count"] = trainCount;
+        f["val_count"] = valCount;
+        return f;
+    }
+
+    /// <summary>Where a checkpoint's fingerprint and this run's differ ("lr: checkpoint 0.001, now 0.002"); a key the
+    /// checkpoint lacks (a knob added since) matches its default.</summary>
+    public static List<string> Differences(JsonObject saved, JsonObject now, ResolvedSettings r)
+    {
+        var diffs = new List<string>();
+        foreach (var (key, v) in now)
+        {
+            var s = saved.ContainsKey(key) ? saved[key] : All.FirstOrDefault(k => k.FingerprintKey == key)?.DefaultFingerprint(r);
+            if (!JsonNode.DeepEquals(s, v)) diffs.Add($"{key}: checkpoint {s?.ToJsonString() ?? "null"}, now {v?.ToJsonString() ?? "null"}");
+        }
+        return diffs;
+    }
+
+    /// <summary>The run's settings as name → printable value, for metrics.json and the report.</summary>
+    public static Dictionary<string, string> Settings(ImageClassificationOptions o, ResolvedSettings r)
+    {
+        var settings = All.Where(k => k.SettingsKey is not null).ToDictionary(k => k.SettingsKey!, k => k.Show(o, r));
+        settings["parameters"] = $"{r.Parameters:N0} ({r.Trained:N0} trained)";
+        return settings;
+    }
+}
