@@ -65,6 +65,15 @@ internal static class TrainCommand
         return cmd;
     }
 
+    /// <summary>The options a <c>train</c> command line sets, without running it (for tests).</summary>
+    internal static ImageClassificationOptions OptionsOf(params string[] args)
+    {
+        var o = new Options();
+        var r = o.Command().Parse(args);
+        if (r.Errors.Count > 0) throw new ArgumentException(r.Errors[0].Message);
+        return TrainingKnobOptions.AsCliError(() => BuildOptions(r, o, r.GetValue(o.Output)!));
+    }
+
     static ImageClassificationOptions BuildOptions(ParseResult r, Options o, string output)
     {
         var choice = o.Model.Resolve(r);

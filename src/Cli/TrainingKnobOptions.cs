@@ -47,7 +47,7 @@ internal sealed class TrainingKnobOptions : ITrainingKnobVisitor<TrainingKnobOpt
 
     /// <summary>Runs <paramref name="action"/>, turning a <see cref="TrainingOptionException"/> into an argument error
     /// under the CLI's spelling of the option.</summary>
-    public static int AsCliError(Func<int> action)
+    public static T AsCliError<T>(Func<T> action)
     {
         try { return action(); }
         catch (TrainingOptionException e) { throw new ArgumentException($"{TrainingKnobs.CliName(e.Option)} {e.Problem}.", e); }

@@ -153,7 +153,7 @@ internal sealed class Trainer : IDisposable
     {
         TrainingPlan.Validate(options);
         using var trainer = new Trainer(options with { ResumeFrom = null, CheckpointDirectory = null }, train, null);
-        var names = trainer._unit.Parameters.ToDictionary(p => p.Parameter, p => p.Name, ReferenceEqualityComparer.Instance);
+        var names = trainer._unit.Parameters.ToDictionary(p => (object)p.Parameter, p => p.Name, ReferenceEqualityComparer.Instance);
         var groups = trainer._optimizer.Groups.Select(g => new GroupPlan(g.Name, g.InitialLearningRate, g.WeightDecay,
             g.Parameters.Select(p => names[p]).ToList())).ToList();
         return (groups, trainer._classWeights?.To(Device.Cpu).ToArray<float>());

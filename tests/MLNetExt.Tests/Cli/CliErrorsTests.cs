@@ -74,7 +74,7 @@ public sealed class CliErrorsTests
         }
         finally { dir.Delete(true); }
         Assert.AreEqual("--batch-size", TrainingKnobs.CliName("BatchSize"));
-        var e = Assert.ThrowsExactly<ArgumentException>(() => TrainingKnobOptions.AsCliError(() => throw new MLNetExt.Training.TrainingOptionException("LearningRate", "must be positive; got -1")));
+        var e = Assert.ThrowsExactly<ArgumentException>(() => TrainingKnobOptions.AsCliError<int>(() => throw new MLNetExt.Training.TrainingOptionException("LearningRate", "must be positive; got -1")));
         Assert.AreEqual("--lr must be positive; got -1.", e.Message);
     }
 

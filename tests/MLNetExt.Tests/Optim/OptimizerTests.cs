@@ -85,6 +85,74 @@ public sealed class OptimizerTests
     }
 
     [TestMethod]
+    public void OneCycleScheduleMatchesOneCycleLR()
+    {
+        using var f = Fixture();
+        var expected = f["onecycle"].ToArray<double>();
+        var schedule = new OneCycleSchedule(riseSteps: 5, totalSteps: 20);
+        for (int s = 0; s < expected.Length; s++) Assert.AreEqual(expected[s], schedule.At(s, 0.5), 1e-12, $"step {s}");
+        Assert.AreEqual(0.5, schedule.At(4, 0.5), 1e-15, "the peak");
+        var named = LrSchedule.Create("one-cycle", warmupSteps: 5, totalSteps: 20, minFactor: 0.5);
+        for (int s = 0; s < expected.Length; s++) Assert.AreEqual(expected[s], named.At(s, 0.5), 1e-12, $"by name, step {s}");
+    }
+
+    /// <summary>Schedules by name share the linear warm-up from 0; after it, cosine is <see cref="WarmupCosineSchedule"/>,
+    /// step multiplies by 0.1 at each third of the remaining steps, constant keeps the base rate.</summary>
+    [TestMethod]
+    public void NamedSchedules_ShareTheWarmup()
+    {
+        var cosine = LrSchedule.Create("cosine", 4, 34, 0.01);
+        var reference = new WarmupCosineSchedule(4, 34, 0, 0.01);
+        var step = LrSchedule.Create("step", 4, 34, 0.01);
+        var constant = LrSchedule.Create("constant", 4, 34, 0.01);
+        for (int s = 0; s < 40; s++)
+        {
+            Assert.AreEqual(reference.At(s, 2.0), cosine.At(s, 2.0), 1e-15);
+            if (s < 4)
+            {
+                Assert.AreEqual(2.0 * s / 4, step.At(s, 2.0), 1e-15, $"warm-up step {s}");
+                Assert.AreEqual(2.0 * s / 4, constant.At(s, 2.0), 1e-15, $"warm-up step {s}");
+                continue;
+            }
+            Assert.AreEqual(2.0 * Math.Pow(0.1, (s - 4) / 10), step.At(s, 2.0), 1e-15, $"step {s}");
+            Assert.AreEqual(2.0, constant.At(s, 2.0));
+        }
+        StringAssert.Contains(Assert.ThrowsExactly<ArgumentException>(() => LrSchedule.Create("linear", 0, 10, 0)).Message, "cosine, step, one-cycle, constant");
+    }
+
+    /// <summary>What a checkpoint stores of an optimizer is whatever state it keeps (SGD's momentum buffer, AdamW's
+    /// moments), restored so the next steps are identical.</summary>
+    [TestMethod]
+    [DataRow("sgd")]
+    [DataRow("adamw")]
+    public void OptimizerState_SavesAndLoadsWhateverItKeeps(string name)
+    {
+        using var scope = TensorScope.Begin();
+        Parameter Make() => new(Tensor.FromArray(new float[] { 1, -2, 3 }, [3]));
+        var (a, b) = (Make(), Make());
+        var grads = new[] { new float[] { 0.5f, -1, 2 }, new float[] { -0.25f, 0.5f, 1 }, new float[] { 1, 1, -1 } };
+        using var first = OptimizerChoice.Create(name, [new ParamGroup([a], 0.1, 0.01)]);
+        using var second = OptimizerChoice.Create(name, [new ParamGroup([b], 0.1, 0.01)]);
+        void Step(Optimizer o, Parameter p, float[] g)
+        {
+            p.Grad = Tensor.FromArray(g, [3]);
+            o.Step();
+            o.ZeroGrad();
+        }
+        Step(first, a, grads[0]);
+        var (tensors, steps) = first.SaveState([("w", a)]);
+        CollectionAssert.AreEqual(name == "sgd" ? new[] { "w.momentum_buffer" } : new[] { "w.exp_avg", "w.exp_avg_sq" }, tensors.Select(t => t.Key).ToArray());
+        using (Autograd.NoGrad()) b.Copy_(a);
+        second.LoadState([("w", b)], steps, tensors.ToDictionary(t => t.Key, t => t.Value), Device.Cpu);
+        foreach (var g in grads.Skip(1))
+        {
+            Step(first, a, g);
+            Step(second, b, g);
+        }
+        CollectionAssert.AreEqual(a.ToArray<float>(), b.ToArray<float>());
+    }
+
+    [TestMethod]
     public void WarmupCosineRisesThenDecays()
     {
         var s = new WarmupCosineSchedule(warmupSteps: 10, totalSteps: 110, warmupStartFactor: 0.1, minFactor: 0.01);

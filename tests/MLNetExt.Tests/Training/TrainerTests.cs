@@ -89,14 +89,22 @@ public sealed class TrainerTests
         Assert.IsNotNull(h.BestEpoch);
     }
 
+    /// <summary>The optimizer's state and the schedule's position carry across the interruption whatever they are:
+    /// AdamW's two moments with the cosine schedule, SGD's momentum buffers with one-cycle.</summary>
     [TestMethod]
-    public void Resume_AfterInterrupt_EqualsAnUninterruptedRun()
+    [DataRow("adamw", "cosine")]
+    [DataRow("sgd", "one-cycle")]
+    public void Resume_AfterInterrupt_EqualsAnUninterruptedRun(string optimizer, string schedule)
     {
         using var scope = TensorScope.Begin();
         var data = ColorData(12, 3);
         var val = ColorData(4, 4, "val");
         // EMA, gradient accumulation and Mixup/CutMix all carry state or randomness across the interruption.
-        var options = Tiny() with { Ema = true, EmaDecay = 0.9, AccumulationSteps = 2, MixupAlpha = 0.4, CutmixAlpha = 1.0, DropPathRate = 0.1 };
+        var options = Tiny() with
+        {
+            Ema = true, EmaDecay = 0.9, AccumulationSteps = 2, MixupAlpha = 0.4, CutmixAlpha = 1.0, DropPathRate = 0.1,
+            Optimizer = optimizer, Schedule = schedule, LearningRate = optimizer == "sgd" ? 0.05 : 3e-3,
+        };
 
         var dirA = TempDir();
         var dirB = TempDir();
@@ -116,7 +124,10 @@ public sealed class TrainerTests
 
             using var resumed = new ImageClassificationEstimator(options with { CheckpointDirectory = dirB.FullName, ResumeFrom = stop.Checkpoint }).Fit(data, val);
             Assert.AreEqual(0f, MaxAbsDiff(straight.Backbone.StateDict(), resumed.Backbone.StateDict()), "resumed weights must equal the uninterrupted run's");
-            CollectionAssert.AreEqual(straight.History!.Steps.Select(s => (s.Step, s.Loss)).ToList(), resumed.History!.Steps.Select(s => (s.Step, s.Loss)).ToList());
+            CollectionAssert.AreEqual(straight.History!.Steps.Select(s => (s.Step, s.Loss, s.LearningRate)).ToList(),
+                resumed.History!.Steps.Select(s => (s.Step, s.Loss, s.LearningRate)).ToList());
+            Assert.AreEqual(optimizer, straight.History.Settings["optimizer"]);
+            Assert.AreEqual(schedule, straight.History.Settings["schedule"]);
             Assert.AreEqual(straight.History.Final!.LogLoss, resumed.History.Final!.LogLoss);
             CollectionAssert.AreEqual(straight.History.Epochs.Select(e => (e.TrainLoss, e.ValLoss)).ToList(), resumed.History.Epochs.Select(e => (e.TrainLoss, e.ValLoss)).ToList(),
                 "the interrupted epoch's mean loss covers the whole epoch");
@@ -219,8 +230,26 @@ public sealed class TrainerTests
             var e = Assert.ThrowsExactly<TrainingException>(() =>
                 new ImageClassificationEstimator(Tiny(dir.FullName) with { Epochs = 1, BatchSize = 4, ResumeFrom = ckpt }).Fit(data));
             StringAssert.Contains(e.Message, "batch_size: checkpoint 8, now 4");
+            e = Assert.ThrowsExactly<TrainingException>(() =>
+                new ImageClassificationEstimator(Tiny(dir.FullName) with { Epochs = 1, Schedule = "step", ResumeFrom = ckpt }).Fit(data));
+            StringAssert.Contains(e.Message, "schedule: checkpoint \"cosine\", now \"step\"");
         }
         finally { dir.Delete(true); }
+    }
+
+    /// <summary>A checkpoint written before a knob existed has no fingerprint entry for it: the run matches when the knob
+    /// is at its default (which is what that checkpoint's run did), and not otherwise.</summary>
+    [TestMethod]
+    public void Fingerprint_AKnobTheCheckpointPredates_MatchesItsDefault()
+    {
+        var resolved = new ResolvedSettings(32, 1e-3, 0, "cpu", 10, 10);
+        var now = TrainingKnobs.Fingerprint(Tiny(), resolved, 30, 6);
+        var old = (System.Text.Json.Nodes.JsonObject)now.DeepClone();
+        old.Remove("schedule");
+        old.Remove("optimizer");
+        Assert.IsEmpty(TrainingKnobs.Differences(old, now, resolved));
+        var sgd = TrainingKnobs.Fingerprint(Tiny() with { Optimizer = "sgd" }, resolved, 30, 6);
+        CollectionAssert.AreEqual(new[] { "optimizer: checkpoint \"adamw\", now \"sgd\"" }, TrainingKnobs.Differences(old, sgd, resolved));
     }
 
     [TestMethod]
