@@ -1,6 +1,15 @@
 #!/usr/bin/env bash
 # Runs the whole test suite after the same set-up as the main job; the last line is "N passed, M failed".
+#   ./test.sh          every test (what CI runs)
+#   ./test.sh --fast   the fast tier: everything but the tests marked TestCategory("Slow") (end-to-end runs on real
+#                      photos, sample programs, generated projects, multi-process downloads, full-size variants) and
+#                      ("Soak") (memory-leak and fuzz loops)
+# Other arguments go to `dotnet test` (e.g. --filter "FullyQualifiedName~Training").
 set -uo pipefail
+args=()
+for a in "$@"; do
+  if [ "$a" = "--fast" ]; then args+=(--filter "TestCategory!=Slow&TestCategory!=Soak"); else args+=("$a"); fi
+done
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$root"
 log="$(mktemp)"
@@ -10,7 +19,7 @@ if ! ./tools/setup.sh; then
   echo "0 passed, 1 failed"
   exit 1
 fi
-dotnet test MLNetExt.sln -c Release --no-build -nologo "$@" 2>&1 | tee "$log"
+dotnet test MLNetExt.sln -c Release --no-build -nologo ${args[@]+"${args[@]}"} 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 # VSTest summary lines: "Passed!  - Failed: 0, Passed: 42, Skipped: 0, Total: 42, ..." (one per test project)
 read -r passed failed < <(grep -E '(Passed|Failed)! +- Failed: +[0-9]+, Passed: +[0-9]+' "$log" |

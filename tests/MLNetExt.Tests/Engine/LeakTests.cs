@@ -35,14 +35,14 @@ public sealed class LeakTests
         Assert.IsLessThan(64L, growthMb, $"{what}: RSS grew by {growthMb} MB over {Iterations} iterations of 4 MB tensors");
     }
 
-    [TestMethod]
+    [TestMethod, TestCategory("Soak")]
     public void ExplicitDisposeKeepsMemoryFlat() => AssertFlat("using", () =>
     {
         using var a = Tensor.Zeros(FourMegabytes);
         using var b = a.Add(1.0);
     });
 
-    [TestMethod]
+    [TestMethod, TestCategory("Soak")]
     public void ScopeKeepsMemoryFlat() => AssertFlat("TensorScope", () =>
     {
         using var scope = TensorScope.Begin();

@@ -110,7 +110,7 @@ public sealed class ConsumptionCodeTests
     /// project; the project is built with the real packages and run as its own process on three images and a missing
     /// file. Its predictions equal ML.NET in this process, and MLNetExt's own scorer on the image that needs no
     /// resampling.</summary>
-    [TestMethod]
+    [TestMethod, TestCategory("Slow")]
     public void GeneratedProject_BuildsAndRuns_AgainstTheRealPackages_AndAgreesWithMLNetExt()
     {
         using var model = new ExportedClassifier();

@@ -106,7 +106,7 @@ public sealed class FuzzTests
         ];
     }
 
-    [TestMethod]
+    [TestMethod, TestCategory("Soak")]
     public void Readers_OfUntrustedBytes_OnlyThrowTheirOwnErrors_AndNeverHang()
     {
         int seed = int.TryParse(Environment.GetEnvironmentVariable("MLNETEXT_FUZZ_SEED"), out var s) ? s : 20261203;

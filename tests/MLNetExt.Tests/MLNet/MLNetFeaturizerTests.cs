@@ -132,7 +132,7 @@ public sealed class MLNetFeaturizerTests
     /// backbone is the demo's small SMT trained by MLNetExt on the training photos (20 epochs at 96 px); its pooled
     /// stage features, featurized by ML.NET with the saved model file, let ML.NET's LbfgsMaximumEntropy beat both
     /// chance (the majority class, 54 % of the validation photos) and the same network's random-initialisation features.</summary>
-    [TestMethod]
+    [TestMethod, TestCategory("Slow")]
     public void Featurizer_PlusAnMLNetTrainer_BeatsChance_OnTheHymenopteraPhotos()
     {
         var root = DataFixtures.RequireHymenoptera();

@@ -276,7 +276,7 @@ public sealed class PretrainedWeightsTests
 
     /// <summary>Two CLI processes ask for the same weights at once: one downloads, the other waits on the lock and uses
     /// the cached file; the server sees one transfer.</summary>
-    [TestMethod]
+    [TestMethod, TestCategory("Slow")]
     public void TwoProcesses_DownloadTheFileOnce()
     {
         server.Files[PathOf("mixformer_b1")] = b1;
@@ -304,7 +304,7 @@ public sealed class PretrainedWeightsTests
 
     /// <summary>The CLI: export --pretrained (no value: the variant's default) downloads, loads and exports; a 384 TransNeXt
     /// tag becomes a custom build with img_size 384; --weights with --pretrained is refused.</summary>
-    [TestMethod]
+    [TestMethod, TestCategory("Slow")]
     public void Cli_Pretrained_Export_AndTheModelItLoadsInto()
     {
         server.Files[PathOf("mixformer_b1")] = b1;
@@ -336,7 +336,7 @@ public sealed class PretrainedWeightsTests
     }
 
     /// <summary>The ML.NET featurizer takes weights by name: fetched once, opened by the checkpoint's own loader.</summary>
-    [TestMethod]
+    [TestMethod, TestCategory("Slow")]
     public void Featurizer_Pretrained_FetchesAndExports()
     {
         server.Files[PathOf("mixformer_b1")] = b1;

@@ -75,7 +75,7 @@ public sealed class MLNetSamplesTests
         }
     }
 
-    [TestMethod]
+    [TestMethod, TestCategory("Slow")]
     public void MLNetPipeline_FineTunes_SavesModelZip_ThatMLNetAloneLoads()
     {
         var output = Path.Combine(files.Dir.FullName, "pipeline-out");
@@ -87,7 +87,7 @@ public sealed class MLNetSamplesTests
         ConsumeAndCompare(Path.Combine(output, "model.zip"));
     }
 
-    [TestMethod]
+    [TestMethod, TestCategory("Slow")]
     public void MLNetFeatures_FeaturizesAndTrains_SavesModelZip_ThatMLNetAloneLoads()
     {
         var weights = Path.Combine(files.Dir.FullName, "tiny.safetensors");

@@ -144,7 +144,7 @@ public sealed class TrainerTests
     /// files: checkpoint-best missing (stopped before its first rename) or stale (an older or foreign file left in
     /// place). The resumed run notices, takes the best weights from checkpoint-last (which ends that best epoch),
     /// rewrites checkpoint-best, and ends exactly as the uninterrupted run.</summary>
-    [TestMethod]
+    [TestMethod, TestCategory("Slow")]
     public void Resume_AfterAStopBetweenTheLastAndBestWrites_KeepsTheRightBest()
     {
         using var scope = TensorScope.Begin();
