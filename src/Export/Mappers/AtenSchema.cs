@@ -98,6 +98,7 @@ internal sealed class AtenSchema
         {
             string p = piece.Trim();
             if (p.Length == 0) throw Bad("empty argument");
+            if (p == "...") continue;  // varargs (aten::einsum.sublist): no named argument
             if (p == "*")
             {
                 if (keywordOnly) throw Bad("two '*'");
