@@ -191,16 +191,17 @@ public static class OnnxExporter
         var g = new GraphBuilder(a, opset, inputName);
         var needed = Needed(a);
         var toMap = a.Nodes.Where(node => node.Outputs.Any(o => a[o].Dynamic) && node.Outputs.Any(needed.Contains)).ToList();  // not folded, not dead
-        var unmapped = toMap.Where(n => MapperRegistry.LowestOpset(n.Op.Name) is null).Select(n => n.OpName).Distinct().ToList();
+        var unmapped = toMap.Where(n => !MapperRegistry.Maps(n.Op)).Select(n => n.OpName).Distinct().ToList();
         if (unmapped.Count > 1)
         {
-            var first = toMap.First(n => MapperRegistry.LowestOpset(n.Op.Name) is null);
+            var first = toMap.First(n => !MapperRegistry.Maps(n.Op));
             throw new OnnxExportException($"No ONNX mapper for {string.Join(", ", unmapped)} (target opset {opset}; first call in module " +
                 $"{(first.ModulePath.Length == 0 ? "(before any parameter was used)" : first.ModulePath)}).", first.OpName, opset, first.ModulePath);
         }
         foreach (var node in toMap)
         {
-            MapperRegistry.Find(node, opset)(new MapContext(g, node));
+            var mapping = MapperRegistry.Find(node, opset);
+            mapping.Map(new MapContext(g, node, mapping.Schema));
             foreach (var o in node.Outputs)
                 if (!g.IsBound(o)) throw new InvalidOperationException($"Internal error: the mapper of {node.OpName} did not write output %{o}.");
         }

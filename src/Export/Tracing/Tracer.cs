@@ -20,7 +20,8 @@ internal sealed class Tracer : IOpRecorder
 
     Tracer(int targetOpset) => _targetOpset = targetOpset;
 
-    static readonly HashSet<string> RandomOps = new()
+    /// <summary>Operators that draw random numbers: a traced forward pass must not call them.</summary>
+    internal static readonly HashSet<string> RandomOps = new()
     {
         "aten::bernoulli", "aten::bernoulli_", "aten::rand", "aten::randn", "aten::randint", "aten::randperm",
         "aten::rand_like", "aten::randn_like", "aten::uniform_", "aten::normal_",
