@@ -7,6 +7,7 @@ using System.Text.Json;
 using MLNetExt.Data;
 using MLNetExt.Torch;
 using MLNetExt.Transforms;
+using MLNetExt.Imaging;
 
 string data = "";
 int workers = Environment.ProcessorCount, batch = 32, size = 224, epochs = 3, warmup = 1;

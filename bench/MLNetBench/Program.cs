@@ -9,6 +9,8 @@ using MLNetExt.Export;
 using MLNetExt.MLNet;
 using MLNetExt.OnnxRuntime;
 using MLNetExt.Transforms;
+using MLNetExt.Imaging;
+using MLNetExt.Inference;
 
 // MLNetBench agreement --model DIR --data DIR
 //   DIR holds model.onnx and model.zip (a `train` output folder). On every image of --data: the mean absolute difference

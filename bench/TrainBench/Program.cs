@@ -11,13 +11,14 @@ using System.Diagnostics;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using MLNetExt.Data;
-using MLNetExt.Estimators;
 using MLNetExt.Nn;
 using MLNetExt.Optim;
 using MLNetExt.Torch;
 using MLNetExt.Training;
 using MLNetExt.Transforms;
 using MLNetExt.Vision;
+using MLNetExt.Imaging;
+using MLNetExt.MLNet;
 
 string variant = "transxnet_t", mode = "full,model";
 int batch = 16, size = 224, warmup = 1, steps = 4, threads = Environment.ProcessorCount, classes = 10, source = 256;

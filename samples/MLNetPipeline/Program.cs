@@ -5,9 +5,9 @@
 // metrics. DIR/model.zip loads with mlContext.Model.Load in a program that references only the Microsoft.ML packages
 // (see samples/MLNetConsume) and scores rows with ImagePath and Label columns.
 using Microsoft.ML;
-using MLNetExt.Estimators;
 using MLNetExt.MLNet;   // the catalog extension methods
 using MLNetExt.Samples;
+using MLNetExt.Training;
 
 const string Usage = "usage: MLNetPipeline --data TRAIN_DIR [--val VAL_DIR] --variant NAME [--weights FILE] [--epochs N] [--image-size S] --output DIR";
 return Samples.Run(() =>

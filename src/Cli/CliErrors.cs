@@ -2,6 +2,7 @@ using MLNetExt.Data;
 using MLNetExt.Export;
 using MLNetExt.Torch;
 using MLNetExt.Training;
+using MLNetExt.Imaging;
 
 namespace MLNetExt.Cli;
 

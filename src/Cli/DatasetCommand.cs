@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.CommandLine;
 using MLNetExt.Data;
+using MLNetExt.Imaging;
 
 namespace MLNetExt.Cli;
 

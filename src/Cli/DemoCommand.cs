@@ -1,10 +1,11 @@
 using System.CommandLine;
 using System.Diagnostics;
 using MLNetExt.Data;
-using MLNetExt.Estimators;
 using MLNetExt.Torch;
 using MLNetExt.Transforms;
 using MLNetExt.Vision;
+using MLNetExt.Inference;
+using MLNetExt.Training;
 
 namespace MLNetExt.Cli;
 

@@ -1,8 +1,8 @@
 using System.CommandLine;
 using MLNetExt.Data;
-using MLNetExt.Estimators;
 using MLNetExt.Training;
 using MLNetExt.Transforms;
+using MLNetExt.Inference;
 
 namespace MLNetExt.Cli;
 

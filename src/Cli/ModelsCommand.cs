@@ -158,7 +158,7 @@ internal static class MacCache
     public static string Key(BackboneVariant v)
     {
         var hash = Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(v.Kwargs)))[..12].ToLowerInvariant();
-        return $"{v.Name}|{v.Pretrained.Height}x{v.Pretrained.Width}|{OnnxExporter.LibraryVersion}|{hash}";
+        return $"{v.Name}|{v.Pretrained.Height}x{v.Pretrained.Width}|{LibraryInfo.Version}|{hash}";
     }
 
     public static Dictionary<string, long> Load(string path, TextWriter error)

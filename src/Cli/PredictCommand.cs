@@ -1,9 +1,10 @@
+using MLNetExt.Imaging;
 using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
 using MLNetExt.Data;
-using MLNetExt.Estimators;
 using MLNetExt.Transforms;
+using MLNetExt.Inference;
 
 namespace MLNetExt.Cli;
 
@@ -31,7 +32,7 @@ internal static class PredictCommand
         foreach (var input in inputs)
         {
             if (Directory.Exists(input))
-                files.AddRange(ImageFiles.Walk(input, []).Where(f => ImageDataset.HeaderProblem(f) is null));
+                files.AddRange(ImageFiles.Walk(input).Where(f => ImageDataset.HeaderProblem(f) is null));
             else if (File.Exists(input)) files.Add(input);
             else throw new FileNotFoundException($"'{input}' is neither an image file nor a folder.");
         }

@@ -1,12 +1,13 @@
 using System.CommandLine;
 using System.Globalization;
 using MLNetExt.Data;
-using MLNetExt.Estimators;
 using MLNetExt.Export;
 using MLNetExt.MLNet;
 using MLNetExt.Torch;
 using MLNetExt.Training;
 using MLNetExt.Vision;
+using MLNetExt.Imaging;
+using MLNetExt.Inference;
 
 namespace MLNetExt.Cli;
 

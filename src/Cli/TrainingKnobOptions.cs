@@ -1,5 +1,4 @@
 using System.CommandLine;
-using MLNetExt.Estimators;
 using MLNetExt.Training;
 
 namespace MLNetExt.Cli;

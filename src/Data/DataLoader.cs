@@ -1,5 +1,6 @@
 using MLNetExt.Torch;
 using MLNetExt.Transforms;
+using MLNetExt.Imaging;
 
 namespace MLNetExt.Data;
 

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using MLNetExt.Transforms;
+using MLNetExt.Imaging;
 
 namespace MLNetExt.Data;
 

@@ -1,5 +1,6 @@
 using System.Text;
 using MLNetExt.Transforms;
+using MLNetExt.Imaging;
 
 namespace MLNetExt.Data;
 
@@ -84,7 +85,7 @@ public sealed class ImageDataset
             if (!index.TryGetValue(f.Name, out int label))
                 throw new DatasetException($"Folder '{f.FullName}' is a class not present in the training set (classes: {string.Join(", ", names)}).");
             int before = items.Count;
-            foreach (var file in ImageFiles.Walk(f.FullName, issues))
+            foreach (var file in ImageFiles.Walk(f.FullName, (path, reason) => issues.Add(new DatasetIssue(path, reason))))
             {
                 var reason = HeaderProblem(file);
                 if (reason != null) issues.Add(new DatasetIssue(file, reason));

@@ -1,3 +1,4 @@
+using MLNetExt.Imaging;
 namespace MLNetExt.Data;
 
 /// <summary>Writes a generated class-folder dataset (<c>root/&lt;class&gt;/&lt;class&gt;_NNN.png</c>) under a temporary

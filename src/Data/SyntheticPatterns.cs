@@ -1,4 +1,5 @@
 using MLNetExt.Transforms;
+using MLNetExt.Imaging;
 
 namespace MLNetExt.Data;
 

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using MLNetExt.Transforms;
+using MLNetExt.Imaging;
 
 namespace MLNetExt.Data;
 

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using MLNetExt.OnnxRuntime;
+using MLNetExt.Imaging;
 
 namespace MLNetExt.Export;
 
@@ -33,7 +34,7 @@ public sealed record ConsumptionCodeOptions
     public string ClassName { get; init; } = "ImageClassifier";
 
     /// <summary>Library version written into the header.</summary>
-    public string LibraryVersion { get; init; } = OnnxExporter.LibraryVersion;
+    public string LibraryVersion { get; init; } = LibraryInfo.Version;
 
     /// <summary>Classes, sizes, crop and interpolation from the metadata of an ONNX model exported by
     /// <see cref="OnnxExporter"/> (the model inside the ML.NET model.zip).</summary>

@@ -1,6 +1,7 @@
 using System.Globalization;
 using MLNetExt.OnnxRuntime;
 using MLNetExt.Transforms;
+using MLNetExt.Imaging;
 
 namespace MLNetExt.Export;
 

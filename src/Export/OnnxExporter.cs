@@ -210,7 +210,7 @@ public static class OnnxExporter
         {
             IrVersion = opset <= 17 ? 8 : opset <= 20 ? 9 : 10,
             ProducerName = "MLNetExt",
-            ProducerVersion = LibraryVersion,
+            ProducerVersion = LibraryInfo.Version,
             Graph = new GraphProto { Name = graphName },
         };
         model.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = opset });
@@ -230,7 +230,7 @@ public static class OnnxExporter
         model.Graph.Input.Add(ValueInfo(inputName, a[a.InputId]));
         for (int k = 0; k < outNames.Count; k++) model.Graph.Output.Add(ValueInfo(outNames[k], a[a.OutputIds[k]]));
         foreach (var (key, value) in metadata) model.MetadataProps.Add(new StringStringEntryProto { Key = key, Value = value });
-        model.MetadataProps.Add(new StringStringEntryProto { Key = "mlnetext.library_version", Value = LibraryVersion });
+        model.MetadataProps.Add(new StringStringEntryProto { Key = "mlnetext.library_version", Value = LibraryInfo.Version });
         LastMapTime = sw.Elapsed;
         return model;
     }
@@ -308,9 +308,4 @@ public static class OnnxExporter
     [ThreadStatic] internal static TimeSpan LastTraceTime, LastMapTime;
     /// <summary>The aten operators recorded by the last export on this thread (for coverage tests).</summary>
     [ThreadStatic] internal static HashSet<string>? LastTracedOps;
-
-    /// <summary>The library version written into every model.</summary>
-    public static string LibraryVersion =>
-        typeof(OnnxExporter).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion?.Split('+')[0]
-        ?? typeof(OnnxExporter).Assembly.GetName().Version?.ToString() ?? "0.0.0";
 }

@@ -73,7 +73,7 @@ public sealed class BackboneFeaturizer : IEstimator<ITransformer>
         if (!File.Exists(weightsPath)) throw new FileNotFoundException($"Weights file '{Path.GetFullPath(weightsPath)}' does not exist.", weightsPath);
         if (SafeTensors.IsSafeTensorsFile(weightsPath) && SafeTensors.ReadMetadata(weightsPath).ContainsKey(Training.ModelDescriptor.MetadataKey))
         {
-            var trained = Estimators.ImageClassificationModel.Load(weightsPath);
+            var trained = Inference.ImageClassificationModel.Load(weightsPath);
             var d = trained.Descriptor;
             if (!string.Equals(d.Model, model, StringComparison.OrdinalIgnoreCase) && !string.Equals(trained.Backbone.Family, model, StringComparison.OrdinalIgnoreCase))
             {

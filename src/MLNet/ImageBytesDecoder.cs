@@ -3,6 +3,7 @@ using Microsoft.ML.Data;
 using Microsoft.ML.Transforms;
 using Microsoft.ML.Transforms.Image;
 using MLNetExt.Data;
+using MLNetExt.Imaging;
 
 namespace MLNetExt.MLNet;
 

@@ -1,6 +1,6 @@
 using Microsoft.ML;
 using Microsoft.ML.Runtime;
-using MLNetExt.Estimators;
+using MLNetExt.Training;
 
 namespace MLNetExt.MLNet;
 

@@ -2,6 +2,7 @@ using Microsoft.ML;
 using Microsoft.ML.Data;
 using MLNetExt.Data;
 using MLNetExt.Transforms;
+using MLNetExt.Inference;
 
 namespace MLNetExt.MLNet;
 

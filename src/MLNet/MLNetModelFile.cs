@@ -4,6 +4,7 @@ using Microsoft.ML.Data;
 using Microsoft.ML.Transforms.Image;
 using MLNetExt.Export;
 using MLNetExt.OnnxRuntime;
+using MLNetExt.Inference;
 
 namespace MLNetExt.MLNet;
 
@@ -158,5 +159,22 @@ public static class MLNetModelFile
     {
         while (e.InnerException is not null) e = e.InnerException;
         return e;
+    }
+
+    /// <summary>Writes <paramref name="model"/> as an ML.NET model (<c>model.zip</c>) that a process with only the
+    /// Microsoft.ML packages loads with <c>mlContext.Model.Load</c>: input <c>ImagePath</c>, outputs <c>Score</c> and
+    /// <c>PredictedLabel</c>; the ONNX export travels inside the zip.</summary>
+    public static void SaveMLNet(this ImageClassificationModel model, string zipPath)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentException.ThrowIfNullOrEmpty(zipPath);
+        var temp = Directory.CreateTempSubdirectory("mlnetext-mlnet-");
+        try
+        {
+            var onnx = Path.Combine(temp.FullName, "model.onnx");
+            model.ExportOnnx(onnx);
+            Save(onnx, zipPath);
+        }
+        finally { temp.Delete(recursive: true); }
     }
 }

@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using MLNetExt.Data;
-using MLNetExt.Estimators;
 using MLNetExt.Nn;
 using MLNetExt.Torch;
 using MLNetExt.Vision;

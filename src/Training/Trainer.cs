@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using MLNetExt.Data;
-using MLNetExt.Estimators;
 using MLNetExt.Nn;
 using MLNetExt.Optim;
 using MLNetExt.Serialization;
@@ -15,7 +14,7 @@ namespace MLNetExt.Training;
 internal sealed record TrainingOutcome(Backbone Model, ModelDescriptor Descriptor, TrainingHistory History);
 
 /// <summary>
-/// The training loop behind <see cref="ImageClassificationEstimator"/>. The recipe: for each epoch, for each
+/// The training loop behind <see cref="MLNet.ImageClassificationEstimator"/>. The recipe: for each epoch, for each
 /// micro-batch, set the scheduled rate, compute the loss (label smoothing, class weights, Mixup/CutMix targets) and
 /// backpropagate; every <c>AccumulationSteps</c> micro-batches clip, step, update the EMA; at the epoch's end
 /// validate, keep the best weights, save checkpoints, stop early when the monitor stalls. What it trains and how

@@ -3,6 +3,7 @@ using System.Text.Json.Nodes;
 using MLNetExt.Serialization;
 using MLNetExt.Torch;
 using MLNetExt.Vision;
+using MLNetExt.Imaging;
 
 namespace MLNetExt.Training;
 
@@ -30,7 +31,7 @@ public sealed record ModelDescriptor(string Model, JsonObject? CustomKwargs, IRe
         ["std"] = new JsonArray(Std.Select(v => (JsonNode?)JsonValue.Create(v)).ToArray()),
         ["crop_pct"] = CropPct,
         ["interpolation"] = Interpolation,
-        ["library_version"] = Export.OnnxExporter.LibraryVersion,
+        ["library_version"] = LibraryInfo.Version,
     }.ToJsonString();
 
     /// <summary>Parses a descriptor; <paramref name="source"/> names the file in errors.</summary>

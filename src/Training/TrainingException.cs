@@ -23,7 +23,7 @@ public sealed class TrainingInterruptedException(string message, string? checkpo
     public TrainingHistory History { get; } = history;
 }
 
-/// <summary>A training option out of range: <see cref="Option"/> is the <see cref="Estimators.ImageClassificationOptions"/>
+/// <summary>A training option out of range: <see cref="Option"/> is the <see cref="Training.ImageClassificationOptions"/>
 /// property, <see cref="Problem"/> what is wrong with its value (the CLI reports it under its own option name).</summary>
 public sealed class TrainingOptionException(string option, string problem) : ArgumentException($"Option {option} {problem}.")
 {

@@ -1,6 +1,5 @@
 using System.Globalization;
 using System.Text.Json.Nodes;
-using MLNetExt.Estimators;
 using MLNetExt.Torch;
 
 namespace MLNetExt.Training;

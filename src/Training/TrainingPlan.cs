@@ -1,11 +1,11 @@
 using System.Text.Json.Nodes;
 using MLNetExt.Data;
-using MLNetExt.Estimators;
 using MLNetExt.Nn;
 using MLNetExt.Optim;
 using MLNetExt.Torch;
 using MLNetExt.Transforms;
 using MLNetExt.Vision;
+using MLNetExt.Imaging;
 
 namespace MLNetExt.Training;
 

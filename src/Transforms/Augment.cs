@@ -1,4 +1,4 @@
-using MLNetExt.Data;
+using MLNetExt.Imaging;
 
 namespace MLNetExt.Transforms;
 

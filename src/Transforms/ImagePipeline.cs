@@ -1,5 +1,5 @@
-using MLNetExt.Data;
 using MLNetExt.Vision;
+using MLNetExt.Imaging;
 
 namespace MLNetExt.Transforms;
 

@@ -1,5 +1,6 @@
 using MLNetExt.Nn;
 using MLNetExt.Torch;
+using MLNetExt.Imaging;
 
 namespace MLNetExt.Vision;
 

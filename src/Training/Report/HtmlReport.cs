@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text;
 using MLNetExt.Data;
 using MLNetExt.Transforms;
+using MLNetExt.Imaging;
 
 namespace MLNetExt.Training;
 

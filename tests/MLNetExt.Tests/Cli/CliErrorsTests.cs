@@ -3,6 +3,7 @@ using MLNetExt.Data;
 using MLNetExt.Torch;
 using MLNetExt.Training;
 using MLNetExt.Transforms;
+using MLNetExt.Imaging;
 
 namespace MLNetExt.Tests.Cli;
 

@@ -103,10 +103,10 @@ public sealed class TrainCommandsTests
             StringAssert.Contains(Assert.ThrowsExactly<DatasetException>(() => TrainCommand.LoadData(file, null)).Message, "not a .csv/.tsv list");
             StringAssert.Contains(Assert.ThrowsExactly<DatasetException>(() => TrainCommand.LoadData(Path.Combine(dir.FullName, "missing"), null)).Message, "does not exist");
             // Modes.
-            var frozen = MLNetExt.Training.TrainingKnobs.WithMode(new Estimators.ImageClassificationOptions(), "freeze:2");
-            Assert.AreEqual((Estimators.TrainingMode.FreezeStages, 2), (frozen.Mode, frozen.FrozenStages));
+            var frozen = MLNetExt.Training.TrainingKnobs.WithMode(new MLNetExt.Training.ImageClassificationOptions(), "freeze:2");
+            Assert.AreEqual((MLNetExt.Training.TrainingMode.FreezeStages, 2), (frozen.Mode, frozen.FrozenStages));
             StringAssert.Contains(Assert.ThrowsExactly<MLNetExt.Training.TrainingOptionException>(() =>
-                MLNetExt.Training.TrainingKnobs.WithMode(new Estimators.ImageClassificationOptions(), "freeze:x")).Message, "freeze:K");
+                MLNetExt.Training.TrainingKnobs.WithMode(new MLNetExt.Training.ImageClassificationOptions(), "freeze:x")).Message, "freeze:K");
         }
         finally { dir.Delete(true); }
     }

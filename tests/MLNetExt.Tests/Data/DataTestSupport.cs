@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using MLNetExt.Data;
 using MLNetExt.Serialization;
 using MLNetExt.Torch;
+using MLNetExt.Imaging;
 
 namespace MLNetExt.Tests.Data;
 

@@ -1,5 +1,6 @@
 using MLNetExt.Cli;
 using MLNetExt.Data;
+using MLNetExt.Imaging;
 
 namespace MLNetExt.Tests.Data;
 

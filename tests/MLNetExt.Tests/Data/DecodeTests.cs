@@ -1,5 +1,6 @@
 using MLNetExt.Data;
 using MLNetExt.Serialization;
+using MLNetExt.Imaging;
 
 namespace MLNetExt.Tests.Data;
 

@@ -4,6 +4,7 @@ using MLNetExt.Cli;
 using MLNetExt.Data;
 using MLNetExt.Serialization;
 using MLNetExt.Transforms;
+using MLNetExt.Imaging;
 
 namespace MLNetExt.Tests.Data;
 

@@ -1,4 +1,5 @@
 using MLNetExt.Data;
+using MLNetExt.Imaging;
 
 namespace MLNetExt.Tests.Data;
 

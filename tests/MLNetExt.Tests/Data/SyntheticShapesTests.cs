@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using MLNetExt.Data;
+using MLNetExt.Imaging;
 
 namespace MLNetExt.Tests.Data;
 

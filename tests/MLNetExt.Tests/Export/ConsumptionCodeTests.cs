@@ -9,6 +9,7 @@ using MLNetExt.Export;
 using MLNetExt.MLNet;
 using MLNetExt.Tests.MLNet;
 using MLNetExt.Transforms;
+using MLNetExt.Inference;
 
 namespace MLNetExt.Tests.Export;
 

@@ -3,6 +3,7 @@ using MLNetExt.Data;
 using MLNetExt.Export;
 using MLNetExt.OnnxRuntime;
 using MLNetExt.Serialization;
+using MLNetExt.Imaging;
 
 namespace MLNetExt.Tests.Fuzz;
 

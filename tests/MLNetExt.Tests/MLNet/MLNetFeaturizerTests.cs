@@ -1,13 +1,15 @@
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using MLNetExt.Data;
-using MLNetExt.Estimators;
 using MLNetExt.MLNet;
 using MLNetExt.Tests.Data;
 using MLNetExt.Tests.Training;
 using MLNetExt.Torch;
 using MLNetExt.Transforms;
 using MLNetExt.Vision;
+using MLNetExt.Imaging;
+using MLNetExt.Training;
+using MLNetExt.Inference;
 
 namespace MLNetExt.Tests.MLNet;
 

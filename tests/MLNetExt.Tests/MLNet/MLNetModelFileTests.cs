@@ -9,6 +9,8 @@ using MLNetExt.Tests.Export;
 using MLNetExt.Torch;
 using MLNetExt.Transforms;
 using MLNetExt.Vision;
+using MLNetExt.Inference;
+using MLNetExt.Imaging;
 
 namespace MLNetExt.Tests.MLNet;
 

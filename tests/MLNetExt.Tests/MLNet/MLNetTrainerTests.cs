@@ -3,10 +3,10 @@ using Microsoft.ML;
 using Microsoft.ML.Data;
 using Microsoft.ML.Runtime;
 using MLNetExt.Data;
-using MLNetExt.Estimators;
 using MLNetExt.MLNet;
 using MLNetExt.Tests.Training;
 using MLNetExt.Training;
+using MLNetExt.Imaging;
 
 namespace MLNetExt.Tests.MLNet;
 

@@ -1,12 +1,12 @@
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
-using MLNetExt.Estimators;
 using MLNetExt.MLNet;
 using MLNetExt.Pretrained;
 using MLNetExt.Serialization;
 using MLNetExt.Torch;
 using MLNetExt.Vision;
+using MLNetExt.Training;
 
 namespace MLNetExt.Tests.Pretrained;
 

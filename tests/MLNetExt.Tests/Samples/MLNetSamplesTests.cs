@@ -2,9 +2,9 @@ using System.Diagnostics;
 using System.Globalization;
 using Microsoft.ML;
 using Microsoft.ML.Data;
-using MLNetExt.Estimators;
 using MLNetExt.Tests.MLNet;
 using MLNetExt.Tests.Training;
+using MLNetExt.MLNet;
 
 namespace MLNetExt.Tests.Samples;
 

@@ -4,6 +4,7 @@ using System.Text.RegularExpressions;
 using System.Xml.Linq;
 using MLNetExt.Data;
 using MLNetExt.Training;
+using MLNetExt.Imaging;
 
 namespace MLNetExt.Tests.Training;
 

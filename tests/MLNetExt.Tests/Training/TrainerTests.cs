@@ -1,12 +1,14 @@
 using System.Text.Json.Nodes;
 using MLNetExt.Data;
-using MLNetExt.Estimators;
 using MLNetExt.Nn;
 using MLNetExt.Serialization;
 using MLNetExt.Torch;
 using MLNetExt.Training;
 using MLNetExt.Transforms;
 using MLNetExt.Vision;
+using MLNetExt.Inference;
+using MLNetExt.Imaging;
+using MLNetExt.MLNet;
 
 namespace MLNetExt.Tests.Training;
 

@@ -1,6 +1,5 @@
 using System.Reflection;
 using MLNetExt.Cli;
-using MLNetExt.Estimators;
 using MLNetExt.Training;
 
 namespace MLNetExt.Tests.Training;

@@ -1,6 +1,7 @@
 using MLNetExt.Data;
 using MLNetExt.Tests.Data;
 using MLNetExt.Transforms;
+using MLNetExt.Imaging;
 
 namespace MLNetExt.Tests.Transforms;
 

@@ -4,6 +4,8 @@ using MLNetExt.Serialization;
 using MLNetExt.Torch;
 using MLNetExt.Transforms;
 using MLNetExt.Vision;
+using MLNetExt.Inference;
+using MLNetExt.Imaging;
 
 namespace MLNetExt.Tests.Transforms;
 

@@ -3,6 +3,7 @@ using MLNetExt.Serialization;
 using MLNetExt.Tests.Data;
 using MLNetExt.Torch;
 using MLNetExt.Transforms;
+using MLNetExt.Imaging;
 
 namespace MLNetExt.Tests.Transforms;
 

@@ -1,4 +1,4 @@
-namespace MLNetExt.Data;
+namespace MLNetExt.Imaging;
 
 /// <summary>An 8-bit RGB image, rows top to bottom, pixels interleaved (HWC): byte <c>(y * Width + x) * 3 + c</c>.</summary>
 public sealed class RgbImage

@@ -1,6 +1,6 @@
 using System.Buffers.Binary;
 
-namespace MLNetExt.Data;
+namespace MLNetExt.Imaging;
 
 /// <summary>Reads the EXIF orientation tag (0x0112) from JPEG APP1, PNG eXIf and WebP EXIF chunks, and applies it
 /// the way PIL's <c>ImageOps.exif_transpose</c> does.</summary>

@@ -1,4 +1,4 @@
-namespace MLNetExt.Transforms;
+namespace MLNetExt.Imaging;
 
 /// <summary>A small, stable pseudo-random generator (xoshiro256**, seeded through SplitMix64). Every random choice in
 /// the data pipeline comes from one of these, derived from (seed, epoch, sample index), so results do not depend on

@@ -1,7 +1,6 @@
 using System.Text.Json.Nodes;
-using MLNetExt.Training;
 
-namespace MLNetExt.Estimators;
+namespace MLNetExt.Training;
 
 /// <summary>How much of the backbone is trained.</summary>
 public enum TrainingMode
@@ -25,7 +24,7 @@ public enum ClassWeighting
     Balanced,
 }
 
-/// <summary>Settings of <see cref="ImageClassificationEstimator"/>. Every field has a default that suits fine-tuning
+/// <summary>Settings of <see cref="MLNet.ImageClassificationEstimator"/>. Every field has a default that suits fine-tuning
 /// a pretrained backbone on a few hundred to a few thousand photos; the values follow the official recipes of the
 /// four families (AdamW, warm-up + cosine, label smoothing 0.1, no decay on norms/biases/tables).</summary>
 public sealed record ImageClassificationOptions

@@ -2,8 +2,10 @@ using System.Globalization;
 using MLNetExt.Data;
 using MLNetExt.Export;
 using MLNetExt.OnnxRuntime;
+using MLNetExt.Transforms;
+using MLNetExt.Imaging;
 
-namespace MLNetExt.Transforms;
+namespace MLNetExt.Inference;
 
 /// <summary>Something that scores image files: an exported model in ONNX Runtime or an ML.NET model.</summary>
 public interface IImageFileScorer

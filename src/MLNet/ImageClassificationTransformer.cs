@@ -2,8 +2,9 @@ using Microsoft.ML;
 using Microsoft.ML.Data;
 using MLNetExt.Data;
 using MLNetExt.Training;
+using MLNetExt.Inference;
 
-namespace MLNetExt.Estimators;
+namespace MLNetExt.MLNet;
 
 /// <summary>
 /// A fitted <see cref="ImageClassificationEstimator"/> in an ML.NET pipeline: it adds <c>Score</c> (class

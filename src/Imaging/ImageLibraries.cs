@@ -1,6 +1,6 @@
 using System.Runtime.InteropServices;
 
-namespace MLNetExt.Data;
+namespace MLNetExt.Imaging;
 
 /// <summary>Thrown when a native image library (a Debian shared library) cannot be loaded.</summary>
 public sealed class ImageLibraryMissingException(string message, Exception? inner = null) : Exception(message, inner);

@@ -1,6 +1,5 @@
-using MLNetExt.Data;
 
-namespace MLNetExt.Transforms;
+namespace MLNetExt.Imaging;
 
 /// <summary>Pixel operations on <see cref="RgbImage"/>, each reproducing the PIL function torchvision calls for PIL
 /// input (named in each summary) so that fixtures from torchvision can check them.</summary>
@@ -300,8 +299,8 @@ public static class ImageOps
         if (angle < 0) angle += 360.0;
         if (angle == 0) return src.Clone();
         double w = src.Width, h = src.Height;
-        if (angle == 180) return Data.Exif.Apply(src, 3);
-        if ((angle == 90 || angle == 270) && src.Width == src.Height) return Data.Exif.Apply(src, angle == 90 ? 8 : 6);
+        if (angle == 180) return Imaging.Exif.Apply(src, 3);
+        if ((angle == 90 || angle == 270) && src.Width == src.Height) return Imaging.Exif.Apply(src, angle == 90 ? 8 : 6);
         double r = -(angle * (Math.PI / 180)); // math.radians
         var m = new[] { Round15(Math.Cos(r)), Round15(Math.Sin(r)), 0.0, Round15(-Math.Sin(r)), Round15(Math.Cos(r)), 0.0 };
         double cx = w / 2.0, cy = h / 2.0;

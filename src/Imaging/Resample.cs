@@ -1,8 +1,7 @@
 using System.Numerics;
 using System.Runtime.InteropServices;
-using MLNetExt.Data;
 
-namespace MLNetExt.Transforms;
+namespace MLNetExt.Imaging;
 
 /// <summary>Resampling filters. Both are antialiased when shrinking (the filter widens with the scale), as PIL does.</summary>
 public enum Interpolation { Bilinear, Bicubic }

@@ -1,8 +1,8 @@
 using System.Collections.Concurrent;
 using System.Runtime.InteropServices;
-using static MLNetExt.Data.NativeImaging;
+using static MLNetExt.Imaging.NativeImaging;
 
-namespace MLNetExt.Data;
+namespace MLNetExt.Imaging;
 
 /// <summary>Decodes JPEG (TurboJPEG, with decode-time DCT scaling), PNG (libpng), WebP (libwebp) and GIF (giflib, first
 /// frame) into upright RGB: grayscale is replicated, alpha is dropped (as PIL's <c>convert("RGB")</c> does), CMYK is

@@ -2,7 +2,7 @@ using System.Buffers.Binary;
 using System.IO.Compression;
 using MLNetExt.Serialization;
 
-namespace MLNetExt.Data;
+namespace MLNetExt.Imaging;
 
 /// <summary>Writes an <see cref="RgbImage"/> as an 8-bit RGB PNG (filter 0 rows, zlib from the framework). Used for
 /// generated datasets and report thumbnails; the decoder (libpng) reads the result back byte for byte.</summary>

@@ -6,8 +6,9 @@ using MLNetExt.Export;
 using MLNetExt.MLNet;
 using MLNetExt.OnnxRuntime;
 using MLNetExt.Training;
+using MLNetExt.Inference;
 
-namespace MLNetExt.Estimators;
+namespace MLNetExt.MLNet;
 
 /// <summary>
 /// Fine-tunes a backbone into an image classifier. It is an ML.NET trainer: made through the multiclass catalog

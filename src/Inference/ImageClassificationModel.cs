@@ -6,8 +6,10 @@ using MLNetExt.Torch;
 using MLNetExt.Training;
 using MLNetExt.Transforms;
 using MLNetExt.Vision;
+using MLNetExt.Inference;
+using MLNetExt.Imaging;
 
-namespace MLNetExt.Estimators;
+namespace MLNetExt.Inference;
 
 /// <summary>One image's prediction: the best class and its probability, the top classes, or why it failed.</summary>
 public sealed record ImagePrediction(string Source, string? Label, int Index, float Score,
@@ -170,22 +172,6 @@ public sealed class ImageClassificationModel : IDisposable
             Labels = Classes, ImageSize = (Descriptor.ImageSize, Descriptor.ImageSize), CropPct = options?.CropPct ?? Descriptor.CropPct,
         };
         return OnnxExporter.Export(Backbone, path, o);
-    }
-
-    /// <summary>Writes an ML.NET model (<c>model.zip</c>) that a process with only the Microsoft.ML packages loads with
-    /// <c>mlContext.Model.Load</c>: input <c>ImagePath</c>, outputs <c>Score</c> and <c>PredictedLabel</c> (see
-    /// <see cref="MLNet.MLNetModelFile"/>); the ONNX export travels inside the zip.</summary>
-    public void SaveMLNet(string zipPath)
-    {
-        ArgumentException.ThrowIfNullOrEmpty(zipPath);
-        var temp = Directory.CreateTempSubdirectory("mlnetext-mlnet-");
-        try
-        {
-            var onnx = Path.Combine(temp.FullName, "model.onnx");
-            ExportOnnx(onnx);
-            MLNet.MLNetModelFile.Save(onnx, zipPath);
-        }
-        finally { temp.Delete(recursive: true); }
     }
 
     /// <summary>Frees the network.</summary>

@@ -1,4 +1,4 @@
-namespace MLNetExt.Data;
+namespace MLNetExt.Imaging;
 
 /// <summary>
 /// The one way MLNetExt lists and reads image files it did not write, safe on hostile folders:
@@ -73,8 +73,8 @@ public static class ImageFiles
     }
 
     /// <summary>The files below <paramref name="folder"/>, recursively, in ordinal path order, hidden names (".x")
-    /// left out; directory links below it are not followed and are reported in <paramref name="skipped"/>.</summary>
-    public static List<string> Walk(string folder, List<DatasetIssue> skipped)
+    /// left out; directory links below it are not followed and are reported to <paramref name="skipped"/> (path, reason).</summary>
+    public static List<string> Walk(string folder, Action<string, string>? skipped = null)
     {
         var files = new List<string>();
         var pending = new Stack<DirectoryInfo>();
@@ -89,7 +89,7 @@ public static class ImageFiles
                 if (entry is DirectoryInfo sub)
                 {
                     if (sub.LinkTarget is not null)
-                        skipped.Add(new DatasetIssue(sub.FullName, $"directory link (to '{sub.LinkTarget}') not followed: links inside a folder of images are skipped so they cannot loop or bring in other folders' images"));
+                        skipped?.Invoke(sub.FullName, $"directory link (to '{sub.LinkTarget}') not followed: links inside a folder of images are skipped so they cannot loop or bring in other folders' images");
                     else pending.Push(sub);
                 }
                 else files.Add(entry.FullName);

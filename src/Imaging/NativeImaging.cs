@@ -1,7 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
-namespace MLNetExt.Data;
+namespace MLNetExt.Imaging;
 
 /// <summary>P/Invoke declarations for TurboJPEG 2.1, libpng's simplified API, libwebp and giflib 5.</summary>
 internal static unsafe partial class NativeImaging
