@@ -116,8 +116,8 @@ public sealed class TransNeXtModelTests
             """;
         using var custom = (TransNeXtModel)Backbones.CreateCustom("transnext", BackboneConfig.ParseObject(text, "custom.json"));
         Assert.AreEqual("custom", custom.Variant);
-        Assert.AreEqual(1e-6, custom.Options.NormEps);
-        Assert.AreEqual(224, custom.Options.EffectivePretrainSize);
+        Assert.AreEqual(1e-6, custom.Config.NormEps);
+        Assert.AreEqual(224, custom.Config.EffectivePretrainSize);
         Assert.AreEqual(64, custom.PretrainedConfig.Height);
         Assert.AreEqual(0.1, custom.DropPathRate);
         custom.Eval();

@@ -123,7 +123,7 @@ public sealed class TransXNetTests
     {
         using var scope = TensorScope.Begin();
         using var model = Tiny();
-        model.ExportFriendly = true; // im2col + batched matmul instead of the batch-folded grouped conv
+        ((IExportFormulation)model).ExportFriendly = true; // im2col + batched matmul instead of the batch-folded grouped conv
         var x = SeededInput(13, new long[] { 2, 3, 181, 131 }, "input_head.181x131");
         using (Autograd.NoGrad())
             BackboneAssert.MaxAbsWithin(Fixture["logits.181x131"], model.Call(x), Tolerances.BackboneParity, "export-friendly logits");
@@ -249,7 +249,7 @@ public sealed class TransXNetTests
             var (model, load) = Backbones.Load("transxnet", path, customKwargs: TinyKwargs); // kwargs say 112
             using (model)
             {
-                Assert.AreEqual((160, 160), ((TransXNetBackbone)model).ConstructionSize);
+                Assert.AreEqual((160, 160), ((TransXNetModel)model).ConstructionSize);
                 Assert.IsEmpty(load.SkippedHeadKeys);
             }
         }
