@@ -101,6 +101,16 @@ public abstract class Backbone : Module<Tensor, Tensor>
     /// (0: identity, the model then returns pooled features). The rest of the network is untouched.</summary>
     public abstract void ResetClassifier(int numClasses);
 
+    /// <summary>The common part of <see cref="ResetClassifier"/>: puts <paramref name="head"/> in place of the child
+    /// <paramref name="name"/> (disposing the old one) on the model's device and in the model's mode.</summary>
+    protected T ReplaceHead<T>(string name, T head) where T : Module
+    {
+        var device = Parameters().FirstOrDefault()?.Device;
+        if (device is { } d && d != Device.Cpu) head.To(d);
+        head.Train(Training);
+        return ReplaceModule(name, head);
+    }
+
     /// <summary>state_dict keys of the classifier (the entries that change with the class count): the weight and bias of
     /// the module <see cref="PretrainedConfig.Classifier"/> names. A family whose classifier can be absent as a whole
     /// (TransXNet with <c>fork_feat</c> or 0 classes) returns none then.</summary>

@@ -22,7 +22,7 @@ public sealed class MixFormerFamily : BackboneFamily
     // Test row (not official): the four stages of the parity fixture's small configuration
     // (tests/fixtures/mixformer/small.json), 64x64 input (stem grid 16x16, a multiple of 8).
     static readonly BackboneVariant s_test = Row("mixformer_test",
-        """{"embed_dim": [16, 24, 32, 48], "depths": [1, 2, 1, 1], "num_heads": [2, 3, 2, 3], "drop_path_rate": 0.0, "num_classes": 10}""", 0)
+        """{"embed_dim": [16, 24, 32, 48], "depths": [1, 2, 1, 1], "num_heads": [2, 3, 2, 3], "drop_path_rate": 0.0, "num_classes": 10}""", 152_050)
         with { Pretrained = s_pretrained with { Height = 64, Width = 64, NumClasses = 10 } };
 
     /// <summary>Depth groups: <c>patch_embed</c> (and <c>absolute_pos_embed</c>) → 0; the blocks in order → 1..N; each

@@ -207,8 +207,7 @@ public sealed class MixFormerModel : Backbone
     {
         if (numClasses < 0) throw new ArgumentOutOfRangeException(nameof(numClasses), numClasses, "The class count must be 0 (no head) or more.");
         var head = NewHead(numClasses);
-        head.Train(Training);
-        _head = ReplaceModule("head", head);
+        _head = ReplaceHead("head", head);
         _numClasses = numClasses;
     }
 

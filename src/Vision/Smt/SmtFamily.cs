@@ -47,7 +47,7 @@ public sealed class SmtFamily : BackboneFamily
     // widths, 64x64 input; the settings of the SMT behaviour tests.
     static readonly BackboneVariant s_test = new("smt_test", "smt",
         """{"embed_dims": [8, 16, 32, 32], "ca_num_heads": [4, 4, 4, -1], "sa_num_heads": [-1, -1, 4, 4], "mlp_ratios": [2, 2, 2, 2], "qkv_bias": true, "depths": [1, 2, 4, 1], "head_conv": 3, "num_classes": 5}""",
-        ImageNetConfig(5) with { Height = 64, Width = 64 }, 0);
+        ImageNetConfig(5) with { Height = 64, Width = 64 }, 77_245);
 
     /// <summary>Depth groups: the stem (<c>patch_embed1</c>) → 0; <c>block{i}.{j}</c> → its global block index + 1;
     /// <c>patch_embed{i}</c> (i ≥ 2) with the first block of its stage (in a network without blocks, with the head);

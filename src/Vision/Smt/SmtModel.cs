@@ -193,9 +193,8 @@ public sealed class SmtModel : Backbone
     public override void ResetClassifier(int numClasses)
     {
         if (numClasses < 0) throw new ArgumentOutOfRangeException(nameof(numClasses), numClasses, "The class count must be 0 (no head) or more.");
-        ReplaceModule("head", MakeHead(numClasses));
+        ReplaceHead("head", MakeHead(numClasses));
         _numClasses = numClasses;
-        Train(Training);
     }
 
     /// <inheritdoc/>

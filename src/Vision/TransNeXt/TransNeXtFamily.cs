@@ -32,7 +32,7 @@ public sealed class TransNeXtFamily : BackboneFamily
     // fixture (tests/fixtures/transnext/parity_a.json), built for 64x64 inputs.
     static readonly BackboneVariant s_test = new("transnext_test", "transnext",
         """{"img_size": 64, "window_size": [3, 3, 3, null], "patch_size": 4, "embed_dims": [16, 24, 32, 48], "num_heads": [2, 2, 4, 4], "mlp_ratios": [4, 4, 3, 2], "qkv_bias": true, "depths": [1, 1, 2, 1], "sr_ratios": [8, 4, 2, 1], "norm_layer": {"type": "LayerNorm", "eps": 1e-6}, "num_classes": 10}""",
-        Pretrained(64, 10), 0);
+        Pretrained(64, 10), 101_842);
 
     /// <summary>Depth groups: <c>patch_embed1</c> → 0; block k over the whole network (in order) → k + 1;
     /// <c>patch_embed{s}</c> of a later stage with the first block of its stage; <c>norm{s}</c> of stages 1–3 with the

@@ -189,11 +189,7 @@ public sealed class TransNeXtModel : Backbone
     public override void ResetClassifier(int numClasses)
     {
         if (numClasses < 0) throw new ArgumentOutOfRangeException(nameof(numClasses), numClasses, "The class count must be 0 (no head) or more.");
-        var head = MakeHead(numClasses);
-        var device = _norms[3].Weight!.Device;
-        if (head is Linear l && !device.Equals(l.Weight.Device)) head.To(device);
-        _head = ReplaceModule("head", head);
-        _head.Train(Training);
+        _head = ReplaceHead("head", MakeHead(numClasses));
         _numClasses = numClasses;
     }
 

@@ -45,7 +45,7 @@ public sealed class TransXNetFamily : BackboneFamily
     // whose tables are built for 112x112, run at its construction size.
     static readonly BackboneVariant s_test = new("transxnet_test", "transxnet",
         """{"image_size": 112, "arch": {"layers": [1, 1, 2, 1], "embed_dims": [16, 36, 48, 64], "kernel_size": [7, 7, 5, 3], "num_groups": [2, 2, 3, 2], "sr_ratio": [8, 4, 2, 1], "num_heads": [1, 2, 3, 4], "mlp_ratios": [4, 3, 2, 2], "layer_scale_init_value": 1e-05}, "num_classes": 10}""",
-        Pretrained(0.9) with { Height = 112, Width = 112, NumClasses = 10 }, 0);
+        Pretrained(0.9) with { Height = 112, Width = 112, NumClasses = 10 }, 176_360);
 
     /// <summary>Depth groups: the stem → 0; the blocks in order (<c>network.{0,2,4,6}.{j}</c>) → 1..n; each stage's
     /// position table (<c>relative_pos_enc.{s}</c>) and the downsampling before it (<c>network.{1,3,5}</c>) with the

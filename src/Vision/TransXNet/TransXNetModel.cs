@@ -185,9 +185,7 @@ public sealed class TransXNetModel : Backbone, IExportFormulation
         }
         else replacement = MakeClassifier(numClasses);
         WeightInit.TruncNormalConvs.Apply(replacement);
-        var device = _positionBias[0].Device;
-        if (device != Device.Cpu) replacement.To(device);
-        _classifier = ReplaceModule("classifier", replacement); // disposes the old head (the norm was copied)
+        _classifier = ReplaceHead("classifier", replacement); // disposes the old head (the norm was copied)
         _numClasses = numClasses;
     }
 
