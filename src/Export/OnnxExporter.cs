@@ -144,9 +144,11 @@ public static class OnnxExporter
         if (options.Head != OnnxHead.Classifier) metadata.Add(("mlnetext.features", options.Head == OnnxHead.PreLogits ? "pre_logits" : "pooled_stages"));
         if (options.Labels is { } l) metadata.Add(("mlnetext.labels", string.Join("\n", l)));
 
-        bool wasTraining = model.Training, wasExportFriendly = model.ExportFriendly;
+        // layers with a batch-specific fast path (TransXNet's IDConv) use their batch-agnostic form while traced
+        var formulation = model as IExportFormulation;
+        bool wasTraining = model.Training, wasExportFriendly = formulation?.ExportFriendly ?? false;
         model.Eval();
-        model.ExportFriendly = true;  // layers with a batch-specific fast path use their batch-agnostic form
+        if (formulation is not null) formulation.ExportFriendly = true;
         try
         {
             var model_ = BuildModel(model, new long[] { 3, inputH, inputW }, Forward, inputName, outputs.ToArray(),
@@ -159,7 +161,7 @@ public static class OnnxExporter
         finally
         {
             model.Train(wasTraining);
-            model.ExportFriendly = wasExportFriendly;
+            if (formulation is not null) formulation.ExportFriendly = wasExportFriendly;
         }
     }
 

@@ -48,17 +48,17 @@ public sealed record LoadPretrainedResult(IReadOnlyList<string> LoadedKeys, IRea
 /// </summary>
 public abstract class Backbone : Module<Tensor, Tensor>
 {
+    readonly string[] _classifierKeys;
+
     /// <summary>Sets the identity of the model.</summary>
     protected Backbone(string family, string variant, PretrainedConfig pretrainedConfig)
     {
+        ArgumentNullException.ThrowIfNull(pretrainedConfig);
         Family = family;
         Variant = variant;
         PretrainedConfig = pretrainedConfig;
+        _classifierKeys = new[] { pretrainedConfig.Classifier + ".weight", pretrainedConfig.Classifier + ".bias" };
     }
-
-    /// <summary>When set (by the ONNX exporter while tracing), layers that have a faster batch-specific formulation use
-    /// their batch-agnostic one, so a traced graph keeps a dynamic batch. Results are the same either way.</summary>
-    public bool ExportFriendly { get; set; }
 
     /// <summary>Family name as the CLI spells it (<c>transxnet</c>, <c>transnext</c>, <c>smt</c>, <c>mixformer</c>).</summary>
     public string Family { get; }
@@ -102,18 +102,43 @@ public abstract class Backbone : Module<Tensor, Tensor>
     /// (0: identity, the model then returns pooled features). The rest of the network is untouched.</summary>
     public abstract void ResetClassifier(int numClasses);
 
-    /// <summary>state_dict keys of the classifier (the entries that change with the class count).</summary>
-    public abstract IReadOnlyList<string> ClassifierKeys { get; }
+    /// <summary>The common part of <see cref="ResetClassifier"/>: puts <paramref name="head"/> in place of the child
+    /// <paramref name="name"/> (disposing the old one) on the model's device and in the model's mode.</summary>
+    protected T ReplaceHead<T>(string name, T head) where T : Module
+    {
+        var device = Parameters().FirstOrDefault()?.Device;
+        if (device is { } d && d != Device.Cpu) head.To(d);
+        head.Train(Training);
+        return ReplaceModule(name, head);
+    }
+
+    /// <summary>state_dict keys of the classifier (the entries that change with the class count): the weight and bias of
+    /// the module <see cref="PretrainedConfig.Classifier"/> names. A family whose classifier can be absent as a whole
+    /// (TransXNet with <c>fork_feat</c> or 0 classes) returns none then.</summary>
+    public virtual IReadOnlyList<string> ClassifierKeys => _classifierKeys;
+
+    /// <summary>state_dict key of the stem's first convolution weight (the module <see cref="PretrainedConfig.FirstConv"/>
+    /// names); its second axis is the input channels.</summary>
+    public string FirstConvWeightKey => PretrainedConfig.FirstConv + ".weight";
 
     /// <summary>Keys of the whole head, which a headless checkpoint (a detection backbone, a feature extractor) may
     /// lack; kept at their initial values and reported when absent. Default: <see cref="ClassifierKeys"/>.</summary>
     public virtual IReadOnlyList<string> HeadKeys => ClassifierKeys;
 
-    /// <summary>Number of depth groups: 0 = stem and embeddings, then the blocks in order, last = final norm and head.</summary>
-    public abstract int NumDepthGroups { get; }
+    /// <summary>The family's parameter → depth-group rules (data; see <see cref="DepthGroupTable"/>).</summary>
+    internal abstract DepthGroupTable DepthGroups { get; }
 
-    /// <summary>Depth group of a parameter (by state_dict name), in [0, <see cref="NumDepthGroups"/>).</summary>
-    public abstract int DepthGroupOf(string parameterName);
+    /// <summary>Number of depth groups: 0 = stem and embeddings, then the blocks in order, last = final norm and head.</summary>
+    public int NumDepthGroups => DepthGroupTable.NumGroups(StageDepths);
+
+    /// <summary>Depth group of a parameter (by state_dict name), in [0, <see cref="NumDepthGroups"/>), from the family's
+    /// depth-group table; a name no rule matches is not a parameter of this model (<see cref="ArgumentException"/>).</summary>
+    public int DepthGroupOf(string parameterName)
+    {
+        ArgumentNullException.ThrowIfNull(parameterName);
+        return DepthGroups.GroupOf(parameterName, StageDepths)
+            ?? throw new ArgumentException($"{Variant}: '{parameterName}' is not a parameter of this model.", nameof(parameterName));
+    }
 
     /// <summary>Every parameter with its depth group, in state_dict order; the trainer scales learning rates by
     /// <c>decay^(NumDepthGroups - 1 - group)</c> for layer-wise decay.</summary>

@@ -35,6 +35,16 @@ public abstract class BackboneFamily
     /// <summary>Every official variant, smallest first.</summary>
     public abstract IReadOnlyList<BackboneVariant> Variants { get; }
 
+    /// <summary>The family's test row: a very small configuration (tiny widths and depths, a small input given by its
+    /// pretrained configuration) that exercises every block kind of the family, for tests that iterate over the
+    /// registry. Not an official variant: it is not in <see cref="Variants"/>, <see cref="Backbones.Find"/> does not
+    /// know it and the CLI does not list it; build it with <see cref="Backbones.CreateTest"/>. Its parameter count is
+    /// measured on this implementation.</summary>
+    internal abstract BackboneVariant TestVariant { get; }
+
+    /// <summary>The variant name of a model built from custom keyword arguments.</summary>
+    protected virtual string CustomName => "custom";
+
     /// <summary>Builds a model from official keyword arguments. <paramref name="variant"/> is the row the arguments
     /// come from (its pretrained configuration applies), or null for a custom configuration. Implementations read
     /// every key through <paramref name="kwargs"/> and call <see cref="BackboneConfig.Finish"/> before building.</summary>

@@ -71,6 +71,15 @@ public static class Backbones
         return Family(row.Family).Build(new BackboneConfig(row.Name, kwargs), row);
     }
 
+    /// <summary>Builds a family's test row (<see cref="BackboneFamily.TestVariant"/>), optionally with another class count
+    /// and extra keyword arguments; the model's pretrained configuration is the row's (its small input size).</summary>
+    internal static Backbone CreateTest(BackboneFamily family, int? numClasses = null, JsonObject? overrides = null)
+    {
+        var row = family.TestVariant;
+        var kwargs = Merge(row.KwargsObject(), overrides, numClasses);
+        return family.Build(new BackboneConfig(row.Name, kwargs), row);
+    }
+
     /// <summary>Builds a custom size of <paramref name="family"/> from official keyword arguments.</summary>
     public static Backbone CreateCustom(string family, JsonObject kwargs, int? numClasses = null)
     {

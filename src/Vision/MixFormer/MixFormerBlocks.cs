@@ -1,34 +1,13 @@
 using MLNetExt.Nn;
 using MLNetExt.Torch;
+using MLNetExt.Vision.Layers;
 
 namespace MLNetExt.Vision.MixFormer;
 
 // The blocks of MixFormer (official code: PaddleClas pull request #1820, ppcls/arch/backbone/model_zoo/mixformer.py),
 // leaf first. Module and attribute names follow the Paddle module tree so state_dict keys equal the official ones up
 // to the PyTorch conventions (BatchNorm running_mean/running_var/num_batches_tracked, Linear weights [out, in]).
-
-/// <summary>Initialisation as the official Paddle code does it.</summary>
-internal static class MixFormerInit
-{
-    /// <summary>Every Linear: truncated normal std 0.02 within ±2σ (Paddle TruncatedNormal), bias 0.</summary>
-    public static Linear Linear(long inFeatures, long outFeatures, bool bias = true)
-    {
-        var l = new Linear(inFeatures, outFeatures, bias);
-        Init.TruncNormal_(l.Weight, 0, 0.02, -0.04, 0.04);
-        if (l.Bias is not null) Init.Zeros_(l.Bias);
-        return l;
-    }
-
-    /// <summary>Paddle's default Conv2D init: normal(0, sqrt(2 / (kh·kw·in_channels))) with the FULL input-channel
-    /// count even for grouped convolutions; bias 0.</summary>
-    public static Conv2d Conv(long inChannels, long outChannels, long kernel, long stride = 1, long padding = 0, long groups = 1)
-    {
-        var c = new Conv2d(inChannels, outChannels, kernel, stride, padding, groups: groups);
-        Init.Normal_(c.Weight, 0, Math.Sqrt(2.0 / (kernel * kernel * inChannels)));
-        Init.Zeros_(c.Bias!);
-        return c;
-    }
-}
+// Linear and Conv2d layers are initialised as Paddle does (WeightInit.Paddle); the MLP is the kit's plain Mlp.
 
 /// <summary>Window tokens (B·nW, M·M, c) ⇄ maps (B, c, Hp, Wp), image-major window order, row-major inside a window.
 /// The batch is never baked in (reshapes use -1).</summary>
@@ -96,22 +75,22 @@ internal sealed class MixingAttention : Module
             new Parameter(Tensor.Empty(new long[] { (2L * windowSize - 1) * (2L * windowSize - 1), numHeads })));
         Init.TruncNormal_(_table, 0, 0.02, -0.04, 0.04);
         _index = RegisterBuffer("relative_position_index", MixFormerWindows.RelativePositionIndex(windowSize));
-        _projAttn = RegisterModule("proj_attn", MixFormerInit.Linear(dim, half));
+        _projAttn = RegisterModule("proj_attn", WeightInit.Paddle.NewLinear(dim, half));
         _projAttnNorm = RegisterModule("proj_attn_norm", new LayerNorm(half));
-        _projCnn = RegisterModule("proj_cnn", MixFormerInit.Linear(dim, dim));
+        _projCnn = RegisterModule("proj_cnn", WeightInit.Paddle.NewLinear(dim, dim));
         _projCnnNorm = RegisterModule("proj_cnn_norm", new LayerNorm(dim));
         _dwconv = RegisterModule("dwconv3x3", new Sequential(
-            MixFormerInit.Conv(dim, dim, dwconvKernelSize, padding: dwconvKernelSize / 2, groups: dim),
+            WeightInit.Paddle.NewConv(dim, dim, dwconvKernelSize, padding: dwconvKernelSize / 2, groups: dim),
             new BatchNorm2d(dim), new GELU()));
         _channelInteraction = RegisterModule("channel_interaction", new Sequential(
-            MixFormerInit.Conv(dim, dim / 8, 1), new BatchNorm2d(dim / 8), new GELU(), MixFormerInit.Conv(dim / 8, half, 1)));
-        _projection = RegisterModule("projection", MixFormerInit.Conv(dim, half, 1));
+            WeightInit.Paddle.NewConv(dim, dim / 8, 1), new BatchNorm2d(dim / 8), new GELU(), WeightInit.Paddle.NewConv(dim / 8, half, 1)));
+        _projection = RegisterModule("projection", WeightInit.Paddle.NewConv(dim, half, 1));
         _convNorm = RegisterModule("conv_norm", new BatchNorm2d(half));
-        _qkv = RegisterModule("qkv", MixFormerInit.Linear(half, half * 3, qkvBias));
+        _qkv = RegisterModule("qkv", WeightInit.Paddle.NewLinear(half, half * 3, qkvBias));
         _spatialInteraction = RegisterModule("spatial_interaction", new Sequential(
-            MixFormerInit.Conv(half, dim / 16, 1), new BatchNorm2d(dim / 16), new GELU(), MixFormerInit.Conv(dim / 16, 1, 1)));
+            WeightInit.Paddle.NewConv(half, dim / 16, 1), new BatchNorm2d(dim / 16), new GELU(), WeightInit.Paddle.NewConv(dim / 16, 1, 1)));
         _attnNorm = RegisterModule("attn_norm", new LayerNorm(half));
-        _proj = RegisterModule("proj", MixFormerInit.Linear(dim, dim));
+        _proj = RegisterModule("proj", WeightInit.Paddle.NewLinear(dim, dim));
     }
 
     /// <summary>(B·nW, M², C) window tokens of a padded Hp×Wp grid → (B·nW, M², C).</summary>
@@ -175,29 +154,6 @@ internal sealed class MixingAttention : Module
     }
 }
 
-/// <summary>fc1 → GELU → dropout → fc2 → dropout.</summary>
-internal sealed class MixFormerMlp : Module<Tensor, Tensor>
-{
-    readonly Linear _fc1, _fc2;
-    readonly double _drop;
-
-    public MixFormerMlp(long dim, long hidden, double drop)
-    {
-        _fc1 = RegisterModule("fc1", MixFormerInit.Linear(dim, hidden));
-        _fc2 = RegisterModule("fc2", MixFormerInit.Linear(hidden, dim));
-        _drop = drop;
-    }
-
-    public override Tensor Forward(Tensor x)
-    {
-        using var a = _fc1.Call(x);
-        using var b = F.Gelu(a);
-        using var c = F.Dropout(b, _drop, Training);
-        using var e = _fc2.Call(c);
-        return F.Dropout(e, _drop, Training);
-    }
-}
-
 /// <summary>Pre-norm block: x + DropPath(window-attention mixing), then x + DropPath(MLP). The grid is zero-padded at
 /// the bottom/right to a multiple of the window after norm1, without a mask, and cropped back.</summary>
 internal sealed class MixingBlock : Module
@@ -206,7 +162,7 @@ internal sealed class MixingBlock : Module
     readonly long _dim;
     readonly LayerNorm _norm1, _norm2;
     readonly MixingAttention _attn;
-    readonly MixFormerMlp _mlp;
+    readonly Mlp _mlp;
 
     public MixingBlock(long dim, int numHeads, int windowSize, int dwconvKernelSize, double mlpRatio, bool qkvBias,
                        double? qkScale, double drop, double attnDrop, double dropPath)
@@ -217,7 +173,7 @@ internal sealed class MixingBlock : Module
         _norm1 = RegisterModule("norm1", new LayerNorm(dim));
         _attn = RegisterModule("attn", new MixingAttention(dim, windowSize, dwconvKernelSize, numHeads, qkvBias, qkScale, attnDrop, drop));
         _norm2 = RegisterModule("norm2", new LayerNorm(dim));
-        _mlp = RegisterModule("mlp", new MixFormerMlp(dim, (long)(dim * mlpRatio), drop));
+        _mlp = RegisterModule("mlp", new Mlp(dim, (long)(dim * mlpRatio), drop, WeightInit.Paddle));
     }
 
     public double DropPathRate { get; }
@@ -261,7 +217,7 @@ internal sealed class ConvMerging : Module
 
     public ConvMerging(long dim, long outDim)
     {
-        _reduction = RegisterModule("reduction", MixFormerInit.Conv(dim, outDim, 2, 2));
+        _reduction = RegisterModule("reduction", WeightInit.Paddle.NewConv(dim, outDim, 2, 2));
         _norm = RegisterModule("norm", new BatchNorm2d(dim));
     }
 
@@ -327,10 +283,10 @@ internal sealed class ConvEmbed : Module
         long e = embedDim / 2;
         int s = patchSize / 2;
         _stem = RegisterModule("stem", new Sequential(
-            MixFormerInit.Conv(inChans, e, 3, s, 1), new BatchNorm2d(e), new GELU(),
-            MixFormerInit.Conv(e, e, 3, 1, 1), new BatchNorm2d(e), new GELU(),
-            MixFormerInit.Conv(e, e, 3, 1, 1), new BatchNorm2d(e), new GELU()));
-        _proj = RegisterModule("proj", MixFormerInit.Conv(e, embedDim, s, s));
+            WeightInit.Paddle.NewConv(inChans, e, 3, s, 1), new BatchNorm2d(e), new GELU(),
+            WeightInit.Paddle.NewConv(e, e, 3, 1, 1), new BatchNorm2d(e), new GELU(),
+            WeightInit.Paddle.NewConv(e, e, 3, 1, 1), new BatchNorm2d(e), new GELU()));
+        _proj = RegisterModule("proj", WeightInit.Paddle.NewConv(e, embedDim, s, s));
         _norm = RegisterModule("norm", new LayerNorm(embedDim));
     }
 

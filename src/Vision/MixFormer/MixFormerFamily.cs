@@ -19,8 +19,26 @@ public sealed class MixFormerFamily : BackboneFamily
     static BackboneVariant Row(string name, string kwargs, long parameters, double? top1 = null, double? gmacs = null) =>
         new(name, "mixformer", kwargs, s_pretrained, parameters, top1, gmacs);
 
+    // Test row (not official): the four stages of the parity fixture's small configuration
+    // (tests/fixtures/mixformer/small.json), 64x64 input (stem grid 16x16, a multiple of 8).
+    static readonly BackboneVariant s_test = Row("mixformer_test",
+        """{"embed_dim": [16, 24, 32, 48], "depths": [1, 2, 1, 1], "num_heads": [2, 3, 2, 3], "drop_path_rate": 0.0, "num_classes": 10}""", 152_050)
+        with { Pretrained = s_pretrained with { Height = 64, Width = 64, NumClasses = 10 } };
+
+    /// <summary>Depth groups: <c>patch_embed</c> (and <c>absolute_pos_embed</c>) → 0; the blocks in order → 1..N; each
+    /// down-sampler with the block it feeds (the first block of the next stage); <c>norm</c>, <c>last_proj</c> and
+    /// <c>head</c> → N + 1.</summary>
+    internal static readonly DepthGroupTable DepthGroups = new(
+        new(@"(patch_embed|absolute_pos_embed)(\.|$)", DepthGroupKind.Stem),
+        new(@"(norm|last_proj|head)(\.|$)", DepthGroupKind.Head),
+        new(@"layers\.(?<stage>\d+)\.blocks\.(?<block>\d+)(\.|$)", DepthGroupKind.Block),
+        new(@"layers\.(?<stage>\d+)\.downsample(\.|$)", DepthGroupKind.StageStart, StageOffset: 1));
+
     /// <inheritdoc/>
     public override string Name => "mixformer";
+
+    /// <inheritdoc/>
+    internal override BackboneVariant TestVariant => s_test;
 
     /// <inheritdoc/>
     /// <remarks>Parameter counts: trainable parameters at 1000 classes, as the official module tree defines them
@@ -42,12 +60,12 @@ public sealed class MixFormerFamily : BackboneFamily
     /// <inheritdoc/>
     protected internal override Backbone Build(BackboneConfig kw, BackboneVariant? variant)
     {
-        var o = Parse(kw);
-        return new MixFormerModel(variant?.Name ?? "custom", o, variant?.Pretrained ?? s_pretrained with { NumClasses = o.NumClasses, InputChannels = o.InChans });
+        var o = ReadConfig(kw);
+        return new MixFormerModel(variant?.Name ?? CustomName, variant?.Pretrained ?? s_pretrained with { NumClasses = o.NumClasses, InputChannels = o.InChans }, o);
     }
 
-    /// <summary>Reads and validates the official keyword arguments (defaults as the official constructor's).</summary>
-    public static MixFormerOptions Parse(BackboneConfig kw)
+    /// <summary>Reads the config record from the official keyword arguments (defaults as the official constructor's), validated.</summary>
+    internal static MixFormerConfig ReadConfig(BackboneConfig kw)
     {
         string ctx = kw.Context;
         kw.Ignore("img_size", "only sizes the absolute position embedding, which ape=false (the only supported value) leaves out");
@@ -98,6 +116,6 @@ public sealed class MixFormerFamily : BackboneFamily
             if (heads[i] < 1 || (c / 2) % heads[i] != 0)
                 Fail($"stage {i + 1}: num_heads {heads[i]} must divide the attention width {c / 2} (half of {c})");
         }
-        return new MixFormerOptions(patch, inChans, classes, dims, depths, heads, window, dwk, mlp, qkvBias, qkScale, drop, attnDrop, dropPath);
+        return new MixFormerConfig(patch, inChans, classes, dims, depths, heads, window, dwk, mlp, qkvBias, qkScale, drop, attnDrop, dropPath);
     }
 }

@@ -1,10 +1,12 @@
 using MLNetExt.Nn;
 using MLNetExt.Torch;
+using MLNetExt.Vision.Layers;
 
 namespace MLNetExt.Vision.MixFormer;
 
-/// <summary>The official constructor arguments of MixFormer, validated (see <see cref="MixFormerFamily"/>).</summary>
-public sealed record MixFormerOptions(
+/// <summary>The family's config record: the official constructor arguments of MixFormer, validated (see
+/// <see cref="MixFormerFamily"/>).</summary>
+internal sealed record MixFormerConfig(
     int PatchSize, int InChans, int NumClasses, int[] EmbedDims, int[] Depths, int[] NumHeads, int WindowSize,
     int DwconvKernelSize, double MlpRatio, bool QkvBias, double? QkScale, double DropRate, double AttnDropRate,
     double DropPathRate);
@@ -21,43 +23,41 @@ public sealed class MixFormerModel : Backbone
     /// <summary>Width of the per-token projection before pooling (fixed in the official code).</summary>
     public const int LastProjWidth = 1280;
 
-    readonly MixFormerOptions _o;
+    readonly MixFormerConfig _o;
     readonly ConvEmbed _patchEmbed;
     readonly ModuleList<MixFormerStage> _layers;
     readonly LayerNorm _norm;
     readonly Linear _lastProj;
     Module<Tensor, Tensor> _head;
     int _numClasses;
-    readonly int[] _blockStart;
 
-    internal MixFormerModel(string variant, MixFormerOptions o, PretrainedConfig pretrained)
+    internal MixFormerModel(string variant, PretrainedConfig pretrained, MixFormerConfig o)
         : base("mixformer", variant, pretrained)
     {
         _o = o;
         int n = o.Depths.Length, total = o.Depths.Sum();
         // np.linspace(0, drop_path_rate, sum(depths))
-        var dpr = Enumerable.Range(0, total).Select(i => total == 1 ? 0.0 : o.DropPathRate * i / (total - 1)).ToArray();
+        var dpr = DropPathSchedule.Linear(o.DropPathRate, total);
         _patchEmbed = RegisterModule("patch_embed", new ConvEmbed(o.PatchSize, o.InChans, o.EmbedDims[0]));
         _layers = RegisterModule("layers", new ModuleList<MixFormerStage>());
-        _blockStart = new int[n + 1];
+        var blockStart = new int[n + 1];
         for (int i = 0; i < n; i++)
         {
-            _blockStart[i + 1] = _blockStart[i] + o.Depths[i];
+            blockStart[i + 1] = blockStart[i] + o.Depths[i];
             _layers.Add(new MixFormerStage(o.EmbedDims[i], o.Depths[i], o.NumHeads[i], o.WindowSize, o.DwconvKernelSize,
-                o.MlpRatio, o.QkvBias, o.QkScale, o.DropRate, o.AttnDropRate, dpr[_blockStart[i].._blockStart[i + 1]],
+                o.MlpRatio, o.QkvBias, o.QkScale, o.DropRate, o.AttnDropRate, dpr[blockStart[i]..blockStart[i + 1]],
                 i < n - 1 ? o.EmbedDims[i + 1] : 0));
         }
         _norm = RegisterModule("norm", new LayerNorm(o.EmbedDims[^1]));
-        _lastProj = RegisterModule("last_proj", MixFormerInit.Linear(o.EmbedDims[^1], LastProjWidth));
+        _lastProj = RegisterModule("last_proj", WeightInit.Paddle.NewLinear(o.EmbedDims[^1], LastProjWidth));
         _numClasses = o.NumClasses;
         _head = RegisterModule("head", NewHead(o.NumClasses));
     }
 
-    static Module<Tensor, Tensor> NewHead(int numClasses) =>
-        numClasses > 0 ? MixFormerInit.Linear(LastProjWidth, numClasses) : new Identity();
+    static Module<Tensor, Tensor> NewHead(int numClasses) => ClassifierHead.Linear(LastProjWidth, numClasses, WeightInit.Paddle);
 
     /// <summary>The constructor arguments this model was built from.</summary>
-    public MixFormerOptions Options => _o;
+    internal MixFormerConfig Config => _o;
 
     /// <inheritdoc/>
     public override int NumClasses => _numClasses;
@@ -79,15 +79,9 @@ public sealed class MixFormerModel : Backbone
         Enumerable.Range(0, _o.Depths.Length).Select(i => new FeatureInfo(_o.EmbedDims[i], StemReduction << i, $"layers.{i}")).ToList();
 
     /// <inheritdoc/>
-    public override IReadOnlyList<string> ClassifierKeys { get; } = new[] { "head.weight", "head.bias" };
-
-    /// <inheritdoc/>
     /// <remarks>The final LayerNorm and the 1280-wide projection are part of the classification head: a backbone-only
     /// checkpoint (detection, segmentation) lacks them.</remarks>
     public override IReadOnlyList<string> HeadKeys { get; } = new[] { "norm.weight", "norm.bias", "last_proj.weight", "last_proj.bias", "head.weight", "head.bias" };
-
-    /// <inheritdoc/>
-    public override int NumDepthGroups => _blockStart[^1] + 2;
 
     /// <inheritdoc/>
     public override IReadOnlyList<int> StageDepths => _o.Depths;
@@ -100,22 +94,7 @@ public sealed class MixFormerModel : Backbone
         || parameterName.Contains("relative_position_bias_table", StringComparison.Ordinal) || parameterName.Contains("norm", StringComparison.Ordinal);
 
     /// <inheritdoc/>
-    /// <remarks>0: patch_embed; 1..N: the blocks in order, each down-sampler with the block it feeds (the first block
-    /// of the next stage); N+1: norm, last_proj and head.</remarks>
-    public override int DepthGroupOf(string parameterName)
-    {
-        ArgumentNullException.ThrowIfNull(parameterName);
-        var parts = parameterName.Split('.');
-        if (parts[0] == "patch_embed" || parts[0] == "absolute_pos_embed") return 0;
-        if (parts[0] is "norm" or "last_proj" or "head") return NumDepthGroups - 1;
-        if (parts[0] == "layers" && parts.Length > 2 && int.TryParse(parts[1], out int stage) && stage >= 0 && stage < _o.Depths.Length)
-        {
-            if (parts[2] == "blocks" && parts.Length > 3 && int.TryParse(parts[3], out int block) && block >= 0 && block < _o.Depths[stage])
-                return _blockStart[stage] + block + 1;
-            if (parts[2] == "downsample") return Math.Min(_blockStart[stage + 1] + 1, NumDepthGroups - 2);
-        }
-        throw new ArgumentException($"{Variant}: '{parameterName}' is not a parameter name of this model.", nameof(parameterName));
-    }
+    internal override DepthGroupTable DepthGroups => MixFormerFamily.DepthGroups;
 
     /// <summary>Grid after the stem for an input of <paramref name="height"/>×<paramref name="width"/>.</summary>
     (long H, long W) StemGrid(long height, long width) =>
@@ -151,12 +130,6 @@ public sealed class MixFormerModel : Backbone
         return F.Dropout(t, _o.DropRate, Training);   // pos_drop
     }
 
-    static Tensor ToMap(Tensor tokens, long h, long w)
-    {
-        using var t = tokens.Transpose(1, 2);
-        return t.Reshape(-1, tokens.Size(2), h, w);
-    }
-
     /// <summary>Runs every stage; <paramref name="keepStages"/> collects each stage output (before its down-sampler) as NCHW.</summary>
     Tensor RunStages(Tensor images, List<Tensor>? keepStages, out long h, out long w)
     {
@@ -168,7 +141,7 @@ public sealed class MixFormerModel : Backbone
                 var y = stage.ForwardBlocks(x, h, w);
                 x.Dispose();
                 x = y;
-                keepStages?.Add(ToMap(x, h, w));
+                keepStages?.Add(TokenLayout.ToImage(x, h, w));
                 if (stage.Downsample is { } ds)
                 {
                     var down = ds.Forward(x, h, w);
@@ -192,7 +165,7 @@ public sealed class MixFormerModel : Backbone
     public override Tensor ForwardFeatures(Tensor images)
     {
         using var x = RunStages(images, null, out long h, out long w);
-        return ToMap(x, h, w);
+        return TokenLayout.ToImage(x, h, w);
     }
 
     /// <inheritdoc/>
@@ -234,8 +207,7 @@ public sealed class MixFormerModel : Backbone
     {
         if (numClasses < 0) throw new ArgumentOutOfRangeException(nameof(numClasses), numClasses, "The class count must be 0 (no head) or more.");
         var head = NewHead(numClasses);
-        head.Train(Training);
-        _head = ReplaceModule("head", head);
+        _head = ReplaceHead("head", head);
         _numClasses = numClasses;
     }
 

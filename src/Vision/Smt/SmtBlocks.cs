@@ -1,29 +1,13 @@
 using MLNetExt.Nn;
 using MLNetExt.Torch;
+using MLNetExt.Vision.Layers;
 
 namespace MLNetExt.Vision.Smt;
 
 // Building blocks of SMT (Scale-Aware Modulation Transformer), leaf first. Names, registration order and the
 // order of operations follow the official classification model (AFeng-x/SMT models/smt.py) as described in
-// docs/specs: tokens are (B, N, C) with N = H·W in row-major (y, x) order; H and W travel alongside.
-
-/// <summary>Token/image layout helpers shared by the blocks. Every reshape keeps the batch dynamic (-1).</summary>
-internal static class SmtLayout
-{
-    /// <summary>(B, N, C) tokens → (B, C, H, W) image.</summary>
-    public static Tensor ToImage(Tensor tokens, long channels, long h, long w)
-    {
-        using var t = tokens.Transpose(1, 2);
-        return t.Reshape(-1, channels, h, w);
-    }
-
-    /// <summary>(B, C, H, W) image → (B, H·W, C) tokens.</summary>
-    public static Tensor ToTokens(Tensor image)
-    {
-        using var f = image.Flatten(2);
-        return f.Transpose(1, 2);
-    }
-}
+// docs/specs: tokens are (B, N, C) with N = H·W in row-major (y, x) order; H and W travel alongside. The downsampling
+// (OverlapPatchEmbed), the FFN (Mlp with its depth-wise conv) and the layer-scale γ come from ../Layers.
 
 /// <summary>The stem (<c>patch_embed1</c>, official class <c>Head</c>): conv k×k stride 2 without bias
 /// (padding 3 when k = 7, else 1), BatchNorm, ReLU, conv 2×2 stride 2 with bias, flatten, LayerNorm (eps 1e-5).</summary>
@@ -46,77 +30,8 @@ internal sealed class SmtStem : Module
     {
         using var x = _conv.Call(images);
         long h = x.Size(2), w = x.Size(3);
-        using var t = SmtLayout.ToTokens(x);
+        using var t = TokenLayout.ToTokens(x);
         return (_norm.Call(t), h, w);
-    }
-}
-
-/// <summary>Downsampling between stages (<c>patch_embed2..4</c>, official <c>OverlapPatchEmbed</c>): conv 3×3
-/// stride 2 padding 1 with bias, flatten, LayerNorm (eps 1e-5).</summary>
-internal sealed class SmtPatchEmbed : Module
-{
-    readonly Conv2d _proj;
-    readonly LayerNorm _norm;
-
-    public SmtPatchEmbed(int inChannels, int dim)
-    {
-        _proj = RegisterModule("proj", new Conv2d(inChannels, dim, 3, stride: 2, padding: 1));
-        _norm = RegisterModule("norm", new LayerNorm(dim));
-    }
-
-    public (Tensor Tokens, long H, long W) Forward(Tensor image)
-    {
-        using var x = _proj.Call(image);
-        long h = x.Size(2), w = x.Size(3);
-        using var t = SmtLayout.ToTokens(x);
-        return (_norm.Call(t), h, w);
-    }
-}
-
-/// <summary>Wrapper holding the FFN's depthwise conv under the official name <c>dwconv.dwconv</c>.</summary>
-internal sealed class SmtDwConv : Module
-{
-    readonly Conv2d _dwconv;
-    readonly long _dim;
-
-    public SmtDwConv(int dim)
-    {
-        _dim = dim;
-        _dwconv = RegisterModule("dwconv", new Conv2d(dim, dim, 3, stride: 1, padding: 1, groups: dim));
-    }
-
-    public Tensor Forward(Tensor tokens, long h, long w)
-    {
-        using var img = SmtLayout.ToImage(tokens, _dim, h, w);
-        using var y = _dwconv.Call(img);
-        return SmtLayout.ToTokens(y);
-    }
-}
-
-/// <summary>Detail-specific FFN (official <c>Mlp</c>): fc1 → GELU(x + DW3×3(x)) → dropout → fc2 → dropout.</summary>
-internal sealed class SmtMlp : Module
-{
-    readonly Linear _fc1, _fc2;
-    readonly SmtDwConv _dwconv;
-    readonly Dropout _drop;
-
-    public SmtMlp(int dim, int hidden, double drop)
-    {
-        _fc1 = RegisterModule("fc1", new Linear(dim, hidden));
-        _dwconv = RegisterModule("dwconv", new SmtDwConv(hidden));
-        _fc2 = RegisterModule("fc2", new Linear(hidden, dim));
-        _drop = RegisterModule("drop", new Dropout(drop));
-    }
-
-    public Tensor Forward(Tensor x, long h, long w)
-    {
-        using var a = _fc1.Call(x);
-        using var d = _dwconv.Forward(a, h, w);
-        using var s = a.Add(d);
-        using var g = F.Gelu(s);
-        using var g2 = _drop.Call(g);
-        using var o = _fc2.Call(g2);
-        return _drop.Call(o);
     }
 }
 
@@ -248,7 +163,7 @@ internal sealed class SmtMsa : SmtMixer
         // local enhancement: V as (B, N, C) with head-major channels → (B, C, H, W) → DW 3×3 → tokens
         using var vt = v.Transpose(1, 2);
         using var vtok = vt.Reshape(-1, n, _dim);
-        using var vimg = SmtLayout.ToImage(vtok, _dim, h, w);
+        using var vimg = TokenLayout.ToImage(vtok, _dim, h, w);
         using var lc = _localConv.Call(vimg);
         using var lc3 = lc.Reshape(-1, _dim, n);
         using var lct = lc3.Transpose(1, 2);
@@ -258,14 +173,15 @@ internal sealed class SmtMsa : SmtMixer
     }
 }
 
-/// <summary>One SMT block (official <c>Block</c>): t + DropPath(γ1·Mixer(LN1(t))), then t + DropPath(γ2·FFN(LN2(t)));
+/// <summary>One SMT block (official <c>Block</c>): t + DropPath(γ1·Mixer(LN1(t))), then t + DropPath(γ2·FFN(LN2(t)))
+/// with the detail-specific FFN (<see cref="Mlp"/> with its depth-wise conv);
 /// LayerNorms with eps 1e-6; γ1/γ2 (<c>gamma_1</c>/<c>gamma_2</c>) exist only with layer scale.</summary>
 internal sealed class SmtBlock : Module
 {
     readonly LayerNorm _norm1, _norm2;
     readonly SmtMixer _attn;
     readonly DropPath _dropPath;
-    readonly SmtMlp _mlp;
+    readonly Mlp _mlp;
     readonly Parameter? _gamma1, _gamma2;
 
     public bool IsSam => _attn is SmtSam;
@@ -278,8 +194,8 @@ internal sealed class SmtBlock : Module
     {
         if (useLayerScale)
         {
-            _gamma1 = RegisterParameter("gamma_1", new Parameter(Tensor.Full(new long[] { dim }, layerScaleValue)));
-            _gamma2 = RegisterParameter("gamma_2", new Parameter(Tensor.Full(new long[] { dim }, layerScaleValue)));
+            _gamma1 = RegisterParameter("gamma_1", LayerScale.Gamma(dim, layerScaleValue));
+            _gamma2 = RegisterParameter("gamma_2", LayerScale.Gamma(dim, layerScaleValue));
         }
         _norm1 = RegisterModule("norm1", new LayerNorm(dim, 1e-6));
         _attn = RegisterModule<SmtMixer>("attn", sam
@@ -287,7 +203,7 @@ internal sealed class SmtBlock : Module
             : new SmtMsa(dim, saNumHeads, qkvBias, qkScale, attnDrop, drop));
         _dropPath = RegisterModule("drop_path", new DropPath(dropPath));
         _norm2 = RegisterModule("norm2", new LayerNorm(dim, 1e-6));
-        _mlp = RegisterModule("mlp", new SmtMlp(dim, (int)(dim * mlpRatio), drop));
+        _mlp = RegisterModule("mlp", new Mlp(dim, (int)(dim * mlpRatio), drop, WeightInit.Deferred, dwConv: true));
     }
 
     public Tensor Forward(Tensor x, long h, long w)
@@ -295,13 +211,13 @@ internal sealed class SmtBlock : Module
         Tensor y;
         using (var n1 = _norm1.Call(x))
         using (var a = _attn.Forward(n1, h, w))
-        using (var ga = _gamma1 is null ? a.Alias() : a.Mul(_gamma1))
+        using (var ga = LayerScale.Scale(a, _gamma1))
         using (var d = _dropPath.Call(ga))
             y = x.Add(d);
         using (y)
         using (var n2 = _norm2.Call(y))
         using (var m = _mlp.Forward(n2, h, w))
-        using (var gm = _gamma2 is null ? m.Alias() : m.Mul(_gamma2))
+        using (var gm = LayerScale.Scale(m, _gamma2))
         using (var d = _dropPath.Call(gm))
             return y.Add(d);
     }

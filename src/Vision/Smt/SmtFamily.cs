@@ -43,24 +43,44 @@ public sealed class SmtFamily : BackboneFamily
             ImageNetConfig(), 80_620_264, PaperTop1: 87.1, PaperGMacs: 17.7, PaperNote: "ImageNet-22K pre-trained"),
     };
 
+    // Test row (not official): every block kind (SAM stages 1-2, stage 3 alternating SAM/MSA, MSA stage 4) at tiny
+    // widths, 64x64 input; the settings of the SMT behaviour tests.
+    static readonly BackboneVariant s_test = new("smt_test", "smt",
+        """{"embed_dims": [8, 16, 32, 32], "ca_num_heads": [4, 4, 4, -1], "sa_num_heads": [-1, -1, 4, 4], "mlp_ratios": [2, 2, 2, 2], "qkv_bias": true, "depths": [1, 2, 4, 1], "head_conv": 3, "num_classes": 5}""",
+        ImageNetConfig(5) with { Height = 64, Width = 64 }, 77_245);
+
+    /// <summary>Depth groups: the stem (<c>patch_embed1</c>) → 0; <c>block{i}.{j}</c> → its global block index + 1;
+    /// <c>patch_embed{i}</c> (i ≥ 2) with the first block of its stage (in a network without blocks, with the head);
+    /// <c>norm{i}</c> (i ≤ 3) with the stage's last block (or the last block before it); <c>norm4</c> and <c>head</c> → last.</summary>
+    internal static readonly DepthGroupTable DepthGroups = new(
+        new(@"head(\.|$)", DepthGroupKind.Head),
+        new(@"patch_embed1(\.|$)", DepthGroupKind.Stem),
+        new(@"patch_embed(?<stage>[234])(\.|$)", DepthGroupKind.StageStart, StageOffset: -1, MinCap: 1),
+        new(@"norm4(\.|$)", DepthGroupKind.Head),
+        new(@"norm(?<stage>[123])(\.|$)", DepthGroupKind.StageEnd, StageOffset: -1),
+        new(@"block(?<stage>[1234])\.(?<block>\d+)(\.|$)", DepthGroupKind.Block, StageOffset: -1));
+
     /// <inheritdoc/>
     public override string Name => "smt";
 
     /// <inheritdoc/>
     public override IReadOnlyList<BackboneVariant> Variants => s_variants;
 
-    /// <summary>Reads validated settings from official keyword arguments (defaults of the official constructor).</summary>
-    public static SmtSettings ReadSettings(BackboneConfig k)
+    /// <inheritdoc/>
+    internal override BackboneVariant TestVariant => s_test;
+
+    /// <summary>Reads the config record from official keyword arguments (defaults of the official constructor), validated.</summary>
+    internal static SmtConfig ReadConfig(BackboneConfig k)
     {
         ArgumentNullException.ThrowIfNull(k);
-        const int n = SmtSettings.Stages;
+        const int n = SmtConfig.Stages;
         k.Ignore("img_size", "stored nowhere that affects the computation in the official code");
         k.Ignore("use_checkpoint", "activation checkpointing switch passed by the official build_model; no effect on results");
         k.DefaultOnly("in_chans", v => IsInt(v, 3), "3: the official stem hard-codes 3 input channels");
         k.DefaultOnly("num_stages", v => IsInt(v, 4), "4");
         k.DefaultOnly("norm_layer", v => v is JsonValue jv && jv.TryGetValue(out string? s) &&
             s.Replace(" ", "", StringComparison.Ordinal) is "partial(nn.LayerNorm,eps=1e-6)" or "LayerNorm(eps=1e-6)", "\"partial(nn.LayerNorm, eps=1e-6)\"");
-        var s = new SmtSettings(
+        var s = new SmtConfig(
             EmbedDims: k.Ints("embed_dims", new[] { 64, 128, 256, 512 }, n),
             CaNumHeads: k.Ints("ca_num_heads", new[] { 4, 4, 4, -1 }, n),
             SaNumHeads: k.Ints("sa_num_heads", new[] { -1, -1, 8, 16 }, n),
@@ -84,11 +104,11 @@ public sealed class SmtFamily : BackboneFamily
 
     static bool IsInt(JsonNode? v, int expected) => v is JsonValue jv && jv.TryGetValue(out int i) && i == expected;
 
-    static void Validate(string ctx, SmtSettings s)
+    static void Validate(string ctx, SmtConfig s)
     {
         void Fail(string message) => throw new BackboneConfigException($"{ctx}: {message}");
         string List<T>(T[] a) => "[" + string.Join(", ", a.Select(x => Convert.ToString(x, CultureInfo.InvariantCulture))) + "]";
-        for (int i = 0; i < SmtSettings.Stages; i++)
+        for (int i = 0; i < SmtConfig.Stages; i++)
         {
             int dim = s.EmbedDims[i];
             if (dim < 1) Fail($"'embed_dims' must be positive, found {List(s.EmbedDims)}.");
@@ -116,8 +136,8 @@ public sealed class SmtFamily : BackboneFamily
     /// <inheritdoc/>
     protected internal override Backbone Build(BackboneConfig kwargs, BackboneVariant? variant)
     {
-        var s = ReadSettings(kwargs);
-        return new SmtModel(s, variant?.Name ?? "custom", variant?.Pretrained ?? ImageNetConfig(s.NumClasses));
+        var s = ReadConfig(kwargs);
+        return new SmtModel(variant?.Name ?? CustomName, variant?.Pretrained ?? ImageNetConfig(s.NumClasses), s);
     }
 
     /// <summary>

@@ -1,11 +1,12 @@
 using MLNetExt.Nn;
 using MLNetExt.Torch;
+using MLNetExt.Vision.Layers;
 
 namespace MLNetExt.Vision.Smt;
 
-/// <summary>Validated construction arguments of an SMT model (the official <c>SMT</c> constructor's keyword
-/// arguments after defaults; see <see cref="SmtFamily"/> for the JSON names).</summary>
-public sealed record SmtSettings(
+/// <summary>The family's config record: validated construction arguments of an SMT model (the official <c>SMT</c>
+/// constructor's keyword arguments after defaults; see <see cref="SmtFamily"/> for the JSON names).</summary>
+internal sealed record SmtConfig(
     int[] EmbedDims, int[] CaNumHeads, int[] SaNumHeads, double[] MlpRatios, bool QkvBias, double? QkScale,
     bool UseLayerScale, double LayerScaleValue, double DropRate, double AttnDropRate, double DropPathRate,
     int[] Depths, int[] CaAttentions, int HeadConv, int ExpandRatio, int NumClasses)
@@ -31,15 +32,14 @@ public sealed record SmtSettings(
 /// </summary>
 public sealed class SmtModel : Backbone
 {
-    readonly Module[] _patchEmbeds = new Module[SmtSettings.Stages];
-    readonly ModuleList<SmtBlock>[] _blocks = new ModuleList<SmtBlock>[SmtSettings.Stages];
-    readonly LayerNorm[] _norms = new LayerNorm[SmtSettings.Stages];
-    readonly int[] _firstBlock = new int[SmtSettings.Stages];
+    readonly Module[] _patchEmbeds = new Module[SmtConfig.Stages];
+    readonly ModuleList<SmtBlock>[] _blocks = new ModuleList<SmtBlock>[SmtConfig.Stages];
+    readonly LayerNorm[] _norms = new LayerNorm[SmtConfig.Stages];
     readonly FeatureInfo[] _featureInfo;
     int _numClasses;
 
     /// <summary>The construction arguments.</summary>
-    public SmtSettings Settings { get; }
+    internal SmtConfig Config { get; }
 
     /// <summary>
     /// Row indices for converting an ImageNet-22K classifier (21,841 classes) to a smaller head while loading: when
@@ -49,90 +49,52 @@ public sealed class SmtModel : Backbone
     /// </summary>
     public int[]? HeadClassMap { get; set; }
 
-    internal SmtModel(SmtSettings s, string variant, PretrainedConfig pretrained) : base("smt", variant, pretrained)
+    internal SmtModel(string variant, PretrainedConfig pretrained, SmtConfig s) : base("smt", variant, pretrained)
     {
-        Settings = s;
+        Config = s;
         _numClasses = s.NumClasses;
         int total = s.Depths.Sum();
         // stochastic depth decay rule: torch.linspace(0, rate, total) in float32, as the official code
-        double[] dpr = DropPathSchedule(s.DropPathRate, total);
+        double[] dpr = DropPathSchedule.TorchLinspace(s.DropPathRate, total);
         int cur = 0;
-        _featureInfo = new FeatureInfo[SmtSettings.Stages];
-        for (int i = 0; i < SmtSettings.Stages; i++)
+        _featureInfo = new FeatureInfo[SmtConfig.Stages];
+        for (int i = 0; i < SmtConfig.Stages; i++)
         {
             int dim = s.EmbedDims[i];
             _patchEmbeds[i] = i == 0
                 ? RegisterModule("patch_embed1", new SmtStem(s.HeadConv, dim))
-                : RegisterModule($"patch_embed{i + 1}", new SmtPatchEmbed(s.EmbedDims[i - 1], dim));
+                : RegisterModule($"patch_embed{i + 1}", new OverlapPatchEmbed(s.EmbedDims[i - 1], dim, 3, 2, WeightInit.Deferred));
             var blocks = new ModuleList<SmtBlock>();
             for (int j = 0; j < s.Depths[i]; j++)
                 blocks.Add(new SmtBlock(dim, s.IsSam(i, j), s.CaNumHeads[i], s.SaNumHeads[i], s.MlpRatios[i], s.QkvBias, s.QkScale,
                                         s.UseLayerScale, s.LayerScaleValue, s.DropRate, s.AttnDropRate, dpr[cur + j], s.ExpandRatio));
             _blocks[i] = RegisterModule($"block{i + 1}", blocks);
             _norms[i] = RegisterModule($"norm{i + 1}", new LayerNorm(dim, 1e-6));
-            _firstBlock[i] = cur;
             cur += s.Depths[i];
             _featureInfo[i] = new FeatureInfo(dim, 4 << i, $"norm{i + 1}");
         }
         RegisterModule("head", MakeHead(s.NumClasses));
-        InitWeights();
+        // the official _init_weights, applied to the whole model: Linear trunc-normal(0.02) with zero bias, Conv2d
+        // normal(0, sqrt(2 / fan_out)) with fan_out = kh·kw·out/groups and zero bias; norms keep 1/0
+        WeightInit.Timm.Apply(this);
     }
 
-    static double[] DropPathSchedule(double rate, int total)
-    {
-        if (total == 0) return Array.Empty<double>();
-        using var lin = Tensor.Linspace(0, rate, total);
-        return lin.ToArray<float>().Select(v => (double)v).ToArray();
-    }
-
-    Module<Tensor, Tensor> MakeHead(int numClasses)
-    {
-        if (numClasses == 0) return new Identity();
-        var head = new Linear(Settings.EmbedDims[3], numClasses);
-        Init.TruncNormal_(head.Weight, std: 0.02);
-        Init.Zeros_(head.Bias!);
-        return head;
-    }
-
-    /// <summary>The official <c>_init_weights</c>: Linear trunc-normal(0.02) with zero bias, LayerNorm 1/0, Conv2d
-    /// normal(0, sqrt(2 / fan_out)) with fan_out = kh·kw·out/groups and zero bias; BatchNorm keeps PyTorch's defaults.</summary>
-    void InitWeights()
-    {
-        foreach (var (_, m) in NamedModules())
-        {
-            switch (m)
-            {
-                case Linear l:
-                    Init.TruncNormal_(l.Weight, std: 0.02);
-                    if (l.Bias is not null) Init.Zeros_(l.Bias);
-                    break;
-                case LayerNorm n:
-                    if (n.Weight is not null) Init.Ones_(n.Weight);
-                    if (n.Bias is not null) Init.Zeros_(n.Bias);
-                    break;
-                case Conv2d c:
-                    long fanOut = c.Weight.Size(2) * c.Weight.Size(3) * c.Weight.Size(0) / c.Groups;
-                    Init.Normal_(c.Weight, 0, Math.Sqrt(2.0 / fanOut));
-                    if (c.Bias is not null) Init.Zeros_(c.Bias);
-                    break;
-            }
-        }
-    }
+    Module<Tensor, Tensor> MakeHead(int numClasses) => ClassifierHead.Linear(Config.EmbedDims[3], numClasses, WeightInit.Timm);
 
     /// <inheritdoc/>
     public override int NumClasses => _numClasses;
 
     /// <inheritdoc/>
-    public override int NumFeatures => Settings.EmbedDims[3];
+    public override int NumFeatures => Config.EmbedDims[3];
 
     /// <inheritdoc/>
-    public override double DropPathRate => Settings.DropPathRate;
+    public override double DropPathRate => Config.DropPathRate;
 
     /// <inheritdoc/>
     public override IReadOnlyList<FeatureInfo> FeatureInfo => _featureInfo;
 
     /// <summary>Total number of blocks over the four stages.</summary>
-    public int TotalBlocks => Settings.Depths.Sum();
+    public int TotalBlocks => Config.Depths.Sum();
 
     /// <summary>Smallest side the stem accepts: its k×k stride-2 conv must leave at least 2 pixels for the 2×2
     /// stride-2 conv (3 for the official 3×3 and 7×7 stems).</summary>
@@ -140,7 +102,7 @@ public sealed class SmtModel : Backbone
     {
         get
         {
-            int k = Settings.HeadConv, pad = k == 7 ? 3 : 1;
+            int k = Config.HeadConv, pad = k == 7 ? 3 : 1;
             return Math.Max(1, k - 2 * pad + 2);
         }
     }
@@ -152,7 +114,7 @@ public sealed class SmtModel : Backbone
         if (height < min || width < min)
             throw new InputSizeException(Variant, height, width,
                 $"SMT takes any height and width of at least {min} pixels (odd and non-square sizes included; no multiple is required), " +
-                $"the stem's {Settings.HeadConv}x{Settings.HeadConv} and 2x2 stride-2 convolutions need that much");
+                $"the stem's {Config.HeadConv}x{Config.HeadConv} and 2x2 stride-2 convolutions need that much");
     }
 
     /// <summary>Runs the four stages; returns the final (B, N, C) tokens after <c>norm4</c> and the last grid size.
@@ -163,11 +125,11 @@ public sealed class SmtModel : Backbone
         Tensor x = images.Alias();
         Tensor? tokens = null;
         long h = 0, w = 0;
-        for (int i = 0; i < SmtSettings.Stages; i++)
+        for (int i = 0; i < SmtConfig.Stages; i++)
         {
             using (x)
             {
-                (tokens, h, w) = i == 0 ? ((SmtStem)_patchEmbeds[0]).Forward(x) : ((SmtPatchEmbed)_patchEmbeds[i]).Forward(x);
+                (tokens, h, w) = i == 0 ? ((SmtStem)_patchEmbeds[0]).Forward(x) : ((OverlapPatchEmbed)_patchEmbeds[i]).Forward(x);
             }
             foreach (var blk in _blocks[i])
             {
@@ -178,11 +140,11 @@ public sealed class SmtModel : Backbone
             var normed = _norms[i].Call(tokens);
             tokens.Dispose();
             tokens = normed;
-            bool lastStage = i == SmtSettings.Stages - 1;
+            bool lastStage = i == SmtConfig.Stages - 1;
             if (!lastStage || stages is not null)
             {
                 // the official code folds tokens back with reshape + permute + contiguous before the next conv
-                using var view = SmtLayout.ToImage(tokens, Settings.EmbedDims[i], h, w);
+                using var view = TokenLayout.ToImage(tokens, Config.EmbedDims[i], h, w);
                 var map = view.Contiguous();
                 stages?.Add(map);
                 if (!lastStage)
@@ -199,7 +161,7 @@ public sealed class SmtModel : Backbone
     public override Tensor ForwardFeatures(Tensor images)
     {
         var (tokens, h, w) = RunStages(images, null);
-        using (tokens) return SmtLayout.ToImage(tokens, Settings.EmbedDims[3], h, w);
+        using (tokens) return TokenLayout.ToImage(tokens, Config.EmbedDims[3], h, w);
     }
 
     /// <summary>Mean over all positions (the official token mean) then the head; with <paramref name="preLogits"/>
@@ -218,7 +180,7 @@ public sealed class SmtModel : Backbone
     /// <inheritdoc/>
     public override IReadOnlyList<Tensor> ForwardStages(Tensor images)
     {
-        var stages = new List<Tensor>(SmtSettings.Stages);
+        var stages = new List<Tensor>(SmtConfig.Stages);
         var (tokens, _, _) = RunStages(images, stages);
         tokens.Dispose();
         return stages;
@@ -231,40 +193,15 @@ public sealed class SmtModel : Backbone
     public override void ResetClassifier(int numClasses)
     {
         if (numClasses < 0) throw new ArgumentOutOfRangeException(nameof(numClasses), numClasses, "The class count must be 0 (no head) or more.");
-        ReplaceModule("head", MakeHead(numClasses));
+        ReplaceHead("head", MakeHead(numClasses));
         _numClasses = numClasses;
-        Train(Training);
     }
 
     /// <inheritdoc/>
-    public override IReadOnlyList<string> ClassifierKeys { get; } = new[] { "head.weight", "head.bias" };
-
-    /// <summary>0 = stem (<c>patch_embed1</c>), 1..D = the blocks in order, D+1 = <c>norm4</c> and the head.</summary>
-    public override int NumDepthGroups => TotalBlocks + 2;
+    public override IReadOnlyList<int> StageDepths => Config.Depths;
 
     /// <inheritdoc/>
-    public override IReadOnlyList<int> StageDepths => Settings.Depths;
-
-    /// <summary>Stem → 0; <c>block{i}.{j}</c> → its global block index + 1; <c>patch_embed{i}</c> (i ≥ 2) → the
-    /// group of the first block of its stage; <c>norm{i}</c> (i ≤ 3) → the group of the stage's last block;
-    /// <c>norm4</c> and <c>head</c> → the last group.</summary>
-    public override int DepthGroupOf(string parameterName)
-    {
-        ArgumentNullException.ThrowIfNull(parameterName);
-        int last = NumDepthGroups - 1;
-        var parts = parameterName.Split('.');
-        string top = parts[0];
-        if (top == "head") return last;
-        for (int i = 0; i < SmtSettings.Stages; i++)
-        {
-            int first = _firstBlock[i];
-            if (top == $"patch_embed{i + 1}") return i == 0 ? 0 : Math.Min(first + 1, Math.Max(1, TotalBlocks));
-            if (top == $"norm{i + 1}") return i == SmtSettings.Stages - 1 ? last : first + Settings.Depths[i];
-            if (top == $"block{i + 1}" && parts.Length > 1 && int.TryParse(parts[1], out int j) && j >= 0 && j < Settings.Depths[i])
-                return first + j + 1;
-        }
-        throw new ArgumentException($"{Variant}: '{parameterName}' is not a parameter of this SMT model.", nameof(parameterName));
-    }
+    internal override DepthGroupTable DepthGroups => SmtFamily.DepthGroups;
 
     /// <summary>Strips the DataParallel <c>module.</c> prefix and, when every key has it, the <c>model.</c> prefix of
     /// a flattened official checkpoint (which keeps the weights under 'model'); converts a larger classifier
@@ -297,5 +234,5 @@ public sealed class SmtModel : Backbone
 
     /// <inheritdoc/>
     protected override string ExtraRepr() =>
-        $"{Variant}: embed_dims=[{string.Join(", ", Settings.EmbedDims)}], depths=[{string.Join(", ", Settings.Depths)}], num_classes={NumClasses}";
+        $"{Variant}: embed_dims=[{string.Join(", ", Config.EmbedDims)}], depths=[{string.Join(", ", Config.Depths)}], num_classes={NumClasses}";
 }

@@ -1,76 +1,8 @@
 using MLNetExt.Nn;
 using MLNetExt.Torch;
+using MLNetExt.Vision.Layers;
 
 namespace MLNetExt.Vision.TransNeXt;
-
-/// <summary>Official init of Linear/Conv2d/LayerNorm (TransNeXt._init_weights): Linear weight trunc_normal(0.02),
-/// Conv2d weight N(0, sqrt(2 / fan_out)) with fan_out = kH·kW·out/groups, biases 0, LayerNorm 1/0.</summary>
-internal static class TransNeXtInit
-{
-    public static Linear Linear(long inFeatures, long outFeatures, bool bias = true)
-    {
-        var l = new Linear(inFeatures, outFeatures, bias);
-        Init.TruncNormal_(l.Weight, std: 0.02);
-        if (l.Bias is not null) Init.Zeros_(l.Bias);
-        return l;
-    }
-
-    public static Conv2d Conv(long inChannels, long outChannels, long kernel, long stride, long padding, long groups = 1)
-    {
-        var c = new Conv2d(inChannels, outChannels, kernel, stride, padding, groups: groups);
-        long fanOut = kernel * kernel * outChannels / groups;
-        Init.Normal_(c.Weight, 0, Math.Sqrt(2.0 / fanOut));
-        if (c.Bias is not null) Init.Zeros_(c.Bias);
-        return c;
-    }
-
-    public static Parameter TruncNormalParameter(long[] shape, double std)
-    {
-        var t = Tensor.Empty(shape);
-        Init.TruncNormal_(t, std: std);
-        return new Parameter(t);
-    }
-}
-
-/// <summary><c>OverlapPatchEmbed</c>: strided conv (<c>proj</c>), flatten to tokens, LayerNorm eps 1e-5 (<c>norm</c>).</summary>
-internal sealed class OverlapPatchEmbed : Module
-{
-    readonly Conv2d _proj;
-    readonly LayerNorm _norm;
-
-    public OverlapPatchEmbed(int kernel, int stride, int inChannels, int embedDim)
-    {
-        _proj = RegisterModule("proj", TransNeXtInit.Conv(inChannels, embedDim, kernel, stride, kernel / 2));
-        _norm = RegisterModule("norm", new LayerNorm(embedDim, 1e-5));
-    }
-
-    /// <summary>(B, Cin, H', W') → tokens (B, H·W, C) and the grid size.</summary>
-    public (Tensor Tokens, long H, long W) Forward(Tensor x)
-    {
-        using var scope = TensorScope.Begin();
-        var y = _proj.Call(x);
-        long h = y.Size(2), w = y.Size(3);
-        var t = y.Flatten(2).Transpose(1, 2);
-        return (_norm.Call(t).MoveToOuterScope(), h, w);
-    }
-}
-
-/// <summary>The <c>DWConv</c> wrapper: a depth-wise 3×3 conv named <c>dwconv</c> applied to tokens as an image.</summary>
-internal sealed class DWConv : Module
-{
-    readonly Conv2d _dwconv;
-
-    public DWConv(int dim) => _dwconv = RegisterModule("dwconv", TransNeXtInit.Conv(dim, dim, 3, 1, 1, groups: dim));
-
-    public Tensor Forward(Tensor x, long h, long w)
-    {
-        using var scope = TensorScope.Begin();
-        long c = x.Size(2);
-        var img = x.Transpose(1, 2).Reshape(-1, c, h, w);
-        var y = _dwconv.Call(img);
-        return y.Flatten(2).Transpose(1, 2).MoveToOuterScope();
-    }
-}
 
 /// <summary>Convolutional GLU: <c>fc1</c> (C → 2·hid; first half gate, second half value), gate through the
 /// depth-wise conv and exact GELU, times the value, dropout, <c>fc2</c>, dropout. hid = int(2·hidden/3).</summary>
@@ -85,9 +17,9 @@ internal sealed class ConvolutionalGLU : Module
     public ConvolutionalGLU(int inFeatures, int hiddenFeatures, double drop)
     {
         Hidden = (int)(2.0 * hiddenFeatures / 3.0);
-        _fc1 = RegisterModule("fc1", TransNeXtInit.Linear(inFeatures, 2L * Hidden));
-        _dwconv = RegisterModule("dwconv", new DWConv(Hidden));
-        _fc2 = RegisterModule("fc2", TransNeXtInit.Linear(Hidden, inFeatures));
+        _fc1 = RegisterModule("fc1", WeightInit.Timm.NewLinear(inFeatures, 2L * Hidden));
+        _dwconv = RegisterModule("dwconv", new DWConv(Hidden, WeightInit.Timm));
+        _fc2 = RegisterModule("fc2", WeightInit.Timm.NewLinear(Hidden, inFeatures));
         _drop = RegisterModule("drop", new Dropout(drop));
     }
 
@@ -135,13 +67,13 @@ internal sealed class LengthScaledAttention : Module
         _temperature = RegisterParameter("temperature", new Parameter(Tensor.Full(new long[] { heads, 1, 1 }, Math.Log(Math.Exp(1 / 0.24) - 1))));
         // float64 0-dim scalar as in the official code (numpy origin); multiplying a float32 tensor keeps float32.
         _seqLengthScale = RegisterBuffer("seq_length_scale", Tensor.Scalar(Math.Log((double)height * width), DType.Float64), persistent: false);
-        _qkv = RegisterModule("qkv", TransNeXtInit.Linear(dim, dim * 3L, qkvBias));
-        _queryEmbedding = RegisterParameter("query_embedding", TransNeXtInit.TruncNormalParameter(new long[] { heads, 1, _headDim }, 0.02));
+        _qkv = RegisterModule("qkv", WeightInit.Timm.NewLinear(dim, dim * 3L, qkvBias));
+        _queryEmbedding = RegisterParameter("query_embedding", WeightInit.TruncNormalParameter(new long[] { heads, 1, _headDim }, 0.02));
         _attnDrop = RegisterModule("attn_drop", new Dropout(attnDrop));
-        _proj = RegisterModule("proj", TransNeXtInit.Linear(dim, dim));
+        _proj = RegisterModule("proj", WeightInit.Timm.NewLinear(dim, dim));
         _projDrop = RegisterModule("proj_drop", new Dropout(projDrop));
-        _cpbFc1 = RegisterModule("cpb_fc1", TransNeXtInit.Linear(2, 512));
-        _cpbFc2 = RegisterModule("cpb_fc2", TransNeXtInit.Linear(512, heads));
+        _cpbFc1 = RegisterModule("cpb_fc1", WeightInit.Timm.NewLinear(2, 512));
+        _cpbFc2 = RegisterModule("cpb_fc2", WeightInit.Timm.NewLinear(512, heads));
     }
 
     public Tensor Forward(Tensor x, long h, long w, Tensor relativePosIndex, Tensor relativeCoordsTable)
@@ -190,21 +122,21 @@ internal sealed class AggregatedAttention : Module
         else { _poolH = height / srRatio; _poolW = width / srRatio; }
 
         _temperature = RegisterParameter("temperature", new Parameter(Tensor.Full(new long[] { heads, 1, 1 }, Math.Log(Math.Exp(1 / 0.24) - 1))));
-        _q = RegisterModule("q", TransNeXtInit.Linear(dim, dim, qkvBias));
-        _queryEmbedding = RegisterParameter("query_embedding", TransNeXtInit.TruncNormalParameter(new long[] { heads, 1, _headDim }, 0.02));
-        _kv = RegisterModule("kv", TransNeXtInit.Linear(dim, dim * 2L, qkvBias));
+        _q = RegisterModule("q", WeightInit.Timm.NewLinear(dim, dim, qkvBias));
+        _queryEmbedding = RegisterParameter("query_embedding", WeightInit.TruncNormalParameter(new long[] { heads, 1, _headDim }, 0.02));
+        _kv = RegisterModule("kv", WeightInit.Timm.NewLinear(dim, dim * 2L, qkvBias));
         _attnDrop = RegisterModule("attn_drop", new Dropout(attnDrop));
-        _proj = RegisterModule("proj", TransNeXtInit.Linear(dim, dim));
+        _proj = RegisterModule("proj", WeightInit.Timm.NewLinear(dim, dim));
         _projDrop = RegisterModule("proj_drop", new Dropout(projDrop));
-        _sr = RegisterModule("sr", TransNeXtInit.Conv(dim, dim, 1, 1, 0));
+        _sr = RegisterModule("sr", WeightInit.Timm.NewConv(dim, dim, 1, 1, 0));
         _norm = RegisterModule("norm", new LayerNorm(dim, 1e-5));
-        _cpbFc1 = RegisterModule("cpb_fc1", TransNeXtInit.Linear(2, 512));
-        _cpbFc2 = RegisterModule("cpb_fc2", TransNeXtInit.Linear(512, heads));
-        _relativePosBiasLocal = RegisterParameter("relative_pos_bias_local", TransNeXtInit.TruncNormalParameter(new long[] { heads, _localLen }, 0.0004));
+        _cpbFc1 = RegisterModule("cpb_fc1", WeightInit.Timm.NewLinear(2, 512));
+        _cpbFc2 = RegisterModule("cpb_fc2", WeightInit.Timm.NewLinear(512, heads));
+        _relativePosBiasLocal = RegisterParameter("relative_pos_bias_local", WeightInit.TruncNormalParameter(new long[] { heads, _localLen }, 0.0004));
         var (mask, scale) = TransNeXtTables.SeqLengthAndMask(height, width, window, PoolLength);
         _seqLengthScale = RegisterBuffer("seq_length_scale", scale, persistent: false);
         _paddingMask = RegisterBuffer("padding_mask", mask, persistent: false);
-        _learnableTokens = RegisterParameter("learnable_tokens", TransNeXtInit.TruncNormalParameter(new long[] { heads, _headDim, _localLen }, 0.02));
+        _learnableTokens = RegisterParameter("learnable_tokens", WeightInit.TruncNormalParameter(new long[] { heads, _headDim, _localLen }, 0.02));
         _learnableBias = RegisterParameter("learnable_bias", new Parameter(Tensor.Zeros(new long[] { heads, 1, _localLen })));
     }
 

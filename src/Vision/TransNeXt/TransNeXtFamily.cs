@@ -28,11 +28,31 @@ public sealed class TransNeXtFamily : BackboneFamily
         Row("transnext_micro_aaaa", "{\"img_size\": 256, \"window_size\": [3, 3, 3, 3], " + Common + ", \"embed_dims\": [48, 96, 192, 384], \"num_heads\": [2, 4, 8, 16], \"depths\": [2, 2, 15, 2], \"sr_ratios\": [16, 8, 4, 2]}", 256, 13_114_008, 82.6, 3.3),
     };
 
+    // Test row (not official): aggregated attention in stages 1-3 and MHSA in stage 4 at the widths of the parity
+    // fixture (tests/fixtures/transnext/parity_a.json), built for 64x64 inputs.
+    static readonly BackboneVariant s_test = new("transnext_test", "transnext",
+        """{"img_size": 64, "window_size": [3, 3, 3, null], "patch_size": 4, "embed_dims": [16, 24, 32, 48], "num_heads": [2, 2, 4, 4], "mlp_ratios": [4, 4, 3, 2], "qkv_bias": true, "depths": [1, 1, 2, 1], "sr_ratios": [8, 4, 2, 1], "norm_layer": {"type": "LayerNorm", "eps": 1e-6}, "num_classes": 10}""",
+        Pretrained(64, 10), 101_842);
+
+    /// <summary>Depth groups: <c>patch_embed1</c> → 0; block k over the whole network (in order) → k + 1;
+    /// <c>patch_embed{s}</c> of a later stage with the first block of its stage; <c>norm{s}</c> of stages 1–3 with the
+    /// last block of its stage (stages 2–3: at least group 1); <c>norm4</c> and the head → the last group.</summary>
+    internal static readonly DepthGroupTable DepthGroups = new(
+        new(@"(head|norm4)\.", DepthGroupKind.Head),
+        new(@"patch_embed1\.", DepthGroupKind.Stem),
+        new(@"patch_embed(?<stage>[234])\.", DepthGroupKind.StageStart, StageOffset: -1),
+        new(@"norm(?<stage>1)\.", DepthGroupKind.StageEnd, StageOffset: -1),
+        new(@"norm(?<stage>[23])\.", DepthGroupKind.StageEnd, StageOffset: -1, AtLeast: 1),
+        new(@"block(?<stage>[1234])\.(?<block>\d+)\.", DepthGroupKind.Block, StageOffset: -1));
+
     /// <inheritdoc/>
     public override string Name => "transnext";
 
     /// <inheritdoc/>
     public override IReadOnlyList<BackboneVariant> Variants => s_variants;
+
+    /// <inheritdoc/>
+    internal override BackboneVariant TestVariant => s_test;
 
     /// <summary>timm's <c>_cfg()</c> as the factories set it (bicubic, crop 0.875, ImageNet mean/std) at the build size;
     /// from 384 up the official evaluation resizes directly (crop 1.0).</summary>
@@ -40,14 +60,14 @@ public sealed class TransNeXtFamily : BackboneFamily
         new(channels, img, img, PretrainedConfig.ImageNetMean, PretrainedConfig.ImageNetStd, img >= 384 ? 1.0 : 0.875, "bicubic",
             classes, "patch_embed1.proj", "head");
 
-    /// <summary>Reads and validates the official keyword arguments.</summary>
-    public static TransNeXtOptions ReadOptions(BackboneConfig kw)
+    /// <summary>Reads the config record from the official keyword arguments, validated.</summary>
+    internal static TransNeXtConfig ReadConfig(BackboneConfig kw)
     {
         ArgumentNullException.ThrowIfNull(kw);
         string ctx = kw.Context;
         kw.DefaultOnly("pretrained", n => n is JsonValue v && v.TryGetValue(out bool b) && !b,
             "false; load published weights with Backbones.Load");
-        var o = new TransNeXtOptions
+        var o = new TransNeXtConfig
         {
             ImgSize = kw.Int("img_size", 224),
             PretrainSize = kw.Raw("pretrain_size") is null ? null : kw.Int("pretrain_size", 224),
@@ -151,8 +171,8 @@ public sealed class TransNeXtFamily : BackboneFamily
     /// <inheritdoc/>
     protected internal override Backbone Build(BackboneConfig kwargs, BackboneVariant? variant)
     {
-        var o = ReadOptions(kwargs);
+        var o = ReadConfig(kwargs);
         var pretrained = Pretrained(o.ImgSize, variant?.Pretrained.NumClasses ?? o.NumClasses, o.InChans);
-        return new TransNeXtModel(o, variant?.Name ?? "custom", pretrained);
+        return new TransNeXtModel(variant?.Name ?? CustomName, pretrained, o);
     }
 }

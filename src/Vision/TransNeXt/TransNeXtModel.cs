@@ -1,10 +1,12 @@
 using MLNetExt.Nn;
 using MLNetExt.Torch;
+using MLNetExt.Vision.Layers;
 
 namespace MLNetExt.Vision.TransNeXt;
 
-/// <summary>The official constructor arguments of <c>TransNeXt</c>, validated (see <see cref="TransNeXtFamily"/>).</summary>
-public sealed record TransNeXtOptions
+/// <summary>The family's config record: the official constructor arguments of <c>TransNeXt</c>, validated (see
+/// <see cref="TransNeXtFamily"/>).</summary>
+internal sealed record TransNeXtConfig
 {
     /// <summary>Build resolution (square, a multiple of 32): every resolution-dependent table is made for it.</summary>
     public int ImgSize { get; init; } = 224;
@@ -49,11 +51,11 @@ public sealed record TransNeXtOptions
 /// TransNeXt (Dai Shi, CVPR 2024) as the official native classification code computes it: four stages of
 /// overlapping patch embedding, blocks with aggregated attention (or length-scaled MHSA where sr_ratio = 1) and
 /// Convolutional GLU, a LayerNorm per stage, token mean and a linear head. The model is built for one square
-/// resolution (<see cref="TransNeXtOptions.ImgSize"/>) and only takes inputs of that size.
+/// resolution (<see cref="TransNeXtConfig.ImgSize"/>) and only takes inputs of that size.
 /// </summary>
 public sealed class TransNeXtModel : Backbone
 {
-    readonly TransNeXtOptions _options;
+    readonly TransNeXtConfig _config;
     readonly OverlapPatchEmbed[] _patchEmbeds = new OverlapPatchEmbed[4];
     readonly ModuleList<TransNeXtBlock>[] _blocks = new ModuleList<TransNeXtBlock>[4];
     readonly LayerNorm[] _norms = new LayerNorm[4];
@@ -63,73 +65,59 @@ public sealed class TransNeXtModel : Backbone
     int _numClasses;
 
     /// <summary>Builds the model; <paramref name="variant"/> names it in messages ("custom" for user sizes).</summary>
-    public TransNeXtModel(TransNeXtOptions options, string variant, PretrainedConfig pretrained) : base("transnext", variant, pretrained)
+    internal TransNeXtModel(string variant, PretrainedConfig pretrained, TransNeXtConfig config) : base("transnext", variant, pretrained)
     {
-        _options = options;
-        int img = options.ImgSize, pre = options.EffectivePretrainSize;
-        int total = options.Depths.Sum();
-        var dpr = new double[total];
-        if (total > 0)
-        {
-            using var lin = Tensor.Linspace(0, options.DropPathRate, total);
-            var values = lin.ToArray<float>();
-            for (int i = 0; i < total; i++) dpr[i] = values[i];
-        }
+        _config = config;
+        int img = config.ImgSize, pre = config.EffectivePretrainSize;
+        var dpr = DropPathSchedule.TorchLinspace(config.DropPathRate, config.Depths.Sum());
         int cur = 0;
         for (int i = 0; i < 4; i++)
         {
             int grid = img >> (i + 2), preGrid = pre >> (i + 2);
-            int keys = options.SrRatios[i] == 1 ? grid : options.FixedPoolSize ?? img / ((1 << (i + 2)) * options.SrRatios[i]);
+            int keys = config.SrRatios[i] == 1 ? grid : config.FixedPoolSize ?? img / ((1 << (i + 2)) * config.SrRatios[i]);
             var (index, coords) = TransNeXtTables.RelativePositionCpb(grid, grid, keys, keys, preGrid, preGrid);
             _relativePosIndex[i] = RegisterBuffer($"relative_pos_index{i + 1}", index, persistent: false);
             _relativeCoordsTable[i] = RegisterBuffer($"relative_coords_table{i + 1}", coords, persistent: false);
 
             _patchEmbeds[i] = RegisterModule($"patch_embed{i + 1}", i == 0
-                ? new OverlapPatchEmbed(options.PatchSize * 2 - 1, options.PatchSize, options.InChans, options.EmbedDims[0])
-                : new OverlapPatchEmbed(3, 2, options.EmbedDims[i - 1], options.EmbedDims[i]));
+                ? new OverlapPatchEmbed(config.InChans, config.EmbedDims[0], config.PatchSize * 2 - 1, config.PatchSize, WeightInit.Timm)
+                : new OverlapPatchEmbed(config.EmbedDims[i - 1], config.EmbedDims[i], 3, 2, WeightInit.Timm));
             var list = new ModuleList<TransNeXtBlock>();
-            for (int j = 0; j < options.Depths[i]; j++)
-                list.Add(new TransNeXtBlock(options.EmbedDims[i], options.NumHeads[i], grid, grid, options.WindowSize[i] ?? 3,
-                    options.MlpRatios[i], options.QkvBias, options.DropRate, options.AttnDropRate, dpr[cur + j], options.NormEps,
-                    options.SrRatios[i], options.FixedPoolSize));
+            for (int j = 0; j < config.Depths[i]; j++)
+                list.Add(new TransNeXtBlock(config.EmbedDims[i], config.NumHeads[i], grid, grid, config.WindowSize[i] ?? 3,
+                    config.MlpRatios[i], config.QkvBias, config.DropRate, config.AttnDropRate, dpr[cur + j], config.NormEps,
+                    config.SrRatios[i], config.FixedPoolSize));
             _blocks[i] = RegisterModule($"block{i + 1}", list);
-            _norms[i] = RegisterModule($"norm{i + 1}", new LayerNorm(options.EmbedDims[i], options.NormEps));
-            cur += options.Depths[i];
+            _norms[i] = RegisterModule($"norm{i + 1}", new LayerNorm(config.EmbedDims[i], config.NormEps));
+            cur += config.Depths[i];
         }
-        _numClasses = options.NumClasses;
-        _head = RegisterModule("head", MakeHead(options.NumClasses));
+        _numClasses = config.NumClasses;
+        _head = RegisterModule("head", MakeHead(config.NumClasses));
     }
 
     /// <summary>The validated constructor arguments.</summary>
-    public TransNeXtOptions Options => _options;
+    internal TransNeXtConfig Config => _config;
 
-    Module<Tensor, Tensor> MakeHead(int numClasses) =>
-        numClasses > 0 ? TransNeXtInit.Linear(_options.EmbedDims[3], numClasses) : new Identity();
+    Module<Tensor, Tensor> MakeHead(int numClasses) => ClassifierHead.Linear(_config.EmbedDims[3], numClasses, WeightInit.Timm);
 
     /// <inheritdoc/>
     public override int NumClasses => _numClasses;
 
     /// <inheritdoc/>
-    public override int NumFeatures => _options.EmbedDims[3];
+    public override int NumFeatures => _config.EmbedDims[3];
 
     /// <inheritdoc/>
-    public override double DropPathRate => _options.DropPathRate;
+    public override double DropPathRate => _config.DropPathRate;
 
     /// <inheritdoc/>
-    public override int InputChannels => _options.InChans;
+    public override int InputChannels => _config.InChans;
 
     /// <inheritdoc/>
     public override IReadOnlyList<FeatureInfo> FeatureInfo =>
-        Enumerable.Range(0, 4).Select(i => new FeatureInfo(_options.EmbedDims[i], 4 << i, $"norm{i + 1}")).ToList();
+        Enumerable.Range(0, 4).Select(i => new FeatureInfo(_config.EmbedDims[i], 4 << i, $"norm{i + 1}")).ToList();
 
     /// <inheritdoc/>
-    public override IReadOnlyList<string> ClassifierKeys { get; } = new[] { "head.weight", "head.bias" };
-
-    /// <inheritdoc/>
-    public override int NumDepthGroups => _options.Depths.Sum() + 2;
-
-    /// <inheritdoc/>
-    public override IReadOnlyList<int> StageDepths => _options.Depths;
+    public override IReadOnlyList<int> StageDepths => _config.Depths;
 
     /// <inheritdoc/>
     /// <remarks>The official recipe also exempts names containing <c>query_embedding</c>, <c>relative_pos_bias_local</c>,
@@ -140,41 +128,17 @@ public sealed class TransNeXtModel : Backbone
         || parameterName.Contains("temperature", StringComparison.Ordinal);
 
     /// <inheritdoc/>
-    /// <remarks>0: patch_embed1; block k (over the whole network, in order): k + 1; patch_embed{s} of a later stage
-    /// goes with the first block of its stage and norm{s} of stages 1–3 with the last block of its stage;
-    /// norm4 and the head: the last group.</remarks>
-    public override int DepthGroupOf(string parameterName)
-    {
-        ArgumentNullException.ThrowIfNull(parameterName);
-        int last = NumDepthGroups - 1;
-        if (parameterName.StartsWith("head.", StringComparison.Ordinal) || parameterName.StartsWith("norm4.", StringComparison.Ordinal)) return last;
-        int before = 0;
-        for (int s = 1; s <= 4; s++)
-        {
-            int depth = _options.Depths[s - 1];
-            if (parameterName.StartsWith($"patch_embed{s}.", StringComparison.Ordinal)) return s == 1 ? 0 : Math.Min(before + 1, last - 1);
-            if (parameterName.StartsWith($"norm{s}.", StringComparison.Ordinal)) return Math.Max(before + depth, s == 1 ? 0 : 1);
-            string prefix = $"block{s}.";
-            if (parameterName.StartsWith(prefix, StringComparison.Ordinal))
-            {
-                var rest = parameterName[prefix.Length..];
-                int dot = rest.IndexOf('.');
-                if (dot > 0 && int.TryParse(rest[..dot], out int j) && j >= 0 && j < depth) return before + j + 1;
-            }
-            before += depth;
-        }
-        throw new ArgumentException($"{Variant}: '{parameterName}' is not a parameter of this model.", nameof(parameterName));
-    }
+    internal override DepthGroupTable DepthGroups => TransNeXtFamily.DepthGroups;
 
     /// <inheritdoc/>
     public override void CheckInputSize(long height, long width)
     {
-        int img = _options.ImgSize;
+        int img = _config.ImgSize;
         if (height != img || width != img)
             throw new InputSizeException(Variant, height, width,
                 $"this model was built for {img}x{img} (img_size {img}) and takes only that size, because its position-bias, " +
                 $"padding-mask and length-scale tables are made for one resolution; build it with img_size set to the input size " +
-                $"(a multiple of 32, keeping pretrain_size {_options.EffectivePretrainSize}) to run at another resolution");
+                $"(a multiple of 32, keeping pretrain_size {_config.EffectivePretrainSize}) to run at another resolution");
     }
 
     /// <summary>Runs the four stages; returns the normalised token maps of each stage (NCHW).</summary>
@@ -225,11 +189,7 @@ public sealed class TransNeXtModel : Backbone
     public override void ResetClassifier(int numClasses)
     {
         if (numClasses < 0) throw new ArgumentOutOfRangeException(nameof(numClasses), numClasses, "The class count must be 0 (no head) or more.");
-        var head = MakeHead(numClasses);
-        var device = _norms[3].Weight!.Device;
-        if (head is Linear l && !device.Equals(l.Weight.Device)) head.To(device);
-        _head = ReplaceModule("head", head);
-        _head.Train(Training);
+        _head = ReplaceHead("head", MakeHead(numClasses));
         _numClasses = numClasses;
     }
 

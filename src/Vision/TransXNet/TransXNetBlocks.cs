@@ -2,46 +2,13 @@
 // a Dual Dynamic Token Mixer for Visual Recognition" (TNNLS 2025). Computation follows the official code
 // (LMMMEng/TransXNet, models/transxnet.py) as measured in ../shared/specs/transxnet.md; state_dict names match it.
 // IDConv's per-sample depthwise convolution uses the official batch-folded grouped conv in eager mode; export traces
-// an exact im2col + batched-matmul form that keeps the batch dynamic.
+// an exact im2col + batched-matmul form that keeps the batch dynamic. ConvBn (mmcv ConvModule), the stem/downsampling
+// ConvBnPatchEmbed and LayerScale come from ../Layers.
 using MLNetExt.Nn;
 using MLNetExt.Torch;
+using MLNetExt.Vision.Layers;
 
 namespace MLNetExt.Vision.TransXNet;
-
-/// <summary>mmcv's ConvModule as the official code configures it: conv (bias only without a norm) → BN → optional
-/// GELU; keys <c>conv.*</c> and <c>bn.*</c>.</summary>
-internal sealed class ConvBn : Module<Tensor, Tensor>
-{
-    readonly Conv2d _conv;
-    readonly BatchNorm2d _bn;
-    readonly bool _gelu;
-
-    public ConvBn(long inChannels, long outChannels, long kernel, long stride = 1, long padding = 0, long groups = 1, bool gelu = false)
-    {
-        _conv = RegisterModule("conv", new Conv2d(inChannels, outChannels, kernel, stride, padding, groups: groups, bias: false));
-        _bn = RegisterModule("bn", new BatchNorm2d(outChannels));
-        _gelu = gelu;
-    }
-
-    public override Tensor Forward(Tensor x)
-    {
-        using var c = _conv.Call(x);
-        if (!_gelu) return _bn.Call(c);
-        using var n = _bn.Call(c);
-        return F.Gelu(n);
-    }
-}
-
-/// <summary>Stem and downsampling: <c>proj</c> = conv (no bias) → BN, no activation.</summary>
-internal sealed class PatchEmbed : Module<Tensor, Tensor>
-{
-    readonly ConvBn _proj;
-
-    public PatchEmbed(long inChannels, long embedDim, long patchSize, long stride, long padding) =>
-        _proj = RegisterModule("proj", new ConvBn(inChannels, embedDim, patchSize, stride, padding));
-
-    public override Tensor Forward(Tensor x) => _proj.Call(x);
-}
 
 /// <summary>OSRA (<c>global_unit</c>): attention whose keys and values come from an overlapping spatial reduction
 /// (strided depthwise conv → BN → GELU → 1×1 depthwise → BN, only when sr &gt; 1) plus a 3×3 depthwise local
@@ -223,21 +190,6 @@ internal sealed class MsFfn : Module<Tensor, Tensor>
         h = _drop.Call(_norm.Call(F.Gelu(h)));
         return _drop.Call(_fc2.Call(h)).MoveToOuterScope();
     }
-}
-
-/// <summary>Per-channel scale with a learnable bias: y = w[c]·x + b[c] (weight stored as (C,1,1,1) like the
-/// official depthwise 1×1 conv).</summary>
-internal sealed class LayerScale : Module<Tensor, Tensor>
-{
-    readonly Parameter _weight, _bias;
-
-    public LayerScale(long dim, double initValue)
-    {
-        _weight = RegisterParameter("weight", new Parameter(Tensor.Full(new[] { dim, 1, 1, 1 }, initValue)));
-        _bias = RegisterParameter("bias", new Parameter(Tensor.Zeros(new[] { dim })));
-    }
-
-    public override Tensor Forward(Tensor x) => F.Conv2d(x, _weight, _bias, groups: x.Size(1));
 }
 
 /// <summary>One block: x += DWConv7(x); x += DropPath(LS1(D-Mixer(GN1(x)))); x += DropPath(LS2(MS-FFN(GN1(x)))).</summary>

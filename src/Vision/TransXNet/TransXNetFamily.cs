@@ -41,6 +41,22 @@ public sealed class TransXNetFamily : BackboneFamily
         new("transxnet_b", "transxnet", """{"arch": "b"}""", Pretrained(0.95), 48_009_002, PaperTop1: 84.6, PaperGMacs: 8.3),
     };
 
+    // Test row (not official): the configuration of the parity fixture (tests/fixtures/transxnet/tiny.safetensors),
+    // whose tables are built for 112x112, run at its construction size.
+    static readonly BackboneVariant s_test = new("transxnet_test", "transxnet",
+        """{"image_size": 112, "arch": {"layers": [1, 1, 2, 1], "embed_dims": [16, 36, 48, 64], "kernel_size": [7, 7, 5, 3], "num_groups": [2, 2, 3, 2], "sr_ratio": [8, 4, 2, 1], "num_heads": [1, 2, 3, 4], "mlp_ratios": [4, 3, 2, 2], "layer_scale_init_value": 1e-05}, "num_classes": 10}""",
+        Pretrained(0.9) with { Height = 112, Width = 112, NumClasses = 10 }, 176_360);
+
+    /// <summary>Depth groups: the stem → 0; the blocks in order (<c>network.{0,2,4,6}.{j}</c>) → 1..n; each stage's
+    /// position table (<c>relative_pos_enc.{s}</c>) and the downsampling before it (<c>network.{1,3,5}</c>) with the
+    /// stage's first block; everything else (classifier, the dense-task norms) → n + 1.</summary>
+    internal static readonly DepthGroupTable DepthGroups = new(
+        new(@"patch_embed(\.|$)", DepthGroupKind.Stem),
+        new(@"relative_pos_enc\.(?<stage>\d+)$", DepthGroupKind.StageStart),
+        new(@"network\.(?<stage>[0246])\.(?<block>\d+)(\.|$)", DepthGroupKind.Block, StageDivisor: 2),
+        new(@"network\.(?<stage>[135])(\.|$)", DepthGroupKind.StageStart, StageOffset: 1, StageDivisor: 2),
+        new(@"", DepthGroupKind.Head));
+
     /// <inheritdoc/>
     public override string Name => "transxnet";
 
@@ -48,7 +64,22 @@ public sealed class TransXNetFamily : BackboneFamily
     public override IReadOnlyList<BackboneVariant> Variants => Table;
 
     /// <inheritdoc/>
+    internal override BackboneVariant TestVariant => s_test;
+
+    /// <inheritdoc/>
+    protected override string CustomName => "transxnet (custom)";
+
+    /// <inheritdoc/>
     protected internal override Backbone Build(BackboneConfig kwargs, BackboneVariant? variant)
+    {
+        var o = ReadConfig(kwargs);
+        var pretrained = variant?.Pretrained ?? Pretrained(0.9);
+        pretrained = pretrained with { InputChannels = o.InChans, NumClasses = o.ForkFeat ? 0 : o.NumClasses };
+        return new TransXNetModel(variant?.Name ?? CustomName, pretrained, o);
+    }
+
+    /// <summary>Reads the config record from the official keyword arguments, validated.</summary>
+    internal static TransXNetConfig ReadConfig(BackboneConfig kwargs)
     {
         var (imageH, imageW) = ImageSize(kwargs);
         var arch = ReadArch(kwargs);
@@ -59,7 +90,7 @@ public sealed class TransXNetFamily : BackboneFamily
         kwargs.DefaultOnly("pretrained", n => n is null || (n is JsonValue v && v.TryGetValue(out bool b) && !b), "null; load weights with Backbones.Load");
         kwargs.Ignore("grad_checkpoint", "activation checkpointing changes memory use only");
         kwargs.Ignore("checkpoint_stage", "activation checkpointing changes memory use only");
-        var o = new TransXNetOptions(arch, imageH, imageW,
+        var o = new TransXNetConfig(arch, imageH, imageW,
             InChans: Positive(kwargs, "in_chans", 3), InPatchSize: Positive(kwargs, "in_patch_size", 7),
             InStride: Positive(kwargs, "in_stride", 4), InPad: NonNegative(kwargs, "in_pad", 3),
             DownPatchSize: Positive(kwargs, "down_patch_size", 3), DownStride: Positive(kwargs, "down_stride", 2),
@@ -68,9 +99,7 @@ public sealed class TransXNetFamily : BackboneFamily
             NumClasses: NonNegative(kwargs, "num_classes", 1000), ForkFeat: kwargs.Bool("fork_feat", false),
             StartLevel: NonNegative(kwargs, "start_level", 0));
         kwargs.Finish();
-        var pretrained = variant?.Pretrained ?? Pretrained(0.9);
-        pretrained = pretrained with { InputChannels = o.InChans, NumClasses = o.ForkFeat ? 0 : o.NumClasses };
-        return new TransXNetBackbone(variant?.Name ?? "transxnet (custom)", pretrained, o);
+        return o;
     }
 
     /// <summary>The official 384 fine-tune may carry tables of another size than 224's: the construction resolution
@@ -84,14 +113,14 @@ public sealed class TransXNetFamily : BackboneFamily
         var (imageH, imageW) = ImageSize(probe);
         int stride = probe.Int("in_stride", 4);
         int sr = ReadArch(probe).SrRatio[0];
-        long h0 = TransXNetBackbone.CeilDiv(imageH, stride), w0 = TransXNetBackbone.CeilDiv(imageW, stride);
-        if (h0 * w0 == n && TransXNetBackbone.CeilDiv(h0, sr) * TransXNetBackbone.CeilDiv(w0, sr) == m) return;
+        long h0 = TransXNetModel.CeilDiv(imageH, stride), w0 = TransXNetModel.CeilDiv(imageW, stride);
+        if (h0 * w0 == n && TransXNetModel.CeilDiv(h0, sr) * TransXNetModel.CeilDiv(w0, sr) == m) return;
         // Prefer the most square grid (h ≥ w) consistent with both N and M.
         for (long w = (long)Math.Sqrt(n); w >= 1; w--)
         {
             if (n % w != 0) continue;
             long h = n / w;
-            if (TransXNetBackbone.CeilDiv(h, sr) * TransXNetBackbone.CeilDiv(w, sr) != m) continue;
+            if (TransXNetModel.CeilDiv(h, sr) * TransXNetModel.CeilDiv(w, sr) != m) continue;
             kwargs["image_size"] = h == w ? JsonValue.Create(h * stride) : new JsonArray(h * stride, w * stride);
             return;
         }

@@ -86,30 +86,6 @@ public sealed class SmtBehaviourTests
     }
 
     [TestMethod]
-    public void ResetClassifierMakesAFreshHeadOrAnIdentity()
-    {
-        using var scope = TensorScope.Begin();
-        using var m = Custom();
-        m.Eval();
-        using var x = SmtFixtures.FormulaInput(2, 40, 36);
-        m.ResetClassifier(3);
-        Assert.AreEqual(3, m.NumClasses);
-        var sd = m.StateDict().ToDictionary(kv => kv.Key, kv => kv.Value);
-        CollectionAssert.AreEqual(new long[] { 3, 32 }, sd["head.weight"].Shape);
-        using (var b = sd["head.bias"].Abs().Max()) Assert.AreEqual(0f, b.ToArray<float>()[0]);
-        using (var y = m.Call(x)) CollectionAssert.AreEqual(new long[] { 2, 3 }, y.Shape);
-        m.ResetClassifier(0);
-        Assert.AreEqual(0, m.NumClasses);
-        Assert.IsFalse(m.StateDict().Any(kv => kv.Key.StartsWith("head", StringComparison.Ordinal)));
-        using var pooled = m.Call(x);
-        using var pre = m.ForwardFeatures(x);
-        using var expected = m.ForwardHead(pre, preLogits: true);
-        CollectionAssert.AreEqual(new long[] { 2, 32 }, pooled.Shape);
-        TensorAssert.Close(expected, pooled, 0, 0, "identity head returns the pooled features");
-        Assert.IsFalse(m.Training, "the new head follows the model's mode");
-    }
-
-    [TestMethod]
     public void InputSizesAndErrors()
     {
         using var scope = TensorScope.Begin();

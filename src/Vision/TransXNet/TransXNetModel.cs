@@ -1,5 +1,6 @@
 using MLNetExt.Nn;
 using MLNetExt.Torch;
+using MLNetExt.Vision.Layers;
 
 namespace MLNetExt.Vision.TransXNet;
 
@@ -8,8 +9,8 @@ internal sealed record TransXNetArch(
     int[] Layers, int[] EmbedDims, int[] KernelSize, int[] NumGroups, int[] SrRatio, int[] NumHeads,
     double[] MlpRatios, double? LayerScaleInitValue);
 
-/// <summary>Everything the official constructor takes that shapes the model.</summary>
-internal sealed record TransXNetOptions(
+/// <summary>The family's config record: everything the official constructor takes that shapes the model.</summary>
+internal sealed record TransXNetConfig(
     TransXNetArch Arch, int ImageHeight, int ImageWidth, int InChans, int InPatchSize, int InStride, int InPad,
     int DownPatchSize, int DownStride, int DownPad, double DropRate, double DropPathRate, int NumClasses,
     bool ForkFeat, int StartLevel);
@@ -22,26 +23,26 @@ internal sealed record TransXNetOptions(
 /// (stage 1, down 1, stage 2, down 2, stage 3, down 3, stage 4), then <c>classifier</c> (GN1 → pool → 1×1 conv), or
 /// with <c>fork_feat</c> the per-stage norms <c>norm0/2/4/6</c> for dense tasks.
 /// </summary>
-public sealed class TransXNetBackbone : Backbone
+public sealed class TransXNetModel : Backbone, IExportFormulation
 {
     static readonly int[] StagePositions = { 0, 2, 4, 6 };
 
-    readonly TransXNetOptions _o;
-    readonly PatchEmbed _patchEmbed;
+    readonly TransXNetConfig _o;
+    readonly ConvBnPatchEmbed _patchEmbed;
     readonly ParameterList _positionBias;
     readonly ModuleList<Module> _network;
     Module<Tensor, Tensor>? _classifier;
     readonly Module<Tensor, Tensor>?[] _stageNorms = new Module<Tensor, Tensor>?[4];
-    readonly int[] _blockOffset = new int[4];
     readonly List<FeatureInfo> _featureInfo = new();
     int _numClasses;
+    bool _exportFriendly;
 
-    internal TransXNetBackbone(string variant, PretrainedConfig pretrained, TransXNetOptions o) : base("transxnet", variant, pretrained)
+    internal TransXNetModel(string variant, PretrainedConfig pretrained, TransXNetConfig o) : base("transxnet", variant, pretrained)
     {
         _o = o;
         var a = o.Arch;
-        int depth = a.Layers.Sum();
-        _patchEmbed = RegisterModule("patch_embed", new PatchEmbed(o.InChans, a.EmbedDims[0], o.InPatchSize, o.InStride, o.InPad));
+        var dpr = DropPathSchedule.Linear(o.DropPathRate, a.Layers.Sum());
+        _patchEmbed = RegisterModule("patch_embed", new ConvBnPatchEmbed(o.InChans, a.EmbedDims[0], o.InPatchSize, o.InStride, o.InPad));
 
         // Position tables are sized from the construction resolution: ceil(size/in_stride), then ceil(/2) per stage.
         _positionBias = RegisterModule("relative_pos_enc", new ParameterList());
@@ -59,14 +60,13 @@ public sealed class TransXNetBackbone : Backbone
         int index = 0;
         for (int s = 0; s < 4; s++)
         {
-            _blockOffset[s] = index;
             var stage = new ModuleList<Block>();
             for (int b = 0; b < a.Layers[s]; b++, index++)
                 stage.Add(new Block(a.EmbedDims[s], a.KernelSize[s], a.SrRatio[s], a.NumGroups[s], a.NumHeads[s], a.MlpRatios[s],
-                                    o.DropRate, depth > 1 ? o.DropPathRate * index / (depth - 1) : 0, a.LayerScaleInitValue, () => ExportFriendly));
+                                    o.DropRate, dpr[index], a.LayerScaleInitValue, () => _exportFriendly));
             _network.Add(stage);
             if (s < 3)
-                _network.Add(new PatchEmbed(a.EmbedDims[s], a.EmbedDims[s + 1], o.DownPatchSize, o.DownStride, o.DownPad));
+                _network.Add(new ConvBnPatchEmbed(a.EmbedDims[s], a.EmbedDims[s + 1], o.DownPatchSize, o.DownStride, o.DownPad));
         }
 
         if (o.ForkFeat)
@@ -80,26 +80,18 @@ public sealed class TransXNetBackbone : Backbone
             _numClasses = o.NumClasses;
             _classifier = RegisterModule<Module<Tensor, Tensor>>("classifier", o.NumClasses > 0 ? MakeClassifier(o.NumClasses) : new Identity());
         }
-        InitWeights(this);
+        // the official initialisation: every Conv2d trunc-normal(0.02) weights and zero bias; norms weight 1, bias 0
+        // (their defaults); IDConv banks trunc-normal (set by the layer); layer scales and tables as built
+        WeightInit.TruncNormalConvs.Apply(this);
     }
+
+    /// <inheritdoc/>
+    bool IExportFormulation.ExportFriendly { get => _exportFriendly; set => _exportFriendly = value; }
 
     internal static long CeilDiv(long a, long b) => (a + b - 1) / b;
 
     Sequential MakeClassifier(int numClasses) => new(
         new GroupNorm(1, _o.Arch.EmbedDims[^1]), new AdaptiveAvgPool2d(1), new Conv2d(_o.Arch.EmbedDims[^1], numClasses, 1));
-
-    /// <summary>The official initialisation: every Conv2d trunc-normal(0.02) weights and zero bias; norms weight 1,
-    /// bias 0 (their defaults); IDConv banks trunc-normal (set by the layer); layer scales and tables as built.</summary>
-    static void InitWeights(Module root)
-    {
-        using (Autograd.NoGrad())
-            foreach (var (_, m) in root.NamedModules())
-                if (m is Conv2d conv)
-                {
-                    Init.TruncNormal_(conv.Weight, std: 0.02);
-                    if (conv.Bias is not null) Init.Zeros_(conv.Bias);
-                }
-    }
 
     /// <inheritdoc/>
     public override int NumClasses => _numClasses;
@@ -138,7 +130,7 @@ public sealed class TransXNetBackbone : Backbone
         var x = _patchEmbed.Call(images);
         for (int s = 0; s < 4; s++)
         {
-            if (s > 0) x = ((PatchEmbed)_network[StagePositions[s] - 1]).Call(x);
+            if (s > 0) x = ((ConvBnPatchEmbed)_network[StagePositions[s] - 1]).Call(x);
             var bias = StagePositionBias(s, x.Size(2), x.Size(3));
             foreach (var block in (ModuleList<Block>)_network[StagePositions[s]])
                 x = block.Forward(x, bias);
@@ -192,10 +184,8 @@ public sealed class TransXNetBackbone : Backbone
             replacement = new Sequential(DetachNorm(norm), new AdaptiveAvgPool2d(1), new Conv2d(NumFeatures, numClasses, 1));
         }
         else replacement = MakeClassifier(numClasses);
-        InitWeights(replacement);
-        var device = _positionBias[0].Device;
-        if (device != Device.Cpu) replacement.To(device);
-        _classifier = ReplaceModule("classifier", replacement); // disposes the old head (the norm was copied)
+        WeightInit.TruncNormalConvs.Apply(replacement);
+        _classifier = ReplaceHead("classifier", replacement); // disposes the old head (the norm was copied)
         _numClasses = numClasses;
     }
 
@@ -228,8 +218,8 @@ public sealed class TransXNetBackbone : Backbone
     }
 
     /// <inheritdoc/>
-    public override IReadOnlyList<string> ClassifierKeys =>
-        _classifier is Sequential ? new[] { "classifier.2.weight", "classifier.2.bias" } : Array.Empty<string>();
+    /// <remarks>None when the model has no classifier (0 classes, or <c>fork_feat</c>).</remarks>
+    public override IReadOnlyList<string> ClassifierKeys => _classifier is Sequential ? base.ClassifierKeys : Array.Empty<string>();
 
     /// <inheritdoc/>
     /// <remarks>The classifier's norm and conv; for a dense (fork_feat) model the per-stage norms, which ImageNet
@@ -240,26 +230,8 @@ public sealed class TransXNetBackbone : Backbone
         : Array.Empty<string>();
 
     /// <inheritdoc/>
-    public override int NumDepthGroups => _o.Arch.Layers.Sum() + 2;
-
-    /// <inheritdoc/>
     public override IReadOnlyList<int> StageDepths => _o.Arch.Layers;
 
     /// <inheritdoc/>
-    /// <remarks>0: stem; 1..n: blocks in order, each stage's position table and the downsampling before it with the
-    /// stage's first block; n+1: classifier or the dense-task norms.</remarks>
-    public override int DepthGroupOf(string parameterName)
-    {
-        var parts = parameterName.Split('.');
-        switch (parts[0])
-        {
-            case "patch_embed": return 0;
-            case "relative_pos_enc": return 1 + _blockOffset[int.Parse(parts[1])];
-            case "network":
-                int position = int.Parse(parts[1]);
-                int stage = (position + 1) / 2;
-                return 1 + _blockOffset[stage] + (position % 2 == 0 ? int.Parse(parts[2]) : 0);
-            default: return NumDepthGroups - 1;
-        }
-    }
+    internal override DepthGroupTable DepthGroups => TransXNetFamily.DepthGroups;
 }

@@ -1,0 +1,327 @@
+using System.Text.Json.Nodes;
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using MLNetExt.Data;
+using MLNetExt.Export;
+using MLNetExt.MLNet;
+using MLNetExt.OnnxRuntime;
+using MLNetExt.Serialization;
+using MLNetExt.Tests.MLNet;
+using MLNetExt.Torch;
+using MLNetExt.Vision;
+
+namespace MLNetExt.Tests.Vision;
+
+/// <summary>
+/// The backbone contract, checked on every registered family through its test row (<see cref="BackboneFamily.TestVariant"/>,
+/// a tiny configuration): the rows come from <see cref="Backbones.Families"/>, so a new family is covered as soon as it
+/// is registered (timm's tests/test_models.py does the same over its registry). Weights are perturbed (BatchNorm
+/// statistics included) so that nothing passes by symmetry.
+/// </summary>
+[TestClass]
+public sealed class BackboneRegistryTests
+{
+    public static IEnumerable<object[]> Families => Backbones.Families.Select(f => new object[] { f.Name });
+
+    static BackboneFamily Family(string name) => Backbones.Family(name);
+
+    /// <summary>The family's test row with deterministic perturbed weights, in eval mode.</summary>
+    static Backbone Tiny(string family, int seed = 1, int? numClasses = null)
+    {
+        var model = Backbones.CreateTest(Family(family), numClasses);
+        Perturb(model, seed);
+        model.Eval();
+        return model;
+    }
+
+    /// <summary>Adds noise to every floating-point state entry (running variances are scaled, staying positive).</summary>
+    static void Perturb(Backbone model, int seed)
+    {
+        TorchRuntime.ManualSeed((ulong)seed);
+        using var scope = TensorScope.Begin();
+        using var noGrad = Autograd.NoGrad();
+        foreach (var (key, value) in model.StateDict())
+        {
+            if (value.DType != DType.Float32) continue;
+            if (key.EndsWith("running_var", StringComparison.Ordinal)) value.Mul_(Tensor.Rand(value.Shape).Add(0.5));
+            else value.Add_(Tensor.Randn(value.Shape).Mul(0.05));
+        }
+    }
+
+    /// <summary>Normalised-looking input of the row's size.</summary>
+    static Tensor Input(Backbone model, long batch, int seed, int? height = null, int? width = null)
+    {
+        TorchRuntime.ManualSeed((ulong)seed);
+        return Tensor.Randn(new long[] { batch, model.InputChannels, height ?? model.PretrainedConfig.Height, width ?? model.PretrainedConfig.Width });
+    }
+
+    static Dictionary<string, Tensor> State(Backbone model) => model.StateDict().ToDictionary(kv => kv.Key, kv => kv.Value);
+
+    [TestMethod]
+    public void EveryFamilyHasATestRow_ThatIsNotAnOfficialVariant()
+    {
+        foreach (var family in Backbones.Families)
+        {
+            var row = family.TestVariant;
+            Assert.AreEqual(family.Name, row.Family);
+            Assert.AreEqual($"{family.Name}_test", row.Name);
+            Assert.IsFalse(family.Variants.Any(v => v.Name == row.Name), $"{row.Name} is listed as an official variant");
+            Assert.IsFalse(Backbones.Variants.Any(v => v.Name == row.Name), $"{row.Name} is in the registry's variants");
+            Assert.ThrowsExactly<ArgumentException>(() => Backbones.Find(row.Name));
+
+            using var model = Backbones.CreateTest(family);
+            Assert.AreEqual(row.Name, model.Variant);
+            Assert.AreEqual(family.Name, model.Family);
+            Assert.AreEqual(row.ParameterCount, model.ParameterCount(), $"{row.Name}: parameter count of the row");
+            Assert.IsLessThan(2_000_000L, row.ParameterCount, $"{row.Name} is meant to be tiny");
+            model.CheckInputSize(row.Pretrained.Height, row.Pretrained.Width);
+
+            // names taken from the pretrained configuration exist: the first conv takes the input channels, the
+            // classifier has one row per class, and its keys are the last entries of the state_dict
+            var state = State(model);
+            Assert.IsTrue(state.ContainsKey(model.FirstConvWeightKey), $"{row.Name}: first conv '{model.FirstConvWeightKey}'");
+            Assert.AreEqual(model.InputChannels, state[model.FirstConvWeightKey].Size(1), $"{row.Name}: first conv input channels");
+            CollectionAssert.AreEqual(new[] { model.PretrainedConfig.Classifier + ".weight", model.PretrainedConfig.Classifier + ".bias" }, model.ClassifierKeys.ToArray());
+            Assert.AreEqual(model.NumClasses, state[model.ClassifierKeys[0]].Size(0));
+            CollectionAssert.AreEqual(model.ClassifierKeys.ToArray(), model.StateDict().TakeLast(2).Select(kv => kv.Key).ToArray(), $"{row.Name}: classifier last");
+        }
+    }
+
+    [TestMethod]
+    [DynamicData(nameof(Families))]
+    public void FeatureInfo_MatchesForwardStages(string family)
+    {
+        using var scope = TensorScope.Begin();
+        using var model = Tiny(family);
+        var info = model.FeatureInfo;
+        Assert.HasCount(model.StageDepths.Count, info);
+        CollectionAssert.AreEqual(new[] { 4, 8, 16, 32 }, info.Select(f => f.Reduction).ToArray(), $"{family}: reductions");
+        var modules = model.NamedModules().Select(m => m.Name).ToHashSet();
+        foreach (var f in info) Assert.IsTrue(modules.Contains(f.Module), $"{family}: FeatureInfo names module '{f.Module}', which the model lacks");
+
+        // the row's size, and a non-square size that is not a multiple of 32 where the family takes one
+        var sizes = new List<(int H, int W)> { (model.PretrainedConfig.Height, model.PretrainedConfig.Width) };
+        try { model.CheckInputSize(100, 76); sizes.Add((100, 76)); } catch (InputSizeException) { }
+        using var noGrad = Autograd.NoGrad();
+        foreach (var (h, w) in sizes)
+        {
+            var x = Input(model, 2, 3, h, w);
+            var stages = model.ForwardStages(x);
+            Assert.HasCount(info.Count, stages);
+            for (int s = 0; s < info.Count; s++)
+                CollectionAssert.AreEqual(new long[] { 2, info[s].Channels, (h + info[s].Reduction - 1) / info[s].Reduction, (w + info[s].Reduction - 1) / info[s].Reduction },
+                    stages[s].Shape, $"{family} {h}x{w}: stage {s} against FeatureInfo");
+            var features = model.ForwardFeatures(x);
+            TensorAssert.Equal(stages[^1], features, $"{family} {h}x{w}: ForwardFeatures = last stage");
+            var pre = model.ForwardHead(features, preLogits: true);
+            CollectionAssert.AreEqual(new long[] { 2, model.NumFeatures }, pre.Shape, $"{family}: pre-logits width");
+            TensorAssert.Close(model.Call(x), model.ForwardHead(features), 1e-6, 1e-6, $"{family} {h}x{w}: Forward = ForwardHead(ForwardFeatures)");
+        }
+    }
+
+    [TestMethod]
+    [DynamicData(nameof(Families))]
+    public void EveryParameterFallsInADepthGroup_AndStagesAreConsistent(string family)
+    {
+        using var model = Backbones.CreateTest(Family(family));
+        int n = model.NumDepthGroups, stages = model.StageDepths.Count;
+        Assert.AreEqual(model.StageDepths.Sum() + 2, n);
+        var depths = model.ParameterDepths();
+        Assert.AreEqual(model.Parameters().Count(), depths.Count);
+        foreach (var (name, _, group) in depths)
+        {
+            Assert.IsTrue(group >= 0 && group < n, $"{family}: '{name}' in group {group}, outside [0, {n})");
+            int stage = model.StageOf(name);
+            Assert.IsTrue(stage >= 0 && stage <= stages + 1, $"{family}: '{name}' in stage {stage}");
+            Assert.AreEqual(group == 0, stage == 0, $"{family}: '{name}': stage 0 is exactly group 0");
+            Assert.AreEqual(group == n - 1, stage == stages + 1, $"{family}: '{name}': the last stage is exactly the last group");
+        }
+        // every group is used; stage s holds as many block groups as it has blocks; the first conv is the stem and
+        // the classifier the head
+        CollectionAssert.AreEqual(Enumerable.Range(0, n).ToArray(), depths.Select(d => d.Group).Distinct().OrderBy(g => g).ToArray(), $"{family}: groups used");
+        for (int s = 1; s <= stages; s++)
+            Assert.AreEqual(model.StageDepths[s - 1], depths.Where(d => model.StageOf(d.Name) == s).Select(d => d.Group).Distinct().Count(), $"{family}: block groups of stage {s}");
+        Assert.AreEqual(0, model.DepthGroupOf(model.FirstConvWeightKey));
+        foreach (var key in model.ClassifierKeys) Assert.AreEqual(n - 1, model.DepthGroupOf(key), key);
+    }
+
+    [TestMethod]
+    [DynamicData(nameof(Families))]
+    public void ResetClassifier_ReplacesOnlyTheClassifier(string family)
+    {
+        using var scope = TensorScope.Begin();
+        using var model = Tiny(family);
+        var x = Input(model, 2, 5);
+        var keys = model.ClassifierKeys.ToArray();
+        var before = model.StateDict().Where(kv => !keys.Contains(kv.Key)).ToDictionary(kv => kv.Key, kv => kv.Value.Clone());
+        using var noGrad = Autograd.NoGrad();
+        var pre = model.ForwardHead(model.ForwardFeatures(x), preLogits: true);
+
+        model.ResetClassifier(3);
+        Assert.AreEqual(3, model.NumClasses);
+        CollectionAssert.AreEqual(keys, model.ClassifierKeys.ToArray(), $"{family}: classifier keys from the pretrained configuration");
+        var state = State(model);
+        Assert.AreEqual(3, state[keys[0]].Size(0));
+        Assert.AreEqual(model.NumFeatures, state[keys[0]].Size(1));
+        CollectionAssert.AreEqual(new long[] { 3 }, state[keys[1]].Shape);
+        Assert.AreEqual(0.0, state[keys[1]].Abs().Max().ToDouble(), $"{family}: fresh bias is zero");
+        CollectionAssert.AreEqual(keys, model.StateDict().TakeLast(2).Select(kv => kv.Key).ToArray(), $"{family}: classifier last in the state_dict");
+        foreach (var (key, value) in before) TensorAssert.Equal(value, state[key], $"{family}: {key} unchanged by ResetClassifier");
+        foreach (var (name, m) in model.NamedModules()) Assert.IsFalse(m.Training, $"{family}: '{name}' follows the model's eval mode");
+        CollectionAssert.AreEqual(new long[] { 2, 3 }, model.Call(x).Shape);
+        TensorAssert.Equal(pre, model.ForwardHead(model.ForwardFeatures(x), preLogits: true), $"{family}: pre-logits unchanged");
+
+        model.ResetClassifier(0);
+        Assert.AreEqual(0, model.NumClasses);
+        Assert.IsFalse(model.StateDict().Any(kv => keys.Contains(kv.Key)), $"{family}: no classifier entries at 0 classes");
+        var pooled = model.Call(x);
+        CollectionAssert.AreEqual(new long[] { 2, model.NumFeatures }, pooled.Shape);
+        TensorAssert.Equal(model.ForwardHead(model.ForwardFeatures(x), preLogits: true), pooled, $"{family}: without a classifier the model returns the pre-logits");
+        // a top-level classifier (head) is all the pre-logits skip; TransXNet's classifier.2 sits after its own norm,
+        // which goes with it
+        if (!model.PretrainedConfig.Classifier.Contains('.'))
+            TensorAssert.Equal(pre, pooled, $"{family}: the pre-logits do not depend on the classifier");
+
+        model.ResetClassifier(4);
+        CollectionAssert.AreEqual(new long[] { 2, 4 }, model.Call(x).Shape);
+        CollectionAssert.AreEqual(keys, model.ClassifierKeys.ToArray());
+    }
+
+    [TestMethod]
+    [DynamicData(nameof(Families))]
+    public void StateDict_SavedAndLoaded_GivesIdenticalOutputs(string family)
+    {
+        using var scope = TensorScope.Begin();
+        using var model = Tiny(family, seed: 2);
+        // one training step's worth of BatchNorm statistics, so the buffers differ from a fresh model's too
+        model.Train();
+        using (Autograd.NoGrad()) model.Call(Input(model, 2, 6));
+        model.Eval();
+        var path = Path.Combine(Path.GetTempPath(), $"mlnetext-{family}-{Guid.NewGuid():N}.safetensors");
+        try
+        {
+            SafeTensors.Save(path, model.StateDict());
+            using var fresh = Backbones.CreateTest(Family(family));
+            fresh.Eval();
+            var x = Input(model, 2, 7);
+            using var noGrad = Autograd.NoGrad();
+            Assert.IsGreaterThan(1e-3, (fresh.Call(x) - model.Call(x)).Abs().Max().ToDouble(), $"{family}: a fresh model differs before loading");
+            using var weights = Backbones.LoadWeightsFile(path);
+            var load = fresh.LoadPretrained(weights);
+            Assert.IsEmpty(load.SkippedHeadKeys);
+            CollectionAssert.AreEqual(model.StateDict().Select(kv => kv.Key).ToArray(), fresh.StateDict().Select(kv => kv.Key).ToArray());
+            foreach (var ((key, a), (_, b)) in model.StateDict().Zip(fresh.StateDict())) TensorAssert.Equal(a, b, $"{family}: {key}");
+            TensorAssert.Equal(model.Call(x), fresh.Call(x), $"{family}: logits after the round trip");
+            var stagesA = model.ForwardStages(x);
+            var stagesB = fresh.ForwardStages(x);
+            for (int s = 0; s < stagesA.Count; s++) TensorAssert.Equal(stagesA[s], stagesB[s], $"{family}: stage {s} after the round trip");
+        }
+        finally { File.Delete(path); }
+    }
+
+    /// <summary>The exported graph against libtorch at two batch sizes, with the normalised input (logits, Score and
+    /// features) and with the ML.NET pixel layout (the graph crops and normalises).</summary>
+    [TestMethod]
+    [DynamicData(nameof(Families))]
+    public void OnnxExport_MatchesLibtorchAtTwoBatchSizes_InBothInputLayouts(string family)
+    {
+        using var scope = TensorScope.Begin();
+        using var model = Tiny(family, seed: 3);
+        var cfg = model.PretrainedConfig;
+        int h = cfg.Height, w = cfg.Width;
+        var dir = Directory.CreateTempSubdirectory("mlnetext-registry-");
+        try
+        {
+            var nonePath = Path.Combine(dir.FullName, "none.onnx");
+            var mlnetPath = Path.Combine(dir.FullName, "mlnet.onnx");
+            OnnxExporter.Export(model, nonePath, new OnnxExportOptions { Preprocess = OnnxPreprocess.None, IncludeFeatures = true });
+            OnnxExporter.Export(model, mlnetPath, new OnnxExportOptions());
+            Assert.IsFalse(model.Training, "the exporter restores the mode");
+            using var none = OnnxSession.FromFile(nonePath);
+            using var mlnet = OnnxSession.FromFile(mlnetPath);
+            var crop = EvalCrop.For(h, w, cfg.CropPct);
+            int rh = crop.ResizeHeight, rw = crop.ResizeWidth;
+            CollectionAssert.AreEqual(new long[] { -1, 3, h, w }, none.Inputs[0].Dimensions.ToArray(), $"{family}: dynamic batch");
+            CollectionAssert.AreEqual(new long[] { -1, 3, rh, rw }, mlnet.Inputs[0].Dimensions.ToArray(), $"{family}: ML.NET layout at the resize size");
+            foreach (long n in new long[] { 1, 3 })
+            {
+                using var inner = TensorScope.Begin();
+                var raw = new float[n * 3 * rh * rw];
+                var rng = new Random((int)n);
+                for (int i = 0; i < raw.Length; i++) raw[i] = rng.Next(256);
+                var x = CropAndNormalise(raw, n, crop, cfg);
+                using var noGrad = Autograd.NoGrad();
+                var logits = model.Call(x);
+                var score = logits.Softmax(-1);
+                var features = model.ForwardHead(model.ForwardFeatures(x), preLogits: true);
+                long k = model.NumClasses;
+                using var r1 = none.Run("input", OnnxTensor.FromArray(x.ToArray<float>(), n, 3, h, w));
+                using var r2 = mlnet.Run("image", OnnxTensor.FromArray(raw, n, 3, rh, rw));
+                string at = $"{family} batch {n}";
+                TensorAssert.Close(logits, Tensor.FromArray<float>(r1["logits"].ToArray<float>(), new[] { n, k }), Tolerances.OnnxExportParity, 0, $"{at}: logits (normalised input)");
+                TensorAssert.Close(score, Tensor.FromArray<float>(r1["Score"].ToArray<float>(), new[] { n, k }), Tolerances.OnnxExportParity, 0, $"{at}: Score (normalised input)");
+                TensorAssert.Close(features, Tensor.FromArray<float>(r1["features"].ToArray<float>(), features.Shape), Tolerances.OnnxExportParity, 0, $"{at}: features");
+                TensorAssert.Close(logits, Tensor.FromArray<float>(r2["logits"].ToArray<float>(), new[] { n, k }), Tolerances.OnnxExportParity, 0, $"{at}: logits (ML.NET layout)");
+                TensorAssert.Close(score, Tensor.FromArray<float>(r2["Score"].ToArray<float>(), new[] { n, k }), Tolerances.OnnxExportParity, 0, $"{at}: Score (ML.NET layout)");
+            }
+        }
+        finally { dir.Delete(true); }
+    }
+
+    /// <summary>An ONNX export saved as an ML.NET model.zip, loaded with <c>mlContext.Model.Load</c>, scores a picture
+    /// at the graph's input size as libtorch does on the same pixels, with the class names as slot names.</summary>
+    [TestMethod]
+    [DynamicData(nameof(Families))]
+    public void MLNetModelZip_SavedAndLoaded_ScoresAsLibtorch(string family)
+    {
+        using var scope = TensorScope.Begin();
+        using var model = Tiny(family, seed: 4);
+        var cfg = model.PretrainedConfig;
+        var labels = Enumerable.Range(0, model.NumClasses).Select(i => $"class {i}").ToArray();
+        var dir = Directory.CreateTempSubdirectory("mlnetext-registry-mlnet-");
+        try
+        {
+            var onnx = Path.Combine(dir.FullName, "model.onnx");
+            var zip = Path.Combine(dir.FullName, "model.zip");
+            OnnxExporter.Export(model, onnx, new OnnxExportOptions { Labels = labels });
+            MLNetModelFile.Save(onnx, zip);
+
+            var ml = new MLContext(seed: 1);
+            var loaded = ml.Model.Load(zip, out var inputSchema);
+            Assert.AreEqual(MLNetModelFile.ImagePathColumn, inputSchema.Single().Name);
+            var crop = EvalCrop.For(cfg.Height, cfg.Width, cfg.CropPct);
+            // a picture already at the resize size: ML.NET's resize leaves it as it is, so only the graph's crop acts
+            var picture = ExportedClassifier.WritePicture(dir.FullName, "p.png", crop.ResizeWidth, crop.ResizeHeight, 7);
+            var scored = loaded.Transform(ml.Data.LoadFromEnumerable(new[] { new ImageRow { ImagePath = picture } }));
+            var slots = new VBuffer<ReadOnlyMemory<char>>();
+            scored.Schema["Score"].GetSlotNames(ref slots);
+            CollectionAssert.AreEqual(labels, slots.DenseValues().Select(s => s.ToString()).ToArray());
+            var mlnetScore = scored.GetColumn<float[]>("Score").Single();
+
+            var image = ImageDecoder.DecodeFile(picture);
+            var raw = new float[3 * image.Height * image.Width];
+            for (int c = 0; c < 3; c++)
+                for (int i = 0; i < image.Height * image.Width; i++)
+                    raw[c * image.Height * image.Width + i] = image.Pixels[i * 3 + c];
+            using var noGrad = Autograd.NoGrad();
+            var expected = model.Call(CropAndNormalise(raw, 1, crop, cfg)).Softmax(-1);
+            TensorAssert.Close(expected, Tensor.FromArray<float>(mlnetScore, new long[] { 1, labels.Length }), Tolerances.OnnxExportParity, 0, $"{family}: ML.NET Score vs libtorch");
+        }
+        finally { dir.Delete(true); }
+    }
+
+    /// <summary>The evaluation centre crop of 0-255 planar RGB pixels at the resize size, normalised with the model's mean/std.</summary>
+    static Tensor CropAndNormalise(float[] raw, long n, EvalCrop crop, PretrainedConfig cfg)
+    {
+        int h = crop.Height, w = crop.Width, rh = crop.ResizeHeight, rw = crop.ResizeWidth;
+        var x = new float[n * 3 * h * w];
+        for (int i = 0; i < x.Length; i++)
+        {
+            long b = i / (3 * h * w);
+            int c = i / (h * w) % 3, y = i / w % h, xx = i % w;
+            float v = raw[((b * 3 + c) * rh + crop.Top + y) * rw + crop.Left + xx];
+            x[i] = (float)((v / 255.0 - cfg.Mean[c]) / cfg.Std[c]);
+        }
+        return Tensor.FromArray<float>(x, new[] { n, 3L, h, w });
+    }
+}
