@@ -5,7 +5,7 @@ namespace MLNetExt.Vision.Layers;
 
 /// <summary>
 /// The token MLP (timm's <c>Mlp</c>): <c>fc1</c> → GELU → dropout → <c>fc2</c> → dropout on (B, N, C) tokens; keys
-/// <c>fc1.*</c>, <c>fc2.*</c>. With <paramref name="dwConv"/> the official SMT "detail-specific FFN": a depth-wise 3×3
+/// <c>fc1.*</c>, <c>fc2.*</c>. With a depth-wise conv (dwConv) the official SMT "detail-specific FFN": a depth-wise 3×3
 /// conv (<c>dwconv.dwconv.*</c>, registered between fc1 and fc2) with a residual before the activation,
 /// fc1 → GELU(x + DW(x)) → dropout → fc2 → dropout. MixFormer uses the plain form.
 /// </summary>

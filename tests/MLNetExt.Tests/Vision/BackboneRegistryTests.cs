@@ -2,6 +2,7 @@ using System.Text.Json.Nodes;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using MLNetExt.Data;
+using MLNetExt.Imaging;
 using MLNetExt.Export;
 using MLNetExt.MLNet;
 using MLNetExt.OnnxRuntime;
