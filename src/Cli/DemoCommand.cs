@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Diagnostics;
 using MLNetExt.Data;
+using MLNetExt.MLNet;
 using MLNetExt.Torch;
 using MLNetExt.Transforms;
 using MLNetExt.Vision;
@@ -85,11 +86,11 @@ internal static class DemoCommand
         //    (the saved model.zip: what a program with only the Microsoft.ML packages runs).
         var onnx = Path.Combine(modelDir, "model.onnx");
         using var scorer = new OnnxImageScorer(onnx);
-        using var mlnet = new MLNet.MLNetImageScorer(Path.Combine(modelDir, TrainCommand.MLNetModelFileName));
+        using var mlnet = new MLNet.MLNetImageScorer(Path.Combine(modelDir, ModelFolder.MLNetFileName));
         var files = Directory.EnumerateFiles(holdoutDir, "*.png", SearchOption.AllDirectories).Order(StringComparer.Ordinal).ToList();
         var viaMLNet = mlnet.ScoreFiles(files);
         int right = 0, agree = 0;
-        log.WriteLine($"held-out images through ONNX Runtime ({Path.GetFileName(onnx)}) and ML.NET ({TrainCommand.MLNetModelFileName}):");
+        log.WriteLine($"held-out images through ONNX Runtime ({Path.GetFileName(onnx)}) and ML.NET ({ModelFolder.MLNetFileName}):");
         foreach (var (s, m) in scorer.ScoreFiles(files).Zip(viaMLNet))
         {
             string truth = Path.GetFileName(Path.GetDirectoryName(s.Source)!);

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using MLNetExt.Data;
+using MLNetExt.MLNet;
 using MLNetExt.Training;
 using MLNetExt.Transforms;
 using MLNetExt.Inference;
@@ -72,7 +73,7 @@ internal static class EvaluateCommand
                 StopReason = "evaluation only",
             };
             history.Hardest.AddRange(wrong.Take(32));
-            TrainCommand.WriteRecord(history, output, log);
+            ModelFolder.WriteRecord(history, output, log);
         }
         return 0;
     }

@@ -152,14 +152,14 @@ internal static class TrainCommand
             }
             catch (TrainingInterruptedException e)
             {
-                WriteRecord(e.History, output, log);
+                ModelFolder.WriteRecord(e.History, output, log);
                 log.WriteLine(e.Message);
                 if (e.Checkpoint is not null) log.WriteLine($"resume with: ./mlnetext train <same options> --resume {output}");
                 return 130;
             }
             catch (TrainingException e) when (e.History is not null)
             {
-                WriteRecord(e.History, output, log);
+                ModelFolder.WriteRecord(e.History, output, log);
                 throw;
             }
             using (model)
@@ -168,21 +168,7 @@ internal static class TrainCommand
                 log.WriteLine($"{h.StopReason}; {h.Epochs.Count} epochs in {h.Duration.TotalMinutes:F1} min");
                 if (h.Final is { } m)
                     log.WriteLine($"validation (epoch {h.BestEpoch}): top-1 {m.Top1:P1}, top-{m.TopK} {m.Top5:P1}, macro-F1 {m.MacroF1:F3}, log-loss {m.LogLoss:F4} on {m.Count} images");
-                // Small files first, so a full disk costs the least; each output is tried on its own.
-                var failed = new List<string>();
-                void Write(string what, Action write)
-                {
-                    try { write(); }
-                    catch (Exception e) when (e is IOException or UnauthorizedAccessException) { failed.Add($"{what} ({e.Message})"); }
-                }
-                Write("metrics.json and report.html", () => WriteRecord(h, output, log));
-                var modelPath = Path.Combine(output, "model.safetensors");
-                Write("model.safetensors", () =>
-                {
-                    model.Save(modelPath);
-                    log.WriteLine($"model: {modelPath}");
-                });
-                if (export) Write("the ONNX and ML.NET models and the consumption code", () => ExportWithCode(model, output, log));
+                var failed = ModelFolder.Write(model, output, export, log);
                 if (failed.Count > 0)
                 {
                     var best = Path.Combine(output, CheckpointStore.Best);
@@ -200,37 +186,4 @@ internal static class TrainCommand
             Console.CancelKeyPress -= onCancel;
         }
     }
-
-    /// <summary>Writes metrics.json and report.html of a run (or an evaluation) into <paramref name="output"/>.</summary>
-    internal static void WriteRecord(TrainingHistory history, string output, TextWriter log)
-    {
-        var metrics = Path.Combine(output, "metrics.json");
-        var report = Path.Combine(output, "report.html");
-        MetricsFile.Write(metrics, history);
-        HtmlReport.Write(report, history, source => ImageDecoder.TryDecodeFile(source, out _));
-        log.WriteLine($"metrics: {metrics}");
-        log.WriteLine($"report: {report}");
-    }
-
-    /// <summary>Writes model.onnx, the ML.NET model.zip (the ONNX inside), the C# consumption code and a console project.</summary>
-    internal static void ExportWithCode(ImageClassificationModel model, string output, TextWriter log)
-    {
-        var onnx = Path.Combine(output, "model.onnx");
-        var result = model.ExportOnnx(onnx);
-        var crop = EvalCrop.For(model.Descriptor.ImageSize, model.Descriptor.ImageSize, model.Descriptor.CropPct);
-        log.WriteLine($"onnx: {onnx} ({result.Elapsed.TotalSeconds:F1} s; input 'image' float32 [N,3,{crop.ResizeHeight},{crop.ResizeWidth}] RGB 0-255, " +
-            $"centre {crop.Height}x{crop.Width} crop inside; outputs 'Score', 'logits')");
-        var zip = Path.Combine(output, MLNetModelFileName);
-        MLNetModelFile.Save(onnx, zip);
-        log.WriteLine($"ml.net: {zip} (mlContext.Model.Load: input 'ImagePath', outputs 'Score', 'PredictedLabel')");
-        var code = Path.Combine(output, ConsumptionCodeFile);
-        var options = ConsumptionCodeOptions.FromOnnxModel(onnx, MLNetModelFileName);
-        ConsumptionCode.Write(options, code);
-        var project = Path.Combine(output, ConsumptionCode.ProjectFolder);
-        ConsumptionCode.WriteProject(options, project, $"../{ConsumptionCodeFile}", $"../{MLNetModelFileName}");
-        log.WriteLine($"code: {code} and {project}/ (dotnet run -- IMAGE...: predictions through ML.NET only)");
-    }
-
-    internal const string MLNetModelFileName = "model.zip";
-    internal const string ConsumptionCodeFile = "ModelConsumption.cs";
 }

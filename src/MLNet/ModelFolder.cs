@@ -1,0 +1,77 @@
+using MLNetExt.Data;
+using MLNetExt.Export;
+using MLNetExt.Imaging;
+using MLNetExt.Inference;
+using MLNetExt.Training;
+
+namespace MLNetExt.MLNet;
+
+/// <summary>
+/// The output folder of a training run, the same from C# as from <c>mlnetext train</c>: <c>metrics.json</c> and
+/// <c>report.html</c> (the run's record), <c>model.safetensors</c> (the trained model), and with the export
+/// <c>model.onnx</c>, the ML.NET <c>model.zip</c>, <c>ModelConsumption.cs</c> and a console project that predicts with
+/// ML.NET alone. Checkpoints go there too when <see cref="ImageClassificationOptions.CheckpointDirectory"/> names it.
+/// </summary>
+public static class ModelFolder
+{
+    /// <summary>File names inside the folder.</summary>
+    public const string ModelFileName = "model.safetensors", OnnxFileName = "model.onnx", MLNetFileName = "model.zip",
+        MetricsFileName = "metrics.json", ReportFileName = "report.html", ConsumptionCodeFileName = "ModelConsumption.cs";
+
+    /// <summary>Writes every output of a trained model into <paramref name="folder"/> (created when missing). Small files
+    /// first, so a full disk costs the least; each output is tried on its own, and what could not be written is
+    /// returned ("model.zip (No space left on device)"), empty when all was written. <paramref name="log"/> gets a line
+    /// per file.</summary>
+    public static IReadOnlyList<string> Write(ImageClassificationModel model, string folder, bool export = true, TextWriter? log = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        log ??= TextWriter.Null;
+        Directory.CreateDirectory(folder);
+        var failed = new List<string>();
+        void Try(string what, Action write)
+        {
+            try { write(); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { failed.Add($"{what} ({e.Message})"); }
+        }
+        if (model.History is { } history) Try($"{MetricsFileName} and {ReportFileName}", () => WriteRecord(history, folder, log));
+        var modelPath = Path.Combine(folder, ModelFileName);
+        Try(ModelFileName, () =>
+        {
+            model.Save(modelPath);
+            log.WriteLine($"model: {modelPath}");
+        });
+        if (export) Try("the ONNX and ML.NET models and the consumption code", () => WriteExports(model, folder, log));
+        return failed;
+    }
+
+    /// <summary>Writes <c>metrics.json</c> and <c>report.html</c> of a run (or an evaluation) into <paramref name="folder"/>.</summary>
+    public static void WriteRecord(TrainingHistory history, string folder, TextWriter? log = null)
+    {
+        log ??= TextWriter.Null;
+        var metrics = Path.Combine(folder, MetricsFileName);
+        var report = Path.Combine(folder, ReportFileName);
+        MetricsFile.Write(metrics, history);
+        HtmlReport.Write(report, history, source => ImageDecoder.TryDecodeFile(source, out _));
+        log.WriteLine($"metrics: {metrics}");
+        log.WriteLine($"report: {report}");
+    }
+
+    /// <summary>model.onnx, the ML.NET model.zip (the ONNX inside), the C# consumption code and a console project.</summary>
+    static void WriteExports(ImageClassificationModel model, string folder, TextWriter log)
+    {
+        var onnx = Path.Combine(folder, OnnxFileName);
+        var result = model.ExportOnnx(onnx);
+        var crop = EvalCrop.For(model.Descriptor.ImageSize, model.Descriptor.ImageSize, model.Descriptor.CropPct);
+        log.WriteLine($"onnx: {onnx} ({result.Elapsed.TotalSeconds:F1} s; input 'image' float32 [N,3,{crop.ResizeHeight},{crop.ResizeWidth}] RGB 0-255, " +
+            $"centre {crop.Height}x{crop.Width} crop inside; outputs 'Score', 'logits')");
+        var zip = Path.Combine(folder, MLNetFileName);
+        MLNetModelFile.Save(onnx, zip);
+        log.WriteLine($"ml.net: {zip} (mlContext.Model.Load: input 'ImagePath', outputs 'Score', 'PredictedLabel')");
+        var code = Path.Combine(folder, ConsumptionCodeFileName);
+        var options = ConsumptionCodeOptions.FromOnnxModel(onnx, MLNetFileName);
+        ConsumptionCode.Write(options, code);
+        var project = Path.Combine(folder, ConsumptionCode.ProjectFolder);
+        ConsumptionCode.WriteProject(options, project, $"../{ConsumptionCodeFileName}", $"../{MLNetFileName}");
+        log.WriteLine($"code: {code} and {project}/ (dotnet run -- IMAGE...: predictions through ML.NET only)");
+    }
+}
