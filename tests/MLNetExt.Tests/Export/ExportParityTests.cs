@@ -237,7 +237,7 @@ public sealed class ExportParityTests
         finally { dir.Delete(true); }
     }
 
-    [TestMethod]
+    [TestMethod, TestCategory("Slow")]
     public void TransNeXtMicroMatchesLibtorchAtBatch1And3InBothPreprocessModes()
     {
         using var scope = TensorScope.Begin();
@@ -245,7 +245,7 @@ public sealed class ExportParityTests
         BackboneParity(model, 224, 224, features: false, "transnext_micro");
     }
 
-    [TestMethod]
+    [TestMethod, TestCategory("Slow")]
     public void SmtTMatchesLibtorchAtBatch1And3InBothPreprocessModes()
     {
         using var scope = TensorScope.Begin();
@@ -253,7 +253,7 @@ public sealed class ExportParityTests
         BackboneParity(model, 224, 224, features: false, "smt_t");
     }
 
-    [TestMethod]
+    [TestMethod, TestCategory("Slow")]
     public void MixFormerB0MatchesLibtorchAtBatch1And3InBothPreprocessModes()
     {
         using var scope = TensorScope.Begin();
@@ -262,7 +262,7 @@ public sealed class ExportParityTests
     }
 
     /// <summary>Coverage of the opset range: every family's small configuration at the lowest and highest target.</summary>
-    [TestMethod]
+    [TestMethod, TestCategory("Slow")]
     [DataRow(13)]
     [DataRow(21)]
     public void EveryFamilysSmallConfigurationMatchesAtOpset(int opset)
@@ -279,7 +279,7 @@ public sealed class ExportParityTests
             BackboneParity(m, 224, 224, false, $"mixformer small opset {opset}", opset);
     }
 
-    [TestMethod]
+    [TestMethod, TestCategory("Slow")]
     public void TransXNetTMatchesLibtorchAtBatch1And3InBothPreprocessModes()
     {
         using var scope = TensorScope.Begin();

@@ -14,7 +14,7 @@ public sealed class MixFormerContractTests
 
     /// <summary>Every official variant (the official B0/B5 factories crash; ours build): the state_dict keys, shapes,
     /// dtypes and order of the reference listing, the exact trainable-parameter count, one forward at batch 1.</summary>
-    [TestMethod]
+    [TestMethod, TestCategory("Slow")]
     [DataRow("mixformer_b0", 0)]
     [DataRow("mixformer_b1", 1)]
     [DataRow("mixformer_b2", 2)]

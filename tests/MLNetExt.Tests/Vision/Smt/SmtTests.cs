@@ -61,7 +61,7 @@ public sealed class SmtVariantTests
 {
     /// <summary>Every official variant: state_dict keys, shapes, dtypes and order equal to the official model's
     /// (dumped by the generator), the exact parameter count, and one forward at 224² with batch 1.</summary>
-    [TestMethod]
+    [TestMethod, TestCategory("Slow")]
     [DataRow("smt_t", 11_506_536L)]
     [DataRow("smt_s", 22_550_952L)]
     [DataRow("smt_b", 32_037_352L)]

@@ -36,7 +36,7 @@ public sealed class TransNeXtModelTests
         return (TransNeXtModel)Backbones.CreateCustom("transnext", kw);
     }
 
-    [TestMethod]
+    [TestMethod, TestCategory("Slow")]
     [DataRow("transnext_micro", 224)]
     [DataRow("transnext_tiny", 224)]
     [DataRow("transnext_small", 224)]

@@ -35,7 +35,7 @@ public sealed class TransXNetTests
         return x;
     }
 
-    [TestMethod]
+    [TestMethod, TestCategory("Slow")]
     [DataRow("transxnet_t", 12_834_808L)]
     [DataRow("transxnet_s", 26_864_068L)]
     [DataRow("transxnet_b", 48_009_002L)]
