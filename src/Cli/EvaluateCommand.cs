@@ -72,7 +72,7 @@ internal static class EvaluateCommand
                 Final = metrics,
                 StopReason = "evaluation only",
             };
-            history.Hardest.AddRange(wrong.Take(32));
+            history.HardestList.AddRange(wrong.Take(32));
             ModelFolder.WriteRecord(history, output, log);
         }
         return 0;

@@ -5,7 +5,7 @@ using MLNetExt.Imaging;
 namespace MLNetExt.Data;
 
 /// <summary>Settings of a <see cref="DataLoader"/>.</summary>
-public sealed record LoaderOptions
+internal sealed record LoaderOptions
 {
     public int BatchSize { get; init; } = 32;
     public bool Shuffle { get; init; } = true;
@@ -23,7 +23,7 @@ public sealed record LoaderOptions
 
 /// <summary>One batch: images float32 [N, 3, H, W], labels int64 [N] and, with Mixup/CutMix, soft targets float32
 /// [N, classes]. N can be smaller than the batch size when samples were skipped. Dispose to free the tensors.</summary>
-public sealed class Batch : IDisposable
+internal sealed class Batch : IDisposable
 {
     public required Tensor Images { get; init; }
     public required Tensor Labels { get; init; }
@@ -44,7 +44,7 @@ public sealed class Batch : IDisposable
 /// <summary>Parallel decode + augment with bounded prefetch. Every random choice comes from
 /// <c>Rng.For(seed, epoch, index)</c> (batch mixing from <c>(seed, epoch, -1 - batch)</c>), so batches are identical
 /// for any number of workers. Undecodable samples are dropped from their batch and listed in <see cref="Skipped"/>.</summary>
-public sealed class DataLoader
+internal sealed class DataLoader
 {
     public ImageDataset Dataset { get; }
     public ImagePipeline Pipeline { get; }

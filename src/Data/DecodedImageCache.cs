@@ -7,7 +7,7 @@ namespace MLNetExt.Data;
 /// <summary>Keeps decoded images, reduced so their shorter side is at most <see cref="ShorterSide"/>, for small
 /// datasets that are read every epoch. Entries remember the original size so a pipeline plans its geometry exactly as
 /// for the full image. Decode failures are cached too. Stops adding once <see cref="MaxBytes"/> is reached.</summary>
-public sealed class DecodedImageCache(int shorterSide, long maxBytes = 2L << 30, Interpolation interpolation = Interpolation.Bicubic)
+internal sealed class DecodedImageCache(int shorterSide, long maxBytes = 2L << 30, Interpolation interpolation = Interpolation.Bicubic)
 {
     public int ShorterSide { get; } = shorterSide;
     public long MaxBytes { get; } = maxBytes;

@@ -11,6 +11,7 @@ public sealed class DatasetException(string message) : Exception(message);
 /// <summary>A file that was left out, with the reason; <see cref="Line"/> is set for CSV rows.</summary>
 public sealed record DatasetIssue(string Path, string Reason, int? Line = null)
 {
+    /// <summary>"path (line N): reason".</summary>
     public override string ToString() => Line is int l ? $"{Path} (line {l}): {Reason}" : $"{Path}: {Reason}";
 }
 
@@ -25,12 +26,16 @@ public sealed record ImageItem(string Name, int Label, string? Path = null, byte
 /// listing. Built from a folder of class sub-folders, a train/val layout, a CSV/TSV of path,label or an in-memory list.</summary>
 public sealed class ImageDataset
 {
+    /// <summary>Where the items came from (folder, CSV file or a name), used in messages.</summary>
     public string Source { get; }
+    /// <summary>Class names; an item's label is an index into this list.</summary>
     public IReadOnlyList<string> Classes { get; }
+    /// <summary>The labelled images, in order.</summary>
     public IReadOnlyList<ImageItem> Items { get; }
     /// <summary>Files left out while listing (empty, unsupported format, missing CSV targets...).</summary>
     public IReadOnlyList<DatasetIssue> Issues { get; }
 
+    /// <summary>A dataset of <paramref name="items"/> labelled by index into <paramref name="classes"/>; <paramref name="issues"/> lists what was skipped while building it.</summary>
     public ImageDataset(string source, IReadOnlyList<string> classes, IReadOnlyList<ImageItem> items, IReadOnlyList<DatasetIssue>? issues = null)
     {
         // Class names travel into model metadata, reports and generated code: checked here, before any training.
@@ -50,6 +55,7 @@ public sealed class ImageDataset
                 throw new DatasetException($"{source}: item {it.Name} has label {it.Label}, outside 0..{classes.Count - 1}.");
     }
 
+    /// <summary>Number of items.</summary>
     public int Count => Items.Count;
 
     /// <summary>Number of items per class, in class order.</summary>

@@ -10,7 +10,7 @@ namespace MLNetExt.Data;
 /// demos (measured with a 4-layer CNN with global max pooling, 4 classes × 150 images at 64 px, 15 epochs: 97 %
 /// validation accuracy on Easy, 56 % on Default; with global average pooling, as the backbones' heads use, both stay
 /// near chance for that long).</summary>
-public sealed record ShapeSceneOptions
+internal sealed record ShapeSceneOptions
 {
     /// <summary>Smallest shape extent (twice its circumradius) as a fraction of the image side.</summary>
     public double MinExtent { get; init; } = 0.30;
@@ -49,7 +49,7 @@ public sealed record ShapeSceneOptions
 /// class away. Edges are anti-aliased analytically (pixel coverage from a signed distance), so images look like
 /// smooth renderings rather than pixel art. Every image is a pure function of (seed, class, index).
 /// </summary>
-public static class SyntheticShapes
+internal static class SyntheticShapes
 {
     /// <summary>The class names in label order; ordinal order, so <see cref="ImageDataset.FromFolder"/> lists the
     /// folders <see cref="WriteFolder"/> makes in the same order.</summary>

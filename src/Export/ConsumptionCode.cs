@@ -6,7 +6,7 @@ using MLNetExt.Imaging;
 namespace MLNetExt.Export;
 
 /// <summary>What <see cref="ConsumptionCode.Generate"/> needs to know about a trained model.</summary>
-public sealed record ConsumptionCodeOptions
+internal sealed record ConsumptionCodeOptions
 {
     /// <summary>File name of the ML.NET model next to the consuming program (default <c>model.zip</c>); the generated
     /// code looks for it in the program's output folder unless <c>MLNetModelPath</c> is set at run time.</summary>
@@ -60,7 +60,7 @@ public sealed record ConsumptionCodeOptions
 /// <c>GetSortedScoresWithLabels</c>, which needs only the Microsoft.ML packages at run time; and a small console project
 /// that predicts the images named on its command line.
 /// </summary>
-public static class ConsumptionCode
+internal static class ConsumptionCode
 {
     /// <summary>The packages a consumer references (versions MLNetExt writes and tests model.zip with).</summary>
     public static readonly IReadOnlyList<(string Id, string Version)> Packages =

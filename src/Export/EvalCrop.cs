@@ -10,7 +10,7 @@ namespace MLNetExt.Export;
 /// same offsets as <see cref="ImageOps.CenterCropOffsets"/>. Square networks resize the shorter side (ML.NET:
 /// <c>ResizeImages(IsoCrop, Center)</c> to the resize size); non-square ones stretch both sides (ML.NET: <c>Fill</c>).
 /// </summary>
-public readonly record struct EvalCrop(int Height, int Width, int ResizeHeight, int ResizeWidth, int Top, int Left)
+internal readonly record struct EvalCrop(int Height, int Width, int ResizeHeight, int ResizeWidth, int Top, int Left)
 {
     /// <summary><c>mlnetext.resize_mode</c> values.</summary>
     public const string ShorterSide = "shorter-side", Stretch = "stretch";

@@ -30,23 +30,29 @@ public sealed record ExportedModelInfo
     public required bool CropInGraph { get; init; }
     /// <summary><see cref="EvalCrop.ShorterSide"/> (square networks) or <see cref="EvalCrop.Stretch"/>.</summary>
     public required string ResizeMode { get; init; }
+    /// <summary>Per-channel mean of 0–1 RGB values the graph subtracts.</summary>
     public required IReadOnlyList<double> Mean { get; init; }
+    /// <summary>Per-channel standard deviation the graph divides by.</summary>
     public required IReadOnlyList<double> Std { get; init; }
+    /// <summary>The resize filter the model was trained with ("bilinear" or "bicubic").</summary>
     public required string Interpolation { get; init; }
+    /// <summary>Width of the Score output.</summary>
     public required int NumClasses { get; init; }
     /// <summary>Class names in output order (their indices as text when the model was exported without labels).</summary>
     public required IReadOnlyList<string> Labels { get; init; }
     /// <summary>Whether the model stores class names.</summary>
     public required bool HasLabels { get; init; }
+    /// <summary>Backbone family, when the model says.</summary>
     public string Backbone { get; init; } = "";
+    /// <summary>Variant name (or "custom"), when the model says.</summary>
     public string Variant { get; init; } = "";
 
     /// <summary>The training evaluation pipeline at the network size.</summary>
-    public ImagePipeline EvalPipeline() =>
+    internal ImagePipeline EvalPipeline() =>
         ImagePipeline.Eval(CropHeight, CropWidth, Mean, Std, CropPct, Resampler.Parse(Interpolation));
 
     /// <summary>Reads the metadata of an open session.</summary>
-    public static ExportedModelInfo From(OnnxSession session, string source) => Parse(session.Metadata.Custom, session.Inputs, source);
+    internal static ExportedModelInfo From(OnnxSession session, string source) => Parse(session.Metadata.Custom, session.Inputs, source);
 
     /// <summary>Reads MLNetExt's metadata keys and checks them against the model's inputs.</summary>
     /// <exception cref="InvalidDataException">A key is missing or its value is not what MLNetExt writes (named).</exception>

@@ -5,8 +5,10 @@ namespace MLNetExt.Export;
 /// operator (with overload), the target opset and, where the trace can tell, the module path.</summary>
 public sealed class OnnxExportException : Exception
 {
+    /// <summary>A failure not tied to one operator.</summary>
     public OnnxExportException(string message) : base(message) { }
 
+    /// <summary>A failure at operator <paramref name="op"/> for <paramref name="opset"/>, inside <paramref name="modulePath"/> when known.</summary>
     public OnnxExportException(string message, string op, int opset, string? modulePath) : base(message)
     {
         Op = op;

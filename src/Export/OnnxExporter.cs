@@ -41,6 +41,8 @@ public sealed record OnnxExportOptions
 {
     /// <summary>Target ONNX opset (13 to 21).</summary>
     public int Opset { get; init; } = MapperRegistry.DefaultOpset;
+    /// <summary>What the graph's input is: ML.NET's pixel layout with crop and normalisation inside (default), or a
+    /// normalised tensor.</summary>
     public OnnxPreprocess Preprocess { get; init; } = OnnxPreprocess.MLNet;
     /// <summary>Network input height and width (the crop size); null = the backbone's pretrained input size.</summary>
     public (int Height, int Width)? ImageSize { get; init; }
@@ -73,8 +75,11 @@ public sealed record OnnxExportResult(string Path, string? ExternalDataPath, int
 /// </summary>
 public static class OnnxExporter
 {
+    /// <summary>The graph input's name: ML.NET layout ("image") or a normalised tensor ("input").</summary>
     public const string ImageInput = "image", NormalizedInput = "input";
 
+    /// <summary>Traces <paramref name="model"/> (eval mode, no gradients) and writes the ONNX model to
+    /// <paramref name="path"/> atomically; the result says what was written and how long it took.</summary>
     public static OnnxExportResult Export(Backbone model, string path, OnnxExportOptions? options = null)
     {
         options ??= new OnnxExportOptions();

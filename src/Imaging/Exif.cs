@@ -4,7 +4,7 @@ namespace MLNetExt.Imaging;
 
 /// <summary>Reads the EXIF orientation tag (0x0112) from JPEG APP1, PNG eXIf and WebP EXIF chunks, and applies it
 /// the way PIL's <c>ImageOps.exif_transpose</c> does.</summary>
-public static class Exif
+internal static class Exif
 {
     /// <summary>The orientation (1–8) stored in the container's EXIF block, or 1 when there is none or it is malformed.</summary>
     public static int ReadOrientation(ReadOnlySpan<byte> data, ImageFormat format)

@@ -11,7 +11,7 @@ namespace MLNetExt.Imaging;
 /// <item>Reads take at most the size the file had when checked, up to <see cref="MaxFileBytes"/>.</item>
 /// </list>
 /// </summary>
-public static class ImageFiles
+internal static class ImageFiles
 {
     /// <summary>The largest image file read (default 1 GiB).</summary>
     public static long MaxFileBytes { get; set; } = 1L << 30;

@@ -3,7 +3,7 @@ namespace MLNetExt.Imaging;
 
 /// <summary>Pixel operations on <see cref="RgbImage"/>, each reproducing the PIL function torchvision calls for PIL
 /// input (named in each summary) so that fixtures from torchvision can check them.</summary>
-public static class ImageOps
+internal static class ImageOps
 {
     /// <summary>PIL <c>crop((left, top, left+w, top+h))</c>: pixels outside the image are black.</summary>
     public static RgbImage Crop(RgbImage src, int left, int top, int width, int height)

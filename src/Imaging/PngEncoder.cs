@@ -6,7 +6,7 @@ namespace MLNetExt.Imaging;
 
 /// <summary>Writes an <see cref="RgbImage"/> as an 8-bit RGB PNG (filter 0 rows, zlib from the framework). Used for
 /// generated datasets and report thumbnails; the decoder (libpng) reads the result back byte for byte.</summary>
-public static class PngEncoder
+internal static class PngEncoder
 {
     static ReadOnlySpan<byte> Signature => [0x89, (byte)'P', (byte)'N', (byte)'G', 0x0D, 0x0A, 0x1A, 0x0A];
 

@@ -4,12 +4,18 @@ using System.Runtime.InteropServices;
 namespace MLNetExt.Imaging;
 
 /// <summary>Resampling filters. Both are antialiased when shrinking (the filter widens with the scale), as PIL does.</summary>
-public enum Interpolation { Bilinear, Bicubic }
+public enum Interpolation
+{
+    /// <summary>PIL's BILINEAR (triangle filter).</summary>
+    Bilinear,
+    /// <summary>PIL's BICUBIC (a = −0.5).</summary>
+    Bicubic,
+}
 
 /// <summary>Separable resampling that reproduces PIL's <c>Image.resize</c> for RGB images bit for bit: coefficients in
 /// double, normalised, converted to 22-bit fixed point, horizontal pass first with a uint8 intermediate, then the
 /// vertical pass (vectorised across each row).</summary>
-public static class Resampler
+internal static class Resampler
 {
     const int PrecisionBits = 32 - 8 - 2;
 

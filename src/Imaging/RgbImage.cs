@@ -3,11 +3,14 @@ namespace MLNetExt.Imaging;
 /// <summary>An 8-bit RGB image, rows top to bottom, pixels interleaved (HWC): byte <c>(y * Width + x) * 3 + c</c>.</summary>
 public sealed class RgbImage
 {
+    /// <summary>Width in pixels.</summary>
     public int Width { get; }
+    /// <summary>Height in pixels.</summary>
     public int Height { get; }
     /// <summary>Width·Height·3 bytes.</summary>
     public byte[] Pixels { get; }
 
+    /// <summary>An image over <paramref name="pixels"/> (row-major RGB, at least width·height·3 bytes; not copied).</summary>
     public RgbImage(int width, int height, byte[] pixels)
     {
         if (width <= 0 || height <= 0) throw new ArgumentException($"Image size {width}x{height}: both sides must be positive.");
@@ -18,6 +21,7 @@ public sealed class RgbImage
         Pixels = pixels;
     }
 
+    /// <summary>A black image.</summary>
     public RgbImage(int width, int height) : this(width, height, new byte[checked(width * height * 3)]) { }
 
     /// <summary>A temporary image over a reusable buffer that may be longer than Width·Height·3 (pipeline internals
@@ -48,15 +52,30 @@ public sealed class RgbImage
 
     [ThreadStatic] static byte[]?[]? scratch;
 
+    /// <summary>Bytes per row (width · 3).</summary>
     public int Stride => Width * 3;
 
+    /// <summary>A copy with its own pixels.</summary>
     public RgbImage Clone() => new(Width, Height, Pixels.AsSpan(0, Width * Height * 3).ToArray());
 
+    /// <summary>"RgbImage WxH".</summary>
     public override string ToString() => $"RgbImage {Width}x{Height}";
 }
 
 /// <summary>The container formats the decoder understands, recognised by their leading bytes (never by file name).</summary>
-public enum ImageFormat { Unknown, Jpeg, Png, WebP, Gif }
+public enum ImageFormat
+{
+    /// <summary>None of the formats below.</summary>
+    Unknown,
+    /// <summary>JPEG (TurboJPEG).</summary>
+    Jpeg,
+    /// <summary>PNG (libpng).</summary>
+    Png,
+    /// <summary>WebP (libwebp; still images).</summary>
+    WebP,
+    /// <summary>GIF (giflib; the first frame).</summary>
+    Gif,
+}
 
 /// <summary>Thrown when bytes cannot be decoded; <see cref="Exception.Message"/> is the reason shown to the user.</summary>
 public sealed class ImageDecodeException(string reason) : Exception(reason)
@@ -72,6 +91,8 @@ public readonly record struct ImageInfo(ImageFormat Format, int StoredWidth, int
 {
     /// <summary>Orientations 5–8 swap width and height.</summary>
     public bool Transposed => Orientation >= 5;
+    /// <summary>Width after the orientation is applied.</summary>
     public int Width => Transposed ? StoredHeight : StoredWidth;
+    /// <summary>Height after the orientation is applied.</summary>
     public int Height => Transposed ? StoredWidth : StoredHeight;
 }

@@ -3,7 +3,7 @@ namespace MLNetExt.Imaging;
 /// <summary>A small, stable pseudo-random generator (xoshiro256**, seeded through SplitMix64). Every random choice in
 /// the data pipeline comes from one of these, derived from (seed, epoch, sample index), so results do not depend on
 /// thread scheduling or the .NET version.</summary>
-public sealed class Rng
+internal sealed class Rng
 {
     ulong s0, s1, s2, s3;
 

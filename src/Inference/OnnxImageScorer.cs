@@ -46,7 +46,7 @@ public sealed class OnnxImageScorer : IImageFileScorer, IDisposable
         : this(OnnxSession.FromFile(modelPath, options), batchSize, ownsSession: true, $"'{modelPath}'") { }
 
     /// <summary>Scores with an open session (not disposed by this scorer).</summary>
-    public OnnxImageScorer(OnnxSession session, int batchSize = 16) : this(session, batchSize, ownsSession: false, "in this session") { }
+    internal OnnxImageScorer(OnnxSession session, int batchSize = 16) : this(session, batchSize, ownsSession: false, "in this session") { }
 
     OnnxImageScorer(OnnxSession session, int batchSize, bool ownsSession, string source)
     {

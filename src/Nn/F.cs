@@ -3,10 +3,26 @@ using MLNetExt.Torch;
 namespace MLNetExt.Nn;
 
 /// <summary>Interpolation modes of <c>F.Interpolate</c>.</summary>
-public enum InterpolationMode { Nearest, Bilinear, Bicubic }
+public enum InterpolationMode
+{
+    /// <summary>torch's "nearest".</summary>
+    Nearest,
+    /// <summary>torch's "bilinear".</summary>
+    Bilinear,
+    /// <summary>torch's "bicubic" (a = −0.75).</summary>
+    Bicubic,
+}
 
 /// <summary>Loss reductions; values are aten's <c>Reduction</c> codes.</summary>
-public enum Reduction { None = 0, Mean = 1, Sum = 2 }
+public enum Reduction
+{
+    /// <summary>One value per element.</summary>
+    None = 0,
+    /// <summary>The mean (weighted mean with class weights).</summary>
+    Mean = 1,
+    /// <summary>The sum.</summary>
+    Sum = 2,
+}
 
 /// <summary>Functional neural-network operations (<c>torch.nn.functional</c>). Each names the aten op it
 /// calls; composites follow PyTorch's Python implementation step for step so results match bit for bit.</summary>

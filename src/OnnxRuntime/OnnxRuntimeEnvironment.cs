@@ -8,7 +8,7 @@ namespace MLNetExt.OnnxRuntime;
 /// <c>Microsoft.ML.OnnxRuntime</c> (CPU) or <c>Microsoft.ML.OnnxRuntime.Gpu</c> (CUDA). ML.NET's OnnxTransformer uses
 /// the same library, so a process holds one ONNX Runtime.
 /// </summary>
-public static class OnnxRuntimeEnvironment
+internal static class OnnxRuntimeEnvironment
 {
     /// <summary>The version of the managed API MLNetExt is built against; the native package must have the same.</summary>
     public const string PackageVersion = "1.32.0";

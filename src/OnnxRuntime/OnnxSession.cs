@@ -35,7 +35,7 @@ public sealed class OnnxSessionOptions
 /// and errors that say what was being done. <see cref="Run(IReadOnlyDictionary{string, OnnxTensor}, IReadOnlyList{string}?)"/>
 /// may be called from several threads at once on one session; <see cref="Dispose"/> waits for runs in progress.
 /// </summary>
-public sealed class OnnxSession : IDisposable
+internal sealed class OnnxSession : IDisposable
 {
     private readonly Ort.InferenceSession session;
     private readonly Ort.RunOptions runOptions = new(); // read-only during runs: one per session serves every thread

@@ -4,24 +4,34 @@ using Ort = Microsoft.ML.OnnxRuntime;
 namespace MLNetExt.OnnxRuntime;
 
 /// <summary>Tensor element types (<c>ONNXTensorElementDataType</c>, the same numbers as ONNX's TensorProto.DataType).</summary>
-public enum OnnxElementType
+internal enum OnnxElementType
 {
     Undefined = 0, Float32 = 1, UInt8 = 2, Int8 = 3, UInt16 = 4, Int16 = 5, Int32 = 6, Int64 = 7, String = 8,
     Bool = 9, Float16 = 10, Float64 = 11, UInt32 = 12, UInt64 = 13, Complex64 = 14, Complex128 = 15, BFloat16 = 16,
 }
 
 /// <summary>Kinds of values a model input or output can be (<c>ONNXType</c>).</summary>
-public enum OnnxValueKind { Unknown = 0, Tensor = 1, Sequence = 2, Map = 3, Opaque = 4, SparseTensor = 5, Optional = 6 }
+internal enum OnnxValueKind { Unknown = 0, Tensor = 1, Sequence = 2, Map = 3, Opaque = 4, SparseTensor = 5, Optional = 6 }
 
 /// <summary>ONNX Runtime's error codes (<c>OrtErrorCode</c>), as its messages name them.</summary>
-public enum OrtErrorCode
+internal enum OrtErrorCode
 {
     Ok = 0, Fail = 1, InvalidArgument = 2, NoSuchFile = 3, NoModel = 4, EngineError = 5, RuntimeException = 6, InvalidProtobuf = 7,
     ModelLoaded = 8, NotImplemented = 9, InvalidGraph = 10, EpFail = 11,
 }
 
 /// <summary>Graph optimisation levels (<c>GraphOptimizationLevel</c>).</summary>
-public enum OnnxGraphOptimization { Disabled = 0, Basic = 1, Extended = 2, All = 99 }
+public enum OnnxGraphOptimization
+{
+    /// <summary>No graph rewrites.</summary>
+    Disabled = 0,
+    /// <summary>Constant folding and redundant-node removal.</summary>
+    Basic = 1,
+    /// <summary>Basic plus node fusions.</summary>
+    Extended = 2,
+    /// <summary>Every optimisation, layout changes included (ORT's default).</summary>
+    All = 99,
+}
 
 internal static class OnnxElementTypes
 {
@@ -57,7 +67,7 @@ internal static class OnnxElementTypes
 /// <summary>A model input or output as ONNX Runtime describes it: name, kind, element type and shape, where a
 /// dynamic dimension is -1 in <see cref="Dimensions"/> and has its symbolic name (e.g. <c>N</c>, or "" when the model
 /// gives none) in <see cref="SymbolicDimensions"/>.</summary>
-public sealed record OnnxNodeInfo(string Name, OnnxValueKind Kind, OnnxElementType ElementType,
+internal sealed record OnnxNodeInfo(string Name, OnnxValueKind Kind, OnnxElementType ElementType,
     IReadOnlyList<long> Dimensions, IReadOnlyList<string> SymbolicDimensions)
 {
     /// <summary>The shape as text with dynamic dimensions shown by their symbolic names ("?" when unnamed): <c>[N,3,224,224]</c>.</summary>
@@ -72,7 +82,7 @@ public sealed record OnnxNodeInfo(string Name, OnnxValueKind Kind, OnnxElementTy
 /// <summary>Model-level metadata (<c>OrtModelMetadata</c>): producer, graph name, domain, descriptions, model version
 /// and the custom key/value map (ONNX <c>metadata_props</c>; MLNetExt's exporter stores class names, mean/std, input
 /// size and the like there).</summary>
-public sealed record OnnxModelMetadata(string ProducerName, string GraphName, string Domain, string Description,
+internal sealed record OnnxModelMetadata(string ProducerName, string GraphName, string Domain, string Description,
     string GraphDescription, long Version, IReadOnlyDictionary<string, string> Custom);
 
 /// <summary>
@@ -80,7 +90,7 @@ public sealed record OnnxModelMetadata(string ProducerName, string GraphName, st
 /// <see cref="OnnxSession.Run(IReadOnlyDictionary{string, OnnxTensor}, IReadOnlyList{string}?)"/> call; the caller
 /// must not change it while a run that uses it is in progress.
 /// </summary>
-public abstract class OnnxTensor
+internal abstract class OnnxTensor
 {
     private protected OnnxTensor(OnnxElementType elementType, long[] shape, long length)
     {
@@ -121,7 +131,7 @@ internal sealed class OnnxTensor<T>(ReadOnlyMemory<T> data, long[] shape)
 /// valid only until this value (or the <see cref="OnnxRunResult"/> holding it) is disposed. <see cref="ToArray{T}"/>
 /// copies once into a new managed array that outlives it.
 /// </summary>
-public sealed class OnnxValue : IDisposable
+internal sealed class OnnxValue : IDisposable
 {
     private readonly Ort.OrtValue value;
     private bool disposed;
@@ -165,7 +175,7 @@ public sealed class OnnxValue : IDisposable
 }
 
 /// <summary>The outputs of one run, in the order requested; disposing it frees every output's ORT buffer.</summary>
-public sealed class OnnxRunResult : IDisposable, IReadOnlyList<OnnxValue>
+internal sealed class OnnxRunResult : IDisposable, IReadOnlyList<OnnxValue>
 {
     private readonly OnnxValue[] values;
     internal OnnxRunResult(OnnxValue[] values) => this.values = values;
@@ -193,7 +203,7 @@ public sealed class OnnxInputException(string message) : ArgumentException(messa
 /// <summary>An error reported by ONNX Runtime: its error code, its message, and what MLNetExt was doing.</summary>
 public sealed class OnnxRuntimeException : Exception
 {
-    public OnnxRuntimeException(OrtErrorCode code, string ortMessage, string operation, Exception? inner = null)
+    internal OnnxRuntimeException(OrtErrorCode code, string ortMessage, string operation, Exception? inner = null)
         : this($"ONNX Runtime failed {operation}: [{code}] {ortMessage}", code, ortMessage, operation, inner) { }
 
     internal OnnxRuntimeException(string message, OrtErrorCode code, string ortMessage, string operation, Exception? inner)
@@ -205,7 +215,7 @@ public sealed class OnnxRuntimeException : Exception
     }
 
     /// <summary>ORT's error code.</summary>
-    public OrtErrorCode Code { get; }
+    internal OrtErrorCode Code { get; }
 
     /// <summary>ORT's own message, without the code prefix.</summary>
     public string OrtMessage { get; }

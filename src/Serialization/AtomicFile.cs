@@ -9,7 +9,7 @@ namespace MLNetExt.Serialization;
 /// it. A process killed mid-write leaves such a file behind; <see cref="RemoveStale"/> deletes those whose writer is
 /// gone, and training calls it on its output folder at every start and resume.
 /// </summary>
-public static partial class AtomicFile
+internal static partial class AtomicFile
 {
     /// <summary>A fresh temporary path next to <paramref name="path"/>.</summary>
     public static string TempPath(string path)

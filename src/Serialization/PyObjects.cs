@@ -6,7 +6,7 @@ namespace MLNetExt.Serialization;
 
 /// <summary>A Python <c>dict</c> or <c>collections.OrderedDict</c> read from a pickle: key/value pairs in
 /// insertion order. Keys are usually strings, but may be longs (optimizer state), tuples or None.</summary>
-public sealed class PyDict : IReadOnlyList<KeyValuePair<object?, object?>>
+internal sealed class PyDict : IReadOnlyList<KeyValuePair<object?, object?>>
 {
     readonly List<KeyValuePair<object?, object?>> _items = new();
     readonly Dictionary<object, int> _index = new(PyKeyComparer.Instance);
@@ -62,7 +62,7 @@ public sealed class PyDict : IReadOnlyList<KeyValuePair<object?, object?>>
 }
 
 /// <summary>A Python tuple (lists are read as <see cref="List{T}"/> of object).</summary>
-public sealed class PyTuple : IReadOnlyList<object?>
+internal sealed class PyTuple : IReadOnlyList<object?>
 {
     internal static readonly PyTuple Empty = new(Array.Empty<object?>());
     readonly object?[] _items;
@@ -85,7 +85,7 @@ public sealed class PyTuple : IReadOnlyList<object?>
 
 /// <summary>A reference to a Python class or function by name (a pickle GLOBAL that was not called),
 /// e.g. <c>torch.float32</c>.</summary>
-public sealed record PyGlobal(string Module, string Name)
+internal sealed record PyGlobal(string Module, string Name)
 {
     /// <summary><c>module.name</c>.</summary>
     public string FullName => $"{Module}.{Name}";
@@ -100,7 +100,7 @@ public sealed record PyGlobal(string Module, string Name)
 /// set by <c>__setstate__</c> (usually a <see cref="PyDict"/> of attributes) and any items appended or
 /// assigned to it. Reading such objects never fails; they are kept so other entries load.
 /// </summary>
-public sealed class PyObject
+internal sealed class PyObject
 {
     internal PyObject(string typeName, IReadOnlyList<object?> args)
     {

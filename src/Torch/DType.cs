@@ -3,8 +3,26 @@ namespace MLNetExt.Torch;
 /// <summary>Element types; the values are libtorch's <c>c10::ScalarType</c> codes.</summary>
 public enum DType
 {
-    UInt8 = 0, Int8 = 1, Int16 = 2, Int32 = 3, Int64 = 4, Float16 = 5, Float32 = 6, Float64 = 7,
-    Bool = 11, BFloat16 = 15,
+    /// <summary>torch.uint8</summary>
+    UInt8 = 0,
+    /// <summary>torch.int8</summary>
+    Int8 = 1,
+    /// <summary>torch.int16</summary>
+    Int16 = 2,
+    /// <summary>torch.int32</summary>
+    Int32 = 3,
+    /// <summary>torch.int64 (labels, indices)</summary>
+    Int64 = 4,
+    /// <summary>torch.float16</summary>
+    Float16 = 5,
+    /// <summary>torch.float32 (the default)</summary>
+    Float32 = 6,
+    /// <summary>torch.float64</summary>
+    Float64 = 7,
+    /// <summary>torch.bool</summary>
+    Bool = 11,
+    /// <summary>torch.bfloat16 (autocast on CPU and CUDA)</summary>
+    BFloat16 = 15,
 }
 
 /// <summary>Facts about <see cref="DType"/> values.</summary>

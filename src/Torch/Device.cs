@@ -1,7 +1,13 @@
 namespace MLNetExt.Torch;
 
 /// <summary>Device kinds; values are libtorch's <c>c10::DeviceType</c> codes.</summary>
-public enum DeviceType { Cpu = 0, Cuda = 1 }
+public enum DeviceType
+{
+    /// <summary>The CPU.</summary>
+    Cpu = 0,
+    /// <summary>An NVIDIA GPU through CUDA.</summary>
+    Cuda = 1,
+}
 
 /// <summary>A compute device: <c>cpu</c> or <c>cuda:N</c>.</summary>
 public readonly record struct Device(DeviceType Type, int Index = -1)

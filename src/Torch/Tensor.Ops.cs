@@ -31,6 +31,8 @@ public partial class Tensor
     /// <summary>Division with rounding "trunc" or "floor" (aten::div.Tensor_mode).</summary>
     public Tensor Div(Tensor other, string roundingMode) => Ops.DivMode.Call(this, other, roundingMode);
 
+    // Operators: the methods above, with broadcasting; each makes a new tensor (in the current scope).
+#pragma warning disable CS1591 // operators are documented by the methods they call
     public static Tensor operator +(Tensor a, Tensor b) => a.Add(b);
     public static Tensor operator +(Tensor a, double b) => a.Add(b);
     public static Tensor operator +(Tensor a, long b) => a.Add(b);
@@ -49,6 +51,7 @@ public partial class Tensor
     public static Tensor operator /(Tensor a, Tensor b) => a.Div(b);
     public static Tensor operator /(Tensor a, double b) => a.Div(b);
     public static Tensor operator -(Tensor a) => a.Neg();
+#pragma warning restore CS1591
 
     /// <summary>aten::neg.</summary>
     public Tensor Neg() => Ops.Neg.Call(this);

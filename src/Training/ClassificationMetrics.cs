@@ -24,6 +24,7 @@ public sealed class ClassificationMetrics
     public double MacroF1 { get; }
     /// <summary>Mean negative log-probability of the true class.</summary>
     public double LogLoss { get; }
+    /// <summary>Precision, recall, F1 and support of each class, in class order.</summary>
     public IReadOnlyList<ClassMetrics> PerClass { get; }
     /// <summary>[true][predicted] counts.</summary>
     public int[][] Confusion { get; }

@@ -200,7 +200,7 @@ internal sealed class Trainer : IDisposable
                 metrics = eval.Metrics(_train.Classes);
             }
             var summary = new EpochSummary(epoch + 1, trainLoss, _optimizer.Groups[^1].LearningRate, imagesPerSecond, seconds, eval?.Loss, metrics);
-            h.Epochs.Add(summary);
+            h.EpochList.Add(summary);
             (_state.Epoch, _state.NextBatch) = (epoch + 1, 0);
 
             bool improved = metrics is not null && Improved(metrics.Get(_o.Monitor));
@@ -239,8 +239,8 @@ internal sealed class Trainer : IDisposable
             // scored again (identically: same weights, same data, eval mode).
             var r = _bestWeights is not null && bestEval is not null ? bestEval : Validate(_o.Epochs);
             h.Final = r.Metrics(_train.Classes);
-            h.Hardest.Clear();
-            h.Hardest.AddRange(r.Misclassified().Take(MaxHardest));
+            h.HardestList.Clear();
+            h.HardestList.AddRange(r.Misclassified().Take(MaxHardest));
         }
         h.Duration = _durationBefore + _clock.Elapsed;
         _modelTaken = true;
@@ -310,7 +310,7 @@ internal sealed class Trainer : IDisposable
             _state.NextBatch = batchIndex;
             (_state.EpochLossSum, _state.EpochImages, _state.EpochSeconds) = (lossSum, images, secondsBefore + clock.Elapsed.TotalSeconds);
             double lr = _optimizer.Groups[^1].LearningRate;
-            _state.History.Steps.Add(new StepRecord(_state.GlobalStep, epoch + 1, value, lr));
+            _state.History.StepList.Add(new StepRecord(_state.GlobalStep, epoch + 1, value, lr));
             // Throughput over the last 20 steps: the first step of an epoch (loader start-up) would skew a running mean.
             recent.Enqueue((clock.Elapsed.TotalSeconds, images));
             if (recent.Count > 21) recent.Dequeue();

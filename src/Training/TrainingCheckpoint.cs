@@ -20,6 +20,7 @@ public sealed record ModelDescriptor(string Model, JsonObject? CustomKwargs, IRe
         ? Backbones.Create(Model, Classes.Count)
         : Backbones.CreateCustom(Model, (JsonObject)CustomKwargs.DeepClone(), Classes.Count);
 
+    /// <summary>The descriptor as the JSON stored under <see cref="MetadataKey"/>.</summary>
     public string ToJson() => new JsonObject
     {
         ["format"] = 1,
@@ -195,7 +196,7 @@ internal static class TrainingCheckpoint
             foreach (var r in h["steps"]!.AsArray())
             {
                 var a = r!.AsArray();
-                history.Steps.Add(new StepRecord(a[0]!.GetValue<long>(), a[1]!.GetValue<int>(), Dbl(a[2]), Dbl(a[3])));
+                history.StepList.Add(new StepRecord(a[0]!.GetValue<long>(), a[1]!.GetValue<int>(), Dbl(a[2]), Dbl(a[3])));
             }
             foreach (var n in h["epochs"]!.AsArray())
             {
@@ -206,7 +207,7 @@ internal static class TrainingCheckpoint
                     var confusion = v["confusion"]!.AsArray().Select(r => r!.AsArray().Select(c => c!.GetValue<int>()).ToArray()).ToArray();
                     m = ClassificationMetrics.FromConfusion(classes, confusion, Dbl(v["top_k_accuracy"]), v["top_k"]!.GetValue<int>(), Dbl(v["log_loss"]));
                 }
-                history.Epochs.Add(new EpochSummary(e["epoch"]!.GetValue<int>(), Dbl(e["train_loss"]), Dbl(e["lr"]), Dbl(e["images_per_second"]),
+                history.EpochList.Add(new EpochSummary(e["epoch"]!.GetValue<int>(), Dbl(e["train_loss"]), Dbl(e["lr"]), Dbl(e["images_per_second"]),
                     Dbl(e["seconds"]), e["val_loss"] is null ? null : Dbl(e["val_loss"]), m));
             }
             var state = new TrainingState

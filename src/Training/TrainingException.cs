@@ -27,6 +27,8 @@ public sealed class TrainingInterruptedException(string message, string? checkpo
 /// property, <see cref="Problem"/> what is wrong with its value (the CLI reports it under its own option name).</summary>
 public sealed class TrainingOptionException(string option, string problem) : ArgumentException($"Option {option} {problem}.")
 {
+    /// <summary>The options property.</summary>
     public string Option { get; } = option;
+    /// <summary>What is wrong ("must be at least 1; got 0").</summary>
     public string Problem { get; } = problem;
 }

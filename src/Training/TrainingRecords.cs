@@ -73,9 +73,14 @@ public sealed class TrainingHistory
     public required IReadOnlyDictionary<string, string> Settings { get; init; }
     /// <summary>Training and validation image counts.</summary>
     public int TrainCount { get; init; }
+    /// <summary>Validation image count (0 without validation).</summary>
     public int ValCount { get; init; }
-    public List<StepRecord> Steps { get; } = new();
-    public List<EpochSummary> Epochs { get; } = new();
+    /// <summary>Every optimizer step: loss and learning rate.</summary>
+    public IReadOnlyList<StepRecord> Steps => StepList;
+    /// <summary>Every finished epoch's summary.</summary>
+    public IReadOnlyList<EpochSummary> Epochs => EpochList;
+    internal List<StepRecord> StepList { get; } = new();
+    internal List<EpochSummary> EpochList { get; } = new();
     /// <summary>The metric that picks the best epoch and drives early stopping (e.g. "top1").</summary>
     public string Monitor { get; init; } = "top1";
     /// <summary>1-based epoch with the best monitored metric, or null when no validation ran.</summary>
@@ -83,7 +88,8 @@ public sealed class TrainingHistory
     /// <summary>Validation metrics of the model that was kept (the best epoch's, or the last one's without validation).</summary>
     public ClassificationMetrics? Final { get; set; }
     /// <summary>Misclassified validation images of the kept model, hardest first (a few dozen at most).</summary>
-    public List<Misclassified> Hardest { get; } = new();
+    public IReadOnlyList<Misclassified> Hardest => HardestList;
+    internal List<Misclassified> HardestList { get; } = new();
     /// <summary>Why training ended: "completed", "early stop at epoch 7 (...)", "interrupted", "non-finite loss at step 123".</summary>
     public string StopReason { get; set; } = "completed";
     /// <summary>Total wall-clock training time.</summary>

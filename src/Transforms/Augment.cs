@@ -3,13 +3,13 @@ using MLNetExt.Imaging;
 namespace MLNetExt.Transforms;
 
 /// <summary>A per-image transform drawing its randomness from the given generator.</summary>
-public interface IImageTransform
+internal interface IImageTransform
 {
     RgbImage Apply(RgbImage image, Rng rng);
 }
 
 /// <summary>Horizontal flip with probability <see cref="P"/>.</summary>
-public sealed class RandomHorizontalFlip(double p = 0.5) : IImageTransform
+internal sealed class RandomHorizontalFlip(double p = 0.5) : IImageTransform
 {
     public double P { get; } = p;
 
@@ -22,7 +22,7 @@ public sealed class RandomHorizontalFlip(double p = 0.5) : IImageTransform
 
 /// <summary>torchvision <c>ColorJitter</c>: brightness/contrast/saturation factors drawn from [max(0, 1−v), 1+v], hue
 /// from [−h, h], applied in a random order.</summary>
-public sealed class ColorJitter : IImageTransform
+internal sealed class ColorJitter : IImageTransform
 {
     public double Brightness { get; }
     public double Contrast { get; }
@@ -56,7 +56,7 @@ public sealed class ColorJitter : IImageTransform
 
 /// <summary>torchvision <c>TrivialAugmentWide</c>: one operation with one magnitude from 31 bins, nearest
 /// interpolation, black fill.</summary>
-public sealed class TrivialAugmentWide : IImageTransform
+internal sealed class TrivialAugmentWide : IImageTransform
 {
     public const int Bins = 31;
 
@@ -116,7 +116,7 @@ public sealed class TrivialAugmentWide : IImageTransform
 }
 
 /// <summary>torchvision <c>RandomResizedCrop.get_params</c>: the crop (left, top, width, height) for an image size.</summary>
-public static class RandomResizedCropParams
+internal static class RandomResizedCropParams
 {
     public static (int Left, int Top, int Width, int Height) Sample(int width, int height, Rng rng,
         double scaleMin = 0.08, double scaleMax = 1.0, double ratioMin = 3.0 / 4, double ratioMax = 4.0 / 3)
@@ -147,7 +147,7 @@ public static class RandomResizedCropParams
 /// <summary>torchvision <c>RandomErasing</c> on a normalised CHW float image: with probability P erases a rectangle of
 /// area fraction in <see cref="ScaleMin"/>..<see cref="ScaleMax"/> and aspect in RatioMin..RatioMax, filled with
 /// <see cref="Value"/> or, when <see cref="RandomFill"/>, with standard-normal noise per pixel (timm's "pixel" mode).</summary>
-public sealed class RandomErasing(double p = 0.25, double scaleMin = 0.02, double scaleMax = 1.0 / 3, double ratioMin = 0.3,
+internal sealed class RandomErasing(double p = 0.25, double scaleMin = 0.02, double scaleMax = 1.0 / 3, double ratioMin = 0.3,
     double ratioMax = 3.3, float value = 0f, bool randomFill = true)
 {
     public double P { get; } = p;
@@ -186,7 +186,7 @@ public sealed class RandomErasing(double p = 0.25, double scaleMin = 0.02, doubl
 }
 
 /// <summary>Per-channel normalisation of a uint8 HWC image into float32 CHW: (v/255 − mean)/std.</summary>
-public sealed class Normalize
+internal sealed class Normalize
 {
     public float[] Mean { get; }
     public float[] Std { get; }
@@ -230,7 +230,7 @@ public sealed class Normalize
 
 /// <summary>timm-style batch Mixup / CutMix on NCHW floats with one-hot (optionally smoothed) targets: each batch is
 /// mixed with its reverse. With both enabled, CutMix is chosen with probability <see cref="SwitchProb"/>.</summary>
-public sealed class MixupCutmix(double mixupAlpha = 0.8, double cutmixAlpha = 1.0, double prob = 1.0, double switchProb = 0.5, double labelSmoothing = 0.1)
+internal sealed class MixupCutmix(double mixupAlpha = 0.8, double cutmixAlpha = 1.0, double prob = 1.0, double switchProb = 0.5, double labelSmoothing = 0.1)
 {
     public double MixupAlpha { get; } = mixupAlpha;
     public double CutmixAlpha { get; } = cutmixAlpha;

@@ -4,7 +4,7 @@ using MLNetExt.Imaging;
 namespace MLNetExt.Transforms;
 
 /// <summary>How an image is brought to the output size.</summary>
-public enum GeometryMode
+internal enum GeometryMode
 {
     /// <summary>torchvision <c>RandomResizedCrop(size, scale, ratio)</c> (training).</summary>
     RandomResizedCrop,
@@ -16,12 +16,12 @@ public enum GeometryMode
 
 /// <summary>The geometry chosen for one image, in the coordinates of the full-size upright image, plus the smallest
 /// size a decoder may reduce the image to (JPEG DCT scaling) without losing resolution in the output.</summary>
-public readonly record struct GeometryPlan(int Left, int Top, int CropWidth, int CropHeight, int ResizeWidth, int ResizeHeight, int MinWidth, int MinHeight);
+internal readonly record struct GeometryPlan(int Left, int Top, int CropWidth, int CropHeight, int ResizeWidth, int ResizeHeight, int MinWidth, int MinHeight);
 
 /// <summary>Decode → geometry → per-image augmentations → normalise to float32 CHW → random erasing. Deterministic for a
 /// given <see cref="Rng"/>. Build one with <c>Train</c> or <c>Eval</c> from a backbone's pretrained
 /// configuration (input size, mean, std, crop fraction, interpolation).</summary>
-public sealed class ImagePipeline
+internal sealed class ImagePipeline
 {
     public int Height { get; }
     public int Width { get; }

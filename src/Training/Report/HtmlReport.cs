@@ -11,7 +11,7 @@ namespace MLNetExt.Training;
 /// the run's summary and settings, the loss curves (per step and per epoch), the validation metrics per epoch with
 /// the best epoch marked, the learning rate, the confusion matrix as a heat map, the per-class table and the hardest
 /// misclassified validation images. The markup is also well-formed XML (after the doctype).</summary>
-public static class HtmlReport
+internal static class HtmlReport
 {
     /// <summary>The most misclassified images shown.</summary>
     public const int MaxThumbnails = 24;
@@ -190,7 +190,7 @@ public static class HtmlReport
 
     /// <summary>x of each step in epochs: step i of an epoch with n recorded steps sits at (epoch − 1) + (i + 1)/n, so
     /// the epoch summaries (at x = epoch) line up with the end of their steps.</summary>
-    static double[] StepPositions(List<StepRecord> steps)
+    static double[] StepPositions(IReadOnlyList<StepRecord> steps)
     {
         var x = new double[steps.Count];
         var counts = steps.GroupBy(s => s.Epoch).ToDictionary(g => g.Key, g => g.Count());

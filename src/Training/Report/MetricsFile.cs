@@ -12,7 +12,7 @@ namespace MLNetExt.Training;
 /// evenly to at most <see cref="MaxSteps"/> records, first and last kept). A metrics object (val, final) holds count,
 /// top1, top5, top_k, macro_f1, log_loss, per_class[] (class, precision, recall, f1, support) and confusion
 /// ([true][predicted] counts). A value that does not exist (no validation) and a non-finite number are written as null.</summary>
-public static class MetricsFile
+internal static class MetricsFile
 {
     /// <summary>The most step records written; longer runs are thinned evenly.</summary>
     public const int MaxSteps = 2000;

@@ -11,7 +11,7 @@ namespace MLNetExt.Vision.MixFormer;
 /// <c>ape</c> (false only), <c>patch_norm</c> (true only; the official code crashes without it) and
 /// <c>use_checkpoint</c> (no effect). The official B0 and B5 factories crash on a missing URL entry; these rows build.
 /// </summary>
-public sealed class MixFormerFamily : BackboneFamily
+internal sealed class MixFormerFamily : BackboneFamily
 {
     static readonly PretrainedConfig s_pretrained = new(3, 224, 224, PretrainedConfig.ImageNetMean, PretrainedConfig.ImageNetStd,
         0.875, "bicubic", 1000, "patch_embed.stem.0", "head");

@@ -18,7 +18,7 @@ internal sealed record MixFormerConfig(
 /// a per-token 1280-wide projection with GELU, average pooling and the classifier. State_dict names follow the Paddle
 /// module tree with PyTorch conventions; PaddlePaddle <c>.pdparams</c> weights load through <see cref="AdaptCheckpoint"/>.
 /// </summary>
-public sealed class MixFormerModel : Backbone
+internal sealed class MixFormerModel : Backbone
 {
     /// <summary>Width of the per-token projection before pooling (fixed in the official code).</summary>
     public const int LastProjWidth = 1280;

@@ -12,7 +12,7 @@ namespace MLNetExt.Vision.Smt;
 /// no effect (as in the official code); <c>in_chans</c> (3), <c>num_stages</c> (4) and <c>norm_layer</c>
 /// (LayerNorm eps 1e-6) are accepted only with their default values.
 /// </summary>
-public sealed class SmtFamily : BackboneFamily
+internal sealed class SmtFamily : BackboneFamily
 {
     /// <summary>The ImageNet-1K evaluation setting of the official code: 224², resize 256 + centre crop 224
     /// (crop 0.875), bicubic, ImageNet mean/std. (timm's generic <c>_cfg</c> the factories attach is not what the

@@ -30,7 +30,7 @@ internal sealed record SmtConfig(
 /// pooling and a linear head. No position tables: every input of at least 3×3 pixels works.
 /// state_dict keys, shapes and order are the official ones, so released checkpoints load strictly.
 /// </summary>
-public sealed class SmtModel : Backbone
+internal sealed class SmtModel : Backbone
 {
     readonly Module[] _patchEmbeds = new Module[SmtConfig.Stages];
     readonly ModuleList<SmtBlock>[] _blocks = new ModuleList<SmtBlock>[SmtConfig.Stages];

@@ -8,7 +8,7 @@ namespace MLNetExt.Vision.TransNeXt;
 /// <c>{"type": "LayerNorm", "eps": 1e-6}</c> (the factories' <c>partial(nn.LayerNorm, eps=1e-6)</c>) or
 /// <c>"LayerNorm"</c> (the class default, eps 1e-5).
 /// </summary>
-public sealed class TransNeXtFamily : BackboneFamily
+internal sealed class TransNeXtFamily : BackboneFamily
 {
     const string Common = "\"patch_size\": 4, \"mlp_ratios\": [8, 8, 4, 4], \"qkv_bias\": true, \"norm_layer\": {\"type\": \"LayerNorm\", \"eps\": 1e-6}";
 

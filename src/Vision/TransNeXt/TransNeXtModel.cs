@@ -53,7 +53,7 @@ internal sealed record TransNeXtConfig
 /// Convolutional GLU, a LayerNorm per stage, token mean and a linear head. The model is built for one square
 /// resolution (<see cref="TransNeXtConfig.ImgSize"/>) and only takes inputs of that size.
 /// </summary>
-public sealed class TransNeXtModel : Backbone
+internal sealed class TransNeXtModel : Backbone
 {
     readonly TransNeXtConfig _config;
     readonly OverlapPatchEmbed[] _patchEmbeds = new OverlapPatchEmbed[4];

@@ -13,7 +13,7 @@ namespace MLNetExt.Vision.TransXNet;
 /// <c>num_classes</c>, <c>fork_feat</c>, <c>start_level</c>; <c>norm_cfg</c>/<c>act_cfg</c> only at their defaults
 /// (GroupNorm with one group, GELU); <c>grad_checkpoint</c>/<c>checkpoint_stage</c> accepted (no effect on results).
 /// </summary>
-public sealed class TransXNetFamily : BackboneFamily
+internal sealed class TransXNetFamily : BackboneFamily
 {
     static readonly Dictionary<string, TransXNetArch> Archs = new()
     {

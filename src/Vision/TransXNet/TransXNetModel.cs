@@ -23,7 +23,7 @@ internal sealed record TransXNetConfig(
 /// (stage 1, down 1, stage 2, down 2, stage 3, down 3, stage 4), then <c>classifier</c> (GN1 → pool → 1×1 conv), or
 /// with <c>fork_feat</c> the per-stage norms <c>norm0/2/4/6</c> for dense tasks.
 /// </summary>
-public sealed class TransXNetModel : Backbone, IExportFormulation
+internal sealed class TransXNetModel : Backbone, IExportFormulation
 {
     static readonly int[] StagePositions = { 0, 2, 4, 6 };
 

@@ -67,7 +67,7 @@ public sealed class ReportTests
             {
                 step++;
                 double loss = step == 5 ? double.NaN : 2.0 / (1 + 0.1 * step);
-                h.Steps.Add(new StepRecord(step, e, loss, 1e-3 * (1 - (double)step / (epochs * stepsPerEpoch))));
+                h.StepList.Add(new StepRecord(step, e, loss, 1e-3 * (1 - (double)step / (epochs * stepsPerEpoch))));
             }
             ClassificationMetrics? m = null;
             if (validation)
@@ -75,14 +75,14 @@ public sealed class ReportTests
                 var (p, y) = Predictions(40, classes.Count, 0.4 + 0.15 * e, seed: e);
                 m = ClassificationMetrics.Compute(p, y, classes);
             }
-            h.Epochs.Add(new EpochSummary(e, e == 2 ? double.NaN : 1.5 / e, 1e-3 / e, 250.5 + e, 60.25, validation ? 1.2 / e : null, m));
+            h.EpochList.Add(new EpochSummary(e, e == 2 ? double.NaN : 1.5 / e, 1e-3 / e, 250.5 + e, 60.25, validation ? 1.2 / e : null, m));
         }
         if (validation)
         {
             h.BestEpoch = epochs;
             h.Final = h.Epochs[^1].Validation;
-            h.Hardest.Add(new Misclassified("val/dogs/d 1.jpg", 1, 2 % classes.Count, 0.9f, 0.01f));
-            h.Hardest.Add(new Misclassified("val/<odd> & \"quoted\".png", classes.Count - 1, 0, 0.75f, 0.125f));
+            h.HardestList.Add(new Misclassified("val/dogs/d 1.jpg", 1, 2 % classes.Count, 0.9f, 0.01f));
+            h.HardestList.Add(new Misclassified("val/<odd> & \"quoted\".png", classes.Count - 1, 0, 0.75f, 0.125f));
         }
         return h;
     }
@@ -197,7 +197,7 @@ public sealed class ReportTests
     public void InconsistentHistoryIsRejected()
     {
         var h = Sample();
-        h.Hardest.Add(new Misclassified("x.jpg", 5, 0, 0.5f, 0.1f));
+        h.HardestList.Add(new Misclassified("x.jpg", 5, 0, 0.5f, 0.1f));
         var ex = Assert.ThrowsExactly<ArgumentException>(() => MetricsFile.ToJson(h));
         StringAssert.Contains(ex.Message, "Hardest[2]");
         StringAssert.Contains(ex.Message, "0..2");
@@ -336,8 +336,8 @@ public sealed class ReportTests
     public void ThumbnailsAreEmbeddedAsPngDataUris()
     {
         var h = Sample();
-        h.Hardest.Add(new Misclassified("tiny.png", 0, 1, 0.6f, 0.2f));
-        h.Hardest.Add(new Misclassified("missing.png", 0, 1, 0.55f, 0.25f));
+        h.HardestList.Add(new Misclassified("tiny.png", 0, 1, 0.6f, 0.2f));
+        h.HardestList.Add(new Misclassified("missing.png", 0, 1, 0.55f, 0.25f));
         string html = HtmlReport.ToHtml(h, source => source switch
         {
             "val/dogs/d 1.jpg" => Gradient(300, 200),
@@ -391,7 +391,7 @@ public sealed class ReportTests
         StringAssert.Contains(ex.Message, "no-such-folder");
 
         // a history that fails validation leaves the existing file untouched
-        h.Hardest.Add(new Misclassified("x", 9, 0, 1, 0));
+        h.HardestList.Add(new Misclassified("x", 9, 0, 1, 0));
         Assert.ThrowsExactly<ArgumentException>(() => MetricsFile.Write(json, h));
         Assert.AreEqual(MetricsFile.ToJson(Sample()), File.ReadAllText(json));
         Assert.HasCount(2, Directory.GetFiles(dir));
@@ -441,17 +441,17 @@ public sealed class ReportTests
                 double lr = g <= steps ? 5e-4 * g / steps : 5e-4 * 0.5 * (1 + Math.Cos(Math.PI * (g - steps) / (14.0 * steps)));
                 double loss = 0.25 + 2.1 * Math.Exp(-6 * t) + 0.25 * (rng.NextDouble() - 0.5) + (g < 5 ? 3 : 0);
                 sum += loss;
-                h.Steps.Add(new StepRecord(g, e, loss, lr));
+                h.StepList.Add(new StepRecord(g, e, loss, lr));
             }
             var (p, y) = Predictions(2000, classes.Length, Math.Min(0.95, 0.45 + 0.06 * e), seed: 100 + e);
             var m = ClassificationMetrics.Compute(p, y, classes);
-            h.Epochs.Add(new EpochSummary(e, sum / steps, h.Steps[^1].LearningRate, 310 + rng.Next(20), 95 + rng.Next(10), m.LogLoss, m));
+            h.EpochList.Add(new EpochSummary(e, sum / steps, h.Steps[^1].LearningRate, 310 + rng.Next(20), 95 + rng.Next(10), m.LogLoss, m));
         }
         int best = 1 + Enumerable.Range(0, epochs).MaxBy(i => h.Epochs[i].Validation!.Top1);
         h.BestEpoch = best;
         h.Final = h.Epochs[best - 1].Validation;
         for (int i = 0; i < 30; i++)
-            h.Hardest.Add(new Misclassified(i == 3 ? "val/cat/missing.jpg" : $"val/{classes[i % 10].Split(' ')[0]}/img_{i:0000}.png", i % 10, (i * 3 + 1) % 10,
+            h.HardestList.Add(new Misclassified(i == 3 ? "val/cat/missing.jpg" : $"val/{classes[i % 10].Split(' ')[0]}/img_{i:0000}.png", i % 10, (i * 3 + 1) % 10,
                 0.99f - i * 0.01f, 0.001f + i * 0.002f));
         return h;
     }
