@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using MLNetExt.Torch;
 
 [assembly: Parallelize(Workers = 1, Scope = ExecutionScope.ClassLevel)]
@@ -90,4 +91,32 @@ internal static class TensorAssert
     }
 
     public static void Equal(Tensor expected, Tensor actual, string what = "") => Close(expected, actual, 0, 0, what);
+}
+
+/// <summary>Runs a program the way a user would (dotnet build/run, a generated project) and returns its exit code and
+/// its output; a run past the time limit is killed with its children and fails the test.</summary>
+internal static class ChildProcess
+{
+    public static (int Code, string Output) Run(string file, string arguments, string workingDirectory, int timeoutSeconds,
+        IReadOnlyDictionary<string, string?>? environment = null)
+    {
+        var psi = new ProcessStartInfo(file, arguments)
+        {
+            WorkingDirectory = workingDirectory, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
+        };
+        psi.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
+        psi.Environment["DOTNET_NOLOGO"] = "1";
+        foreach (var (k, v) in environment ?? new Dictionary<string, string?>())
+            if (v is null) psi.Environment.Remove(k);
+            else psi.Environment[k] = v;
+        using var p = Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        if (!p.WaitForExit(timeoutSeconds * 1000))
+        {
+            p.Kill(entireProcessTree: true);
+            Assert.Fail($"{file} {arguments} did not finish in {timeoutSeconds} s");
+        }
+        return (p.ExitCode, stdout.Result + stderr.Result);
+    }
 }

@@ -91,7 +91,7 @@ internal static unsafe partial class Native
     }
 
     /// <summary>Where the bridge is looked for, in order and each place once: MLNETEXT_NATIVE (file or folder), the
-    /// application folder, the assembly's folder, the folders of LD_LIBRARY_PATH, and a development checkout's
+    /// application folder and its runtimes/RID/native (a package reference), the assembly's folder, the folders of LD_LIBRARY_PATH, and a development checkout's
     /// artifacts/native above the application.</summary>
     static IEnumerable<string> Candidates()
     {
@@ -101,6 +101,9 @@ internal static unsafe partial class Native
             var env = Environment.GetEnvironmentVariable("MLNETEXT_NATIVE");
             if (!string.IsNullOrEmpty(env)) yield return Directory.Exists(env) ? Path.Combine(env, FileName) : env;
             yield return Path.Combine(AppContext.BaseDirectory, FileName);
+            // where a project that references the NuGet package gets it (the package's runtimes/linux-x64/native)
+            yield return Path.Combine(AppContext.BaseDirectory, "runtimes", RuntimeInformation.RuntimeIdentifier, "native", FileName);
+            yield return Path.Combine(AppContext.BaseDirectory, "runtimes", "linux-x64", "native", FileName);
             var asmDir = Path.GetDirectoryName(typeof(Native).Assembly.Location);
             if (!string.IsNullOrEmpty(asmDir)) yield return Path.Combine(asmDir, FileName);
             foreach (var dir in (Environment.GetEnvironmentVariable("LD_LIBRARY_PATH") ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries))

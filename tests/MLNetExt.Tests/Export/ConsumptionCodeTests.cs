@@ -124,11 +124,11 @@ public sealed class ConsumptionCodeTests
         var project = Path.Combine(dir, ConsumptionCode.ProjectFolder);
         ConsumptionCode.WriteProject(options, project);
 
-        var build = RunProcess("dotnet", $"build \"{project}\" -c Release -nologo -v q -o \"{Path.Combine(dir, "bin")}\"", dir, 600);
+        var build = ChildProcess.Run("dotnet", $"build \"{project}\" -c Release -nologo -v q -o \"{Path.Combine(dir, "bin")}\"", dir, 600);
         Assert.AreEqual(0, build.Code, build.Output);
         var images = new[] { model.Picture("exact.png", 124, 124, 7), model.Picture("wide.png", 260, 150, 8), model.Picture("tall.png", 90, 200, 9) };
         var missing = Path.Combine(dir, "missing.jpg");
-        var run = RunProcess("dotnet", $"\"{Path.Combine(dir, "bin", "ConsoleApp.dll")}\" {string.Join(" ", images.Select(i => $"\"{i}\""))} \"{missing}\"", dir, 300);
+        var run = ChildProcess.Run("dotnet", $"\"{Path.Combine(dir, "bin", "ConsoleApp.dll")}\" {string.Join(" ", images.Select(i => $"\"{i}\""))} \"{missing}\"", dir, 300);
         Assert.AreEqual(1, run.Code, "one file is missing: " + run.Output);
         StringAssert.Contains(run.Output, "missing.jpg: no such file");
         var lines = run.Output.Split('\n').Where(l => l.Split('\t').Length == 5).Select(l => l.Split('\t')).ToList();
@@ -154,24 +154,5 @@ public sealed class ConsumptionCodeTests
         var oursBest = Array.IndexOf(ours[0].Scores!, ours[0].Scores!.Max());
         Assert.AreEqual(ExportedClassifier.Labels[oursBest], lines[0][1], "no resampling: MLNetExt and the generated program agree");
         Assert.AreEqual(ours[0].Scores![oursBest], double.Parse(lines[0][2].Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture), 1e-5);
-    }
-
-    static (int Code, string Output) RunProcess(string file, string arguments, string workingDirectory, int timeoutSeconds)
-    {
-        var psi = new ProcessStartInfo(file, arguments)
-        {
-            WorkingDirectory = workingDirectory, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
-        };
-        psi.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
-        psi.Environment["DOTNET_NOLOGO"] = "1";
-        using var p = Process.Start(psi)!;
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEndAsync();
-        if (!p.WaitForExit(timeoutSeconds * 1000))
-        {
-            p.Kill(entireProcessTree: true);
-            Assert.Fail($"{file} {arguments} did not finish in {timeoutSeconds} s");
-        }
-        return (p.ExitCode, stdout.Result + stderr.Result);
     }
 }
