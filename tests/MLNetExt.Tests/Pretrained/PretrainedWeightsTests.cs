@@ -335,6 +335,30 @@ public sealed class PretrainedWeightsTests
         StringAssert.Contains(both.Message, "not both");
     }
 
+    /// <summary>samples/FineTuneAndServe with its documented command line: official weights fetched by name, fine-tuned,
+    /// the output folder written, and model.zip serving every validation image through ML.NET.</summary>
+    [TestMethod, TestCategory("Slow")]
+    public void FineTuneAndServeSample_FetchesFineTunesWritesAndServes()
+    {
+        server.Files[PathOf("mixformer_b1")] = b1;
+        using var files = new MLNetExt.Tests.MLNet.ColourFiles(trainPerClass: 6, valPerClass: 2);
+        var output = Path.Combine(files.Dir.FullName, "out");
+        var sample = MLNetExt.Tests.Samples.MLNetSamplesTests.Built("FineTuneAndServe");
+        var (code, text) = ChildProcess.Run("dotnet", $"\"{sample}\" --data \"{Path.Combine(files.Dir.FullName, "train")}\" " +
+            $"--val \"{Path.Combine(files.Dir.FullName, "val")}\" --variant mixformer_b1 --epochs 1 --image-size 32 --output \"{output}\"",
+            files.Dir.FullName, 300, new Dictionary<string, string?> { ["MLNETEXT_CACHE"] = cache.FullName, ["MLNETEXT_WEIGHTS_MIRROR"] = server.Root });
+        Assert.AreEqual(0, code, text);
+        Assert.AreEqual(1, server.Requests.Count(r => r.Path == PathOf("mixformer_b1")), "downloaded once");
+        StringAssert.Contains(text, "starts fresh for 3 classes");
+        StringAssert.Contains(text, "epoch 1: train loss");
+        StringAssert.Contains(text, $"served: ");
+        StringAssert.Contains(text, $"of {files.Val.Count} images predicted right through ML.NET");
+        foreach (var f in new[] { ModelFolder.ModelFileName, ModelFolder.OnnxFileName, ModelFolder.MLNetFileName, ModelFolder.MetricsFileName,
+                     ModelFolder.ReportFileName, ModelFolder.ConsumptionCodeFileName })
+            Assert.IsTrue(File.Exists(Path.Combine(output, f)), f);
+        Assert.HasCount(files.Val.Count, text.Split('\n').Where(l => l.Split('\t').Length == 4));
+    }
+
     /// <summary>The ML.NET featurizer takes weights by name: fetched once, opened by the checkpoint's own loader.</summary>
     [TestMethod, TestCategory("Slow")]
     public void Featurizer_Pretrained_FetchesAndExports()

@@ -22,7 +22,7 @@ public sealed class MLNetSamplesTests
     [ClassCleanup]
     public static void Cleanup() => files?.Dispose();
 
-    static string Built(string project)
+    internal static string Built(string project)
     {
         for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
         {
@@ -99,6 +99,20 @@ public sealed class MLNetSamplesTests
         Assert.AreEqual(0, run.Code, run.Output);
         StringAssert.Contains(run.Output, "validation folder: micro-accuracy");
         ConsumeAndCompare(Path.Combine(output, "model.zip"));
+    }
+
+    /// <summary>samples/EngineBasics: the module's PyTorch names, a falling loss, the state_dict saved and reloaded.</summary>
+    [TestMethod]
+    public void EngineBasics_TrainsSavesAndReloads()
+    {
+        var run = Run("EngineBasics", "");
+        Assert.AreEqual(0, run.Code, run.Output);
+        StringAssert.Contains(run.Output, "fc1.weight");
+        var losses = run.Output.Split('\n').Where(l => l.StartsWith("step ", StringComparison.Ordinal))
+            .Select(l => double.Parse(l[(l.LastIndexOf(' ') + 1)..], CultureInfo.InvariantCulture)).ToList();
+        Assert.HasCount(4, losses);
+        Assert.IsLessThan(losses[0] / 5, losses[^1], "the loss falls");
+        StringAssert.Contains(run.Output, "reloaded 4 tensors");
     }
 
     [TestMethod]
