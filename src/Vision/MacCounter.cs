@@ -19,7 +19,7 @@ namespace MLNetExt.Vision;
 /// products), reductions, pooling and resampling. Only calls made through the engine are seen, each once: an operator
 /// that libtorch decomposes internally counts as the operator that was called.</para>
 /// </summary>
-internal static class MacCounter
+public static class MacCounter
 {
     /// <summary>MACs of one eval-mode forward of <paramref name="model"/> on one image of
     /// <paramref name="height"/>×<paramref name="width"/> (batch 1, no grad). The model's training mode is restored.</summary>
