@@ -44,23 +44,26 @@ static string LineChart(string title, params (string Name, string Colour, IReadO
     return svg.Append("</svg>").ToString();
 }
 
-/// A confusion matrix as an HTML table shaded by the share of each true class.
-static string ConfusionTable(IReadOnlyList<string> classes, int[][] counts)
+/// A confusion matrix as an SVG heat map: rows are the true classes, columns the predicted ones, each cell shaded by
+/// its share of the row and labelled with its count.
+static string ConfusionChart(IReadOnlyList<string> classes, int[][] counts)
 {
-    var html = new StringBuilder("<table style='border-collapse:collapse'><tr><td>true \\\\ predicted</td>");
-    foreach (var c in classes) html.Append($"<th style='padding:4px 10px'>{c}</th>");
-    for (int i = 0; i < classes.Count; i++)
+    int n = classes.Count, cell = Math.Max(36, 240 / n), left = 90, top = 40;
+    var svg = new StringBuilder($"<svg xmlns='http://www.w3.org/2000/svg' width='{left + n * cell + 10}' height='{top + n * cell + 30}' font-family='sans-serif' font-size='12'>");
+    svg.Append($"<text x='{left}' y='14' font-weight='bold'>predicted →</text><text x='4' y='{top - 6}' font-weight='bold'>true ↓</text>");
+    for (int i = 0; i < n; i++)
     {
-        html.Append($"<tr><th style='padding:4px 10px'>{classes[i]}</th>");
+        svg.Append($"<text x='{left + i * cell + 4}' y='{top - 6}'>{classes[i]}</text><text x='4' y='{top + i * cell + cell / 2 + 4}'>{classes[i]}</text>");
         int total = Math.Max(1, counts[i].Sum());
-        for (int j = 0; j < classes.Count; j++)
+        for (int j = 0; j < n; j++)
         {
-            int shade = 255 - (int)(180.0 * counts[i][j] / total);
-            html.Append($"<td style='padding:4px 10px;text-align:center;background:rgb({shade},{shade},255)'>{counts[i][j]}</td>");
+            double share = (double)counts[i][j] / total;
+            int shade = 255 - (int)(200 * share);
+            svg.Append($"<rect x='{left + j * cell}' y='{top + i * cell}' width='{cell}' height='{cell}' fill='rgb({shade},{shade},255)' stroke='white'/>");
+            svg.Append($"<text x='{left + j * cell + cell / 2}' y='{top + i * cell + cell / 2 + 4}' text-anchor='middle' fill='{(share > 0.6 ? "white" : "black")}'>{counts[i][j]}</text>");
         }
-        html.Append("</tr>");
     }
-    return html.Append("</table>").ToString();
+    return svg.Append("</svg>").ToString();
 }
 
 /// An image file as a small inline JPEG.
@@ -124,7 +127,7 @@ The training loss at every optimizer step and the validation accuracy at the end
     code('''Show(LineChart("training loss per step", ("loss", "#1f77b4", history.Steps.Select(s => ((double)s.Step, s.Loss)).ToList()))
    + LineChart("validation top-1 per epoch", ("top-1", "#d62728", history.Epochs.Select(e => ((double)e.Epoch, e.Validation!.Top1)).ToList())));'''),
     md('''## Confusion matrix of the kept model'''),
-    code('''Show(ConfusionTable(train.Classes, history.Final!.Confusion.Select(r => r.ToArray()).ToArray()));'''),
+    code('''Show(ConfusionChart(train.Classes, history.Final!.Confusion.Select(r => r.ToArray()).ToArray()));'''),
     md('''## A few predictions'''),
     code('''var some = val.Items.Where((_, i) => i % 38 == 0).Take(4).ToList();
 var predictions = model.Predict(some.Select(i => i.Path!).ToList(), topK: 2);
