@@ -11,13 +11,7 @@ cd "$root"
 update=0
 [ "${1:-}" = "--update" ] && update=1
 
-if ! command -v jupyter-nbconvert >/dev/null 2>&1; then
-  echo "notebooks: installing jupyter-nbconvert" >&2
-  sudo=""
-  [ "$(id -u)" -ne 0 ] && sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends jupyter-nbconvert >/dev/null
-fi
+tools/install-debian-packages.sh jupyter-nbconvert
 dotnet tool restore >/dev/null
 
 work="$(mktemp -d)"

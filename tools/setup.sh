@@ -10,17 +10,7 @@ cd "$root"
 # libturbojpeg0 libpng16-16 libwebp7 libgif7: image decoding (P/Invoke to their shared libraries);
 # python3-torchvision: data fixtures and the loader benchmark; python3-onnx: the exporter's onnx.checker test.
 packages=(libtorch-dev libopenblas0-pthread cmake g++ python3-torch libturbojpeg0 libpng16-16 libwebp7 libgif7 python3-torchvision python3-onnx)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "setup: installing ${missing[*]}" >&2
-  sudo=""
-  [ "$(id -u)" -ne 0 ] && sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+tools/install-debian-packages.sh "${packages[@]}"
 
 if ! command -v dotnet >/dev/null 2>&1; then
   echo "setup: the .NET SDK (dotnet, version 10) is required but not on PATH" >&2

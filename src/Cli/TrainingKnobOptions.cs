@@ -30,7 +30,7 @@ internal sealed class TrainingKnobOptions : ITrainingKnobVisitor<TrainingKnobOpt
         {
             // enums are spelled in lower case: --class-weights balanced
             var names = Enum.GetNames(type).Select(n => n.ToLowerInvariant()).ToList();
-            var text = new Option<string>(k.Cli!) { Description = $"{k.Help}", DefaultValueFactory = _ => TrainingKnobs.Text(k.Default) };
+            var text = new Option<string>(k.Cli!) { Description = k.Help, DefaultValueFactory = _ => TrainingKnobs.Text(k.Default) };
             return new Binding(text, (r, o) =>
             {
                 var v = r.GetValue(text)!;
@@ -39,7 +39,7 @@ internal sealed class TrainingKnobOptions : ITrainingKnobVisitor<TrainingKnobOpt
                 return k.Set(o, (T)Enum.GetValues(type).GetValue(i)!);
             });
         }
-        var option = new Option<T>(k.Cli!) { Description = k.Choices is null ? k.Help : $"{k.Help}" };
+        var option = new Option<T>(k.Cli!) { Description = k.Help };
         if (k.Default is { } d) option.DefaultValueFactory = _ => d;
         return new Binding(option, (r, o) => k.Set(o, k.FromCli(r.GetValue(option)!)));
     }

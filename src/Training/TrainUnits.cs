@@ -27,6 +27,9 @@ internal abstract class TrainUnit(Backbone model, Device device, bool autocast) 
     /// <summary>The trained parameters under their backbone names (checkpoints store optimizer state under these).</summary>
     public abstract IReadOnlyList<(string Name, Parameter Parameter)> Parameters { get; }
 
+    /// <summary>Elements of the trained parameters.</summary>
+    public long TrainedParameterCount => Parameters.Sum(p => p.Parameter.NumEl);
+
     /// <summary>Whether weight decay applies to a trained parameter.</summary>
     public abstract bool Decays(string name, Parameter parameter);
 

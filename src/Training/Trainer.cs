@@ -112,7 +112,7 @@ internal sealed class Trainer : IDisposable
                 {
                     Model = _descriptor.Model,
                     Classes = train.Classes,
-                    Settings = TrainingKnobs.Settings(o, _plan.Resolved(_model, _unit.Parameters.Sum(p => p.Parameter.NumEl))),
+                    Settings = TrainingKnobs.Settings(o, _plan.Resolved(_model, _unit.TrainedParameterCount)),
                     TrainCount = train.Count,
                     ValCount = val?.Count ?? 0,
                     Monitor = o.Monitor,
@@ -133,13 +133,13 @@ internal sealed class Trainer : IDisposable
     /// of the training set when it is null and <see cref="ImageClassificationOptions.ValidationFraction"/> &gt; 0).</summary>
     public static TrainingOutcome Run(ImageClassificationOptions options, ImageDataset train, ImageDataset? val, CancellationToken cancel)
     {
-        TrainingPlan.Validate(options);
+        TrainingKnobs.Validate(options);
         if (val is null && options.ValidationFraction > 0) (train, val) = train.Split(options.ValidationFraction, options.Seed ?? 0);
         if (val is not null && !val.Classes.SequenceEqual(train.Classes))
             throw new DatasetException($"The validation set's classes [{string.Join(", ", val.Classes)}] differ from the training set's [{string.Join(", ", train.Classes)}].");
         using var trainer = new Trainer(options, train, val);
         if (trainer._unit is BackboneUnit)
-            StepMemory.Check(trainer._model, trainer._plan.Device, trainer._plan.ImageSize, options.BatchSize, trainer._unit.Parameters.Sum(p => p.Parameter.NumEl));
+            StepMemory.Check(trainer._model, trainer._plan.Device, trainer._plan.ImageSize, options.BatchSize, trainer._unit.TrainedParameterCount);
         return trainer.Loop(cancel);
     }
 
@@ -150,7 +150,7 @@ internal sealed class Trainer : IDisposable
     /// inspection and tests).</summary>
     internal static (IReadOnlyList<GroupPlan> Groups, float[]? ClassWeights) Plan(ImageClassificationOptions options, ImageDataset train)
     {
-        TrainingPlan.Validate(options);
+        TrainingKnobs.Validate(options);
         using var trainer = new Trainer(options with { ResumeFrom = null, CheckpointDirectory = null }, train, null);
         var names = trainer._unit.Parameters.ToDictionary(p => (object)p.Parameter, p => p.Name, ReferenceEqualityComparer.Instance);
         var groups = trainer._optimizer.Groups.Select(g => new GroupPlan(g.Name, g.InitialLearningRate, g.WeightDecay,

@@ -36,9 +36,6 @@ internal sealed class TrainingPlan
 
     public bool LinearProbe => Options.Mode == TrainingMode.LinearProbe;
 
-    /// <summary>Throws <see cref="TrainingOptionException"/> for the first option out of range.</summary>
-    public static void Validate(ImageClassificationOptions o) => TrainingKnobs.Validate(o);
-
     static Device ResolveDevice(string? name)
     {
         if (name is null) return TorchRuntime.CudaIsAvailable ? Device.Cuda(0) : Device.Cpu;

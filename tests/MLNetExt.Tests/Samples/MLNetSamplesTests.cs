@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Globalization;
 using Microsoft.ML;
 using Microsoft.ML.Data;
@@ -32,23 +31,8 @@ public sealed class MLNetSamplesTests
         throw new AssertFailedException($"{project}.dll is not built (dotnet build MLNetExt.sln -c Release builds the samples).");
     }
 
-    static (int Code, string Output) Run(string project, string arguments)
-    {
-        var psi = new ProcessStartInfo("dotnet", $"\"{Built(project)}\" {arguments}")
-        {
-            RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false, WorkingDirectory = files.Dir.FullName,
-        };
-        psi.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
-        using var p = Process.Start(psi)!;
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEndAsync();
-        if (!p.WaitForExit(300_000))
-        {
-            p.Kill(entireProcessTree: true);
-            Assert.Fail($"{project} {arguments} did not finish in 300 s");
-        }
-        return (p.ExitCode, stdout.Result + stderr.Result);
-    }
+    static (int Code, string Output) Run(string project, string arguments) =>
+        ChildProcess.Run("dotnet", $"\"{Built(project)}\" {arguments}", files.Dir.FullName, 300);
 
     /// <summary>MLNetConsume's per-image lines (path, label, predicted, top score) equal ML.NET's in this process.</summary>
     static void ConsumeAndCompare(string zip)
