@@ -31,50 +31,28 @@ internal static class EvaluateCommand
         CliErrors.RequireFile(modelFile, "--model");
         if (batchSize < 1) throw new ArgumentException($"--batch-size must be at least 1, got {batchSize}.");
         ImageDataset ds;
-        ClassificationMetrics metrics;
-        List<Misclassified> wrong;
-        IReadOnlyList<DatasetIssue> skipped;
+        EvaluationResult result;
         string name;
         if (PredictCommand.OpenScorer(modelFile, batchSize, device) is { } scorer)
         {
             using var _ = (IDisposable)scorer;
             if (scorer.Labels.Count == 0) throw new InvalidDataException($"'{modelFile.FullName}' stores no class names (export it with labels).");
             ds = Load(data, scorer.Labels);
-            var paths = ds.Items.Select(i => i.Path ?? throw new DatasetException($"Item {i.Name} has no file path.")).ToList();
-            var scores = scorer.ScoreFiles(paths);
-            var evaluator = new Evaluator();
-            for (int i = 0; i < scores.Count; i++)
-                if (scores[i].Scores is { } p) evaluator.Add(p, ds.Items[i].Label, scores[i].Source);
-            skipped = scores.Where(s => s.Scores is null).Select(s => new DatasetIssue(s.Source, s.Error ?? "unreadable")).ToList();
-            if (evaluator.Count == 0) throw new DatasetException($"No image of '{ds.Source}' could be scored.");
-            var r = evaluator.Result($"'{ds.Source}'");
-            (metrics, wrong) = (r.Metrics(ds.Classes), r.Misclassified());
+            result = scorer.Evaluate(ds);
             name = Path.GetFileName(modelFile.FullName);
         }
         else
         {
             using var m = ImageClassificationModel.Load(modelFile.FullName);
             ds = Load(data, m.Classes);
-            (metrics, wrong, skipped) = m.EvaluateDetailed(ds, batchSize);
+            result = m.EvaluateDetailed(ds, batchSize);
             name = m.Descriptor.Model;
         }
-        Print(metrics, log);
-        foreach (var s in skipped) log.WriteLine($"skipped: {s}");
+        Print(result.Metrics, log);
+        foreach (var s in result.Skipped) log.WriteLine($"skipped: {s}");
         if (output is not null)
-        {
-            Directory.CreateDirectory(output);
-            var history = new TrainingHistory
-            {
-                Model = name,
-                Classes = ds.Classes,
-                Settings = new Dictionary<string, string> { ["evaluated"] = modelFile.FullName, ["data"] = ds.Source },
-                ValCount = metrics.Count,
-                Final = metrics,
-                StopReason = "evaluation only",
-            };
-            history.HardestList.AddRange(wrong.Take(32));
-            ModelFolder.WriteRecord(history, output, log);
-        }
+            ModelFolder.WriteEvaluation(result, name, ds.Classes,
+                new Dictionary<string, string> { ["evaluated"] = modelFile.FullName, ["data"] = ds.Source }, output, log);
         return 0;
     }
 

@@ -32,7 +32,7 @@ internal static class PredictCommand
         foreach (var input in inputs)
         {
             if (Directory.Exists(input))
-                files.AddRange(ImageFiles.Walk(input).Where(f => ImageDataset.HeaderProblem(f) is null));
+                files.AddRange(ImageDataset.FindImages(input));
             else if (File.Exists(input)) files.Add(input);
             else throw new FileNotFoundException($"'{input}' is neither an image file nor a folder.");
         }
@@ -79,9 +79,7 @@ internal static class PredictCommand
         if (OpenScorer(modelFile, 16, device) is { } scorer)
         {
             using var _ = (IDisposable)scorer;
-            predictions = scorer.ScoreFiles(files).Select(s => s.Scores is null
-                ? new ImagePrediction(s.Source, null, -1, 0, [], s.Error)
-                : ImagePrediction.FromScores(s.Source, s.Scores, scorer.Labels, topK)).ToList();
+            predictions = scorer.Predict(files, topK);
         }
         else
         {

@@ -1,6 +1,6 @@
 using System.CommandLine;
 using System.Runtime.InteropServices;
-using MLNetExt.OnnxRuntime;
+using Ort = Microsoft.ML.OnnxRuntime;
 
 namespace MLNetExt.Cli;
 
@@ -8,7 +8,7 @@ namespace MLNetExt.Cli;
 /// `mlnetext run-onnx --model model.onnx --input RAW --shape N,C,H,W --output RAW [--output-name Score|logits]
 /// [--threads T] [--cuda DEVICE]`: runs an ONNX model in ONNX Runtime on a raw little-endian
 /// float32 input (fed to the model's single input) and writes one output as raw little-endian float32. The output
-/// file appears only when complete.
+/// file appears only when complete. It uses the official ONNX Runtime API directly, as any ONNX Runtime user would.
 /// </summary>
 internal static class RunOnnxCommand
 {
@@ -27,10 +27,10 @@ internal static class RunOnnxCommand
         {
             try
             {
-                var options = new OnnxSessionOptions { IntraOpThreads = r.GetValue(threads), CudaDeviceId = r.GetValue(cuda) };
-                return Run(r.GetValue(model)!, r.GetValue(input)!, r.GetValue(shape)!, r.GetValue(output)!, r.GetValue(outputName), options, Console.Out);
+                return Run(r.GetValue(model)!, r.GetValue(input)!, r.GetValue(shape)!, r.GetValue(output)!, r.GetValue(outputName),
+                    r.GetValue(threads), r.GetValue(cuda), Console.Out, Console.Error);
             }
-            catch (Exception e) when (e is ArgumentException or IOException or InvalidOperationException or OnnxRuntimeException or DllNotFoundException)
+            catch (Exception e) when (e is ArgumentException or IOException or InvalidOperationException or Ort.OnnxRuntimeException or DllNotFoundException)
             {
                 Console.Error.WriteLine(e.Message);
                 return e is ArgumentException ? 2 : 1;
@@ -39,28 +39,45 @@ internal static class RunOnnxCommand
         return cmd;
     }
 
-    internal static int Run(FileInfo model, FileInfo input, string shapeText, FileInfo output, string? outputName, OnnxSessionOptions options, TextWriter log)
+    internal static int Run(FileInfo model, FileInfo input, string shapeText, FileInfo output, string? outputName, int threads, int? cuda,
+        TextWriter log, TextWriter warnings)
     {
         var shape = ParseShape(shapeText);
         CliErrors.RequireFile(model, "--model");
         CliErrors.RequireFile(input, "--input");
+        if (threads < 0) throw new ArgumentException($"--threads must be >= 0 (0 = ONNX Runtime's default), got {threads}.");
         long count = shape.Aggregate(1L, (a, b) => a * b);
         if (input.Length != count * sizeof(float))
             throw new ArgumentException($"--input: '{input.FullName}' has {input.Length} bytes; --shape {shapeText} needs {count * sizeof(float)} (float32).");
         if (!BitConverter.IsLittleEndian) throw new PlatformNotSupportedException("raw files are little-endian");
 
-        using var session = OnnxSession.FromFile(model.FullName, options);
-        if (session.Inputs.Count != 1)
-            throw new ArgumentException($"--model: run-onnx feeds one input, but '{model.Name}' has {session.Inputs.Count}: {string.Join("; ", session.Inputs)}");
-        var name = outputName ?? (session.Outputs.Any(o => o.Name == "Score") ? "Score" : session.Outputs[0].Name);
+        using var options = new Ort.SessionOptions { IntraOpNumThreads = threads };
+        string provider = "CPU";
+        if (cuda is int device)
+        {
+            // the CPU package has no CUDA entry point; the GPU package fails here when CUDA/cuDNN or the device is missing
+            try { options.AppendExecutionProvider_CUDA(device); provider = "CUDA"; }
+            catch (Exception e) when (e is EntryPointNotFoundException or Ort.OnnxRuntimeException or DllNotFoundException)
+            {
+                warnings.WriteLine($"warning: CUDA device {device} is unusable by this ONNX Runtime ({e.Message.Trim()}); running on CPU.");
+            }
+        }
+        using var session = new Ort.InferenceSession(model.FullName, options);
+        if (session.InputNames.Count != 1)
+            throw new ArgumentException($"--model: run-onnx feeds one input, but '{model.Name}' has {session.InputNames.Count}: {string.Join(", ", session.InputNames)}");
+        var name = outputName ?? (session.OutputNames.Contains("Score") ? "Score" : session.OutputNames[0]);
+        if (!session.OutputNames.Contains(name))
+            throw new ArgumentException($"--output-name: '{model.Name}' has no output '{name}'; its outputs are {string.Join(", ", session.OutputNames)}.");
+        if (session.OutputMetadata[name].ElementDataType != Ort.Tensors.TensorElementType.Float)
+            throw new ArgumentException($"--output-name: output '{name}' is {session.OutputMetadata[name].ElementDataType}, not float32; run-onnx writes float32 only.");
         var data = new float[count];
         using (var f = File.OpenRead(input.FullName)) f.ReadExactly(MemoryMarshal.AsBytes(data.AsSpan()));
-        using var result = session.Run(session.Inputs[0].Name, OnnxTensor.FromArray(data, shape), [name]);
-        var value = result[0];
-        if (value.ElementType != OnnxElementType.Float32)
-            throw new ArgumentException($"--output-name: output '{name}' is {value.ElementType}, not float32; run-onnx writes float32 only.");
-        Serialization.AtomicFile.WriteAllBytes(output.FullName, MemoryMarshal.AsBytes(value.AsSpan<float>()));
-        log.WriteLine($"{model.Name} ({session.ExecutionProvider}, ONNX Runtime {OnnxRuntimeEnvironment.Version}): {name} [{string.Join(", ", value.Shape)}] written to {output.FullName}");
+        using var value = Ort.OrtValue.CreateTensorValueFromMemory(data, shape);
+        using var run = new Ort.RunOptions();
+        using var results = session.Run(run, [session.InputNames[0]], [value], [name]);
+        Serialization.AtomicFile.WriteAllBytes(output.FullName, MemoryMarshal.AsBytes(results[0].GetTensorDataAsSpan<float>()));
+        var outShape = results[0].GetTensorTypeAndShape().Shape;
+        log.WriteLine($"{model.Name} ({provider}, ONNX Runtime {Ort.OrtEnv.Instance().GetVersionString()}): {name} [{string.Join(", ", outShape)}] written to {output.FullName}");
         return 0;
     }
 

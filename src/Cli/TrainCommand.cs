@@ -80,7 +80,7 @@ internal static class TrainCommand
         var choice = o.Model.Resolve(r);
         if (choice.NumClasses is not null) throw new ArgumentException("--num-classes is not used by train: the classes are the data's sub-folders.");
         string? resume = r.GetValue(o.Resume);
-        if (resume is not null && Directory.Exists(resume)) resume = Path.Combine(resume, CheckpointStore.Last);
+        if (resume is not null && Directory.Exists(resume)) resume = Path.Combine(resume, ModelFolder.LastCheckpointFileName);
         var weights = r.GetValue(o.Weights);
         if (weights is not null) CliErrors.RequireFile(weights, "--weights");
         return o.Knobs.Apply(r, new ImageClassificationOptions
@@ -171,8 +171,8 @@ internal static class TrainCommand
                 var failed = ModelFolder.Write(model, output, export, log);
                 if (failed.Count > 0)
                 {
-                    var best = Path.Combine(output, CheckpointStore.Best);
-                    var weights = File.Exists(best) && h.BestEpoch is not null ? best : Path.Combine(output, CheckpointStore.Last);
+                    var best = Path.Combine(output, ModelFolder.BestCheckpointFileName);
+                    var weights = File.Exists(best) && h.BestEpoch is not null ? best : Path.Combine(output, ModelFolder.LastCheckpointFileName);
                     log.WriteLine($"error: training finished, but {string.Join("; ", failed)} could not be written. The trained weights are in " +
                         $"'{weights}': `./mlnetext evaluate --model {weights} --data DIR --output {output}` and `./mlnetext predict --model {weights} IMAGES` " +
                         "read it directly; after freeing space, the same train command with --resume writes every output again.");

@@ -3,45 +3,53 @@ using MLNetExt.Training;
 
 namespace MLNetExt.Cli;
 
-/// <summary>The <c>train</c> command's training options, one typed option per row of <see cref="TrainingKnobs.All"/>
-/// (spelling, help, default and accepted values come from the row); and the CLI's view of a library error, which names
-/// the option as the user typed it (<c>--batch-size</c>), not the C# property (<c>BatchSize</c>).</summary>
-internal sealed class TrainingKnobOptions : ITrainingKnobVisitor<TrainingKnobOptions.Binding>
+/// <summary>The <c>train</c> command's training options, one typed option per <see cref="TrainingOptionInfo.All"/> entry
+/// that has a command-line spelling (spelling, help, default and accepted values come from the library); and the CLI's
+/// view of a library error, which names the option as the user typed it (<c>--batch-size</c>), not the C# property
+/// (<c>BatchSize</c>).</summary>
+internal sealed class TrainingKnobOptions
 {
     /// <summary>An option and how its value goes into the options.</summary>
     internal sealed record Binding(Option Option, Func<ParseResult, ImageClassificationOptions, ImageClassificationOptions> Apply);
 
     public IReadOnlyList<Binding> Bindings { get; }
 
-    public TrainingKnobOptions() => Bindings = TrainingKnobs.All.Where(k => k.Cli is not null).Select(k => k.Accept(this)).ToList();
+    public TrainingKnobOptions() => Bindings = TrainingOptionInfo.All.Where(k => k.CommandLineName is not null).Select(Bind).ToList();
 
     public void AddTo(Command cmd)
     {
         foreach (var b in Bindings) cmd.Add(b.Option);
     }
 
-    /// <summary>The options with every knob the command line gives (or its default) set.</summary>
+    /// <summary>The options with every option the command line gives (or its default) set.</summary>
     public ImageClassificationOptions Apply(ParseResult r, ImageClassificationOptions o) => Bindings.Aggregate(o, (acc, b) => b.Apply(r, acc));
 
-    Binding ITrainingKnobVisitor<Binding>.Visit<T>(TrainingKnob<T> k)
+    static Binding Bind(TrainingOptionInfo k)
     {
-        var type = Nullable.GetUnderlyingType(typeof(T)) ?? typeof(T);
+        var type = Nullable.GetUnderlyingType(k.ValueType) ?? k.ValueType;
         if (type.IsEnum)
         {
             // enums are spelled in lower case: --class-weights balanced
             var names = Enum.GetNames(type).Select(n => n.ToLowerInvariant()).ToList();
-            var text = new Option<string>(k.Cli!) { Description = k.Help, DefaultValueFactory = _ => TrainingKnobs.Text(k.Default) };
+            var text = new Option<string>(k.CommandLineName!) { Description = k.Description, DefaultValueFactory = _ => k.DefaultValue?.ToString()?.ToLowerInvariant() ?? "none" };
             return new Binding(text, (r, o) =>
             {
                 var v = r.GetValue(text)!;
                 int i = names.IndexOf(v);
-                if (i < 0) throw new ArgumentException($"{k.Cli} must be {string.Join(" or ", names)}, got '{v}'.");
-                return k.Set(o, (T)Enum.GetValues(type).GetValue(i)!);
+                if (i < 0) throw new ArgumentException($"{k.CommandLineName} must be {string.Join(" or ", names)}, got '{v}'.");
+                return k.WithValue(o, Enum.GetValues(type).GetValue(i));
             });
         }
-        var option = new Option<T>(k.Cli!) { Description = k.Help };
-        if (k.Default is { } d) option.DefaultValueFactory = _ => d;
-        return new Binding(option, (r, o) => k.Set(o, k.FromCli(r.GetValue(option)!)));
+        // System.CommandLine parses and describes each option by its own type
+        return (Binding)typeof(TrainingKnobOptions).GetMethod(nameof(Typed), System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Static)!
+            .MakeGenericMethod(k.ValueType).Invoke(null, [k])!;
+    }
+
+    static Binding Typed<T>(TrainingOptionInfo k)
+    {
+        var option = new Option<T>(k.CommandLineName!) { Description = k.Description };
+        if (k.DefaultValue is T d) option.DefaultValueFactory = _ => d;
+        return new Binding(option, (r, o) => k.WithValue(o, r.GetValue(option)));
     }
 
     /// <summary>Runs <paramref name="action"/>, turning a <see cref="TrainingOptionException"/> into an argument error
@@ -49,6 +57,6 @@ internal sealed class TrainingKnobOptions : ITrainingKnobVisitor<TrainingKnobOpt
     public static T AsCliError<T>(Func<T> action)
     {
         try { return action(); }
-        catch (TrainingOptionException e) { throw new ArgumentException($"{TrainingKnobs.CliName(e.Option)} {e.Problem}.", e); }
+        catch (TrainingOptionException e) { throw new ArgumentException($"{TrainingOptionInfo.CommandLineNameOf(e.Option)} {e.Problem}.", e); }
     }
 }

@@ -103,6 +103,11 @@ public sealed class ImageDataset
         return new ImageDataset(dir.FullName, names, items, issues);
     }
 
+    /// <summary>The image files (JPEG, PNG, WebP, GIF, judged by their first bytes) under <paramref name="folder"/> and
+    /// its sub-folders, in ordinal path order; hidden names (".x") are left out and directory links are not followed.</summary>
+    public static IReadOnlyList<string> FindImages(string folder) =>
+        ImageFiles.Walk(folder).Where(f => HeaderProblem(f) is null).ToList();
+
     /// <summary>Reads the first bytes of a file: null when it looks like a supported image, else the reason.</summary>
     internal static string? HeaderProblem(string path)
     {

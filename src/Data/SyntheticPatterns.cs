@@ -10,7 +10,7 @@ namespace MLNetExt.Data;
 /// image, which is what a backbone trained from scratch (global average pooling, no pretrained weights) learns
 /// within minutes on a CPU; the demo uses it. Every image is a pure function of (seed, class, index).
 /// </summary>
-internal static class SyntheticPatterns
+public static class SyntheticPatterns
 {
     /// <summary>The class names in label order (ordinal order, as <see cref="ImageDataset.FromFolder"/> lists them).</summary>
     public static IReadOnlyList<string> Classes { get; } = ["checks", "dots", "rings", "stripes", "waves"];

@@ -107,8 +107,9 @@ public sealed class ImageClassificationModel : IDisposable
     /// <summary>Metrics on a labelled dataset whose classes are this model's (same names, same order).</summary>
     public ClassificationMetrics Evaluate(ImageDataset data, int batchSize = 32) => EvaluateDetailed(data, batchSize).Metrics;
 
-    internal (ClassificationMetrics Metrics, List<Misclassified> Wrong, IReadOnlyList<DatasetIssue> Skipped) EvaluateDetailed(ImageDataset data, int batchSize = 32,
-        Action<int, int>? progress = null)
+    /// <summary>Metrics, misclassified images (most confident mistakes first) and unreadable images on a labelled
+    /// dataset whose classes are this model's; <paramref name="progress"/> gets (batches done, batches).</summary>
+    public EvaluationResult EvaluateDetailed(ImageDataset data, int batchSize = 32, Action<int, int>? progress = null)
     {
         if (!data.Classes.SequenceEqual(Classes))
             throw new DatasetException($"The dataset's classes [{string.Join(", ", data.Classes)}] are not the model's [{string.Join(", ", Classes)}] (same names in the same order are needed).");
@@ -122,7 +123,7 @@ public sealed class ImageClassificationModel : IDisposable
                     yield return (b.Images, y, b.Indices);
         }
         var r = Evaluator.Run(Batches(), x => Backbone.Call(x.To(device)), data, done => progress?.Invoke(done, loader.BatchesPerEpoch));
-        return (r.Metrics(Classes), r.Misclassified(), loader.Skipped);
+        return new EvaluationResult(r.Metrics(Classes), r.Misclassified(), loader.Skipped);
     }
 
     /// <summary>Writes the model as one safetensors file: the backbone's state_dict under its official names plus

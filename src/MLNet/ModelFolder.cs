@@ -16,7 +16,8 @@ public static class ModelFolder
 {
     /// <summary>File names inside the folder.</summary>
     public const string ModelFileName = "model.safetensors", OnnxFileName = "model.onnx", MLNetFileName = "model.zip",
-        MetricsFileName = "metrics.json", ReportFileName = "report.html", ConsumptionCodeFileName = "ModelConsumption.cs";
+        MetricsFileName = "metrics.json", ReportFileName = "report.html", ConsumptionCodeFileName = "ModelConsumption.cs",
+        LastCheckpointFileName = CheckpointStore.Last, BestCheckpointFileName = CheckpointStore.Best;
 
     /// <summary>Writes every output of a trained model into <paramref name="folder"/> (created when missing). Small files
     /// first, so a full disk costs the least; each output is tried on its own, and what could not be written is
@@ -54,6 +55,27 @@ public static class ModelFolder
         HtmlReport.Write(report, history, source => ImageDecoder.TryDecodeFile(source, out _));
         log.WriteLine($"metrics: {metrics}");
         log.WriteLine($"report: {report}");
+    }
+
+    /// <summary>Writes <c>metrics.json</c> and <c>report.html</c> of an evaluation (see
+    /// <see cref="ImageClassificationModel.EvaluateDetailed"/> and <see cref="ImageFileScorerExtensions.Evaluate"/>)
+    /// into <paramref name="folder"/> (created when missing), with the most confident mistakes.</summary>
+    public static void WriteEvaluation(EvaluationResult result, string model, IReadOnlyList<string> classes,
+        IReadOnlyDictionary<string, string> settings, string folder, TextWriter? log = null)
+    {
+        ArgumentNullException.ThrowIfNull(result);
+        Directory.CreateDirectory(folder);
+        var history = new TrainingHistory
+        {
+            Model = model,
+            Classes = classes,
+            Settings = settings,
+            ValCount = result.Metrics.Count,
+            Final = result.Metrics,
+            StopReason = "evaluation only",
+        };
+        history.HardestList.AddRange(result.Misclassified.Take(TrainingHistory.MaxHardest));
+        WriteRecord(history, folder, log);
     }
 
     /// <summary>model.onnx, the ML.NET model.zip (the ONNX inside), the C# consumption code and a console project.</summary>

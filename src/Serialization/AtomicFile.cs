@@ -9,10 +9,10 @@ namespace MLNetExt.Serialization;
 /// it. A process killed mid-write leaves such a file behind; <see cref="RemoveStale"/> deletes those whose writer is
 /// gone, and training calls it on its output folder at every start and resume.
 /// </summary>
-internal static partial class AtomicFile
+public static partial class AtomicFile
 {
     /// <summary>A fresh temporary path next to <paramref name="path"/>.</summary>
-    public static string TempPath(string path)
+    internal static string TempPath(string path)
     {
         var full = Path.GetFullPath(path);
         return Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.{Environment.ProcessId}-{Guid.NewGuid():N}.mlnetext.tmp");

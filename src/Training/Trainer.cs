@@ -24,8 +24,6 @@ internal sealed record TrainingOutcome(Backbone Model, ModelDescriptor Descripto
 /// </summary>
 internal sealed class Trainer : IDisposable
 {
-    const int MaxHardest = 32;
-
     readonly ImageClassificationOptions _o;
     readonly ImageDataset _train;
     readonly ImageDataset? _val;
@@ -240,7 +238,7 @@ internal sealed class Trainer : IDisposable
             var r = _bestWeights is not null && bestEval is not null ? bestEval : Validate(_o.Epochs);
             h.Final = r.Metrics(_train.Classes);
             h.HardestList.Clear();
-            h.HardestList.AddRange(r.Misclassified().Take(MaxHardest));
+            h.HardestList.AddRange(r.Misclassified().Take(TrainingHistory.MaxHardest));
         }
         h.Duration = _durationBefore + _clock.Elapsed;
         _modelTaken = true;

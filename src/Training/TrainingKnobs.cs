@@ -8,44 +8,68 @@ namespace MLNetExt.Training;
 internal sealed record ResolvedSettings(int ImageSize, double LearningRate, double DropPath, string Device, long Parameters, long Trained);
 
 /// <summary>
-/// One training setting, declared once: the <see cref="ImageClassificationOptions"/> property it reads, its command-line
-/// spelling and help, the values it accepts, its key in the resume fingerprint and how the run's settings record shows
-/// it. Validation, the fingerprint, the settings, the CLI's options and its error names all come from
-/// <see cref="TrainingKnobs.All"/>, so adding a knob is a property on the options and a row there.
+/// One training option of <see cref="ImageClassificationOptions"/>, described for front ends (the CLI's <c>train</c>
+/// command, a settings form, a notebook): the property, its command-line spelling, help text, value type, default and
+/// accepted values, and how to set it. Each is declared once in the library's table of training options, which also
+/// drives validation, the resume fingerprint and the settings recorded in metrics.json, so a front end built on
+/// <see cref="All"/> offers every option with the library's own defaults and names.
 /// </summary>
-internal abstract class TrainingKnob(string property, string? cli, string help, string? fingerprintKey, string? settingsKey)
+public abstract class TrainingOptionInfo
 {
-    /// <summary>The options property (the name library errors use).</summary>
-    public string Property { get; } = property;
+    private protected TrainingOptionInfo(string property, string? cli, string help, string? fingerprintKey, string? settingsKey)
+    {
+        Property = property;
+        CommandLineName = cli;
+        Description = help;
+        FingerprintKey = fingerprintKey;
+        SettingsKey = settingsKey;
+    }
 
-    /// <summary>The CLI option (<c>--batch-size</c>), or null where the CLI sets it another way (model choice, output folder).</summary>
-    public string? Cli { get; } = cli;
+    /// <summary>Every training option, in the order of the settings record.</summary>
+    public static IReadOnlyList<TrainingOptionInfo> All => TrainingKnobs.All;
 
-    public string Help { get; } = help;
+    /// <summary>The command-line spelling of an options property, as error messages should name it to a CLI user
+    /// (<c>BatchSize</c> → <c>--batch-size</c>); the property itself when no option spells it.</summary>
+    public static string CommandLineNameOf(string property) => TrainingKnobs.CliName(property);
 
-    /// <summary>Key in the resume fingerprint (settings that must match for a resume to continue the same run), or null.</summary>
-    public string? FingerprintKey { get; } = fingerprintKey;
+    /// <summary>The <see cref="ImageClassificationOptions"/> property (the name library errors use).</summary>
+    public string Property { get; }
 
-    /// <summary>Key in the run's settings record (metrics.json, report), or null.</summary>
-    public string? SettingsKey { get; } = settingsKey;
+    /// <summary>The command-line option (<c>--batch-size</c>), or null where a front end sets the property another way
+    /// (the model choice and the weights).</summary>
+    public string? CommandLineName { get; }
 
-    /// <summary>What is wrong with the knob's value in <paramref name="o"/> ("must be at least 1; got 0"), or null.</summary>
-    public abstract string? Problem(ImageClassificationOptions o);
+    /// <summary>One line of help: what the option does and its default when that is a rule rather than a value.</summary>
+    public string Description { get; }
 
-    public abstract JsonNode? Fingerprint(ImageClassificationOptions o, ResolvedSettings r);
+    /// <summary>The type of a value given to <see cref="WithValue"/> (e.g. <c>int</c>, <c>double?</c>, an enum).</summary>
+    public abstract Type ValueType { get; }
 
-    /// <summary>The fingerprint value of a run that never had this knob (older checkpoints): the default's.</summary>
-    public abstract JsonNode? DefaultFingerprint(ResolvedSettings r);
+    /// <summary>The default value, as given to <see cref="WithValue"/>; null where the default is a rule (the variant's
+    /// image size, the learning rate from the batch size).</summary>
+    public abstract object? DefaultValue { get; }
 
-    public abstract string Show(ImageClassificationOptions o, ResolvedSettings r);
+    /// <summary>The accepted spellings of a text option (<c>cosine</c>, <c>step</c>...), or null.</summary>
+    public abstract IReadOnlyList<string>? Choices { get; }
 
-    public abstract TResult Accept<TResult>(ITrainingKnobVisitor<TResult> visitor);
-}
+    /// <summary>The options with this one set from a value of <see cref="ValueType"/> as a user gives it on a command
+    /// line, where spellings differ from the property (<c>--grad-clip 0</c> is no clipping, <c>--mode freeze:2</c>
+    /// freezes two stages). Values are checked when training starts, which names the option that is out of range.</summary>
+    public abstract ImageClassificationOptions WithValue(ImageClassificationOptions options, object? value);
 
-/// <summary>Sees each knob with its value type (the CLI makes a typed option per knob this way).</summary>
-internal interface ITrainingKnobVisitor<TResult>
-{
-    TResult Visit<T>(TrainingKnob<T> knob);
+    internal string? FingerprintKey { get; }
+
+    internal string? SettingsKey { get; }
+
+    /// <summary>What is wrong with the value in <paramref name="o"/> ("must be at least 1; got 0"), or null.</summary>
+    internal abstract string? Problem(ImageClassificationOptions o);
+
+    internal abstract JsonNode? Fingerprint(ImageClassificationOptions o, ResolvedSettings r);
+
+    /// <summary>The fingerprint value of a run that never had this option (older checkpoints): the default's.</summary>
+    internal abstract JsonNode? DefaultFingerprint(ResolvedSettings r);
+
+    internal abstract string Show(ImageClassificationOptions o, ResolvedSettings r);
 }
 
 /// <summary>A knob of value type <typeparamref name="T"/>; its default is the options' own default.</summary>
@@ -56,7 +80,7 @@ internal sealed class TrainingKnob<T>(
     string? fingerprintKey = null, Func<ImageClassificationOptions, ResolvedSettings, JsonNode?>? fingerprint = null,
     string? settingsKey = null, Func<ImageClassificationOptions, ResolvedSettings, string>? show = null,
     Func<T, T>? fromCli = null, IReadOnlyList<string>? choices = null)
-    : TrainingKnob(property, cli, help, fingerprintKey, settingsKey)
+    : TrainingOptionInfo(property, cli, help, fingerprintKey, settingsKey)
 {
     static readonly ImageClassificationOptions Defaults = new();
 
@@ -69,24 +93,30 @@ internal sealed class TrainingKnob<T>(
 
     public T Default => get(Defaults);
 
-    /// <summary>The accepted spellings of a text knob (shown in help and checked), or null.</summary>
-    public IReadOnlyList<string>? Choices { get; } = choices;
+    public override IReadOnlyList<string>? Choices { get; } = choices;
 
-    public override string? Problem(ImageClassificationOptions o)
+    public override Type ValueType => typeof(T);
+
+    public override object? DefaultValue => Default;
+
+    public override ImageClassificationOptions WithValue(ImageClassificationOptions o, object? value) =>
+        value is T v ? set(o, FromCli(v)) :
+        value is null && default(T) is null ? set(o, FromCli(default!)) :
+        throw new ArgumentException($"{Property} takes a {typeof(T).Name} value; got {value?.GetType().Name ?? "null"}.", nameof(value));
+
+    internal override string? Problem(ImageClassificationOptions o)
     {
         var v = get(o);
         bool ok = Choices is null ? valid?.Invoke(v) ?? true : v is string s && Choices.Contains(s);
         return ok ? null : $"must be {expected ?? string.Join(", ", Choices!.SkipLast(1)) + " or " + Choices![^1]}; got {TrainingKnobs.Text(v)}";
     }
 
-    public override JsonNode? Fingerprint(ImageClassificationOptions o, ResolvedSettings r) =>
+    internal override JsonNode? Fingerprint(ImageClassificationOptions o, ResolvedSettings r) =>
         fingerprint is not null ? fingerprint(o, r) : TrainingKnobs.Json(get(o));
 
-    public override JsonNode? DefaultFingerprint(ResolvedSettings r) => Fingerprint(Defaults, r);
+    internal override JsonNode? DefaultFingerprint(ResolvedSettings r) => Fingerprint(Defaults, r);
 
-    public override string Show(ImageClassificationOptions o, ResolvedSettings r) => show is not null ? show(o, r) : TrainingKnobs.Text(get(o));
-
-    public override TResult Accept<TResult>(ITrainingKnobVisitor<TResult> visitor) => visitor.Visit(this);
+    internal override string Show(ImageClassificationOptions o, ResolvedSettings r) => show is not null ? show(o, r) : TrainingKnobs.Text(get(o));
 }
 
 /// <summary>The table of training knobs, in the order of the settings record.</summary>
@@ -135,7 +165,7 @@ internal static class TrainingKnobs
         throw new TrainingOptionException("Mode", $"must be finetune, linear-probe or freeze:K with K >= 1 stages; got '{text}'");
     }
 
-    public static readonly IReadOnlyList<TrainingKnob> All =
+    public static readonly IReadOnlyList<TrainingOptionInfo> All =
     [
         // ---- model (chosen on the CLI by --variant/--arch/--config and --weights/--pretrained) ----
         K("Model", null, "Variant, or family with CustomKwargs", o => o.Model, (o, v) => o with { Model = v }, fingerprintKey: "model"),
@@ -220,7 +250,7 @@ internal static class TrainingKnobs
     public static string CliName(string property) => property switch
     {
         "FrozenStages" => "--mode freeze:K",
-        _ => All.FirstOrDefault(k => k.Property == property)?.Cli ?? property,
+        _ => All.FirstOrDefault(k => k.Property == property)?.CommandLineName ?? property,
     };
 
     /// <summary>Throws <see cref="TrainingOptionException"/> naming the first knob whose value is out of range.</summary>

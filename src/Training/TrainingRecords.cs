@@ -90,6 +90,9 @@ public sealed class TrainingHistory
     /// <summary>Misclassified validation images of the kept model, hardest first (a few dozen at most).</summary>
     public IReadOnlyList<Misclassified> Hardest => HardestList;
     internal List<Misclassified> HardestList { get; } = new();
+
+    /// <summary>How many misclassified images a record keeps.</summary>
+    internal const int MaxHardest = 32;
     /// <summary>Why training ended: "completed", "early stop at epoch 7 (...)", "interrupted", "non-finite loss at step 123".</summary>
     public string StopReason { get; set; } = "completed";
     /// <summary>Total wall-clock training time.</summary>

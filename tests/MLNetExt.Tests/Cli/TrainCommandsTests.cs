@@ -42,6 +42,20 @@ public sealed class TrainCommandsTests
             Assert.AreEqual(0, EvaluateCommand.Run(new FileInfo(Path.Combine(output, "model.onnx")), val, null, 4, b));
             Assert.AreEqual(a.ToString().Split('\n')[0], b.ToString().Split('\n')[0], "top-1/top-5/macro-F1/log-loss line");
             Assert.IsTrue(File.Exists(Path.Combine(dir.FullName, "eval", "report.html")));
+            // the same through the public API a C# user has: an exported model's evaluation equals the libtorch model's
+            var images = ImageDataset.FromFolder(val, classes);
+            Assert.HasCount(9, ImageDataset.FindImages(val));
+            using (var scorer = new Inference.OnnxImageScorer(Path.Combine(output, "model.onnx")))
+            using (var trained = Inference.ImageClassificationModel.Load(Path.Combine(output, "model.safetensors")))
+            {
+                var (r1, r2) = (Inference.ImageFileScorerExtensions.Evaluate(scorer, images), trained.EvaluateDetailed(images, 4));
+                Assert.AreEqual((r2.Metrics.Top1, r2.Metrics.Count, r2.Misclassified.Count), (r1.Metrics.Top1, r1.Metrics.Count, r1.Misclassified.Count));
+                Assert.AreEqual(r2.Metrics.LogLoss, r1.Metrics.LogLoss, 1e-4);
+                var mismatch = Assert.ThrowsExactly<DatasetException>(() => Inference.ImageFileScorerExtensions.Evaluate(scorer, ImageDataset.FromFolder(val, classes.Reverse().ToArray())));
+                StringAssert.Contains(mismatch.Message, "are not the model's [circle, square, triangle]");
+                var predicted = Inference.ImageFileScorerExtensions.Predict(scorer, ImageDataset.FindImages(val), 2);
+                Assert.IsTrue(predicted.All(p => p.Error is null && p.Top.Count == 2));
+            }
 
             // predict: a folder, both runtimes, same top class per image.
             var p1 = new StringWriter();

@@ -25,7 +25,7 @@ public sealed class TrainingKnobsTests
         var knobs = TrainingKnobs.All.Select(k => k.Property).ToList();
         CollectionAssert.AreEquivalent(properties.Except(NotKnobs).ToList(), knobs, "a new option needs a row in TrainingKnobs.All");
         Assert.AreEqual(knobs.Count, knobs.Distinct().Count(), "one row per property");
-        var cli = TrainingKnobs.All.Where(k => k.Cli is not null).Select(k => k.Cli).ToList();
+        var cli = TrainingKnobs.All.Where(k => k.CommandLineName is not null).Select(k => k.CommandLineName).ToList();
         Assert.AreEqual(cli.Count, cli.Distinct().Count(), "one CLI option per knob");
     }
 
@@ -33,8 +33,8 @@ public sealed class TrainingKnobsTests
     public void TrainCommand_HasAnOptionPerKnob_WithTheOptionsDefaults()
     {
         var command = TrainCommand.Create();
-        foreach (var k in TrainingKnobs.All.Where(k => k.Cli is not null))
-            Assert.IsTrue(command.Options.Any(o => o.Name == k.Cli), $"train has no {k.Cli}");
+        foreach (var k in TrainingKnobs.All.Where(k => k.CommandLineName is not null))
+            Assert.IsTrue(command.Options.Any(o => o.Name == k.CommandLineName), $"train has no {k.CommandLineName}");
         var parsed = TrainCommand.OptionsOf("--data", "d", "--variant", "smt_t", "--output", "o");
         var defaults = new ImageClassificationOptions { Model = "smt_t", CheckpointDirectory = "o" };
         foreach (var k in TrainingKnobs.All)
@@ -43,6 +43,27 @@ public sealed class TrainingKnobsTests
     }
 
     static readonly ResolvedSettings Resolved = new(224, 1e-3, 0.1, "cpu", 1, 1);
+
+    [TestMethod]
+    public void TrainingOptionInfo_DescribesAndSetsEachOption_ForFrontEnds()
+    {
+        TrainingOptionInfo Info(string property) => TrainingOptionInfo.All.Single(k => k.Property == property);
+        var batch = Info("BatchSize");
+        Assert.AreEqual(("--batch-size", typeof(int), (object?)32), (batch.CommandLineName, batch.ValueType, batch.DefaultValue));
+        Assert.AreEqual(64, batch.WithValue(new ImageClassificationOptions(), 64).BatchSize);
+        var e = Assert.ThrowsExactly<ArgumentException>(() => batch.WithValue(new ImageClassificationOptions(), "64"));
+        StringAssert.Contains(e.Message, "BatchSize takes a Int32 value; got String");
+        // command-line representations: --grad-clip 0 is no clipping, --mode freeze:K sets two properties, --ema DECAY two
+        Assert.IsNull(Info("GradClipNorm").WithValue(new ImageClassificationOptions(), 0.0).GradClipNorm);
+        var frozen = Info("Mode").WithValue(new ImageClassificationOptions(), "freeze:3");
+        Assert.AreEqual((TrainingMode.FreezeStages, 3), (frozen.Mode, frozen.FrozenStages));
+        var ema = Info("EmaDecay").WithValue(new ImageClassificationOptions(), (double?)0.99);
+        Assert.AreEqual((true, 0.99), (ema.Ema, ema.EmaDecay));
+        Assert.IsFalse(Info("EmaDecay").WithValue(ema, null).Ema);
+        CollectionAssert.AreEqual(new[] { "cosine", "step", "one-cycle", "constant" }, Info("Schedule").Choices!.ToArray());
+        Assert.IsNull(Info("ImageSize").DefaultValue, "a rule (the variant's size), not a value");
+        Assert.AreEqual("--lr", TrainingOptionInfo.CommandLineNameOf("LearningRate"));
+    }
 
     [TestMethod]
     public void CliSpellings_BecomeTheOptionsRepresentation()
