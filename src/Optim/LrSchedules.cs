@@ -16,7 +16,7 @@ public abstract partial class LrSchedule
 
 /// <summary>Linear warm-up from <c>warmupStartFactor·base</c> to the base rate over <c>warmupSteps</c>, then cosine
 /// decay to <c>minFactor·base</c> at <c>totalSteps</c> (held there afterwards).</summary>
-public sealed class WarmupCosineSchedule : LrSchedule
+internal sealed class WarmupCosineSchedule : LrSchedule
 {
     readonly long _warmup, _total;
     readonly double _start, _min;
@@ -44,7 +44,7 @@ public sealed class WarmupCosineSchedule : LrSchedule
 }
 
 /// <summary>PyTorch's StepLR: the rate is multiplied by <c>gamma</c> every <c>stepSize</c> steps.</summary>
-public sealed class StepSchedule : LrSchedule
+internal sealed class StepSchedule : LrSchedule
 {
     readonly long _stepSize;
     readonly double _gamma;
@@ -64,7 +64,7 @@ public sealed class StepSchedule : LrSchedule
 /// <summary>PyTorch's OneCycleLR (cosine annealing, two phases): from <c>base/25</c> up to the base rate over
 /// <c>riseSteps</c> (the peak is reached at step <c>riseSteps − 1</c>), then down to <c>base/25/10⁴</c> at the last of
 /// <c>totalSteps</c>.</summary>
-public sealed class OneCycleSchedule : LrSchedule
+internal sealed class OneCycleSchedule : LrSchedule
 {
     readonly long _peak, _end;
     const double DivFactor = 25, FinalDivFactor = 1e4;
