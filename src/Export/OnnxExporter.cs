@@ -25,6 +25,16 @@ public enum OnnxPreprocess
     None,
 }
 
+/// <summary>The arithmetic of the exported graph; its inputs and outputs are float32 either way.</summary>
+public enum OnnxPrecision
+{
+    /// <summary>Every operator in float32: the exact model (parity with libtorch within float tolerance).</summary>
+    Float32,
+    /// <summary>Linear layers in dynamic INT8 (weights quantized per output channel when exporting, activations per
+    /// run), everything else float32: a smaller, faster model for CPU serving whose top-1 differs slightly.</summary>
+    Int8,
+}
+
 /// <summary>What the exported graph computes after the preprocessing.</summary>
 internal enum OnnxHead
 {
@@ -53,6 +63,8 @@ public sealed record OnnxExportOptions
     public IReadOnlyList<string>? Labels { get; init; }
     /// <summary>Also output <c>features</c> (pooled pre-logits).</summary>
     public bool IncludeFeatures { get; init; }
+    /// <summary>The graph's arithmetic: float32 (default) or linear layers in dynamic INT8.</summary>
+    public OnnxPrecision Precision { get; init; } = OnnxPrecision.Float32;
     /// <summary>Initializer bytes above which the weights go to an external data file next to the model (protobuf
     /// cannot write a single message over 2 GB).</summary>
     public long ExternalDataThreshold { get; init; } = 1L << 30;
@@ -62,6 +74,9 @@ public sealed record OnnxExportOptions
     internal string? InputName { get; init; }
     /// <summary>Name of the first output (null: <c>logits</c>, or <c>features</c> for a feature head).</summary>
     internal string? OutputName { get; init; }
+    /// <summary>With <see cref="OnnxPrecision.Int8"/>: linear layers with fewer inputs or outputs stay float32 (tests
+    /// lower it to reach the small layers of tiny models).</summary>
+    internal int Int8MinSide { get; init; } = DynamicInt8.DefaultMinSide;
 }
 
 /// <summary>What an export wrote.</summary>
@@ -145,6 +160,7 @@ public static class OnnxExporter
             ("mlnetext.num_classes", model.NumClasses.ToString()),
             ("mlnetext.opset", options.Opset.ToString()),
             ("mlnetext.preprocess", mlnet ? "mlnet" : "none"),
+            ("mlnetext.precision", options.Precision == OnnxPrecision.Int8 ? "int8" : "fp32"),
         };
         if (options.Head != OnnxHead.Classifier) metadata.Add(("mlnetext.features", options.Head == OnnxHead.PreLogits ? "pre_logits" : "pooled_stages"));
         if (options.Labels is { } l) metadata.Add(("mlnetext.labels", string.Join("\n", l)));
@@ -158,6 +174,8 @@ public static class OnnxExporter
         {
             var model_ = BuildModel(model, new long[] { 3, inputH, inputW }, Forward, inputName, outputs.ToArray(),
                 options.Opset, metadata, options.Labels, $"{model.Family}/{model.Variant}");
+            if (options.Precision == OnnxPrecision.Int8) DynamicInt8.Apply(model_, options.Int8MinSide);
+            else if (options.Precision != OnnxPrecision.Float32) throw new ArgumentException($"Unknown precision {options.Precision}.", nameof(options));
             var written = OnnxFile.Write(model_, path, options.ExternalDataThreshold);
             return new OnnxExportResult(path, written, model_.Graph.Node.Count, model_.Graph.Initializer.Count,
                 model_.Graph.Initializer.Sum(t => (long)t.RawData.Length), new[] { model_.Graph.Input[0].Name },

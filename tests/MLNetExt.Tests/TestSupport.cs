@@ -34,6 +34,10 @@ internal static class Tolerances
     /// <summary>An exported model in ONNX Runtime vs the libtorch forward (max abs, logits and scores; issue 7).</summary>
     public const double OnnxExportParity = 1e-4;
 
+    /// <summary>An INT8 export's logits against the float32 export's: cosine similarity at least this (7-bit weights per
+    /// output channel, 8-bit activations per tensor; top-1 agreement on photos is measured by bench/run-quant-bench.sh).</summary>
+    public const double Int8LogitsCosine = 0.99;
+
     /// <summary>Our MAC count of a variant against the paper's "FLOPs" (relative; the papers print one decimal, which
     /// alone is up to ±3% on a 1.8 G model, and their counters differ in small details such as bias or table MLPs).</summary>
     public const double PaperMacsRel = 0.10;

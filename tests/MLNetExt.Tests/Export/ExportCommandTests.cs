@@ -53,6 +53,32 @@ public sealed class ExportCommandTests
     }
 
     [TestMethod]
+    public void PrecisionInt8_QuantizesTheLinearLayers_AndTheModelZipCarriesIt()
+    {
+        var dir = Directory.CreateTempSubdirectory("mlnetext-cli-export-int8-");
+        try
+        {
+            var output = new FileInfo(Path.Combine(dir.FullName, "m.onnx"));
+            var zip = new FileInfo(Path.Combine(dir.FullName, "m.zip"));
+            var log = new StringWriter();
+            var mixformer = new ModelOptions.Choice("mixformer", MLNetExt.Tests.Training.TrainerTests.TinyKwargs(), null);
+            Assert.AreEqual(0, ExportCommand.Run(mixformer, null, "a,b,c", "32", 17, "mlnet", false, output, log, zip, "int8"), log.ToString());
+            StringAssert.Contains(log.ToString(), "int8");
+            var model = ModelProto.Parser.ParseFrom(File.ReadAllBytes(output.FullName));
+            Assert.IsTrue(model.Graph.Node.Any(n => n.OpType == "MatMulInteger"), "linear layers in INT8");
+            Assert.AreEqual("int8", model.MetadataProps.Single(p => p.Key == "mlnetext.precision").Value);
+            Assert.AreEqual(MLNetExt.Export.Onnx.TensorProto.Types.DataType.Float, (MLNetExt.Export.Onnx.TensorProto.Types.DataType)model.Graph.Input[0].Type.TensorType.ElemType, "float32 at the boundary");
+            using var scorer = new MLNetExt.MLNet.MLNetImageScorer(zip.FullName);
+            var picture = MLNetExt.Tests.MLNet.ExportedClassifier.WritePicture(dir.FullName, "p.png", 36, 36, 3);
+            var scores = scorer.ScoreFiles([picture]).Single().Scores!;
+            Assert.AreEqual(1.0, scores.Sum(), 1e-4, "ML.NET scores the INT8 model");
+            var e = Assert.ThrowsExactly<ArgumentException>(() => ExportCommand.Run(mixformer, null, null, "32", 17, "mlnet", false, output, TextWriter.Null, null, "fp8"));
+            StringAssert.Contains(e.Message, "--precision must be 'fp32' or 'int8', got 'fp8'");
+        }
+        finally { dir.Delete(true); }
+    }
+
+    [TestMethod]
     public void BadArgumentsAreNamed()
     {
         var output = new FileInfo(Path.Combine(Path.GetTempPath(), "never-written.onnx"));

@@ -269,6 +269,53 @@ public sealed class BackboneRegistryTests
         finally { dir.Delete(true); }
     }
 
+    /// <summary>The INT8 export quantizes every linear layer (MatMulInteger on 7-bit per-channel weights), keeps float32 at
+    /// the graph's boundary and dynamic batch, and stays close to the float32 export. (TransXNet's tiny row, like its
+    /// variants, has no linear layer: its MLPs are 1x1 convolutions, which stay float32, so its INT8 export is exact.)</summary>
+    [TestMethod]
+    [DynamicData(nameof(Families))]
+    public void Int8Export_QuantizesEveryLinearLayer_AndStaysCloseToFloat32(string family)
+    {
+        using var scope = TensorScope.Begin();
+        using var model = Tiny(family, seed: 5);
+        var dir = Directory.CreateTempSubdirectory("mlnetext-int8-");
+        try
+        {
+            var fp32 = Path.Combine(dir.FullName, "fp32.onnx");
+            var int8 = Path.Combine(dir.FullName, "int8.onnx");
+            var a = OnnxExporter.Export(model, fp32, new OnnxExportOptions { Preprocess = OnnxPreprocess.None });
+            var b = OnnxExporter.Export(model, int8, new OnnxExportOptions { Preprocess = OnnxPreprocess.None, Precision = OnnxPrecision.Int8, Int8MinSide = 1 });
+            var f = MLNetExt.Export.Onnx.ModelProto.Parser.ParseFrom(File.ReadAllBytes(fp32)).Graph;
+            var q = MLNetExt.Export.Onnx.ModelProto.Parser.ParseFrom(File.ReadAllBytes(int8)).Graph;
+            int linears = f.Node.Count(n => n.OpType == "MatMul" && f.Node.Any(t => t.OpType == "Transpose" && t.Output[0] == n.Input[1]
+                                                                            && f.Initializer.Any(i => i.Name == t.Input[0])));
+            Assert.AreEqual(linears, q.Node.Count(n => n.OpType == "MatMulInteger"), $"{family}: every linear layer quantized");
+            Assert.AreEqual(linears, q.Node.Count(n => n.OpType == "DynamicQuantizeLinear"));
+            foreach (var w in q.Initializer.Where(i => i.DataType == (int)MLNetExt.Export.Onnx.TensorProto.Types.DataType.Int8))
+                Assert.IsTrue(w.RawData.Span.ToArray().All(v => (sbyte)v is >= -63 and <= 63), $"{w.Name}: 7-bit weights");
+            if (linears > 0) Assert.IsLessThan(a.InitializerBytes, b.InitializerBytes, "smaller");
+            using var s32 = OnnxSession.FromFile(fp32);
+            using var s8 = OnnxSession.FromFile(int8);
+            Assert.AreEqual(("fp32", "int8"), (s32.Metadata.Custom["mlnetext.precision"], s8.Metadata.Custom["mlnetext.precision"]));
+            Assert.AreEqual(-1L, s8.Inputs[0].Dimensions[0], "dynamic batch");
+            foreach (long n in new long[] { 1, 3 })
+            {
+                using var inner = TensorScope.Begin();
+                var x = Input(model, n, seed: 11).ToArray<float>();
+                var cfg = model.PretrainedConfig;
+                using var r32 = s32.Run("input", OnnxTensor.FromArray(x, n, 3, cfg.Height, cfg.Width));
+                using var r8 = s8.Run("input", OnnxTensor.FromArray(x, n, 3, cfg.Height, cfg.Width));
+                var (l32, l8) = (r32["logits"].ToArray<float>(), r8["logits"].ToArray<float>());
+                double dot = 0, n32 = 0, n8 = 0;
+                for (int i = 0; i < l32.Length; i++) { dot += l32[i] * l8[i]; n32 += l32[i] * l32[i]; n8 += l8[i] * l8[i]; }
+                double cosine = dot / Math.Sqrt(n32 * n8);
+                Assert.IsGreaterThanOrEqualTo(Tolerances.Int8LogitsCosine, cosine, $"{family} batch {n}: INT8 logits vs float32 (cosine {cosine:F4})");
+                Assert.AreEqual(linears > 0, l32.Zip(l8, (u, v) => Math.Abs(u - v)).Max() > 0, "quantization changes the arithmetic");
+            }
+        }
+        finally { dir.Delete(true); }
+    }
+
     /// <summary>An ONNX export saved as an ML.NET model.zip, loaded with <c>mlContext.Model.Load</c>, scores a picture
     /// at the graph's input size as libtorch does on the same pixels, with the class names as slot names.</summary>
     [TestMethod]
