@@ -108,6 +108,13 @@ public sealed class ImageDataset
     public static IReadOnlyList<string> FindImages(string folder) =>
         ImageFiles.Walk(folder).Where(f => HeaderProblem(f) is null).ToList();
 
+    /// <summary>Throws a <see cref="DatasetException"/> unless the dataset's classes are a model's (same names, same order).</summary>
+    internal void RequireClasses(IReadOnlyList<string> modelClasses)
+    {
+        if (!Classes.SequenceEqual(modelClasses))
+            throw new DatasetException($"The dataset's classes [{string.Join(", ", Classes)}] are not the model's [{string.Join(", ", modelClasses)}] (same names in the same order are needed).");
+    }
+
     /// <summary>Reads the first bytes of a file: null when it looks like a supported image, else the reason.</summary>
     internal static string? HeaderProblem(string path)
     {

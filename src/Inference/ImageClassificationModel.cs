@@ -111,8 +111,7 @@ public sealed class ImageClassificationModel : IDisposable
     /// dataset whose classes are this model's; <paramref name="progress"/> gets (batches done, batches).</summary>
     public EvaluationResult EvaluateDetailed(ImageDataset data, int batchSize = 32, Action<int, int>? progress = null)
     {
-        if (!data.Classes.SequenceEqual(Classes))
-            throw new DatasetException($"The dataset's classes [{string.Join(", ", data.Classes)}] are not the model's [{string.Join(", ", Classes)}] (same names in the same order are needed).");
+        data.RequireClasses(Classes);
         var loader = new DataLoader(data, _pipeline, new LoaderOptions { BatchSize = batchSize, Shuffle = false });
         var device = Backbone.Parameters().First().Device;
         IEnumerable<(Tensor, Tensor, int[])> Batches()

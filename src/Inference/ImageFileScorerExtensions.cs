@@ -28,8 +28,7 @@ public static class ImageFileScorerExtensions
     {
         ArgumentNullException.ThrowIfNull(scorer);
         ArgumentNullException.ThrowIfNull(data);
-        if (!data.Classes.SequenceEqual(scorer.Labels))
-            throw new DatasetException($"The dataset's classes [{string.Join(", ", data.Classes)}] are not the model's [{string.Join(", ", scorer.Labels)}] (same names in the same order are needed).");
+        data.RequireClasses(scorer.Labels);
         var paths = data.Items.Select(i => i.Path ?? throw new DatasetException($"Item {i.Name} of '{data.Source}' has no file path.")).ToList();
         var scores = scorer.ScoreFiles(paths);
         var evaluator = new Evaluator();
