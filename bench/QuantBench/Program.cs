@@ -7,7 +7,7 @@ using MLNetExt.OnnxRuntime;
 using MLNetExt.Torch;
 using MLNetExt.Vision;
 
-// QuantBench (VARIANT | --model FILE.safetensors) [--images DIR] [--threads N] [--reps K]: exports the model in float32
+// QuantBench (VARIANT | --model FILE.safetensors) [--images DIR] [--optimized FILE] [--threads N] [--reps K]: exports the model in float32
 // and INT8 (OnnxPrecision.Int8, ML.NET pixel layout), then in ONNX Runtime with the same session options: latency at
 // batch 1 and throughput at batch 8, alternating the two models run by run so machine load hits both alike (medians of
 // K runs after warm-up); model sizes; and over every image under DIR the top-1 agreement of the two, plus each one's
@@ -32,7 +32,8 @@ try
     }
     var sessionOptions = new OnnxSessionOptions { IntraOpThreads = threads };
     using var fp32 = OnnxSession.FromFile(paths[OnnxPrecision.Float32], sessionOptions);
-    using var int8 = OnnxSession.FromFile(paths[OnnxPrecision.Int8], sessionOptions);
+    // --optimized FILE: where ONNX Runtime writes the INT8 graph after its fusions (to see which integer kernels run)
+    using var int8 = OnnxSession.FromFile(paths[OnnxPrecision.Int8], new OnnxSessionOptions { IntraOpThreads = threads, OptimizedModelPath = Arg("--optimized") });
     var dims = fp32.Inputs[0].Dimensions;
     var serving = new Dictionary<string, object>();
     foreach (int n in new[] { 1, 8 })
