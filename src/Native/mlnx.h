@@ -102,3 +102,14 @@ MLNX_API int32_t mlnx_grad_mode_set(int32_t enabled);       // returns the previ
 MLNX_API int32_t mlnx_grad_mode_get(void);
 MLNX_API char* mlnx_inference_mode_enter(void** guard);
 MLNX_API void mlnx_inference_mode_exit(void* guard);
+
+// ---- Distributed (c10d: TCPStore rendezvous, Gloo process group) ----
+// Rank 0 hosts the store at host:port; every rank blocks until all `size` ranks joined or timeout_ms passed.
+// interface_name: the network interface Gloo binds to (NULL or "": this host's resolved address, else loopback).
+MLNX_API char* mlnx_dist_init(const char* host, int32_t port, int32_t rank, int32_t size, int64_t timeout_ms,
+                              const char* interface_name, void** group);
+MLNX_API void mlnx_dist_free(void* group);
+// In place on a contiguous CPU tensor; every rank passes a tensor of the same shape and dtype.
+MLNX_API char* mlnx_dist_all_reduce_sum(void* group, void* tensor);
+MLNX_API char* mlnx_dist_broadcast(void* group, void* tensor, int32_t root);
+MLNX_API char* mlnx_dist_barrier(void* group);

@@ -136,6 +136,14 @@ internal static unsafe partial class Native
         finally { mlnx_free(p); }
     }
 
+    // ---- distributed (c10d: TCPStore + Gloo) ----
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    internal static partial IntPtr mlnx_dist_init(string host, int port, int rank, int size, long timeoutMs, string? interfaceName, out IntPtr group);
+    [LibraryImport(Library)] internal static partial void mlnx_dist_free(IntPtr group);
+    [LibraryImport(Library)] internal static partial IntPtr mlnx_dist_all_reduce_sum(IntPtr group, IntPtr tensor);
+    [LibraryImport(Library)] internal static partial IntPtr mlnx_dist_broadcast(IntPtr group, IntPtr tensor, int root);
+    [LibraryImport(Library)] internal static partial IntPtr mlnx_dist_barrier(IntPtr group);
+
     [LibraryImport(Library)] internal static partial void mlnx_free(IntPtr p);
 
     [LibraryImport(Library)] internal static partial IntPtr mlnx_init();

@@ -13,7 +13,7 @@ public sealed class LayerTests
         ["MLNetExt"],
         ["Torch"],
         ["Nn", "Serialization"],
-        ["Optim", "Imaging"],
+        ["Optim", "Imaging", "Distributed"],
         ["Vision"],
         ["Transforms", "Pretrained"],
         ["Data"],

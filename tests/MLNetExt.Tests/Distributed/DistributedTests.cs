@@ -1,0 +1,176 @@
+using System.Net;
+using System.Net.Sockets;
+using MLNetExt.Distributed;
+using MLNetExt.Nn;
+using MLNetExt.Optim;
+using MLNetExt.Torch;
+
+namespace MLNetExt.Tests.Distributed;
+
+/// <summary>c10d through the bridge on loopback: each rank is a thread with its own Gloo process group (as a process
+/// would have), rank 0 hosting the TCPStore rendezvous.</summary>
+[TestClass]
+public sealed class DistributedTests
+{
+    static int FreePort()
+    {
+        var l = new TcpListener(IPAddress.Loopback, 0);
+        l.Start();
+        int port = ((IPEndPoint)l.LocalEndpoint).Port;
+        l.Stop();
+        return port;
+    }
+
+    /// <summary>Runs <paramref name="body"/> on every rank of a fresh group and returns the ranks' results.</summary>
+    static T[] OnRanks<T>(int world, Func<ProcessGroup, T> body, double timeoutSeconds = 30)
+    {
+        int port = FreePort();
+        var ranks = Enumerable.Range(0, world).Select(r => Task.Factory.StartNew(() =>
+        {
+            using var g = ProcessGroup.Join("127.0.0.1", port, r, world, TimeSpan.FromSeconds(timeoutSeconds), "lo");
+            return body(g);
+        }, TaskCreationOptions.LongRunning)).ToArray();
+        Assert.IsTrue(Task.WaitAll(ranks, TimeSpan.FromSeconds(120)), "every rank finished");
+        return ranks.Select(t => t.Result).ToArray();
+    }
+
+    [TestMethod]
+    public void Collectives_SumBroadcastAndBarrier_AcrossTwoRanks()
+    {
+        var results = OnRanks(2, g =>
+        {
+            using var scope = TensorScope.Begin();
+            var x = Tensor.FromArray<float>([g.Rank + 1, 10 * (g.Rank + 1)], [2]);
+            g.AllReduceSum(x);
+            var b = Tensor.FromArray<float>([g.Rank == 1 ? 7 : 0, g.Rank == 1 ? 8 : 0, 9], [3]);
+            g.Broadcast(b, root: 1);
+            g.Barrier();
+            return (g.Rank, g.WorldSize, g.IsMain, Sum: x.ToArray<float>(), Broadcast: b.ToArray<float>());
+        });
+        foreach (var r in results)
+        {
+            CollectionAssert.AreEqual(new float[] { 3, 30 }, r.Sum, $"rank {r.Rank}: all-reduce sums");
+            CollectionAssert.AreEqual(new float[] { 7, 8, 9 }, r.Broadcast, $"rank {r.Rank}: rank 1's tensor");
+            Assert.AreEqual((2, r.Rank == 0), (r.WorldSize, r.IsMain));
+        }
+    }
+
+    [TestMethod]
+    public void AMissingRank_EndsTheRendezvousWithinTheTimeout_NamingTheRank()
+    {
+        int port = FreePort();
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var e = Assert.ThrowsExactly<TorchException>(() => ProcessGroup.Join("127.0.0.1", port, 0, 2, TimeSpan.FromSeconds(2), "lo"));
+        Assert.IsLessThan(30.0, clock.Elapsed.TotalSeconds, "bounded by the timeout, no hang");
+        StringAssert.Contains(e.Message, $"joining the process group at 127.0.0.1:{port} as rank 0 of 2");
+    }
+
+    [TestMethod]
+    public void ARankThatLeaves_FailsTheOthersCollective_InsteadOfHanging()
+    {
+        var results = OnRanks(2, g =>
+        {
+            using var scope = TensorScope.Begin();
+            if (g.Rank == 1) return "";       // rank 1 leaves (its group is disposed) without taking part
+            try
+            {
+                g.AllReduceSum(Tensor.Ones([4]));
+                return "no error";
+            }
+            catch (TorchException e) { return e.Message; }
+        }, timeoutSeconds: 5);
+        StringAssert.Contains(results[0], "all-reduce (rank 0 of 2");
+    }
+
+    [TestMethod]
+    public void Environment_FollowsTorchrunsVariables_AndNamesWhatIsWrong()
+    {
+        Func<string, string?> Env(params (string, string)[] vars) => name => vars.FirstOrDefault(v => v.Item1 == name).Item2;
+        Assert.IsNull(ProcessGroup.ReadEnvironment(Env()), "no WORLD_SIZE: single process");
+        Assert.AreEqual(("10.0.0.1", 29500, 3, 4),
+            ProcessGroup.ReadEnvironment(Env(("WORLD_SIZE", "4"), ("RANK", "3"), ("MASTER_ADDR", "10.0.0.1"), ("MASTER_PORT", "29500"))));
+        var missing = Assert.ThrowsExactly<ArgumentException>(() => ProcessGroup.ReadEnvironment(Env(("WORLD_SIZE", "2"), ("MASTER_ADDR", "h"), ("MASTER_PORT", "1"))));
+        StringAssert.Contains(missing.Message, "RANK is not set");
+        var rank = Assert.ThrowsExactly<ArgumentException>(() => ProcessGroup.ReadEnvironment(Env(("WORLD_SIZE", "2"), ("RANK", "2"), ("MASTER_ADDR", "h"), ("MASTER_PORT", "1"))));
+        StringAssert.Contains(rank.Message, "RANK must be an integer in [0, 1]; got '2'");
+        var port = Assert.ThrowsExactly<ArgumentException>(() => ProcessGroup.ReadEnvironment(Env(("WORLD_SIZE", "2"), ("RANK", "0"), ("MASTER_ADDR", "h"), ("MASTER_PORT", "x"))));
+        StringAssert.Contains(port.Message, "MASTER_PORT must be an integer in [1, 65535]; got 'x'");
+    }
+
+    [TestMethod]
+    public void Shard_GivesEachItemToOneRank_AndStepKOfAllRanksIsGlobalBatchK()
+    {
+        var order = Enumerable.Range(0, 23).Select(i => (i * 7) % 23).ToList();   // a shuffled epoch
+        const int globalBatch = 8, world = 4;
+        var shards = Enumerable.Range(0, world).Select(r => DataParallel.Shard(order, globalBatch, r, world)).ToList();
+        CollectionAssert.AreEquivalent(order, shards.SelectMany(s => s).ToList(), "every item exactly once");
+        // steps of globalBatch / world per rank; the last global batch (7 items) splits 2, 2, 2, 1
+        for (int step = 0; step * globalBatch < order.Count; step++)
+        {
+            var global = order.Skip(step * globalBatch).Take(globalBatch).ToList();
+            var union = shards.SelectMany(s => s.Skip(step * (globalBatch / world)).Take(globalBatch / world)).ToList();
+            if (step == 2) union = shards.SelectMany((s, r) => s.Skip(4).Take(r < 3 ? 2 : 1)).ToList();
+            CollectionAssert.AreEqual(global, union, $"step {step}");
+        }
+        Assert.ThrowsExactly<ArgumentException>(() => DataParallel.Shard(order, 6, 0, 4));
+    }
+
+    sealed class Mlp : Module<Tensor, Tensor>
+    {
+        readonly Linear _fc1, _fc2;
+
+        public Mlp()
+        {
+            _fc1 = RegisterModule("fc1", new Linear(6, 16));
+            _fc2 = RegisterModule("fc2", new Linear(16, 3));
+        }
+
+        public override Tensor Forward(Tensor x) => _fc2.Call(F.Gelu(_fc1.Call(x)));
+    }
+
+    [TestMethod]
+    public void TwoRanks_EqualOneProcessWithTheWholeBatch_ForTwoSteps()
+    {
+        // the data: 7 samples (shards of 4 and 3), two steps
+        TorchRuntime.ManualSeed(3);
+        float[] xs = Tensor.Randn([7, 6]).ToArray<float>();
+        long[] ys = [0, 2, 1, 1, 0, 2, 2];
+
+        Dictionary<string, float[]> Train(Mlp model, IReadOnlyList<int> items, ProcessGroup? group)
+        {
+            using var optimizer = new AdamW(model.Parameters(), lr: 1e-2, weightDecay: 0.05);
+            for (int step = 0; step < 2; step++)
+            {
+                using var scope = TensorScope.Begin();
+                var x = Tensor.FromArray<float>(items.SelectMany(i => xs.Skip(6 * i).Take(6)).ToArray(), [items.Count, 6]);
+                var y = Tensor.FromArray<long>(items.Select(i => ys[i]).ToArray(), [items.Count]);
+                optimizer.ZeroGrad();
+                F.CrossEntropy(model.Call(x), y).Backward();
+                if (group is not null) Assert.AreEqual(7L, DataParallel.AverageGradients(model.Parameters(), items.Count, group));
+                optimizer.Step();
+            }
+            return model.StateDict().ToDictionary(kv => kv.Key, kv => kv.Value.ToArray<float>());
+        }
+
+        TorchRuntime.ManualSeed(11);
+        Dictionary<string, float[]> single;
+        using (var model = new Mlp()) single = Train(model, Enumerable.Range(0, 7).ToList(), null);
+
+        // each rank initialises differently (made here: libtorch's generator is per process); rank 0's weights (seed 11,
+        // as the single run) reach every rank
+        TorchRuntime.ManualSeed(11);
+        using var model0 = new Mlp();
+        TorchRuntime.ManualSeed(99);
+        using var model1 = new Mlp();
+        var ranks = OnRanks(2, g =>
+        {
+            var model = g.Rank == 0 ? model0 : model1;
+            DataParallel.BroadcastState(model, g);
+            return Train(model, DataParallel.Shard(Enumerable.Range(0, 7).ToList(), 8, g.Rank, 2), g);
+        });
+        foreach (var (key, expected) in single)
+            for (int r = 0; r < 2; r++)
+                for (int i = 0; i < expected.Length; i++)
+                    Assert.AreEqual(expected[i], ranks[r][key][i], 1e-5, $"rank {r}: {key}[{i}] after two steps");
+    }
+}
