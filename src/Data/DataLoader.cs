@@ -19,6 +19,11 @@ internal sealed record LoaderOptions
     public MixupCutmix? Mixup { get; init; }
     /// <summary>Cache of decoded, reduced images (for small datasets).</summary>
     public DecodedImageCache? Cache { get; init; }
+    /// <summary>Data-parallel training: this process's rank and the world size. Each epoch's order is cut into global
+    /// batches of <see cref="BatchSize"/> × world size and this rank takes its contiguous shard of each
+    /// (<see cref="Distributed.DataParallel.Shard"/>), so step k of all ranks is global batch k of a single process. A last
+    /// global batch with fewer images than ranks is left out, so every rank has the same number of batches.</summary>
+    public (int Rank, int WorldSize)? Shard { get; init; }
 }
 
 /// <summary>One batch: images float32 [N, 3, H, W], labels int64 [N] and, with Mixup/CutMix, soft targets float32
@@ -63,7 +68,25 @@ internal sealed class DataLoader
         if (dataset.Count == 0) throw new DatasetException($"Dataset '{dataset.Source}' is empty.");
     }
 
-    public int BatchesPerEpoch => Options.DropLast ? Dataset.Count / Options.BatchSize : (Dataset.Count + Options.BatchSize - 1) / Options.BatchSize;
+    public int BatchesPerEpoch
+    {
+        get
+        {
+            int n = ShardedCount, batch = Options.BatchSize * (Options.Shard?.WorldSize ?? 1);
+            return Options.DropLast ? n / batch : (n + batch - 1) / batch;
+        }
+    }
+
+    /// <summary>The images an epoch uses across all ranks (all of them without sharding).</summary>
+    int ShardedCount
+    {
+        get
+        {
+            if (Options.Shard is not { WorldSize: var world }) return Dataset.Count;
+            int rest = Dataset.Count % (Options.BatchSize * world);
+            return rest < world ? Dataset.Count - rest : Dataset.Count;
+        }
+    }
 
     /// <summary>Samples skipped so far (undecodable), one entry per file.</summary>
     public IReadOnlyList<DatasetIssue> Skipped
@@ -71,12 +94,13 @@ internal sealed class DataLoader
         get { lock (skipped) return skipped.Values.OrderBy(s => s.Path, StringComparer.Ordinal).ToList(); }
     }
 
-    /// <summary>The sample order of an epoch.</summary>
+    /// <summary>The sample order of an epoch (this rank's part of it when sharded).</summary>
     public int[] Order(int epoch)
     {
         var order = Enumerable.Range(0, Dataset.Count).ToArray();
         if (Options.Shuffle) Rng.For(Options.Seed, epoch, -7).Shuffle(order);
-        return order;
+        if (Options.Shard is not { } shard) return order;
+        return Distributed.DataParallel.Shard(order[..ShardedCount], Options.BatchSize * shard.WorldSize, shard.Rank, shard.WorldSize).ToArray();
     }
 
     // Batch buffers are large (megabytes): reuse them instead of churning the large-object heap.

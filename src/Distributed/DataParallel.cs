@@ -26,7 +26,8 @@ public static class DataParallel
         var tensors = module.Parameters().Cast<Tensor>().Concat(module.NamedBuffers().Select(b => b.Buffer)).ToList();
         foreach (var bucket in Buckets(tensors))
         {
-            using var flat = Flatten(bucket, t => t);
+            // Gloo has no bool: masks travel as bytes
+            using var flat = Flatten(bucket, t => t.DType == DType.Bool ? t.To(DType.UInt8) : t);
             group.Broadcast(flat, root: 0);
             Unflatten(flat, bucket, (t, part) => t.Copy_(part));
         }

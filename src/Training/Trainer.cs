@@ -1,3 +1,4 @@
+using MLNetExt.Distributed;
 using System.Diagnostics;
 using MLNetExt.Data;
 using MLNetExt.Nn;
@@ -45,6 +46,8 @@ internal sealed class Trainer : IDisposable
     bool _modelTaken, _interruptAfterEpoch;
     long? _stepsAtStart;
 
+    static readonly object SeededInit = new();
+
     /// <summary>Test seam: the loss of this micro-step (0-based, counted over the run) becomes NaN, as a diverging
     /// run's would.</summary>
     [ThreadStatic] internal static long? PoisonMicroStep;
@@ -66,8 +69,13 @@ internal sealed class Trainer : IDisposable
                                                 $"the data has [{string.Join(", ", train.Classes)}].");
             }
 
-            TorchRuntime.ManualSeed(o.Seed ?? 0);
-            _model = BuildModel(train.Classes.Count, resumeTensors is not null);
+            // libtorch's generator is one per process: seed and draw the initial weights without another trainer of this
+            // process (a rank on another thread, a parallel fit) drawing in between
+            lock (SeededInit)
+            {
+                TorchRuntime.ManualSeed(o.Seed ?? 0);
+                _model = BuildModel(train.Classes.Count, resumeTensors is not null);
+            }
             _plan = new TrainingPlan(o, _model);
             var cfg = _plan.Config;
             _descriptor = new ModelDescriptor(o.CustomKwargs is null ? _model.Variant : o.Model, o.CustomKwargs, train.Classes, _plan.ImageSize,
@@ -80,12 +88,19 @@ internal sealed class Trainer : IDisposable
                     throw new TrainingException($"Cannot resume from '{o.ResumeFrom}': the run's settings differ, so it would not continue the same run ({string.Join("; ", diffs)}).");
             }
             _model.To(_plan.Device);
+            if (o.ProcessGroup is { } group)
+            {
+                if (o.BatchSize % group.WorldSize != 0)
+                    throw new TrainingOptionException("BatchSize", $"must be a multiple of the world size {group.WorldSize} (it is the global batch, split evenly over the ranks); got {o.BatchSize}");
+                DataParallel.BroadcastState(_model, group);   // every rank starts from rank 0's weights
+            }
 
             var cache = new DecodedImageCache(2 * _plan.ImageSize, maxBytes: 1L << 30);
             int workers = o.Workers ?? Math.Max(1, Environment.ProcessorCount);
             _trainLoader = new DataLoader(train, _plan.TrainPipeline(), new LoaderOptions
             {
-                BatchSize = o.BatchSize, Shuffle = true, Seed = o.Seed ?? 0, Workers = workers, Cache = cache,
+                BatchSize = o.BatchSize / (o.ProcessGroup?.WorldSize ?? 1), Shuffle = true, Seed = o.Seed ?? 0, Workers = workers, Cache = cache,
+                Shard = o.ProcessGroup is { } g ? (g.Rank, g.WorldSize) : null,
                 Mixup = _plan.LinearProbe || (o.MixupAlpha <= 0 && o.CutmixAlpha <= 0) ? null
                     : new MixupCutmix(o.MixupAlpha, o.CutmixAlpha, labelSmoothing: o.LabelSmoothing),
             });
@@ -93,7 +108,8 @@ internal sealed class Trainer : IDisposable
             {
                 BatchSize = o.BatchSize, Shuffle = false, Seed = o.Seed ?? 0, Workers = workers, Cache = cache,
             });
-            _unit = _plan.LinearProbe && o.CacheFeatures
+            // the cached probe computes features of the whole set once; data-parallel runs compute them per batch
+            _unit = _plan.LinearProbe && o.CacheFeatures && o.ProcessGroup is null
                 ? new CachedProbeUnit(_model, o, _plan.Device, _plan.Autocast, _trainLoader, valLoader)
                 : new BackboneUnit(_model, o, _plan.Device, _plan.Autocast, _trainLoader, valLoader);
             _batchesPerEpoch = _trainLoader.BatchesPerEpoch;
@@ -110,7 +126,7 @@ internal sealed class Trainer : IDisposable
                 {
                     Model = _descriptor.Model,
                     Classes = train.Classes,
-                    Settings = TrainingKnobs.Settings(o, _plan.Resolved(_model, _unit.TrainedParameterCount)),
+                    Settings = WithWorldSize(TrainingKnobs.Settings(o, _plan.Resolved(_model, _unit.TrainedParameterCount)), o.ProcessGroup),
                     TrainCount = train.Count,
                     ValCount = val?.Count ?? 0,
                     Monitor = o.Monitor,
@@ -269,7 +285,7 @@ internal sealed class Trainer : IDisposable
         // A resumed epoch continues its own mean loss and duration (kept in the checkpoint).
         double lossSum = startBatch > 0 ? _state.EpochLossSum : 0, secondsBefore = startBatch > 0 ? _state.EpochSeconds : 0;
         long images = startBatch > 0 ? _state.EpochImages : 0, imagesBefore = images;
-        int accumulated = 0, A = _o.AccumulationSteps;
+        int accumulated = 0, A = _o.AccumulationSteps, windowImages = 0;
         int stepInEpoch = startBatch / A;
         var recent = new Queue<(double Seconds, long Images)>();
         foreach (var batch in _unit.Batches(epoch, startBatch))
@@ -292,8 +308,11 @@ internal sealed class Trainer : IDisposable
             lossSum += value * batch.Count;
             images += batch.Count;
             bool lastOfEpoch = batchIndex == _batchesPerEpoch;
+            windowImages += batch.Count;
             if (accumulated < A && !lastOfEpoch) continue;
 
+            if (_o.ProcessGroup is { } group) DataParallel.AverageGradients(_unit.Parameters.Select(p => p.Parameter), windowImages, group);
+            windowImages = 0;
             if (_o.GradClipNorm is double clip)
             {
                 double norm = GradClip.ClipGradNorm(_unit.Parameters.Select(p => p.Parameter), clip);
@@ -321,8 +340,18 @@ internal sealed class Trainer : IDisposable
         // Ctrl-C in the epoch's last step: let its validation and checkpoint happen first, stop before the next one.
         if (cancel.IsCancellationRequested && _state.Epoch + 1 < _o.Epochs) _interruptAfterEpoch = true;
         (_state.EpochLossSum, _state.EpochImages, _state.EpochSeconds) = (0, 0, 0);
+        long localImages = images - imagesBefore;
+        if (_o.ProcessGroup is { } g)
+        {
+            // the epoch's mean loss and throughput over all ranks
+            using var scope = TensorScope.Begin();
+            var sums = Tensor.FromArray<double>([lossSum, images, localImages], [3]);
+            g.AllReduceSum(sums);
+            var all = sums.ToArray<double>();
+            (lossSum, images, localImages) = (all[0], (long)all[1], (long)all[2]);
+        }
         return (images == 0 ? double.NaN : lossSum / images, secondsBefore + clock.Elapsed.TotalSeconds,
-            (images - imagesBefore) / Math.Max(1e-9, clock.Elapsed.TotalSeconds));
+            localImages / Math.Max(1e-9, clock.Elapsed.TotalSeconds));
     }
 
     /// <summary>Cross-entropy with label smoothing and class weights; with soft targets (Mixup/CutMix, smoothing already
@@ -467,8 +496,16 @@ internal sealed class Trainer : IDisposable
         throw new TrainingInterruptedException($"Training {h.StopReason}. {where}", written ?? _store.LastGood, h);
     }
 
+    /// <summary>The settings record with the world size of a data-parallel run.</summary>
+    static Dictionary<string, string> WithWorldSize(Dictionary<string, string> settings, ProcessGroup? group)
+    {
+        if (group is not null) settings["world_size"] = group.WorldSize.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        return settings;
+    }
+
     bool Save(string name)
     {
+        if (_o.ProcessGroup is { IsMain: false }) return _store.Directory is not null;   // only rank 0 writes
         _state.History.Duration = _durationBefore + _clock.Elapsed;
         return _store.Save(name, _descriptor, _state, _model, _ema, _optimizer, _unit.Parameters);
     }

@@ -1,0 +1,120 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Text.Json.Nodes;
+using MLNetExt.Data;
+using MLNetExt.Distributed;
+using MLNetExt.Tests.Training;
+using MLNetExt.Torch;
+using MLNetExt.Training;
+
+namespace MLNetExt.Tests.Distributed;
+
+/// <summary>The trainer with a process group: two ranks (threads, each with its own Gloo group on loopback) train as one
+/// process with the whole global batch does.</summary>
+[TestClass]
+public sealed class DataParallelTrainingTests
+{
+    /// <summary>TransNeXt's test row (no BatchNorm, so per-process statistics play no part), SGD (linear in the
+    /// gradients), no drop path: the only difference between the runs is where each sample's gradient is computed.</summary>
+    static ImageClassificationOptions Options(int epochs, string? checkpoints = null) => new()
+    {
+        Model = "transnext",
+        CustomKwargs = JsonNode.Parse("""{"img_size": 64, "window_size": [3, 3, 3, null], "patch_size": 4, "embed_dims": [16, 24, 32, 48], "num_heads": [2, 2, 4, 4], "mlp_ratios": [4, 4, 3, 2], "qkv_bias": true, "depths": [1, 1, 2, 1], "sr_ratios": [8, 4, 2, 1], "norm_layer": {"type": "LayerNorm", "eps": 1e-6}}""")!.AsObject(),
+        ImageSize = 64,
+        Epochs = epochs,
+        BatchSize = 8,
+        Optimizer = "sgd",
+        LearningRate = 0.05,
+        WarmupEpochs = 0,
+        DropPathRate = 0,
+        Workers = 1,
+        Seed = 7,
+        CheckpointDirectory = checkpoints,
+    };
+
+    static int FreePort()
+    {
+        var l = new TcpListener(IPAddress.Loopback, 0);
+        l.Start();
+        int port = ((IPEndPoint)l.LocalEndpoint).Port;
+        l.Stop();
+        return port;
+    }
+
+    static Dictionary<string, float[]> Weights(TrainingOutcome o)
+    {
+        using (o.Model)
+            return o.Model.StateDict().Where(kv => kv.Value.DType == DType.Float32).ToDictionary(kv => kv.Key, kv => kv.Value.ToArray<float>());
+    }
+
+    static (Dictionary<string, float[]> Weights, TrainingHistory History)[] OnTwoRanks(ImageClassificationOptions options, ImageDataset data)
+    {
+        int port = FreePort();
+        var ranks = Enumerable.Range(0, 2).Select(r => Task.Factory.StartNew(() =>
+        {
+            using var group = ProcessGroup.Join("127.0.0.1", port, r, 2, TimeSpan.FromSeconds(60), "lo");
+            var outcome = Trainer.Run(options with { ProcessGroup = group }, data, null, default);
+            return (Weights(outcome), outcome.History);
+        }, TaskCreationOptions.LongRunning)).ToArray();
+        Assert.IsTrue(Task.WaitAll(ranks, TimeSpan.FromMinutes(3)), "both ranks finished");
+        return ranks.Select(t => t.Result).ToArray();
+    }
+
+    static void AssertSame(Dictionary<string, float[]> expected, Dictionary<string, float[]> actual, string what)
+    {
+        foreach (var (key, e) in expected)
+        {
+            var a = actual[key];
+            for (int i = 0; i < e.Length; i++)
+                Assert.AreEqual(e[i], a[i], 2e-5 + 2e-4 * Math.Abs(e[i]), $"{what}: {key}[{i}]");
+        }
+    }
+
+    [TestMethod]
+    public void TwoRanks_TrainAsOneProcessWithTheWholeBatch_AndOnlyRankZeroWrites()
+    {
+        var data = TrainerTests.ColorData(perClass: 5, seed: 3);   // 15 images: 12 train, 3 validation; steps of 8 and 4
+        var single = Weights(Trainer.Run(Options(epochs: 1), data, null, default));
+        var dir = Directory.CreateTempSubdirectory("mlnetext-ddp-");
+        try
+        {
+            var ranks = OnTwoRanks(Options(epochs: 1, dir.FullName), data);
+            for (int r = 0; r < 2; r++) AssertSame(single, ranks[r].Weights, $"rank {r} vs one process");
+            Assert.AreEqual("2", ranks[0].History.Settings["world_size"]);
+            Assert.AreEqual(ranks[0].History.Epochs[0].TrainLoss, ranks[1].History.Epochs[0].TrainLoss, "the epoch's loss is reduced over the ranks");
+            CollectionAssert.AreEquivalent(new[] { CheckpointStore.Last, CheckpointStore.Best }, dir.GetFiles().Select(f => f.Name).ToArray(), "rank 0's checkpoints, nothing else");
+        }
+        finally { dir.Delete(true); }
+    }
+
+    [TestMethod]
+    public void TwoRanksInterrupted_ResumedByOneProcess_EqualOneProcessThroughout()
+    {
+        var data = TrainerTests.ColorData(perClass: 5, seed: 4);
+        var single = Weights(Trainer.Run(Options(epochs: 2), data, null, default));
+        var dir2 = Directory.CreateTempSubdirectory("mlnetext-ddp-resume-");
+        try
+        {
+            // two ranks stopped (as Ctrl-C would) once epoch 1 ended: they save after the first step of epoch 2, a
+            // checkpoint inside the epoch that one process then resumes
+            var first = Options(epochs: 2, dir2.FullName);
+            using var cancel = new CancellationTokenSource();
+            var progress = first with
+            {
+                Progress = p => { if (p.Phase == TrainingPhase.EpochEnd && p.Epoch == 1) cancel.Cancel(); },
+                Cancellation = cancel.Token,
+            };
+            int port = FreePort();
+            var ranks = Enumerable.Range(0, 2).Select(r => Task.Factory.StartNew(() =>
+            {
+                using var group = ProcessGroup.Join("127.0.0.1", port, r, 2, TimeSpan.FromSeconds(60), "lo");
+                try { Trainer.Run(progress with { ProcessGroup = group }, data, null, cancel.Token); }
+                catch (TrainingInterruptedException) { }
+            }, TaskCreationOptions.LongRunning)).ToArray();
+            Assert.IsTrue(Task.WaitAll(ranks, TimeSpan.FromMinutes(3)));
+            var resumed = Weights(Trainer.Run(first with { ResumeFrom = Path.Combine(dir2.FullName, CheckpointStore.Last) }, data, null, default));
+            AssertSame(single, resumed, "two ranks for epoch 1 and a step, one process for the rest, vs one process");
+        }
+        finally { dir2.Delete(true); }
+    }
+}
