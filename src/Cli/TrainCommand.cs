@@ -32,6 +32,8 @@ internal static class TrainCommand
         public readonly Option<string> Output = new("--output") { Description = "Output folder (model, checkpoints, metrics, report, ONNX, C# code)", Required = true };
         public readonly Option<bool> NoExport = new("--no-export") { Description = "Skip the ONNX export and the generated code" };
         public readonly Option<bool> Plain = new("--plain") { Description = "Plain progress lines instead of live bars" };
+        public readonly Option<int> Nproc = new("--nproc") { Description = "Data-parallel worker processes on this machine (the global --batch-size is split over them); under torchrun's RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT a process joins that job instead", DefaultValueFactory = _ => 1 };
+        public readonly Option<double> DistTimeout = new("--dist-timeout") { Description = "Seconds a data-parallel worker waits for the others (rendezvous, each gradient exchange) before the job ends with an error", DefaultValueFactory = _ => 1800 };
         public readonly TrainingKnobOptions Knobs = new();
 
         public Command Command()
@@ -41,7 +43,7 @@ internal static class TrainCommand
                 Data, Val, Weights, Pretrained,
             };
             Knobs.AddTo(cmd);
-            foreach (var option in new Option[] { Threads, Resume, Output, NoExport, Plain }) cmd.Add(option);
+            foreach (var option in new Option[] { Threads, Resume, Output, NoExport, Plain, Nproc, DistTimeout }) cmd.Add(option);
             Model.AddTo(cmd);
             return cmd;
         }
@@ -60,8 +62,24 @@ internal static class TrainCommand
             }
             var output = r.GetValue(o.Output)!;
             var options = BuildOptions(r, o, output);
+            int nproc = r.GetValue(o.Nproc);
+            if (nproc < 1) throw new ArgumentException($"--nproc must be at least 1, got {nproc}.");
+            double timeout = r.GetValue(o.DistTimeout);
+            if (!(timeout > 0)) throw new ArgumentException($"--dist-timeout must be a positive number of seconds, got {timeout}.");
+            if (nproc > 1)
+            {
+                if (Environment.GetEnvironmentVariable("WORLD_SIZE") is not null)
+                    throw new ArgumentException("--nproc starts its own workers; under WORLD_SIZE (torchrun or another launcher) leave it out.");
+                if (options.BatchSize % nproc != 0)
+                    throw new ArgumentException($"--batch-size {options.BatchSize} is the global batch and must be a multiple of --nproc {nproc}.");
+                return WorkerLauncher.Run(nproc, WorkerLauncher.WithoutNproc(Environment.GetCommandLineArgs()[1..]), Console.Out, Console.Error);
+            }
             var (train, val) = LoadData(r.GetValue(o.Data)!, r.GetValue(o.Val));
-            return Run(options, train, val, output, !r.GetValue(o.NoExport), r.GetValue(o.Plain), Console.Out);
+            using var group = Distributed.ProcessGroup.FromEnvironment(TimeSpan.FromSeconds(timeout));
+            if (group is { IsMain: false })   // the other ranks train in silence; rank 0 reports and writes
+                return Run(options with { ProcessGroup = group }, train, val, output, export: false, plain: true, TextWriter.Null, writes: false);
+            if (group is not null) Console.Out.WriteLine($"distributed: rank 0 of {group.WorldSize} (rendezvous {group.Address})");
+            return Run(options with { ProcessGroup = group }, train, val, output, !r.GetValue(o.NoExport), r.GetValue(o.Plain), Console.Out);
         })));
         return cmd;
     }
@@ -114,7 +132,8 @@ internal static class TrainCommand
 
     /// <summary>Trains and writes the output folder. Returns the exit code (0, 1 on a training failure, 130 when
     /// interrupted).</summary>
-    internal static int Run(ImageClassificationOptions options, ImageDataset train, ImageDataset? val, string output, bool export, bool plain, TextWriter log)
+    internal static int Run(ImageClassificationOptions options, ImageDataset train, ImageDataset? val, string output, bool export, bool plain, TextWriter log,
+        bool writes = true)
     {
         Directory.CreateDirectory(output);
         log.WriteLine($"data: {train.Count} training images in {train.Classes.Count} classes ({string.Join(", ", train.Classes.Take(10))}{(train.Classes.Count > 10 ? ", ..." : "")})" +
@@ -123,8 +142,9 @@ internal static class TrainCommand
         if (train.Issues.Count > 5) log.WriteLine($"skipped: ... and {train.Issues.Count - 5} more files");
         log.WriteLine($"libtorch {TorchRuntime.Version}, {TorchRuntime.Threads} threads, CUDA {(TorchRuntime.CudaIsAvailable ? "available" : "not available")}");
 
-        foreach (var name in Serialization.AtomicFile.RemoveStale(output))
-            log.WriteLine($"removed {name}: a temporary file left by an earlier run that was stopped mid-write");
+        if (writes)   // a data-parallel run's other ranks leave the output folder to rank 0
+            foreach (var name in Serialization.AtomicFile.RemoveStale(output))
+                log.WriteLine($"removed {name}: a temporary file left by an earlier run that was stopped mid-write");
 
         // Ctrl-C and SIGTERM (kill, a scheduler's stop) both finish the step, save and exit with the resume command;
         // a second one ends the process at once.
@@ -152,14 +172,14 @@ internal static class TrainCommand
             }
             catch (TrainingInterruptedException e)
             {
-                ModelFolder.WriteRecord(e.History, output, log);
+                if (writes) ModelFolder.WriteRecord(e.History, output, log);
                 log.WriteLine(e.Message);
                 if (e.Checkpoint is not null) log.WriteLine($"resume with: ./mlnetext train <same options> --resume {output}");
                 return 130;
             }
             catch (TrainingException e) when (e.History is not null)
             {
-                ModelFolder.WriteRecord(e.History, output, log);
+                if (writes) ModelFolder.WriteRecord(e.History, output, log);
                 throw;
             }
             using (model)
@@ -168,6 +188,7 @@ internal static class TrainCommand
                 log.WriteLine($"{h.StopReason}; {h.Epochs.Count} epochs in {h.Duration.TotalMinutes:F1} min");
                 if (h.Final is { } m)
                     log.WriteLine($"validation (epoch {h.BestEpoch}): top-1 {m.Top1:P1}, top-{m.TopK} {m.Top5:P1}, macro-F1 {m.MacroF1:F3}, log-loss {m.LogLoss:F4} on {m.Count} images");
+                if (!writes) return 0;
                 var failed = ModelFolder.Write(model, output, export, log);
                 if (failed.Count > 0)
                 {

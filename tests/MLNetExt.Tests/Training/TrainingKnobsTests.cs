@@ -13,7 +13,7 @@ public sealed class TrainingKnobsTests
     /// the pretrained tag (resolved into WeightsPath before training).</summary>
     static readonly string[] NotKnobs =
     [
-        "Pretrained", "CheckpointDirectory", "ResumeFrom", "Progress", "Cancellation", "Ema",
+        "Pretrained", "CheckpointDirectory", "ResumeFrom", "Progress", "Cancellation", "Ema", "ProcessGroup",
         "LabelColumnName", "ImageColumnName", "ImageFolder", "ValidationSet", "ScoreColumnName", "PredictedLabelColumnName",
     ];
 
