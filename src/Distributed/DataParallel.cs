@@ -16,14 +16,16 @@ public static class DataParallel
     public const long BucketBytes = 25L << 20;
 
     /// <summary>Copies rank 0's parameters and buffers (BatchNorm statistics included) into every rank's model, so all
-    /// start from the same weights.</summary>
-    public static void BroadcastState(Module module, ProcessGroup group)
+    /// start from the same weights; with <paramref name="buffersOnly"/> only the buffers (so every rank evaluates rank
+    /// 0's model after training with per-process BatchNorm statistics).</summary>
+    public static void BroadcastState(Module module, ProcessGroup group, bool buffersOnly = false)
     {
         ArgumentNullException.ThrowIfNull(module);
         ArgumentNullException.ThrowIfNull(group);
         using var scope = TensorScope.Begin();
         using var noGrad = Autograd.NoGrad();
-        var tensors = module.Parameters().Cast<Tensor>().Concat(module.NamedBuffers().Select(b => b.Buffer)).ToList();
+        var buffers = module.NamedBuffers().Select(b => b.Buffer);
+        var tensors = (buffersOnly ? buffers : module.Parameters().Cast<Tensor>().Concat(buffers)).ToList();
         foreach (var bucket in Buckets(tensors))
         {
             // Gloo has no bool: masks travel as bytes

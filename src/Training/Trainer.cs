@@ -28,6 +28,9 @@ internal sealed class Trainer : IDisposable
     readonly ImageClassificationOptions _o;
     readonly ImageDataset _train;
     readonly ImageDataset? _val;
+    /// <summary>Data-parallel runs: the part of the validation set this rank scores (every world-size-th image), or null
+    /// when each rank scores it all (one process, fewer images than ranks, or images without distinct names).</summary>
+    readonly ImageDataset? _valShard;
     readonly TrainingPlan _plan;
     readonly Backbone _model;
     readonly TrainUnit _unit;
@@ -104,7 +107,10 @@ internal sealed class Trainer : IDisposable
                 Mixup = _plan.LinearProbe || (o.MixupAlpha <= 0 && o.CutmixAlpha <= 0) ? null
                     : new MixupCutmix(o.MixupAlpha, o.CutmixAlpha, labelSmoothing: o.LabelSmoothing),
             });
-            var valLoader = val is null ? null : new DataLoader(val, _plan.EvalPipeline(), new LoaderOptions
+            if (o.ProcessGroup is { WorldSize: > 1 } vg && val is not null && val.Count >= vg.WorldSize
+                && val.Items.Select(Source).Distinct().Count() == val.Count)
+                _valShard = val.Subset(Enumerable.Range(0, val.Count).Where(i => i % vg.WorldSize == vg.Rank), $"{val.Source} [rank {vg.Rank}]");
+            var valLoader = val is null ? null : new DataLoader(_valShard ?? val, _plan.EvalPipeline(), new LoaderOptions
             {
                 BatchSize = o.BatchSize, Shuffle = false, Seed = o.Seed ?? 0, Workers = workers, Cache = cache,
             });
@@ -381,11 +387,44 @@ internal sealed class Trainer : IDisposable
     {
         bool wasTraining = _model.Training;
         _model.Eval();
-        var r = Evaluator.Run(_unit.ValidationBatches(), _unit.Forward, _val!, done =>
+        // data-parallel: every rank validates rank 0's model (BatchNorm statistics are per process while training)
+        if (_o.ProcessGroup is { } group) DataParallel.BroadcastState(_model, group, buffersOnly: true);
+        var r = Evaluator.Run(_unit.ValidationBatches(), _unit.Forward, _valShard ?? _val!, done =>
             Report(new TrainingProgress(TrainingPhase.Validating, Math.Min(epoch + 1, _o.Epochs), _o.Epochs, done, _unit.ValidationBatchCount,
                 _state.GlobalStep, TotalSteps, double.NaN, _optimizer.Groups[^1].LearningRate, 0, _clock.Elapsed, Eta())));
+        if (_valShard is not null) r = Gathered(r, _o.ProcessGroup!);
         if (wasTraining) _model.Train();
         return r;
+    }
+
+    static string Source(ImageItem item) => item.Path ?? item.Name;
+
+    /// <summary>Every rank's share of the validation put together (the same result on every rank, in the validation
+    /// set's order, as one process scoring it all would give): one all-reduce of the rows each rank scored.</summary>
+    EvalResult Gathered(EvalResult mine, ProcessGroup group)
+    {
+        var val = _val!;
+        int n = val.Count, c = _train.Classes.Count;
+        var index = val.Items.Select((item, i) => (Source(item), i)).ToDictionary(t => t.Item1, t => t.i);
+        var rows = new double[n * c + n + 1];   // probabilities, then whether each image was scored, then the loss sum
+        for (int j = 0; j < mine.Labels.Length; j++)
+        {
+            int g = index[mine.Sources[j]];
+            for (int k = 0; k < c; k++) rows[g * c + k] = mine.Probabilities[j * c + k];
+            rows[n * c + g] = 1;
+        }
+        rows[^1] = mine.Loss * mine.Labels.Length;
+        using var scope = TensorScope.Begin();
+        var all = Tensor.FromArray(rows, [rows.Length]);
+        group.AllReduceSum(all);
+        var sums = all.ToArray<double>();
+        var scored = Enumerable.Range(0, n).Where(g => sums[n * c + g] > 0.5).ToArray();
+        if (scored.Length == 0) throw new DatasetException($"No image of '{val.Source}' could be decoded.");
+        var probabilities = new float[scored.Length * c];
+        for (int j = 0; j < scored.Length; j++)
+            for (int k = 0; k < c; k++) probabilities[j * c + k] = (float)sums[scored[j] * c + k];
+        return new EvalResult(probabilities, scored.Select(g => val.Items[g].Label).ToArray(), scored.Select(g => Source(val.Items[g])).ToArray(),
+            sums[^1] / scored.Length);
     }
 
     /// <summary>Runs <paramref name="evaluate"/> with the EMA weights in place when EMA is on.</summary>

@@ -74,7 +74,9 @@ public sealed class DataParallelTrainingTests
     public void TwoRanks_TrainAsOneProcessWithTheWholeBatch_AndOnlyRankZeroWrites()
     {
         var data = TrainerTests.ColorData(perClass: 5, seed: 3);   // 15 images: 12 train, 3 validation; steps of 8 and 4
-        var single = Weights(Trainer.Run(Options(epochs: 1), data, null, default));
+        var outcome = Trainer.Run(Options(epochs: 1), data, null, default);
+        var singleHistory = outcome.History;
+        var single = Weights(outcome);
         var dir = Directory.CreateTempSubdirectory("mlnetext-ddp-");
         try
         {
@@ -82,6 +84,14 @@ public sealed class DataParallelTrainingTests
             for (int r = 0; r < 2; r++) AssertSame(single, ranks[r].Weights, $"rank {r} vs one process");
             Assert.AreEqual("2", ranks[0].History.Settings["world_size"]);
             Assert.AreEqual(ranks[0].History.Epochs[0].TrainLoss, ranks[1].History.Epochs[0].TrainLoss, "the epoch's loss is reduced over the ranks");
+            Assert.AreEqual(singleHistory.Epochs[0].TrainLoss, ranks[0].History.Epochs[0].TrainLoss, 1e-4);
+            // validation: each rank scored part of the 3 images, put together as one process scores them all
+            for (int r = 0; r < 2; r++)
+            {
+                var (a, b) = (singleHistory.Final!, ranks[r].History.Final!);
+                Assert.AreEqual((a.Count, a.Top1), (b.Count, b.Top1), $"rank {r}: validation");
+                Assert.AreEqual(a.LogLoss, b.LogLoss, 1e-4, $"rank {r}: validation log-loss");
+            }
             CollectionAssert.AreEquivalent(new[] { CheckpointStore.Last, CheckpointStore.Best }, dir.GetFiles().Select(f => f.Name).ToArray(), "rank 0's checkpoints, nothing else");
         }
         finally { dir.Delete(true); }
