@@ -93,7 +93,8 @@ internal static class WorkerLauncher
         return Path.GetFileNameWithoutExtension(exe) == "dotnet" ? (exe, [dll]) : (exe, []);
     }
 
-    static int FreePort()
+    /// <summary>A loopback port nobody listens on now (the rendezvous of a local job).</summary>
+    internal static int FreePort()
     {
         var l = new TcpListener(IPAddress.Loopback, 0);
         l.Start();

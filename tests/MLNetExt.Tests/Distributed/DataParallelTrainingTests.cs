@@ -1,5 +1,3 @@
-using System.Net;
-using System.Net.Sockets;
 using System.Text.Json.Nodes;
 using MLNetExt.Data;
 using MLNetExt.Distributed;
@@ -32,33 +30,18 @@ public sealed class DataParallelTrainingTests
         CheckpointDirectory = checkpoints,
     };
 
-    static int FreePort()
-    {
-        var l = new TcpListener(IPAddress.Loopback, 0);
-        l.Start();
-        int port = ((IPEndPoint)l.LocalEndpoint).Port;
-        l.Stop();
-        return port;
-    }
-
     static Dictionary<string, float[]> Weights(TrainingOutcome o)
     {
         using (o.Model)
             return o.Model.StateDict().Where(kv => kv.Value.DType == DType.Float32).ToDictionary(kv => kv.Key, kv => kv.Value.ToArray<float>());
     }
 
-    static (Dictionary<string, float[]> Weights, TrainingHistory History)[] OnTwoRanks(ImageClassificationOptions options, ImageDataset data)
-    {
-        int port = FreePort();
-        var ranks = Enumerable.Range(0, 2).Select(r => Task.Factory.StartNew(() =>
+    static (Dictionary<string, float[]> Weights, TrainingHistory History)[] OnTwoRanks(ImageClassificationOptions options, ImageDataset data) =>
+        DistributedTests.OnRanks(2, group =>
         {
-            using var group = ProcessGroup.Join("127.0.0.1", port, r, 2, TimeSpan.FromSeconds(60), "lo");
             var outcome = Trainer.Run(options with { ProcessGroup = group }, data, null, default);
             return (Weights(outcome), outcome.History);
-        }, TaskCreationOptions.LongRunning)).ToArray();
-        Assert.IsTrue(Task.WaitAll(ranks, TimeSpan.FromMinutes(3)), "both ranks finished");
-        return ranks.Select(t => t.Result).ToArray();
-    }
+        }, timeoutSeconds: 60);
 
     static void AssertSame(Dictionary<string, float[]> expected, Dictionary<string, float[]> actual, string what)
     {
@@ -114,14 +97,10 @@ public sealed class DataParallelTrainingTests
                 Progress = p => { if (p.Phase == TrainingPhase.EpochEnd && p.Epoch == 1) cancel.Cancel(); },
                 Cancellation = cancel.Token,
             };
-            int port = FreePort();
-            var ranks = Enumerable.Range(0, 2).Select(r => Task.Factory.StartNew(() =>
-            {
-                using var group = ProcessGroup.Join("127.0.0.1", port, r, 2, TimeSpan.FromSeconds(60), "lo");
-                try { Trainer.Run(progress with { ProcessGroup = group }, data, null, cancel.Token); }
-                catch (TrainingInterruptedException) { }
-            }, TaskCreationOptions.LongRunning)).ToArray();
-            Assert.IsTrue(Task.WaitAll(ranks, TimeSpan.FromMinutes(3)));
+            var stopped = DistributedTests.OnRanks(2, group =>
+                Assert.ThrowsExactly<TrainingInterruptedException>(() => Trainer.Run(progress with { ProcessGroup = group }, data, null, cancel.Token)).Message,
+                timeoutSeconds: 60);
+            StringAssert.Contains(stopped[0], "interrupted in epoch 2 at batch 1");
             var resumed = Weights(Trainer.Run(first with { ResumeFrom = Path.Combine(dir2.FullName, CheckpointStore.Last) }, data, null, default));
             AssertSame(single, resumed, "two ranks for epoch 1 and a step, one process for the rest, vs one process");
         }

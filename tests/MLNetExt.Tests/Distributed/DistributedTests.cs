@@ -1,5 +1,3 @@
-using System.Net;
-using System.Net.Sockets;
 using MLNetExt.Distributed;
 using MLNetExt.Nn;
 using MLNetExt.Optim;
@@ -12,17 +10,10 @@ namespace MLNetExt.Tests.Distributed;
 [TestClass]
 public sealed class DistributedTests
 {
-    static int FreePort()
-    {
-        var l = new TcpListener(IPAddress.Loopback, 0);
-        l.Start();
-        int port = ((IPEndPoint)l.LocalEndpoint).Port;
-        l.Stop();
-        return port;
-    }
+    static int FreePort() => MLNetExt.Cli.WorkerLauncher.FreePort();
 
-    /// <summary>Runs <paramref name="body"/> on every rank of a fresh group and returns the ranks' results.</summary>
-    static T[] OnRanks<T>(int world, Func<ProcessGroup, T> body, double timeoutSeconds = 30)
+    /// <summary>Runs <paramref name="body"/> on every rank (a thread each) of a fresh group and returns the ranks' results.</summary>
+    internal static T[] OnRanks<T>(int world, Func<ProcessGroup, T> body, double timeoutSeconds = 30)
     {
         int port = FreePort();
         var ranks = Enumerable.Range(0, world).Select(r => Task.Factory.StartNew(() =>
