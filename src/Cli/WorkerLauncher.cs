@@ -15,7 +15,7 @@ namespace MLNetExt.Cli;
 internal static class WorkerLauncher
 {
     /// <summary>How long the other workers get to end by themselves once one failed, before they are killed.</summary>
-    static readonly TimeSpan Grace = TimeSpan.FromSeconds(15);
+    static readonly TimeSpan Grace = TimeSpan.FromSeconds(5);
 
     public static int Run(int workers, IReadOnlyList<string> args, TextWriter log, TextWriter errors)
     {

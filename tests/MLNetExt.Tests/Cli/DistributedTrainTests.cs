@@ -18,12 +18,13 @@ public sealed class DistributedTrainTests
         return (Path.Combine(dir.FullName, "data"), config);
     }
 
-    static Process Start(string data, string config, string output, int epochs, System.Collections.Concurrent.ConcurrentQueue<string> lines, Action<string>? onLine = null)
+    static Process Start(string data, string config, string output, int epochs, System.Collections.Concurrent.ConcurrentQueue<string> lines, Action<string>? onLine = null,
+        int timeoutSeconds = 30)
     {
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "MLNetExt.Cli.dll"));
         foreach (var a in new[] { "train", "--data", data, "--arch", "mixformer", "--config", config, "--image-size", "32", "--epochs", $"{epochs}",
-                     "--batch-size", "8", "--workers", "1", "--output", output, "--plain", "--no-export", "--nproc", "2", "--dist-timeout", "30" })
+                     "--batch-size", "8", "--workers", "1", "--output", output, "--plain", "--no-export", "--nproc", "2", "--dist-timeout", $"{timeoutSeconds}" })
             psi.ArgumentList.Add(a);
         psi.Environment.Remove("WORLD_SIZE");
         var p = Process.Start(psi)!;
@@ -38,6 +39,20 @@ public sealed class DistributedTrainTests
     static List<int> Workers(int launcher) =>
         Directory.GetDirectories($"/proc/{launcher}/task").SelectMany(t => File.ReadAllText(Path.Combine(t, "children")).Split(' ', StringSplitOptions.RemoveEmptyEntries))
             .Select(int.Parse).ToList();
+
+    /// <summary>Whether a process is gone (or a zombie) within a few seconds (a killed process with many threads takes a
+    /// moment to be torn down).</summary>
+    static bool Ended(int pid)
+    {
+        for (var clock = Stopwatch.StartNew(); clock.Elapsed < TimeSpan.FromSeconds(10); Thread.Sleep(100))
+        {
+            string? stat = null;
+            try { stat = File.ReadAllText($"/proc/{pid}/stat"); }
+            catch (IOException) { }
+            if (stat is null || stat.Contains(") Z ", StringComparison.Ordinal)) return true;
+        }
+        return false;
+    }
 
     static int RankOf(int pid) =>
         int.Parse(File.ReadAllText($"/proc/{pid}/environ").Split('\0').First(v => v.StartsWith("RANK=", StringComparison.Ordinal))[5..]);
@@ -67,6 +82,34 @@ public sealed class DistributedTrainTests
     }
 
     [TestMethod]
+    public void AHungWorker_EndsTheJobAfterTheCollectiveTimeout()
+    {
+        var dir = Directory.CreateTempSubdirectory("mlnetext-nproc-hang-");
+        try
+        {
+            var (data, config) = Setup(dir);
+            var output = Path.Combine(dir.FullName, "out");
+            var lines = new System.Collections.Concurrent.ConcurrentQueue<string>();
+            var epoch3 = new ManualResetEventSlim();
+            using var p = Start(data, config, output, 500, lines, l => { if (l.StartsWith("epoch 3/", StringComparison.Ordinal)) epoch3.Set(); }, timeoutSeconds: 5);
+            Assert.IsTrue(epoch3.Wait(TimeSpan.FromSeconds(180)), "reached epoch 3: " + string.Join("\n", lines));
+            var workers = Workers(p.Id);
+            int hung = workers.Single(w => RankOf(w) == 1);
+            using (var stop = Process.Start("kill", ["-STOP", hung.ToString()])) stop.WaitForExit();   // alive but not answering
+            var clock = Stopwatch.StartNew();
+            Assert.IsTrue(p.WaitForExit(120_000), "the job ends: " + string.Join("\n", lines));
+            p.WaitForExit();
+            var text = string.Join("\n", lines);
+            Assert.AreNotEqual(0, p.ExitCode, text);
+            StringAssert.Contains(text, "rank 0 of 2, timeout 5");
+            StringAssert.Contains(text, "error: worker rank 0 exited with code 1");
+            Assert.IsLessThan(60.0, clock.Elapsed.TotalSeconds, "bounded by the 5 s collective timeout and the launcher's grace");
+            foreach (var w in workers) Assert.IsTrue(Ended(w), $"worker {w} was left running");
+        }
+        finally { dir.Delete(true); }
+    }
+
+    [TestMethod]
     public void AKilledWorker_EndsTheJobNamingItsRank_AndLeavesTheCheckpointValid()
     {
         var dir = Directory.CreateTempSubdirectory("mlnetext-nproc-kill-");
@@ -88,7 +131,7 @@ public sealed class DistributedTrainTests
             var text = string.Join("\n", lines);
             Assert.AreNotEqual(0, p.ExitCode, text);
             StringAssert.Contains(text, "error: worker rank 1 exited with code 137");
-            foreach (var w in workers) Assert.IsFalse(Directory.Exists($"/proc/{w}") && !File.ReadAllText($"/proc/{w}/stat").Contains(") Z "), $"worker {w} was left running");
+            foreach (var w in workers) Assert.IsTrue(Ended(w), $"worker {w} was left running");
             using var model = Inference.ImageClassificationModel.Load(Path.Combine(output, "checkpoint-last.safetensors"));
             Assert.AreEqual(3, model.Classes.Count, "the last checkpoint is whole");
             Assert.IsLessThan(90.0, clock.Elapsed.TotalSeconds);
