@@ -1,6 +1,6 @@
-using MLNetExt.Distributed;
 using System.Diagnostics;
 using MLNetExt.Data;
+using MLNetExt.Distributed;
 using MLNetExt.Nn;
 using MLNetExt.Optim;
 using MLNetExt.Serialization;
@@ -49,6 +49,7 @@ internal sealed class Trainer : IDisposable
     bool _modelTaken, _interruptAfterEpoch;
     long? _stepsAtStart;
 
+    /// <summary>Held while a trainer seeds libtorch's generator (one per process) and draws its initial weights.</summary>
     static readonly object SeededInit = new();
 
     /// <summary>Test seam: the loss of this micro-step (0-based, counted over the run) becomes NaN, as a diverging
@@ -406,25 +407,27 @@ internal sealed class Trainer : IDisposable
         var val = _val!;
         int n = val.Count, c = _train.Classes.Count;
         var index = val.Items.Select((item, i) => (Source(item), i)).ToDictionary(t => t.Item1, t => t.i);
-        var rows = new double[n * c + n + 1];   // probabilities, then whether each image was scored, then the loss sum
+        // probabilities of the rows this rank scored (the others' stay 0: the sum is each row's one value), then whether
+        // each image was scored; the loss sum apart, in float64
+        var rows = new float[n * c + n];
         for (int j = 0; j < mine.Labels.Length; j++)
         {
             int g = index[mine.Sources[j]];
-            for (int k = 0; k < c; k++) rows[g * c + k] = mine.Probabilities[j * c + k];
+            mine.Probabilities.AsSpan(j * c, c).CopyTo(rows.AsSpan(g * c, c));
             rows[n * c + g] = 1;
         }
-        rows[^1] = mine.Loss * mine.Labels.Length;
         using var scope = TensorScope.Begin();
         var all = Tensor.FromArray(rows, [rows.Length]);
+        var loss = Tensor.FromArray<double>([mine.Loss * mine.Labels.Length], [1]);
         group.AllReduceSum(all);
-        var sums = all.ToArray<double>();
-        var scored = Enumerable.Range(0, n).Where(g => sums[n * c + g] > 0.5).ToArray();
+        group.AllReduceSum(loss);
+        var sums = all.ToArray<float>();
+        var scored = Enumerable.Range(0, n).Where(g => sums[n * c + g] > 0.5f).ToArray();
         if (scored.Length == 0) throw new DatasetException($"No image of '{val.Source}' could be decoded.");
         var probabilities = new float[scored.Length * c];
-        for (int j = 0; j < scored.Length; j++)
-            for (int k = 0; k < c; k++) probabilities[j * c + k] = (float)sums[scored[j] * c + k];
+        for (int j = 0; j < scored.Length; j++) sums.AsSpan(scored[j] * c, c).CopyTo(probabilities.AsSpan(j * c, c));
         return new EvalResult(probabilities, scored.Select(g => val.Items[g].Label).ToArray(), scored.Select(g => Source(val.Items[g])).ToArray(),
-            sums[^1] / scored.Length);
+            loss.ToArray<double>()[0] / scored.Length);
     }
 
     /// <summary>Runs <paramref name="evaluate"/> with the EMA weights in place when EMA is on.</summary>
