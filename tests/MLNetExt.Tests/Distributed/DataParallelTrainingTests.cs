@@ -81,6 +81,16 @@ public sealed class DataParallelTrainingTests
     }
 
     [TestMethod]
+    public void TwoRanks_WithGradientAccumulation_EqualOneProcess()
+    {
+        var data = TrainerTests.ColorData(perClass: 7, seed: 5);   // 18 train (micro-batches 8, 8, 2: 4, 4, 1 per rank), 3 validation
+        var options = Options(epochs: 1) with { AccumulationSteps = 2, ValidationFraction = 0.2 };
+        var single = Weights(Trainer.Run(options, data, null, default));
+        var ranks = OnTwoRanks(options, data);
+        for (int r = 0; r < 2; r++) AssertSame(single, ranks[r].Weights, $"rank {r} vs one process, 2 micro-batches per step");
+    }
+
+    [TestMethod]
     public void TwoRanksInterrupted_ResumedByOneProcess_EqualOneProcessThroughout()
     {
         var data = TrainerTests.ColorData(perClass: 5, seed: 4);
