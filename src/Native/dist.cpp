@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <sstream>
 #include <string>
 
 namespace {
@@ -22,8 +23,9 @@ struct Group {
 };
 
 std::string where(const Group* g, const char* what) {
-  return std::string(what) + " (rank " + std::to_string(g->rank) + " of " + std::to_string(g->size) + ", timeout " +
-         std::to_string(g->timeout.count() / 1000.0) + " s)";
+  std::ostringstream os;
+  os << what << " (rank " << g->rank << " of " << g->size << ", timeout " << g->timeout.count() / 1000.0 << " s)";
+  return os.str();
 }
 
 void finish(const Group* g, c10::intrusive_ptr<c10d::Work> work) {
