@@ -67,7 +67,7 @@ internal static class DatasetCommand
                 }
                 catch (Exception e) when (ImageDecodeException.IsImageProblem(e))
                 {
-                    unreadable.Add(new DatasetIssue(item.Path ?? item.Name, e.Message));
+                    unreadable.Add(new DatasetIssue(item.Source, e.Message));
                 }
             });
         }

@@ -124,7 +124,7 @@ internal sealed class DataLoader
     {
         var item = Dataset.Items[index];
         var rng = Rng.For(Options.Seed, epoch, index);
-        string name = item.Path ?? item.Name;
+        string name = item.Source;
         try
         {
             if (Options.Cache != null)

@@ -18,6 +18,9 @@ public sealed record DatasetIssue(string Path, string Reason, int? Line = null)
 /// <summary>One sample: a file path, encoded bytes, or an already decoded image, and its class index.</summary>
 public sealed record ImageItem(string Name, int Label, string? Path = null, byte[]? Bytes = null, RgbImage? Image = null)
 {
+    /// <summary>How messages, reports and evaluation results name the item: its file path, else its name.</summary>
+    public string Source => Path ?? Name;
+
     /// <summary>The encoded bytes (read from disk when the item is a path).</summary>
     public byte[] ReadBytes() => Bytes ?? (Path != null ? ImageFiles.ReadAllBytes(Path) : throw new InvalidOperationException($"Item {Name} has no encoded bytes."));
 }

@@ -64,12 +64,8 @@ public sealed class ProcessGroup : IDisposable
     /// is missing or malformed is named in the error.</summary>
     public static ProcessGroup? FromEnvironment(TimeSpan? timeout = null) => FromEnvironment(Environment.GetEnvironmentVariable, timeout);
 
-    internal static ProcessGroup? FromEnvironment(Func<string, string?> env, TimeSpan? timeout)
-    {
-        var (address, port, rank, world) = ReadEnvironment(env) is { } e ? e : default;
-        if (world == 0) return null;
-        return Join(address, port, rank, world, timeout, env("GLOO_SOCKET_IFNAME"));
-    }
+    internal static ProcessGroup? FromEnvironment(Func<string, string?> env, TimeSpan? timeout) =>
+        ReadEnvironment(env) is { } e ? Join(e.Address, e.Port, e.Rank, e.WorldSize, timeout, env("GLOO_SOCKET_IFNAME")) : null;
 
     /// <summary>torchrun's variables, checked; null when WORLD_SIZE is unset.</summary>
     internal static (string Address, int Port, int Rank, int WorldSize)? ReadEnvironment(Func<string, string?> env)

@@ -65,7 +65,7 @@ internal sealed class Evaluator
                 var l = logits(x).To(DType.Float32);
                 double loss = F.CrossEntropy(l, y, reduction: Reduction.Sum).ToDouble();
                 using var cpu = l.Softmax(1).To(Device.Cpu);
-                e.Add(cpu.ToArray<float>(), idx.Select(i => data.Items[i].Label), idx.Select(i => data.Items[i].Path ?? data.Items[i].Name), loss);
+                e.Add(cpu.ToArray<float>(), idx.Select(i => data.Items[i].Label), idx.Select(i => data.Items[i].Source), loss);
                 afterBatch?.Invoke(++done);
             }
         }

@@ -109,7 +109,7 @@ internal sealed class Trainer : IDisposable
                     : new MixupCutmix(o.MixupAlpha, o.CutmixAlpha, labelSmoothing: o.LabelSmoothing),
             });
             if (o.ProcessGroup is { WorldSize: > 1 } vg && val is not null && val.Count >= vg.WorldSize
-                && val.Items.Select(Source).Distinct().Count() == val.Count)
+                && val.Items.Select(i => i.Source).Distinct().Count() == val.Count)
                 _valShard = val.Subset(Enumerable.Range(0, val.Count).Where(i => i % vg.WorldSize == vg.Rank), $"{val.Source} [rank {vg.Rank}]");
             var valLoader = val is null ? null : new DataLoader(_valShard ?? val, _plan.EvalPipeline(), new LoaderOptions
             {
@@ -398,15 +398,13 @@ internal sealed class Trainer : IDisposable
         return r;
     }
 
-    static string Source(ImageItem item) => item.Path ?? item.Name;
-
     /// <summary>Every rank's share of the validation put together (the same result on every rank, in the validation
     /// set's order, as one process scoring it all would give): one all-reduce of the rows each rank scored.</summary>
     EvalResult Gathered(EvalResult mine, ProcessGroup group)
     {
         var val = _val!;
         int n = val.Count, c = _train.Classes.Count;
-        var index = val.Items.Select((item, i) => (Source(item), i)).ToDictionary(t => t.Item1, t => t.i);
+        var index = val.Items.Select((item, i) => (item.Source, i)).ToDictionary(t => t.Source, t => t.i);
         // probabilities of the rows this rank scored (the others' stay 0: the sum is each row's one value), then whether
         // each image was scored; the loss sum apart, in float64
         var rows = new float[n * c + n];
@@ -426,7 +424,7 @@ internal sealed class Trainer : IDisposable
         if (scored.Length == 0) throw new DatasetException($"No image of '{val.Source}' could be decoded.");
         var probabilities = new float[scored.Length * c];
         for (int j = 0; j < scored.Length; j++) sums.AsSpan(scored[j] * c, c).CopyTo(probabilities.AsSpan(j * c, c));
-        return new EvalResult(probabilities, scored.Select(g => val.Items[g].Label).ToArray(), scored.Select(g => Source(val.Items[g])).ToArray(),
+        return new EvalResult(probabilities, scored.Select(g => val.Items[g].Label).ToArray(), scored.Select(g => val.Items[g].Source).ToArray(),
             loss.ToArray<double>()[0] / scored.Length);
     }
 

@@ -57,6 +57,21 @@ public sealed class DistributedTrainTests
     static int RankOf(int pid) =>
         int.Parse(File.ReadAllText($"/proc/{pid}/environ").Split('\0').First(v => v.StartsWith("RANK=", StringComparison.Ordinal))[5..]);
 
+    /// <summary>A long two-worker run in <paramref name="dir"/> that has reached epoch 3, with its workers and rank 1's pid.</summary>
+    static (Process Launcher, System.Collections.Concurrent.ConcurrentQueue<string> Lines, string Output, List<int> Workers, int Rank1)
+        RunningJob(DirectoryInfo dir, int timeoutSeconds = 30)
+    {
+        var (data, config) = Setup(dir);
+        var output = Path.Combine(dir.FullName, "out");
+        var lines = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        var epoch3 = new ManualResetEventSlim();
+        var p = Start(data, config, output, 500, lines, l => { if (l.StartsWith("epoch 3/", StringComparison.Ordinal)) epoch3.Set(); }, timeoutSeconds);
+        Assert.IsTrue(epoch3.Wait(TimeSpan.FromSeconds(180)), "reached epoch 3: " + string.Join("\n", lines));
+        var workers = Workers(p.Id);
+        Assert.HasCount(2, workers);
+        return (p, lines, output, workers, workers.Single(w => RankOf(w) == 1));
+    }
+
     [TestMethod]
     public void Nproc2_TrainsWithTwoWorkers_AndRankZeroWritesTheOutputs()
     {
@@ -87,14 +102,8 @@ public sealed class DistributedTrainTests
         var dir = Directory.CreateTempSubdirectory("mlnetext-nproc-hang-");
         try
         {
-            var (data, config) = Setup(dir);
-            var output = Path.Combine(dir.FullName, "out");
-            var lines = new System.Collections.Concurrent.ConcurrentQueue<string>();
-            var epoch3 = new ManualResetEventSlim();
-            using var p = Start(data, config, output, 500, lines, l => { if (l.StartsWith("epoch 3/", StringComparison.Ordinal)) epoch3.Set(); }, timeoutSeconds: 5);
-            Assert.IsTrue(epoch3.Wait(TimeSpan.FromSeconds(180)), "reached epoch 3: " + string.Join("\n", lines));
-            var workers = Workers(p.Id);
-            int hung = workers.Single(w => RankOf(w) == 1);
+            var (p, lines, _, workers, hung) = RunningJob(dir, timeoutSeconds: 5);
+            using var launcher = p;
             using (var stop = Process.Start("kill", ["-STOP", hung.ToString()])) stop.WaitForExit();   // alive but not answering
             var clock = Stopwatch.StartNew();
             Assert.IsTrue(p.WaitForExit(120_000), "the job ends: " + string.Join("\n", lines));
@@ -115,15 +124,8 @@ public sealed class DistributedTrainTests
         var dir = Directory.CreateTempSubdirectory("mlnetext-nproc-kill-");
         try
         {
-            var (data, config) = Setup(dir);
-            var output = Path.Combine(dir.FullName, "out");
-            var lines = new System.Collections.Concurrent.ConcurrentQueue<string>();
-            var epoch3 = new ManualResetEventSlim();
-            using var p = Start(data, config, output, 500, lines, l => { if (l.StartsWith("epoch 3/", StringComparison.Ordinal)) epoch3.Set(); });
-            Assert.IsTrue(epoch3.Wait(TimeSpan.FromSeconds(180)), "reached epoch 3: " + string.Join("\n", lines));
-            var workers = Workers(p.Id);
-            Assert.HasCount(2, workers);
-            int victim = workers.Single(w => RankOf(w) == 1);
+            var (p, lines, output, workers, victim) = RunningJob(dir);
+            using var launcher = p;
             var clock = Stopwatch.StartNew();
             Process.GetProcessById(victim).Kill();
             Assert.IsTrue(p.WaitForExit(90_000), "the job ends within the collective timeout: " + string.Join("\n", lines));
