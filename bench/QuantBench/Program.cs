@@ -7,8 +7,9 @@ using MLNetExt.OnnxRuntime;
 using MLNetExt.Torch;
 using MLNetExt.Vision;
 
-// QuantBench (VARIANT | --model FILE.safetensors) [--images DIR] [--optimized FILE] [--threads N] [--reps K]: exports the model in float32
-// and INT8 (OnnxPrecision.Int8, ML.NET pixel layout), then in ONNX Runtime with the same session options: latency at
+// QuantBench (VARIANT | --model FILE.safetensors) [--precision int8|fp16] [--images DIR] [--optimized FILE] [--threads N] [--reps K]:
+// exports the model in float32 and in the lower precision (default int8; ML.NET pixel layout), then in ONNX Runtime on CPU
+// with the same session options: latency at
 // batch 1 and throughput at batch 8, alternating the two models run by run so machine load hits both alike (medians of
 // K runs after warm-up); model sizes; and over every image under DIR the top-1 agreement of the two, plus each one's
 // top-1 accuracy when DIR has class folders named like the model's classes. One JSON line.
@@ -18,12 +19,14 @@ TorchRuntime.Threads = threads;
 ImageClassificationModel? trained = Arg("--model") is { } file ? ImageClassificationModel.Load(file) : null;
 var backbone = trained?.Backbone ?? Backbones.Create(args[0]);
 backbone.Eval();
+var low = Enum.GetValues<OnnxPrecision>().Single(p => OnnxExporter.PrecisionName(p) == (Arg("--precision") ?? "int8"));
+string lowName = OnnxExporter.PrecisionName(low);
 var dir = Directory.CreateTempSubdirectory("quantbench-");
 try
 {
     var paths = new Dictionary<OnnxPrecision, string>();
     var bytes = new Dictionary<OnnxPrecision, long>();
-    foreach (var p in new[] { OnnxPrecision.Float32, OnnxPrecision.Int8 })
+    foreach (var p in new[] { OnnxPrecision.Float32, low })
     {
         paths[p] = Path.Combine(dir.FullName, $"{p}.onnx");
         var options = new OnnxExportOptions { Precision = p, Labels = trained?.Classes };
@@ -32,8 +35,8 @@ try
     }
     var sessionOptions = new OnnxSessionOptions { IntraOpThreads = threads };
     using var fp32 = OnnxSession.FromFile(paths[OnnxPrecision.Float32], sessionOptions);
-    // --optimized FILE: where ONNX Runtime writes the INT8 graph after its fusions (to see which integer kernels run)
-    using var int8 = OnnxSession.FromFile(paths[OnnxPrecision.Int8], new OnnxSessionOptions { IntraOpThreads = threads, OptimizedModelPath = Arg("--optimized") });
+    // --optimized FILE: where ONNX Runtime writes the low-precision graph after its fusions (to see which kernels run)
+    using var lowSession = OnnxSession.FromFile(paths[low], new OnnxSessionOptions { IntraOpThreads = threads, OptimizedModelPath = Arg("--optimized") });
     var dims = fp32.Inputs[0].Dimensions;
     var serving = new Dictionary<string, object>();
     foreach (int n in new[] { 1, 8 })
@@ -43,42 +46,45 @@ try
         for (int i = 0; i < data.Length; i++) data[i] = rnd.Next(256);
         var input = OnnxTensor.FromArray(data, n, dims[1], dims[2], dims[3]);
         void Run(OnnxSession s) { using var r = s.Run(s.Inputs[0].Name, input, ["logits"]); }
-        Run(fp32); Run(int8); Run(fp32); Run(int8);
+        Run(fp32); Run(lowSession); Run(fp32); Run(lowSession);
         var (a, b) = (new List<double>(), new List<double>());
         int k = n == 1 ? reps : Math.Max(3, reps / 4);
         for (int i = 0; i < k; i++)
         {
             var sw = Stopwatch.StartNew(); Run(fp32); a.Add(sw.Elapsed.TotalMilliseconds);
-            sw.Restart(); Run(int8); b.Add(sw.Elapsed.TotalMilliseconds);
+            sw.Restart(); Run(lowSession); b.Add(sw.Elapsed.TotalMilliseconds);
         }
-        serving[$"batch{n}"] = new { fp32_ms = Median(a), int8_ms = Median(b), int8_speedup = Median(a) / Median(b), fp32_img_s = n * 1e3 / Median(a), int8_img_s = n * 1e3 / Median(b) };
+        serving[$"batch{n}"] = new Dictionary<string, double>
+        {
+            ["fp32_ms"] = Median(a), [$"{lowName}_ms"] = Median(b), [$"{lowName}_speedup"] = Median(a) / Median(b),
+            ["fp32_img_s"] = n * 1e3 / Median(a), [$"{lowName}_img_s"] = n * 1e3 / Median(b),
+        };
     }
     object? photos = null;
     if (Arg("--images") is { } images)
     {
         var files = ImageDataset.FindImages(images);
         using var s32 = new OnnxImageScorer(paths[OnnxPrecision.Float32], sessionOptions);
-        using var s8 = new OnnxImageScorer(paths[OnnxPrecision.Int8], sessionOptions);
+        using var s8 = new OnnxImageScorer(paths[low], sessionOptions);
         var p32 = s32.Predict(files, 1);
         var p8 = s8.Predict(files, 1);
         int agree = p32.Zip(p8).Count(t => t.First.Index == t.Second.Index);
         // the true class is the image's folder when the model's classes name the folders
         int? Truth(string f) => trained?.Classes.ToList().IndexOf(Path.GetFileName(Path.GetDirectoryName(f))!) is int c and >= 0 ? c : null;
         var labelled = files.Select((f, i) => (Truth: Truth(f), i)).Where(t => t.Truth is not null).ToList();
-        photos = new
+        photos = new Dictionary<string, double?>
         {
-            images = files.Count, top1_agreement = (double)agree / files.Count,
-            labelled = labelled.Count,
-            fp32_top1 = labelled.Count == 0 ? (double?)null : labelled.Count(t => p32[t.i].Index == t.Truth) / (double)labelled.Count,
-            int8_top1 = labelled.Count == 0 ? (double?)null : labelled.Count(t => p8[t.i].Index == t.Truth) / (double)labelled.Count,
+            ["images"] = files.Count, ["top1_agreement"] = (double)agree / files.Count, ["labelled"] = labelled.Count,
+            ["fp32_top1"] = labelled.Count == 0 ? null : labelled.Count(t => p32[t.i].Index == t.Truth) / (double)labelled.Count,
+            [$"{lowName}_top1"] = labelled.Count == 0 ? null : labelled.Count(t => p8[t.i].Index == t.Truth) / (double)labelled.Count,
         };
     }
     Console.WriteLine(JsonSerializer.Serialize(new
     {
         variant = backbone.Variant, trained = trained is not null, threads, date = DateTime.UtcNow.ToString("yyyy-MM-dd"),
         load = File.Exists("/proc/loadavg") ? File.ReadAllText("/proc/loadavg").Split(' ')[0] : "?",
-        fp32_mb = bytes[OnnxPrecision.Float32] / 1e6, int8_mb = bytes[OnnxPrecision.Int8] / 1e6,
-        matmul_integer_nodes = MLNetExt.Export.Onnx.ModelProto.Parser.ParseFrom(File.ReadAllBytes(paths[OnnxPrecision.Int8])).Graph.Node.Count(n => n.OpType == "MatMulInteger"),
+        precision = lowName, fp32_mb = bytes[OnnxPrecision.Float32] / 1e6, low_mb = bytes[low] / 1e6,
+        matmul_integer_nodes = MLNetExt.Export.Onnx.ModelProto.Parser.ParseFrom(File.ReadAllBytes(paths[low])).Graph.Node.Count(n => n.OpType == "MatMulInteger"),
         serving, photos,
     }));
 }

@@ -7,7 +7,7 @@ namespace MLNetExt.Cli;
 
 /// <summary>
 /// `mlnetext export (--variant NAME | --arch FAMILY --config FILE.json) [--weights FILE] [--num-classes K]
-/// [--labels a,b,c] [--image-size H[,W]] [--opset 17] [--preprocess mlnet|none] [--features] [--precision fp32|int8] --output model.onnx [--mlnet model.zip]`:
+/// [--labels a,b,c] [--image-size H[,W]] [--opset 17] [--preprocess mlnet|none] [--features] [--precision fp32|fp16|int8] --output model.onnx [--mlnet model.zip]`:
 /// traces the backbone and writes one ONNX file (plus model.onnx.data past 1 GB of weights). The file appears only when complete.
 /// </summary>
 internal static class ExportCommand
@@ -21,7 +21,7 @@ internal static class ExportCommand
         var opset = new Option<int>("--opset") { Description = "Target ONNX opset (13-21)", DefaultValueFactory = _ => 17 };
         var preprocess = new Option<string>("--preprocess") { Description = "mlnet: input 'image' 0-255 RGB planar, normalised in the graph; none: normalised input 'input'", DefaultValueFactory = _ => "mlnet" };
         var features = new Option<bool>("--features") { Description = "Also output 'features' (pooled pre-logits)" };
-        var precision = new Option<string>("--precision") { Description = "fp32: exact; int8: linear layers in dynamic INT8 (smaller, faster on CPU; float32 inputs and outputs)", DefaultValueFactory = _ => "fp32" };
+        var precision = new Option<string>("--precision") { Description = "fp32: exact; int8: linear layers in dynamic INT8 (smaller, faster on CPU); fp16: half precision for GPU serving (half the size). Inputs and outputs stay float32", DefaultValueFactory = _ => "fp32" };
         var output = new Option<FileInfo>("--output") { Description = "The .onnx file to write", Required = true };
         var mlnet = new Option<FileInfo?>("--mlnet") { Description = "Also write an ML.NET model (model.zip: input ImagePath, outputs Score and PredictedLabel; needs --labels and preprocess mlnet)" };
         var pretrained = PretrainedOption.Create();
@@ -47,12 +47,8 @@ internal static class ExportCommand
     internal static int Run(ModelOptions.Choice choice, FileInfo? weights, string? labelsText, string? sizeText, int opset, string preprocess,
         bool features, FileInfo output, TextWriter log, FileInfo? mlnetZip = null, string precisionText = "fp32")
     {
-        var precision = precisionText.ToLowerInvariant() switch
-        {
-            "fp32" => OnnxPrecision.Float32,
-            "int8" => OnnxPrecision.Int8,
-            _ => throw new ArgumentException($"--precision must be 'fp32' or 'int8', got '{precisionText}'."),
-        };
+        var precision = Enum.GetValues<OnnxPrecision>().Cast<OnnxPrecision?>().FirstOrDefault(p => OnnxExporter.PrecisionName(p!.Value) == precisionText.ToLowerInvariant())
+            ?? throw new ArgumentException($"--precision must be 'fp32', 'fp16' or 'int8', got '{precisionText}'.");
         if (opset is < 13 or > 21) throw new ArgumentException($"--opset must be between 13 and 21, got {opset}.");
         var mode = preprocess.ToLowerInvariant() switch
         {
@@ -100,7 +96,7 @@ internal static class ExportCommand
             });
             log.WriteLine($"wrote {result.Path}{(result.ExternalDataPath is null ? "" : $" (+ {result.ExternalDataPath})")}: " +
                 $"{result.NodeCount} nodes, {result.InitializerCount} initializers ({result.InitializerBytes / 1e6:F1} MB), " +
-                $"input {result.Inputs[0]}, outputs {string.Join(", ", result.Outputs)}, opset {opset}, {precisionText.ToLowerInvariant()}, {result.Elapsed.TotalSeconds:F2} s " +
+                $"input {result.Inputs[0]}, outputs {string.Join(", ", result.Outputs)}, opset {opset}, {OnnxExporter.PrecisionName(precision)}, {result.Elapsed.TotalSeconds:F2} s " +
                 $"(tracing at batch 2 and 3: {result.TraceTime.TotalSeconds:F2} s, mapping: {result.MapTime.TotalSeconds:F2} s)");
         }
         if (mlnetZip is not null)

@@ -33,6 +33,10 @@ public enum OnnxPrecision
     /// <summary>Linear layers in dynamic INT8 (weights quantized per output channel when exporting, activations per
     /// run), everything else float32: a smaller, faster model for CPU serving whose top-1 differs slightly.</summary>
     Int8,
+    /// <summary>IEEE half precision for GPU serving (ONNX Runtime's CUDA provider): weights and activations in float16,
+    /// half the size; reductions and sums of squares stay float32 so they cannot overflow. The CPU provider runs it
+    /// too, but casts around most operators (it has few float16 kernels), so on CPU it is slower than float32.</summary>
+    Float16,
 }
 
 /// <summary>What the exported graph computes after the preprocessing.</summary>
@@ -63,7 +67,8 @@ public sealed record OnnxExportOptions
     public IReadOnlyList<string>? Labels { get; init; }
     /// <summary>Also output <c>features</c> (pooled pre-logits).</summary>
     public bool IncludeFeatures { get; init; }
-    /// <summary>The graph's arithmetic: float32 (default) or linear layers in dynamic INT8.</summary>
+    /// <summary>The graph's arithmetic: float32 (default), linear layers in dynamic INT8 (CPU serving) or float16 (GPU
+    /// serving).</summary>
     public OnnxPrecision Precision { get; init; } = OnnxPrecision.Float32;
     /// <summary>Initializer bytes above which the weights go to an external data file next to the model (protobuf
     /// cannot write a single message over 2 GB).</summary>
@@ -79,7 +84,8 @@ public sealed record OnnxExportOptions
     internal int Int8MinSide { get; init; } = DynamicInt8.DefaultMinSide;
 }
 
-/// <summary>What an export wrote.</summary>
+/// <summary>What an export wrote. Initializers count the weights and constants, whether stored as initializers or (the
+/// float16 weights) as Constant nodes.</summary>
 public sealed record OnnxExportResult(string Path, string? ExternalDataPath, int NodeCount, int InitializerCount, long InitializerBytes,
     IReadOnlyList<string> Inputs, IReadOnlyList<string> Outputs, TimeSpan Elapsed, TimeSpan TraceTime, TimeSpan MapTime);
 
@@ -160,7 +166,7 @@ public static class OnnxExporter
             ("mlnetext.num_classes", model.NumClasses.ToString()),
             ("mlnetext.opset", options.Opset.ToString()),
             ("mlnetext.preprocess", mlnet ? "mlnet" : "none"),
-            ("mlnetext.precision", options.Precision == OnnxPrecision.Int8 ? "int8" : "fp32"),
+            ("mlnetext.precision", PrecisionName(options.Precision)),
         };
         if (options.Head != OnnxHead.Classifier) metadata.Add(("mlnetext.features", options.Head == OnnxHead.PreLogits ? "pre_logits" : "pooled_stages"));
         if (options.Labels is { } l) metadata.Add(("mlnetext.labels", string.Join("\n", l)));
@@ -175,10 +181,19 @@ public static class OnnxExporter
             var model_ = BuildModel(model, new long[] { 3, inputH, inputW }, Forward, inputName, outputs.ToArray(),
                 options.Opset, metadata, options.Labels, $"{model.Family}/{model.Variant}");
             if (options.Precision == OnnxPrecision.Int8) DynamicInt8.Apply(model_, options.Int8MinSide);
-            else if (options.Precision != OnnxPrecision.Float32) throw new ArgumentException($"Unknown precision {options.Precision}.", nameof(options));
+            else if (options.Precision == OnnxPrecision.Float16)
+            {
+                Float16.Apply(model_);
+                long inline = model_.Graph.Node.Where(n => n.OpType == "Constant").Sum(n => (long)n.Attribute[0].T.RawData.Length);
+                if (inline > options.ExternalDataThreshold)
+                        throw new OnnxExportException($"The float16 weights of {model.Family}/{model.Variant} take {inline / 1e6:F0} MB, more than the " +
+                        $"{options.ExternalDataThreshold / 1e6:F0} MB written inside one ONNX file; float16 weights are Constant nodes (which ML.NET " +
+                        "can load) and are not written to external data. Export float32 for a model this large.");
+            }
             var written = OnnxFile.Write(model_, path, options.ExternalDataThreshold);
-            return new OnnxExportResult(path, written, model_.Graph.Node.Count, model_.Graph.Initializer.Count,
-                model_.Graph.Initializer.Sum(t => (long)t.RawData.Length), new[] { model_.Graph.Input[0].Name },
+            var constants = model_.Graph.Initializer.Concat(model_.Graph.Node.Where(n => n.OpType == "Constant").Select(n => n.Attribute[0].T)).ToList();
+            return new OnnxExportResult(path, written, model_.Graph.Node.Count, constants.Count,
+                constants.Sum(t => (long)t.RawData.Length), new[] { model_.Graph.Input[0].Name },
                 model_.Graph.Output.Select(o => o.Name).ToArray(), sw.Elapsed, LastTraceTime, LastMapTime);
         }
         finally
@@ -187,6 +202,15 @@ public static class OnnxExporter
             if (formulation is not null) formulation.ExportFriendly = wasExportFriendly;
         }
     }
+
+    /// <summary>The precision's name on the command line and in the model's <c>mlnetext.precision</c> metadata.</summary>
+    public static string PrecisionName(OnnxPrecision precision) => precision switch
+    {
+        OnnxPrecision.Float32 => "fp32",
+        OnnxPrecision.Int8 => "int8",
+        OnnxPrecision.Float16 => "fp16",
+        _ => throw new ArgumentException($"Unknown ONNX precision {precision}; expected Float32, Int8 or Float16.", nameof(precision)),
+    };
 
     /// <summary>Traces <paramref name="forward"/> at batch 2 and 3 and builds the ONNX model (input [N, ..itemShape]).</summary>
     internal static ModelProto BuildModel(Module? module, long[] itemShape, Func<Tensor, Tensor[]> forward, string inputName, string[] outputNames,

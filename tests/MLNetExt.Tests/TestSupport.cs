@@ -38,6 +38,10 @@ internal static class Tolerances
     /// output channel, 8-bit activations per tensor; top-1 agreement on photos is measured by bench/run-quant-bench.sh).</summary>
     public const double Int8LogitsCosine = 0.99;
 
+    /// <summary>An FP16 export's logits, scores and features against the float32 export's: max abs difference relative to
+    /// the largest float32 magnitude (float16 keeps 11 significant bits, about 5e-4 relative per rounding).</summary>
+    public const double Float16Relative = 1e-2;
+
     /// <summary>Our MAC count of a variant against the paper's "FLOPs" (relative; the papers print one decimal, which
     /// alone is up to ±3% on a 1.8 G model, and their counters differ in small details such as bias or table MLPs).</summary>
     public const double PaperMacsRel = 0.10;

@@ -53,27 +53,31 @@ public sealed class ExportCommandTests
     }
 
     [TestMethod]
-    public void PrecisionInt8_QuantizesTheLinearLayers_AndTheModelZipCarriesIt()
+    [DataRow("int8", "MatMulInteger")]
+    [DataRow("fp16", "Conv")]
+    public void Precision_ChangesTheArithmetic_AndTheModelZipCarriesIt(string precision, string witness)
     {
-        var dir = Directory.CreateTempSubdirectory("mlnetext-cli-export-int8-");
+        var dir = Directory.CreateTempSubdirectory($"mlnetext-cli-export-{precision}-");
         try
         {
             var output = new FileInfo(Path.Combine(dir.FullName, "m.onnx"));
             var zip = new FileInfo(Path.Combine(dir.FullName, "m.zip"));
             var log = new StringWriter();
             var mixformer = new ModelOptions.Choice("mixformer", MLNetExt.Tests.Training.TrainerTests.TinyKwargs(), null);
-            Assert.AreEqual(0, ExportCommand.Run(mixformer, null, "a,b,c", "32", 17, "mlnet", false, output, log, zip, "int8"), log.ToString());
-            StringAssert.Contains(log.ToString(), "int8");
+            Assert.AreEqual(0, ExportCommand.Run(mixformer, null, "a,b,c", "32", 17, "mlnet", false, output, log, zip, precision.ToUpperInvariant()), log.ToString());
+            StringAssert.Contains(log.ToString(), $"opset 17, {precision},");
             var model = ModelProto.Parser.ParseFrom(File.ReadAllBytes(output.FullName));
-            Assert.IsTrue(model.Graph.Node.Any(n => n.OpType == "MatMulInteger"), "linear layers in INT8");
-            Assert.AreEqual("int8", model.MetadataProps.Single(p => p.Key == "mlnetext.precision").Value);
-            Assert.AreEqual(MLNetExt.Export.Onnx.TensorProto.Types.DataType.Float, (MLNetExt.Export.Onnx.TensorProto.Types.DataType)model.Graph.Input[0].Type.TensorType.ElemType, "float32 at the boundary");
+            var types = MLNetExt.Export.Graph.Float16.InferTypes(model.Graph);
+            var expected = precision == "int8" ? TensorProto.Types.DataType.Uint8 : TensorProto.Types.DataType.Float16;
+            Assert.IsTrue(model.Graph.Node.Any(n => n.OpType == witness && types[n.Input[0]] == (int)expected), $"{witness} on {expected}");
+            Assert.AreEqual(precision, model.MetadataProps.Single(p => p.Key == "mlnetext.precision").Value);
+            Assert.AreEqual(TensorProto.Types.DataType.Float, (TensorProto.Types.DataType)model.Graph.Input[0].Type.TensorType.ElemType, "float32 at the boundary");
             using var scorer = new MLNetExt.MLNet.MLNetImageScorer(zip.FullName);
             var picture = MLNetExt.Tests.MLNet.ExportedClassifier.WritePicture(dir.FullName, "p.png", 36, 36, 3);
             var scores = scorer.ScoreFiles([picture]).Single().Scores!;
-            Assert.AreEqual(1.0, scores.Sum(), 1e-4, "ML.NET scores the INT8 model");
+            Assert.AreEqual(1.0, scores.Sum(), 2e-3, $"ML.NET scores the {precision} model");
             var e = Assert.ThrowsExactly<ArgumentException>(() => ExportCommand.Run(mixformer, null, null, "32", 17, "mlnet", false, output, TextWriter.Null, null, "fp8"));
-            StringAssert.Contains(e.Message, "--precision must be 'fp32' or 'int8', got 'fp8'");
+            StringAssert.Contains(e.Message, "--precision must be 'fp32', 'fp16' or 'int8', got 'fp8'");
         }
         finally { dir.Delete(true); }
     }

@@ -316,6 +316,66 @@ public sealed class BackboneRegistryTests
         finally { dir.Delete(true); }
     }
 
+    /// <summary>The FP16 export stores its weights in half precision, computes in float16 except the float32 islands
+    /// (reductions, and the squares that feed them, whose float16 overflow the islands exist to avoid), keeps float32 at
+    /// the graph's boundary and dynamic batch, and stays close to the float32 export, in the ML.NET layout with Score
+    /// and features and at opset 13 (LayerNorm decomposed into reductions). ONNX Runtime's CPU provider runs the graph
+    /// in float32 chains around the few float16 kernels it has, so on CPU the comparison measures the float16 weights
+    /// and the graph's validity; the islands are checked on the graph itself.</summary>
+    [TestMethod]
+    [DynamicData(nameof(Families))]
+    public void Float16Export_HalvesTheWeights_AndStaysCloseToFloat32(string family)
+    {
+        using var scope = TensorScope.Begin();
+        using var model = Tiny(family, seed: 6);
+        var cfg = model.PretrainedConfig;
+        var labels = Enumerable.Range(0, model.NumClasses).Select(i => $"c{i}").ToArray();
+        var dir = Directory.CreateTempSubdirectory("mlnetext-fp16-");
+        try
+        {
+            foreach (var (opset, preprocess) in new[] { (17, OnnxPreprocess.MLNet), (13, OnnxPreprocess.None) })
+            {
+                string at = $"{family} opset {opset}";
+                var fp32 = Path.Combine(dir.FullName, $"fp32-{opset}.onnx");
+                var fp16 = Path.Combine(dir.FullName, $"fp16-{opset}.onnx");
+                var options = new OnnxExportOptions { Opset = opset, Preprocess = preprocess, Labels = labels, IncludeFeatures = true };
+                var a = OnnxExporter.Export(model, fp32, options);
+                var b = OnnxExporter.Export(model, fp16, options with { Precision = OnnxPrecision.Float16 });
+                Assert.IsLessThan(0.55 * a.InitializerBytes, (double)b.InitializerBytes, $"{at}: half the weight bytes");
+                var g = MLNetExt.Export.Onnx.ModelProto.Parser.ParseFrom(File.ReadAllBytes(fp16)).Graph;
+                var types = MLNetExt.Export.Graph.Float16.InferTypes(g);
+                const int F32 = (int)MLNetExt.Export.Onnx.TensorProto.Types.DataType.Float, F16 = (int)MLNetExt.Export.Onnx.TensorProto.Types.DataType.Float16;
+                foreach (var n in g.Node.Where(n => n.OpType is "Conv" or "MatMul" or "Gemm" or "LayerNormalization" or "BatchNormalization" or "Softmax" or "Erf"))
+                    Assert.AreEqual(F16, types[n.Input[0]], $"{at}: {n.OpType} {n.Name} computes in float16");
+                var islands = g.Node.Where(n => MLNetExt.Export.Graph.Float16.Float32Ops.Contains(n.OpType) && types[n.Input[0]] is F32 or F16).ToList();
+                foreach (var n in islands) Assert.AreEqual(F32, types[n.Input[0]], $"{at}: {n.OpType} {n.Name} computes in float32");
+                if (opset == 13) Assert.IsTrue(islands.Any(n => n.OpType == "ReduceMean"), $"{at}: decomposed norms have float32 reductions");
+                Assert.IsTrue(g.Input.Concat(g.Output).All(v => v.Type.TensorType.ElemType == F32), $"{at}: float32 at the boundary");
+
+                using var s32 = OnnxSession.FromFile(fp32);
+                using var s16 = OnnxSession.FromFile(fp16);
+                Assert.AreEqual("fp16", s16.Metadata.Custom["mlnetext.precision"]);
+                Assert.AreEqual(-1L, s16.Inputs[0].Dimensions[0], "dynamic batch");
+                foreach (long n in new long[] { 1, 3 })
+                {
+                    using var inner = TensorScope.Begin();
+                    var shape = s32.Inputs[0].Dimensions.Select((d, k) => k == 0 ? n : d).ToArray();
+                    var x = (preprocess == OnnxPreprocess.MLNet ? Input(model, n, seed: 12, (int)shape[2], (int)shape[3]).Mul(60).Add(128) : Input(model, n, seed: 12)).ToArray<float>();
+                    using var r32 = s32.Run(s32.Inputs[0].Name, OnnxTensor.FromArray(x, shape));
+                    using var r16 = s16.Run(s16.Inputs[0].Name, OnnxTensor.FromArray(x, shape));
+                    foreach (var output in new[] { "logits", "Score", "features" })
+                    {
+                        var (u, v) = (r32[output].ToArray<float>(), r16[output].ToArray<float>());
+                        double scale = u.Max(Math.Abs), diff = u.Zip(v, (p, q) => (double)Math.Abs(p - q)).Max();
+                        Assert.IsTrue(v.All(float.IsFinite), $"{at} batch {n}: {output} finite");
+                        Assert.IsLessThanOrEqualTo(Tolerances.Float16Relative * scale, diff, $"{at} batch {n}: {output} max |fp16 - fp32| {diff:G3} of max |fp32| {scale:G3}");
+                    }
+                }
+            }
+        }
+        finally { dir.Delete(true); }
+    }
+
     /// <summary>An ONNX export saved as an ML.NET model.zip, loaded with <c>mlContext.Model.Load</c>, scores a picture
     /// at the graph's input size as libtorch does on the same pixels, with the class names as slot names.</summary>
     [TestMethod]
