@@ -8,7 +8,8 @@ namespace MLNetExt.Distributed;
 /// global batch, and before each optimizer step the gradients are averaged over the ranks, weighted by how many samples
 /// each rank had, so the step equals a single process's step on the whole global batch (the mean loss's gradient).
 /// Collectives work on flat buckets of about <see cref="BucketBytes"/> (one all-reduce per bucket instead of one per
-/// parameter). BatchNorm statistics stay per process (as PyTorch's DistributedDataParallel without SyncBatchNorm).
+/// parameter). BatchNorm statistics stay per process (as PyTorch's DistributedDataParallel) unless
+/// <see cref="SynchronizeBatchNorm"/> makes them span every process's batch (as its SyncBatchNorm).
 /// </summary>
 public static class DataParallel
 {
@@ -62,6 +63,27 @@ public static class DataParallel
             Unflatten(flat, bucket, (t, part) => ((Parameter)t).Grad!.Copy_(part));
         }
         return total;
+    }
+
+    /// <summary>Synchronised BatchNorm (PyTorch's <c>SyncBatchNorm.convert_sync_batchnorm</c>): every BatchNorm2d of
+    /// <paramref name="module"/> then normalises, while training, with the mean and variance of the whole global batch
+    /// (all ranks' shards; two all-reduces forward and two backward per layer), and its running statistics are the same
+    /// on every rank. With equal shards a step then equals one process's step on the whole batch even for BatchNorm
+    /// models; an epoch's last batch, when it does not divide by the world size, has unequal shards and weighs the
+    /// ranks' losses as PyTorch does (slightly differently from one process). Evaluation is unchanged (running
+    /// statistics). A null <paramref name="group"/> (or a world of one) restores per-process statistics. Returns the
+    /// number of BatchNorm layers.</summary>
+    public static int SynchronizeBatchNorm(Module module, ProcessGroup? group)
+    {
+        ArgumentNullException.ThrowIfNull(module);
+        Func<Tensor, Tensor>? sum = group is { WorldSize: > 1 } g ? g.AllReduceSumDifferentiable : null;
+        int count = 0;
+        foreach (var bn in module.NamedModules().Select(m => m.Module).OfType<BatchNorm2d>())
+        {
+            bn.CrossProcessSum = sum;
+            count++;
+        }
+        return count;
     }
 
     /// <summary>The items rank <paramref name="rank"/> of <paramref name="worldSize"/> trains on, in order, from an

@@ -6,7 +6,7 @@ namespace MLNetExt.Distributed;
 
 /// <summary>
 /// A group of processes that train together, on libtorch's own distributed engine (c10d: a TCPStore rendezvous hosted
-/// by rank 0 and a Gloo process group on CPU). Processes join the way PyTorch users start theirs: <see cref="FromEnvironment"/>
+/// by rank 0 and a Gloo process group on CPU). Processes join the way PyTorch users start theirs: <see cref="FromEnvironment(TimeSpan?)"/>
 /// reads torchrun's variables (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT), so a job across machines is launched the same
 /// way. Every collective blocks until all ranks took part or the group's timeout passed; a rank that died or hangs then
 /// ends the others' call with a <see cref="TorchException"/> naming the operation and the rank, instead of a hang.
@@ -93,6 +93,19 @@ public sealed class ProcessGroup : IDisposable
         Require(tensor, "all-reduce");
         Native.Check(Native.mlnx_dist_all_reduce_sum(Handle, tensor.Handle));
         GC.KeepAlive(tensor);
+    }
+
+    /// <summary>The sum of <paramref name="tensor"/> over all ranks as a new tensor that autograd differentiates: its
+    /// backward sums the incoming gradient over the ranks, since every rank's loss depends on every rank's input through
+    /// the sum (statistics shared by all ranks, as synchronised BatchNorm's). Every rank must run the same backward.</summary>
+    internal Tensor AllReduceSumDifferentiable(Tensor tensor)
+    {
+        ArgumentNullException.ThrowIfNull(tensor);
+        if (tensor.Device.Type != DeviceType.Cpu)
+            throw new ArgumentException($"The all-reduce takes a CPU tensor (Gloo); got a {tensor.Device} tensor.", nameof(tensor));
+        Native.Check(Native.mlnx_dist_all_reduce_sum_autograd(Handle, tensor.Handle, out var result));
+        GC.KeepAlive(tensor);
+        return new Tensor(result);
     }
 
     /// <summary>Copies rank <paramref name="root"/>'s <paramref name="tensor"/> into every rank's, in place.</summary>

@@ -169,12 +169,19 @@ public sealed record ImageClassificationOptions
     /// <summary>A training checkpoint to continue from (the run's other settings must match it).</summary>
     public string? ResumeFrom { get; init; }
 
-    /// <summary>Data-parallel training: the group this process trains in (<see cref="Distributed.ProcessGroup.FromEnvironment"/>
+    /// <summary>Data-parallel training: the group this process trains in (<see cref="Distributed.ProcessGroup.FromEnvironment(TimeSpan?)"/>
     /// under torchrun's variables, or <c>mlnetext train --nproc N</c>). <see cref="BatchSize"/> is then the global batch,
     /// split evenly over the ranks (it must be a multiple of the world size); gradients are averaged over the ranks
     /// before every optimizer step, so a step equals one process's step on the whole global batch; rank 0's weights
-    /// start every rank; only rank 0 writes checkpoints. BatchNorm statistics stay per process. Null: one process.</summary>
+    /// start every rank; only rank 0 writes checkpoints. BatchNorm statistics stay per process unless
+    /// <see cref="SyncBatchNorm"/>. Null: one process.</summary>
     public Distributed.ProcessGroup? ProcessGroup { get; init; }
+
+    /// <summary>Data-parallel runs: BatchNorm layers normalise with the statistics of the whole global batch (every
+    /// rank's shard; PyTorch's SyncBatchNorm), so a run on N processes equals one process for BatchNorm models too, at
+    /// the cost of two all-reduces per BatchNorm layer forward and backward. Default false (per-process statistics, as
+    /// DistributedDataParallel). No effect on one process.</summary>
+    public bool SyncBatchNorm { get; init; }
 
     /// <summary>Receives progress after every step, during caching/validation, and at every epoch end. In an ML.NET
     /// pipeline the messages and epoch summaries also go to <c>MLContext.Log</c>.</summary>

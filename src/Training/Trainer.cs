@@ -97,6 +97,7 @@ internal sealed class Trainer : IDisposable
                 if (o.BatchSize % group.WorldSize != 0)
                     throw new TrainingOptionException("BatchSize", $"must be a multiple of the world size {group.WorldSize} (it is the global batch, split evenly over the ranks); got {o.BatchSize}");
                 DataParallel.BroadcastState(_model, group);   // every rank starts from rank 0's weights
+                if (o.SyncBatchNorm) DataParallel.SynchronizeBatchNorm(_model, group);
             }
 
             var cache = new DecodedImageCache(2 * _plan.ImageSize, maxBytes: 1L << 30);
@@ -253,6 +254,7 @@ internal sealed class Trainer : IDisposable
             _unit.Trained.LoadStateDict(_ema.State);
             _unit.WriteBack();
         }
+        DataParallel.SynchronizeBatchNorm(_model, null);   // the model leaves the trainer without ties to the group
         _model.Eval();
         if (_val is not null)
         {

@@ -241,6 +241,8 @@ internal static class TrainingKnobs
         // ---- run ----
         K("Device", "--device", "cpu | cuda | cuda:N (default: cuda when available)", o => o.Device, (o, v) => o with { Device = v },
             settingsKey: "device", show: (_, r) => r.Device),
+        K("SyncBatchNorm", "--sync-bn", "Data-parallel runs: BatchNorm statistics over the whole global batch, all processes (default: each process's shard)",
+            o => o.SyncBatchNorm, (o, v) => o with { SyncBatchNorm = v }),
         K("MixedPrecision", "--bf16", "bfloat16 autocast (default: on for CUDA, off for CPU)", o => o.MixedPrecision, (o, v) => o with { MixedPrecision = v }),
         K("Seed", "--seed", "Seed of every random choice (default 0)", o => o.Seed, (o, v) => o with { Seed = v },
             fingerprintKey: "seed", fingerprint: (o, _) => o.Seed ?? 0, settingsKey: "seed", show: (o, _) => $"{o.Seed ?? 0}"),

@@ -73,7 +73,8 @@ public sealed class GroupNorm : Module<Tensor, Tensor>
 }
 
 /// <summary><c>nn.BatchNorm2d</c> with running statistics (<c>running_mean</c>, <c>running_var</c>,
-/// <c>num_batches_tracked</c>); batch statistics in training, running ones in eval.</summary>
+/// <c>num_batches_tracked</c>); batch statistics in training, running ones in eval. In data-parallel training the batch
+/// statistics can span every process's batch (<c>nn.SyncBatchNorm</c>; see <c>DataParallel.SynchronizeBatchNorm</c>).</summary>
 public sealed class BatchNorm2d : Module<Tensor, Tensor>
 {
     /// <summary>Epsilon added to the variance.</summary>
@@ -96,6 +97,10 @@ public sealed class BatchNorm2d : Module<Tensor, Tensor>
 
     /// <summary>Number of training batches seen (int64 scalar).</summary>
     public Tensor? NumBatchesTracked { get; }
+
+    /// <summary>Set for synchronised BatchNorm: sums a tensor over every process, differentiably. Training then takes
+    /// the mean and variance over all processes' batches (null: this process's batch only).</summary>
+    internal Func<Tensor, Tensor>? CrossProcessSum { get; set; }
 
     /// <summary>Creates the layer.</summary>
     public BatchNorm2d(long numFeatures, double eps = 1e-5, double? momentum = 0.1, bool affine = true,
@@ -128,6 +133,31 @@ public sealed class BatchNorm2d : Module<Tensor, Tensor>
             if (Momentum is null) factor = 1.0 / NumBatchesTracked.ToDouble();
         }
         bool useBatchStats = Training || RunningMean is null;
+        if (Training && CrossProcessSum is { } sum) return SynchronizedBatchNorm(input, sum, factor);
         return F.BatchNorm(input, RunningMean, RunningVar, Weight, Bias, useBatchStats, factor, Eps);
+    }
+
+    /// <summary>Batch statistics over every process's batch, in two passes as aten's batch_norm (the mean, then the mean
+    /// squared deviation from it), each one all-reduce of per-channel sums; the gradients flow back through both.</summary>
+    Tensor SynchronizedBatchNorm(Tensor input, Func<Tensor, Tensor> sum, double factor)
+    {
+        long channels = input.Size(1);
+        var dims = new long[] { 0, 2, 3 };
+        using var localCount = Tensor.Full(new long[] { 1 }, input.NumEl / channels, input.DType);
+        using var sums = sum(Tensor.Cat(new[] { input.Sum(dims), localCount }));
+        double count = sums.Slice(0, channels, channels + 1).ToDouble();
+        using var mean = sums.Slice(0, 0, channels).Div(count);
+        var centred = input.Sub(mean.View(1, channels, 1, 1));
+        using var variance = sum(centred.Square().Sum(dims)).Div(count);
+        var y = centred.Mul(variance.Add(Eps).Rsqrt().View(1, channels, 1, 1));
+        if (Weight is not null) y = y.Mul(Weight.View(1, channels, 1, 1));
+        if (Bias is not null) y = y.Add(Bias.View(1, channels, 1, 1));
+        if (RunningMean is not null && RunningVar is not null)
+            using (Autograd.NoGrad())
+            {
+                RunningMean.Lerp_(mean, factor);
+                RunningVar.Lerp_(variance.Mul(count / Math.Max(count - 1, 1)), factor);   // unbiased, as aten's
+            }
+        return y;
     }
 }

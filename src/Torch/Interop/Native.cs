@@ -143,6 +143,7 @@ internal static unsafe partial class Native
     [LibraryImport(Library)] internal static partial IntPtr mlnx_dist_all_reduce_sum(IntPtr group, IntPtr tensor);
     [LibraryImport(Library)] internal static partial IntPtr mlnx_dist_broadcast(IntPtr group, IntPtr tensor, int root);
     [LibraryImport(Library)] internal static partial IntPtr mlnx_dist_barrier(IntPtr group);
+    [LibraryImport(Library)] internal static partial IntPtr mlnx_dist_all_reduce_sum_autograd(IntPtr group, IntPtr tensor, out IntPtr result);
 
     [LibraryImport(Library)] internal static partial void mlnx_free(IntPtr p);
 

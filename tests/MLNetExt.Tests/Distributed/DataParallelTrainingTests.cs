@@ -80,6 +80,33 @@ public sealed class DataParallelTrainingTests
         finally { dir.Delete(true); }
     }
 
+    /// <summary>MixFormer's tiny row has BatchNorm in every block: with per-process statistics two ranks normalise each
+    /// shard on its own and drift from one process; with <see cref="ImageClassificationOptions.SyncBatchNorm"/> they
+    /// normalise with the global batch's statistics, so weights and running statistics equal one process's (steps of 8
+    /// and 4 images: equal shards).</summary>
+    [TestMethod]
+    public void TwoRanks_WithSyncBatchNorm_EqualOneProcess_ForABatchNormModel()
+    {
+        var data = TrainerTests.ColorData(perClass: 5, seed: 3);
+        var options = Options(epochs: 1) with { Model = "mixformer", CustomKwargs = TrainerTests.TinyKwargs(), LearningRate = 0.02 };
+        var single = Weights(Trainer.Run(options, data, null, default));
+        Assert.IsTrue(single.Keys.Any(k => k.EndsWith("running_var")), "the model has BatchNorm");
+        var synced = DistributedTests.OnRanks(2, group =>
+        {
+            var outcome = Trainer.Run(options with { ProcessGroup = group, SyncBatchNorm = true }, data, null, default);
+            bool untied = outcome.Model.NamedModules().Select(m => m.Module).OfType<MLNetExt.Nn.BatchNorm2d>().All(bn => bn.CrossProcessSum is null);
+            return (Weights: Weights(outcome), Untied: untied);
+        }, timeoutSeconds: 60);
+        for (int r = 0; r < 2; r++)
+        {
+            AssertSame(single, synced[r].Weights, $"rank {r} with synchronised BatchNorm vs one process");
+            Assert.IsTrue(synced[r].Untied, $"rank {r}: the trained model carries no tie to the group");
+        }
+        var perProcess = OnTwoRanks(options, data)[0].Weights;
+        Assert.IsTrue(single.Any(kv => kv.Value.Zip(perProcess[kv.Key]).Any(t => Math.Abs(t.First - t.Second) > 1e-3 + 1e-2 * Math.Abs(t.First))),
+            "per-process BatchNorm statistics differ from one process (what synchronising corrects)");
+    }
+
     [TestMethod]
     public void TwoRanks_WithGradientAccumulation_EqualOneProcess()
     {

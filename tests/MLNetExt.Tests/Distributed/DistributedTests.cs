@@ -46,6 +46,32 @@ public sealed class DistributedTests
         }
     }
 
+    /// <summary>The differentiable all-reduce (synchronised BatchNorm's): y = x0 + x1 on both ranks; rank r's loss is
+    /// sum(c_r * y), so d(loss0 + loss1)/dx_r = c0 + c1 on both ranks, which the backward's all-reduce provides.
+    /// A backward run after the group was closed fails with a message instead of touching freed memory.</summary>
+    [TestMethod]
+    public void DifferentiableAllReduce_SumsTheGradientsOverTheRanks()
+    {
+        var results = OnRanks(2, g =>
+        {
+            using var scope = TensorScope.Begin();
+            var x = Tensor.FromArray<float>([g.Rank + 1, 2 * (g.Rank + 1)], [2]).RequiresGrad_();
+            var y = g.AllReduceSumDifferentiable(x);
+            using var c = Tensor.FromArray<float>(g.Rank == 0 ? [1, 10] : [100, 1000], [2]);
+            y.Mul(c).Sum().Backward();
+            var late = g.AllReduceSumDifferentiable(x).Sum().DetachFromScope();
+            return (Y: y.ToArray<float>(), Grad: x.Grad!.ToArray<float>(), Late: late);
+        });
+        foreach (var r in results)
+        {
+            CollectionAssert.AreEqual(new float[] { 3, 6 }, r.Y, "forward: the sum");
+            CollectionAssert.AreEqual(new float[] { 101, 1010 }, r.Grad, "backward: the gradient summed over the ranks");
+        }
+        // the groups are closed now (OnRanks disposes them); the recorded graph's backward names the problem
+        var e = Assert.ThrowsExactly<TorchException>(() => results[0].Late.Backward());
+        StringAssert.Contains(e.Message, "the process group was closed");
+    }
+
     [TestMethod]
     public void AMissingRank_EndsTheRendezvousWithinTheTimeout_NamingTheRank()
     {
