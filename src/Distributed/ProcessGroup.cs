@@ -127,7 +127,7 @@ public sealed class ProcessGroup : IDisposable
             throw new ArgumentException($"The {what} takes a contiguous CPU tensor (Gloo); got {(tensor.IsContiguous ? "" : "a non-contiguous ")}{tensor.Device} tensor.", nameof(tensor));
     }
 
-    IntPtr Handle => _handle != IntPtr.Zero ? _handle : throw new ObjectDisposedException(nameof(ProcessGroup));
+    internal IntPtr Handle => _handle != IntPtr.Zero ? _handle : throw new ObjectDisposedException(nameof(ProcessGroup));
 
     /// <summary>Leaves the group (rank 0 also closes the rendezvous).</summary>
     public void Dispose()

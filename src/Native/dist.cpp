@@ -143,3 +143,158 @@ MLNX_API char* mlnx_dist_barrier(void* group) {
   MLNX_TRY { finish(g, g->pg->barrier()); }
   MLNX_CATCH(where(g, "barrier"))
 }
+
+// ---- Gradient reducer: all-reduces gradient buckets while the backward pass is still running ----
+//
+// Each parameter gets a hook that runs when autograd has its gradient (before it is accumulated into .grad). When
+// armed for a step, the hook writes (the gradient accumulated so far + this one) × the rank's share into its bucket's
+// flat buffer; a bucket whose parameters are all written starts its all-reduce asynchronously (Gloo's own threads)
+// while the backward goes on with earlier layers. Buckets start strictly in order, on every rank the same (Gloo pairs
+// collectives by order), so a bucket that is ready waits for its predecessors. finish() writes what no hook wrote
+// (parameters this step did not use), starts the rest, waits for all and copies the sums into .grad.
+namespace {
+
+struct Reducer {
+  std::shared_ptr<Group> group;
+  std::vector<at::Tensor> params;
+  std::vector<unsigned> hooks;
+  std::vector<std::vector<size_t>> buckets;       // parameter indices, in the order the backward reaches them
+  std::vector<std::pair<size_t, int64_t>> where;   // parameter -> (bucket, offset in the bucket's buffer)
+  std::vector<at::Tensor> flats;
+  std::vector<c10::intrusive_ptr<c10d::Work>> works;
+  std::vector<size_t> waiting;                      // per bucket: parameters not written yet
+  std::vector<char> written;
+  size_t next = 0;                                  // the next bucket to start
+  bool armed = false;
+  double share = 1;
+  int64_t started_in_backward = 0;
+  std::mutex mutex;
+
+  void write(size_t k, const at::Tensor* incoming) {
+    auto [b, offset] = where[k];
+    auto slot = flats[b].narrow(0, offset, params[k].numel()).view(params[k].sizes());
+    const at::Tensor& held = params[k].grad();
+    if (incoming && held.defined()) at::add_out(slot, held, *incoming);
+    else if (incoming) slot.copy_(*incoming);
+    else if (held.defined()) slot.copy_(held);
+    else slot.zero_();
+    if (share != 1) slot.mul_(share);
+    written[k] = 1;
+    --waiting[b];
+  }
+
+  void start_ready(bool in_backward) {
+    while (next < buckets.size() && waiting[next] == 0) {
+      std::vector<at::Tensor> ts{flats[next]};
+      works[next] = group->pg->allreduce(ts);
+      if (in_backward) ++started_in_backward;
+      ++next;
+    }
+  }
+
+  void on_gradient(size_t k, const at::Tensor& grad) {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (!armed || written[k]) return;
+    at::NoGradGuard no_grad;
+    write(k, &grad);
+    start_ready(true);
+  }
+};
+
+}  // namespace
+
+MLNX_API char* mlnx_dist_reducer_create(void* group, void* const* params, int32_t n, int64_t bucket_bytes, void** out) {
+  MLNX_TRY {
+    auto r = std::make_unique<Reducer>();
+    r->group = find_group(group);
+    for (int32_t k = 0; k < n; ++k) r->params.push_back(*static_cast<at::Tensor*>(params[k]));
+    r->where.resize(r->params.size());
+    // the backward reaches the last layers first: buckets are filled from the last parameter backwards
+    std::vector<size_t> bucket;
+    int64_t bytes = 0;
+    auto close = [&] {
+      if (bucket.empty()) return;
+      int64_t offset = 0;
+      for (size_t k : bucket) {
+        r->where[k] = {r->buckets.size(), offset};
+        offset += r->params[k].numel();
+      }
+      r->flats.push_back(at::empty({offset}, r->params[bucket[0]].options().requires_grad(false)));
+      r->buckets.push_back(bucket);
+      bucket.clear();
+      bytes = 0;
+    };
+    for (int32_t k = n - 1; k >= 0; --k) {
+      const auto& p = r->params[k];
+      if (!bucket.empty() && p.scalar_type() != r->params[bucket[0]].scalar_type()) close();
+      bucket.push_back(k);
+      bytes += p.numel() * p.element_size();
+      if (bytes >= bucket_bytes) close();
+    }
+    close();
+    r->works.resize(r->buckets.size());
+    r->waiting.resize(r->buckets.size());
+    r->written.assign(r->params.size(), 0);
+    Reducer* raw = r.get();
+    for (size_t k = 0; k < r->params.size(); ++k)
+      r->hooks.push_back(r->params[k].register_hook([raw, k](const at::Tensor& grad) { raw->on_gradient(k, grad); }));
+    *out = r.release();
+  }
+  MLNX_CATCH("creating the gradient reducer")
+}
+
+// Before the backward of a step's last micro-batch: every gradient is scaled by share when it is reduced.
+MLNX_API char* mlnx_dist_reducer_arm(void* reducer, double share) {
+  auto* r = static_cast<Reducer*>(reducer);
+  MLNX_TRY {
+    std::lock_guard<std::mutex> lock(r->mutex);
+    if (r->armed) throw std::runtime_error("the reducer is already armed (finish the previous step first)");
+    for (size_t b = 0; b < r->buckets.size(); ++b) {
+      r->waiting[b] = r->buckets[b].size();
+      r->works[b].reset();
+    }
+    std::fill(r->written.begin(), r->written.end(), 0);
+    r->next = 0;
+    r->share = share;
+    r->started_in_backward = 0;
+    r->armed = true;
+  }
+  MLNX_CATCH("arming the gradient reducer")
+}
+
+// After that backward: reduce what is left, wait for every bucket, write the sums into .grad. Returns how many buckets
+// started while the backward was running.
+MLNX_API char* mlnx_dist_reducer_finish(void* reducer, int64_t* started_in_backward) {
+  auto* r = static_cast<Reducer*>(reducer);
+  MLNX_TRY {
+    std::lock_guard<std::mutex> lock(r->mutex);
+    if (!r->armed) throw std::runtime_error("the reducer was not armed for this step");
+    r->armed = false;
+    at::NoGradGuard no_grad;
+    for (size_t k = 0; k < r->params.size(); ++k)
+      if (!r->written[k]) r->write(k, nullptr);   // not used by this step's forward
+    r->start_ready(false);
+    for (size_t b = 0; b < r->buckets.size(); ++b) {
+      try {
+        finish(r->group.get(), r->works[b]);
+      } catch (const c10::Error& e) {
+        throw std::runtime_error(where(r->group.get(), "all-reduce of gradients") + ": " + e.what_without_backtrace());
+      }
+      for (size_t k : r->buckets[b]) {
+        auto [_, offset] = r->where[k];
+        auto sum = r->flats[b].narrow(0, offset, r->params[k].numel()).view(r->params[k].sizes());
+        auto& grad = r->params[k].mutable_grad();
+        if (grad.defined()) grad.copy_(sum);
+        else grad = sum.clone();
+      }
+    }
+    *started_in_backward = r->started_in_backward;
+  }
+  MLNX_CATCH("reducing gradients")
+}
+
+MLNX_API void mlnx_dist_reducer_free(void* reducer) {
+  auto* r = static_cast<Reducer*>(reducer);
+  for (size_t k = 0; k < r->params.size(); ++k) r->params[k].remove_hook(r->hooks[k]);
+  delete r;
+}

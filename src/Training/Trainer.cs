@@ -38,6 +38,7 @@ internal sealed class Trainer : IDisposable
     readonly Optimizer _optimizer;
     readonly LrSchedule _schedule;
     readonly WeightEma? _ema;
+    readonly GradientReducer? _reducer;   // data-parallel: gradients averaged over the ranks during the backward
     readonly Tensor? _classWeights;
     readonly DataLoader _trainLoader;
     readonly CheckpointStore _store;
@@ -125,6 +126,7 @@ internal sealed class Trainer : IDisposable
             _schedule = _plan.Schedule(_stepsPerEpoch);
             _optimizer = OptimizerChoice.Create(o.Optimizer, _plan.ParameterGroups(_model, _unit.Parameters, _unit.Decays));
             if (o.Ema) _ema = new WeightEma(_unit.Trained, o.EmaDecay);
+            if (o.ProcessGroup is { } rg) _reducer = new GradientReducer(_unit.Parameters.Select(p => p.Parameter), rg);
             if (_plan.ClassWeights(train) is { } w) _classWeights = Tensor.FromArray(w, [w.Length]).To(_plan.Device).DetachFromScope();
 
             _state = resumed ?? new TrainingState
@@ -254,7 +256,9 @@ internal sealed class Trainer : IDisposable
             _unit.Trained.LoadStateDict(_ema.State);
             _unit.WriteBack();
         }
-        DataParallel.SynchronizeBatchNorm(_model, null);   // the model leaves the trainer without ties to the group
+        // the model leaves the trainer without ties to the group
+        DataParallel.SynchronizeBatchNorm(_model, null);
+        _reducer?.Dispose();
         _model.Eval();
         if (_val is not null)
         {
@@ -303,12 +307,14 @@ internal sealed class Trainer : IDisposable
             if (accumulated == 0) _schedule.Apply(_optimizer, _state.GlobalStep);
             TorchRuntime.ManualSeed(Mix(_o.Seed ?? 0, _state.MicroStep));
             double value;
+            bool closesStep = accumulated + 1 == A || batchIndex + 1 == _batchesPerEpoch;
             using (var scope = TensorScope.Begin())
             {
                 var loss = Loss(batch);
                 if (PoisonMicroStep == _state.MicroStep) loss = loss.Mul(double.NaN);
                 value = loss.ToDouble();
                 if (!double.IsFinite(value)) throw NonFinite(epoch, batchIndex, value, "loss");
+                if (closesStep) _reducer?.Prepare(windowImages + batch.Count);
                 (A == 1 ? loss : loss.Div(A)).Backward();
             }
             _state.MicroStep++;
@@ -320,7 +326,7 @@ internal sealed class Trainer : IDisposable
             windowImages += batch.Count;
             if (accumulated < A && !lastOfEpoch) continue;
 
-            if (_o.ProcessGroup is { } group) DataParallel.AverageGradients(_unit.Parameters.Select(p => p.Parameter), windowImages, group);
+            _reducer?.Finish();
             windowImages = 0;
             if (_o.GradClipNorm is double clip)
             {
@@ -571,6 +577,7 @@ internal sealed class Trainer : IDisposable
         if (!_modelTaken) _model?.Dispose();
         _optimizer?.Dispose();
         _ema?.Dispose();
+        _reducer?.Dispose();
         _unit?.Dispose();
         _classWeights?.Dispose();
         if (_bestWeights is not null) foreach (var (_, t) in _bestWeights) t.Dispose();

@@ -144,6 +144,10 @@ internal static unsafe partial class Native
     [LibraryImport(Library)] internal static partial IntPtr mlnx_dist_broadcast(IntPtr group, IntPtr tensor, int root);
     [LibraryImport(Library)] internal static partial IntPtr mlnx_dist_barrier(IntPtr group);
     [LibraryImport(Library)] internal static partial IntPtr mlnx_dist_all_reduce_sum_autograd(IntPtr group, IntPtr tensor, out IntPtr result);
+    [LibraryImport(Library)] internal static unsafe partial IntPtr mlnx_dist_reducer_create(IntPtr group, IntPtr* parameters, int count, long bucketBytes, out IntPtr reducer);
+    [LibraryImport(Library)] internal static partial IntPtr mlnx_dist_reducer_arm(IntPtr reducer, double share);
+    [LibraryImport(Library)] internal static partial IntPtr mlnx_dist_reducer_finish(IntPtr reducer, out long startedInBackward);
+    [LibraryImport(Library)] internal static partial void mlnx_dist_reducer_free(IntPtr reducer);
 
     [LibraryImport(Library)] internal static partial void mlnx_free(IntPtr p);
 

@@ -190,4 +190,65 @@ public sealed class DistributedTests
                 for (int i = 0; i < expected.Length; i++)
                     Assert.AreEqual(expected[i], ranks[r][key][i], 1e-5, $"rank {r}: {key}[{i}] after two steps");
     }
+
+    /// <summary>The reducer that overlaps the all-reduce with the backward gives the gradients that averaging after the
+    /// backward gives: two micro-batches (the first only accumulates), unequal shards (3 and 2 samples), a parameter
+    /// the forward does not use (reduced as zeros by both), buckets small enough that some start during the backward.
+    /// A rank that arms twice, or finishes without arming, is told so.</summary>
+    [TestMethod]
+    public void GradientReducer_DuringTheBackward_EqualsAveragingAfterIt()
+    {
+        TorchRuntime.ManualSeed(5);
+        float[] xs = Tensor.Randn([5, 6]).ToArray<float>();
+        long[] ys = [0, 2, 1, 1, 0];
+        TorchRuntime.ManualSeed(13);
+        using var model0 = new Mlp();
+        using var unused0 = new Linear(3, 3);
+        TorchRuntime.ManualSeed(13);
+        using var model1 = new Mlp();
+        using var unused1 = new Linear(3, 3);
+        var results = OnRanks(2, g =>
+        {
+            var (model, unused) = g.Rank == 0 ? (model0, unused0) : (model1, unused1);
+            // the unused parameter first: buckets start in order from the last parameter, and one that no hook fills
+            // holds the later buckets back until Finish (as in PyTorch's DDP without find_unused_parameters)
+            var parameters = unused.Parameters().Concat(model.Parameters()).ToList();
+            int[] mine = g.Rank == 0 ? [0, 1, 2] : [3, 4];
+            void Backward(IEnumerable<int> items, double scale)
+            {
+                using var scope = TensorScope.Begin();
+                var ids = items.ToArray();
+                var x = Tensor.FromArray<float>(ids.SelectMany(i => xs.Skip(6 * i).Take(6)).ToArray(), [ids.Length, 6]);
+                var y = Tensor.FromArray<long>(ids.Select(i => ys[i]).ToArray(), [ids.Length]);
+                F.CrossEntropy(model.Call(x), y).Mul(scale).Backward();
+            }
+            float[][] Grads() => parameters.Select(p => p.Grad!.ToArray<float>()).ToArray();
+            void Zero() { foreach (var p in parameters) p.Grad = null; }
+
+            Backward(mine.Take(1), 0.5);
+            Backward(mine.Skip(1), 0.5);
+            Assert.AreEqual(5L, DataParallel.AverageGradients(parameters, mine.Length, g));
+            var expected = Grads();
+            Zero();
+            using var reducer = new GradientReducer(parameters, g, bucketBytes: 64);
+            Backward(mine.Take(1), 0.5);
+            Assert.AreEqual(5L, reducer.Prepare(mine.Length));
+            var twice = Assert.ThrowsExactly<TorchException>(() => reducer.Prepare(mine.Length)).Message;
+            Backward(mine.Skip(1), 0.5);
+            int overlapped = reducer.Finish();
+            var early = Assert.ThrowsExactly<TorchException>(() => reducer.Finish()).Message;
+            return (Expected: expected, Actual: Grads(), Overlapped: overlapped, Twice: twice, Early: early);
+        });
+        foreach (var r in results)
+        {
+            for (int k = 0; k < r.Expected.Length; k++)
+                for (int i = 0; i < r.Expected[k].Length; i++)
+                    Assert.AreEqual(r.Expected[k][i], r.Actual[k][i], 1e-6, $"parameter {k}[{i}]");
+            Assert.IsTrue(r.Expected[0].All(v => v == 0), "the unused parameter's gradient is zero");
+            Assert.IsGreaterThan(0, r.Overlapped, "buckets started while the backward ran");
+            StringAssert.Contains(r.Twice, "already armed");
+            StringAssert.Contains(r.Early, "was not armed");
+        }
+        CollectionAssert.AreEqual(results[0].Actual.SelectMany(a => a).ToArray(), results[1].Actual.SelectMany(a => a).ToArray(), "both ranks hold the same gradients");
+    }
 }
