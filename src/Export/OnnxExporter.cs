@@ -186,7 +186,7 @@ public static class OnnxExporter
                 Float16.Apply(model_);
                 long inline = model_.Graph.Node.Where(n => n.OpType == "Constant").Sum(n => (long)n.Attribute[0].T.RawData.Length);
                 if (inline > options.ExternalDataThreshold)
-                        throw new OnnxExportException($"The float16 weights of {model.Family}/{model.Variant} take {inline / 1e6:F0} MB, more than the " +
+                    throw new OnnxExportException($"The float16 weights of {model.Family}/{model.Variant} take {inline / 1e6:F0} MB, more than the " +
                         $"{options.ExternalDataThreshold / 1e6:F0} MB written inside one ONNX file; float16 weights are Constant nodes (which ML.NET " +
                         "can load) and are not written to external data. Export float32 for a model this large.");
             }

@@ -159,7 +159,7 @@ struct Reducer {
   std::vector<at::Tensor> params;
   std::vector<unsigned> hooks;
   std::vector<std::vector<size_t>> buckets;       // parameter indices, in the order the backward reaches them
-  std::vector<std::pair<size_t, int64_t>> where;   // parameter -> (bucket, offset in the bucket's buffer)
+  std::vector<std::pair<size_t, int64_t>> slot_of; // parameter -> (bucket, offset in the bucket's buffer)
   std::vector<at::Tensor> flats;
   std::vector<c10::intrusive_ptr<c10d::Work>> works;
   std::vector<size_t> waiting;                      // per bucket: parameters not written yet
@@ -171,7 +171,7 @@ struct Reducer {
   std::mutex mutex;
 
   void write(size_t k, const at::Tensor* incoming) {
-    auto [b, offset] = where[k];
+    auto [b, offset] = slot_of[k];
     auto slot = flats[b].narrow(0, offset, params[k].numel()).view(params[k].sizes());
     const at::Tensor& held = params[k].grad();
     if (incoming && held.defined()) at::add_out(slot, held, *incoming);
@@ -208,7 +208,7 @@ MLNX_API char* mlnx_dist_reducer_create(void* group, void* const* params, int32_
     auto r = std::make_unique<Reducer>();
     r->group = find_group(group);
     for (int32_t k = 0; k < n; ++k) r->params.push_back(*static_cast<at::Tensor*>(params[k]));
-    r->where.resize(r->params.size());
+    r->slot_of.resize(r->params.size());
     // the backward reaches the last layers first: buckets are filled from the last parameter backwards
     std::vector<size_t> bucket;
     int64_t bytes = 0;
@@ -216,7 +216,7 @@ MLNX_API char* mlnx_dist_reducer_create(void* group, void* const* params, int32_
       if (bucket.empty()) return;
       int64_t offset = 0;
       for (size_t k : bucket) {
-        r->where[k] = {r->buckets.size(), offset};
+        r->slot_of[k] = {r->buckets.size(), offset};
         offset += r->params[k].numel();
       }
       r->flats.push_back(at::empty({offset}, r->params[bucket[0]].options().requires_grad(false)));
@@ -281,7 +281,7 @@ MLNX_API char* mlnx_dist_reducer_finish(void* reducer, int64_t* started_in_backw
         throw std::runtime_error(where(r->group.get(), "all-reduce of gradients") + ": " + e.what_without_backtrace());
       }
       for (size_t k : r->buckets[b]) {
-        auto [_, offset] = r->where[k];
+        auto [_, offset] = r->slot_of[k];
         auto sum = r->flats[b].narrow(0, offset, r->params[k].numel()).view(r->params[k].sizes());
         auto& grad = r->params[k].mutable_grad();
         if (grad.defined()) grad.copy_(sum);

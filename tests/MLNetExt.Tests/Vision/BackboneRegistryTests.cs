@@ -372,6 +372,12 @@ public sealed class BackboneRegistryTests
                     }
                 }
             }
+            // float16 weights are written inline: past the external-data threshold the export is refused, nothing written
+            var tooBig = Path.Combine(dir.FullName, "too-big.onnx");
+            var e = Assert.ThrowsExactly<OnnxExportException>(() => OnnxExporter.Export(model, tooBig,
+                new OnnxExportOptions { Precision = OnnxPrecision.Float16, ExternalDataThreshold = 1000 }));
+            StringAssert.Contains(e.Message, "float16 weights");
+            Assert.IsFalse(File.Exists(tooBig));
         }
         finally { dir.Delete(true); }
     }
