@@ -67,7 +67,7 @@ public static class DataParallel
 
     /// <summary>Synchronised BatchNorm (PyTorch's <c>SyncBatchNorm.convert_sync_batchnorm</c>): every BatchNorm2d of
     /// <paramref name="module"/> then normalises, while training, with the mean and variance of the whole global batch
-    /// (all ranks' shards; two all-reduces forward and two backward per layer), and its running statistics are the same
+    /// (all ranks' shards; one all-reduce forward and one backward per layer), and its running statistics are the same
     /// on every rank. With equal shards a step then equals one process's step on the whole batch even for BatchNorm
     /// models; an epoch's last batch, when it does not divide by the world size, has unequal shards and weighs the
     /// ranks' losses as PyTorch does (slightly differently from one process). Evaluation is unchanged (running
@@ -76,11 +76,11 @@ public static class DataParallel
     public static int SynchronizeBatchNorm(Module module, ProcessGroup? group)
     {
         ArgumentNullException.ThrowIfNull(module);
-        Func<Tensor, Tensor>? sum = group is { WorldSize: > 1 } g ? g.AllReduceSumDifferentiable : null;
+        var sync = group is { WorldSize: > 1 } g ? new BatchNormSync(g.Rank, g.WorldSize, g.AllReduceSumDifferentiable) : null;
         int count = 0;
         foreach (var bn in module.NamedModules().Select(m => m.Module).OfType<BatchNorm2d>())
         {
-            bn.CrossProcessSum = sum;
+            bn.Sync = sync;
             count++;
         }
         return count;

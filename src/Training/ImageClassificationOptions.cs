@@ -179,7 +179,7 @@ public sealed record ImageClassificationOptions
 
     /// <summary>Data-parallel runs: BatchNorm layers normalise with the statistics of the whole global batch (every
     /// rank's shard; PyTorch's SyncBatchNorm), so a run on N processes equals one process for BatchNorm models too, at
-    /// the cost of two all-reduces per BatchNorm layer forward and backward. Default false (per-process statistics, as
+    /// the cost of one all-reduce per BatchNorm layer forward and one backward. Default false (per-process statistics, as
     /// DistributedDataParallel). No effect on one process.</summary>
     public bool SyncBatchNorm { get; init; }
 

@@ -98,9 +98,9 @@ public sealed class BatchNorm2d : Module<Tensor, Tensor>
     /// <summary>Number of training batches seen (int64 scalar).</summary>
     public Tensor? NumBatchesTracked { get; }
 
-    /// <summary>Set for synchronised BatchNorm: sums a tensor over every process, differentiably. Training then takes
-    /// the mean and variance over all processes' batches (null: this process's batch only).</summary>
-    internal Func<Tensor, Tensor>? CrossProcessSum { get; set; }
+    /// <summary>Set for synchronised BatchNorm: training then takes the mean and variance over all processes' batches
+    /// (null: this process's batch only).</summary>
+    internal BatchNormSync? Sync { get; set; }
 
     /// <summary>Creates the layer.</summary>
     public BatchNorm2d(long numFeatures, double eps = 1e-5, double? momentum = 0.1, bool affine = true,
@@ -133,23 +133,30 @@ public sealed class BatchNorm2d : Module<Tensor, Tensor>
             if (Momentum is null) factor = 1.0 / NumBatchesTracked.ToDouble();
         }
         bool useBatchStats = Training || RunningMean is null;
-        if (Training && CrossProcessSum is { } sum) return SynchronizedBatchNorm(input, sum, factor);
+        if (Training && Sync is { } sync) return SynchronizedBatchNorm(input, sync, factor);
         return F.BatchNorm(input, RunningMean, RunningVar, Weight, Bias, useBatchStats, factor, Eps);
     }
 
-    /// <summary>Batch statistics over every process's batch, in two passes as aten's batch_norm (the mean, then the mean
-    /// squared deviation from it), each one all-reduce of per-channel sums; the gradients flow back through both.</summary>
-    Tensor SynchronizedBatchNorm(Tensor input, Func<Tensor, Tensor> sum, double factor)
+    /// <summary>Batch statistics over every process's batch with one collective: each process computes its count, mean
+    /// and sum of squared deviations (two passes, as aten's batch_norm), the processes exchange them (an all-gather, as
+    /// PyTorch's SyncBatchNorm), and every process combines them in the same order (Chan's parallel formula, exact
+    /// without the cancellation of E[x²] − E[x]²). The gradients flow back through the exchange.</summary>
+    Tensor SynchronizedBatchNorm(Tensor input, BatchNormSync sync, double factor)
     {
         long channels = input.Size(1);
         var dims = new long[] { 0, 2, 3 };
+        var localMean = input.Mean(dims);
+        var localM2 = input.Sub(localMean.View(1, channels, 1, 1)).Square().Sum(dims);
         using var localCount = Tensor.Full(new long[] { 1 }, input.NumEl / channels, input.DType);
-        using var sums = sum(Tensor.Cat(new[] { input.Sum(dims), localCount }));
-        double count = sums.Slice(0, channels, channels + 1).ToDouble();
-        using var mean = sums.Slice(0, 0, channels).Div(count);
-        var centred = input.Sub(mean.View(1, channels, 1, 1));
-        using var variance = sum(centred.Square().Sum(dims)).Div(count);
-        var y = centred.Mul(variance.Add(Eps).Rsqrt().View(1, channels, 1, 1));
+        var row = Tensor.Cat(new[] { localCount, localMean, localM2 });
+        var all = sync.AllGather(row);                                // [world, 1 + 2C]
+        var counts = all.Slice(1, 0, 1);
+        var means = all.Slice(1, 1, 1 + channels);
+        double count = counts.Sum().ToDouble();
+        var mean = means.Mul(counts).Sum(0).Div(count);
+        var m2 = all.Slice(1, 1 + channels, 1 + 2 * channels).Sum(0).Add(means.Sub(mean).Square().Mul(counts).Sum(0));
+        var variance = m2.Div(count);
+        var y = input.Sub(mean.View(1, channels, 1, 1)).Mul(variance.Add(Eps).Rsqrt().View(1, channels, 1, 1));
         if (Weight is not null) y = y.Mul(Weight.View(1, channels, 1, 1));
         if (Bias is not null) y = y.Add(Bias.View(1, channels, 1, 1));
         if (RunningMean is not null && RunningVar is not null)
@@ -159,5 +166,18 @@ public sealed class BatchNorm2d : Module<Tensor, Tensor>
                 RunningVar.Lerp_(variance.Mul(count / Math.Max(count - 1, 1)), factor);   // unbiased, as aten's
             }
         return y;
+    }
+}
+
+/// <summary>What synchronised BatchNorm needs from the process group: this process's rank, the world size and a
+/// differentiable sum over all processes (its backward sums the gradient over them).</summary>
+internal sealed record BatchNormSync(int Rank, int WorldSize, Func<Tensor, Tensor> Sum)
+{
+    /// <summary>Every process's <paramref name="row"/>, stacked in rank order: each process places its row in a table of
+    /// zeros and the table is summed over the processes.</summary>
+    public Tensor AllGather(Tensor row)
+    {
+        var rows = Enumerable.Range(0, WorldSize).Select(r => r == Rank ? row : row.ZerosLike()).ToArray();
+        return Sum(Tensor.Stack(rows));
     }
 }

@@ -94,7 +94,7 @@ public sealed class DataParallelTrainingTests
         var synced = DistributedTests.OnRanks(2, group =>
         {
             var outcome = Trainer.Run(options with { ProcessGroup = group, SyncBatchNorm = true }, data, null, default);
-            bool untied = outcome.Model.NamedModules().Select(m => m.Module).OfType<MLNetExt.Nn.BatchNorm2d>().All(bn => bn.CrossProcessSum is null);
+            bool untied = outcome.Model.NamedModules().Select(m => m.Module).OfType<MLNetExt.Nn.BatchNorm2d>().All(bn => bn.Sync is null);
             return (Weights: Weights(outcome), Untied: untied);
         }, timeoutSeconds: 60);
         for (int r = 0; r < 2; r++)
