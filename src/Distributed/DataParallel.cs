@@ -44,18 +44,13 @@ public static class DataParallel
     {
         ArgumentNullException.ThrowIfNull(parameters);
         ArgumentNullException.ThrowIfNull(group);
-        if (localSamples < 0) throw new ArgumentOutOfRangeException(nameof(localSamples), localSamples, "A sample count cannot be negative.");
         using var scope = TensorScope.Begin();
         using var noGrad = Autograd.NoGrad();
+        var (total, share) = GlobalBatch(localSamples, group);
         var ps = parameters.Where(p => p.RequiresGrad).ToList();
         foreach (var p in ps)
             if (p.Grad is null) p.Grad = p.ZerosLike();
-        // the global batch size first, so each rank can scale its mean-loss gradient by its share
-        using var count = Tensor.FromArray<double>([localSamples], [1]);
-        group.AllReduceSum(count);
-        long total = (long)count.ToArray<double>()[0];
         if (total == 0) return 0;
-        double share = (double)localSamples / total;
         foreach (var bucket in Buckets(ps.Cast<Tensor>().ToList()))
         {
             using var flat = Flatten(bucket, t => ((Parameter)t).Grad!.Mul(share));
@@ -63,6 +58,17 @@ public static class DataParallel
             Unflatten(flat, bucket, (t, part) => ((Parameter)t).Grad!.Copy_(part));
         }
         return total;
+    }
+
+    /// <summary>The global batch size (every rank's <paramref name="localSamples"/> summed, one small all-reduce) and this
+    /// rank's share of it, by which its mean-loss gradient is weighted (0 when the global batch is empty).</summary>
+    internal static (long Total, double Share) GlobalBatch(int localSamples, ProcessGroup group)
+    {
+        if (localSamples < 0) throw new ArgumentOutOfRangeException(nameof(localSamples), localSamples, "A sample count cannot be negative.");
+        using var count = Tensor.FromArray<double>([localSamples], [1]);
+        group.AllReduceSum(count);
+        long total = (long)count.ToArray<double>()[0];
+        return (total, total == 0 ? 0 : (double)localSamples / total);
     }
 
     /// <summary>Synchronised BatchNorm (PyTorch's <c>SyncBatchNorm.convert_sync_batchnorm</c>): every BatchNorm2d of

@@ -45,11 +45,8 @@ public sealed class GradientReducer : IDisposable
     /// <paramref name="localSamples"/> / global. Returns the global batch size.</summary>
     public long Prepare(int localSamples)
     {
-        if (localSamples < 0) throw new ArgumentOutOfRangeException(nameof(localSamples), localSamples, "A sample count cannot be negative.");
-        using var count = Tensor.FromArray<double>([localSamples], [1]);
-        _group.AllReduceSum(count);
-        long total = (long)count.ToArray<double>()[0];
-        Native.Check(Native.mlnx_dist_reducer_arm(Handle, total == 0 ? 0 : (double)localSamples / total));
+        var (total, share) = DataParallel.GlobalBatch(localSamples, _group);
+        Native.Check(Native.mlnx_dist_reducer_arm(Handle, share));
         return total;
     }
 

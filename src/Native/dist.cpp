@@ -51,15 +51,24 @@ std::shared_ptr<Group> find_group(const void* handle) {
   return it->second;
 }
 
-void all_reduce(const std::shared_ptr<Group>& g, at::Tensor& t, const char* what) {
+// Runs a collective step where no MLNX_CATCH names it (inside autograd, in the reducer): an error names the operation,
+// the rank and the timeout.
+template <class F>
+void in_context(const Group* g, const char* what, F&& step) {
   try {
+    step();
+  } catch (const c10::Error& e) {
+    throw std::runtime_error(where(g, what) + ": " + e.what_without_backtrace());
+  } catch (const std::exception& e) {
+    throw std::runtime_error(where(g, what) + ": " + e.what());
+  }
+}
+
+void all_reduce(const std::shared_ptr<Group>& g, at::Tensor& t, const char* what) {
+  in_context(g.get(), what, [&] {
     std::vector<at::Tensor> ts{t};
     finish(g.get(), g->pg->allreduce(ts));
-  } catch (const c10::Error& e) {
-    throw std::runtime_error(where(g.get(), what) + ": " + e.what_without_backtrace());
-  } catch (const std::exception& e) {
-    throw std::runtime_error(where(g.get(), what) + ": " + e.what());
-  }
+  });
 }
 
 // y = sum over ranks of x; dL/dx = sum over ranks of dL/dy (each rank's loss depends on every rank's x through y)
@@ -275,11 +284,7 @@ MLNX_API char* mlnx_dist_reducer_finish(void* reducer, int64_t* started_in_backw
       if (!r->written[k]) r->write(k, nullptr);   // not used by this step's forward
     r->start_ready(false);
     for (size_t b = 0; b < r->buckets.size(); ++b) {
-      try {
-        finish(r->group.get(), r->works[b]);
-      } catch (const c10::Error& e) {
-        throw std::runtime_error(where(r->group.get(), "all-reduce of gradients") + ": " + e.what_without_backtrace());
-      }
+      in_context(r->group.get(), "all-reduce of gradients", [&] { finish(r->group.get(), r->works[b]); });
       for (size_t k : r->buckets[b]) {
         auto [_, offset] = r->slot_of[k];
         auto sum = r->flats[b].narrow(0, offset, r->params[k].numel()).view(r->params[k].sizes());

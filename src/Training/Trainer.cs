@@ -324,7 +324,7 @@ internal sealed class Trainer : IDisposable
             images += batch.Count;
             bool lastOfEpoch = batchIndex == _batchesPerEpoch;
             windowImages += batch.Count;
-            if (accumulated < A && !lastOfEpoch) continue;
+            if (!closesStep) continue;
 
             _reducer?.Finish();
             windowImages = 0;

@@ -58,16 +58,16 @@ internal static class DynamicInt8
                 quantized[w.Name] = q = (wq.Name, ws.Name);
             }
             string xq = Name("xq"), xs = Name("xs"), xz = Name("xz"), yi = Name("yi"), yf = Name("yf"), s = Name("s");
-            nodes.Add(Node("DynamicQuantizeLinear", [node.Input[0]], [xq, xs, xz]));
-            nodes.Add(Node("MatMulInteger", [xq, q.Weights, xz], [yi]));
-            nodes.Add(Node("Cast", [yi], [yf], Attr.I("to", (int)TensorProto.Types.DataType.Float)));
-            nodes.Add(Node("Mul", [xs, q.Scales], [s]));
-            nodes.Add(Node("Mul", [yf, s], [node.Output[0]]));
+            nodes.Add(GraphEdits.Node("DynamicQuantizeLinear", [node.Input[0]], [xq, xs, xz]));
+            nodes.Add(GraphEdits.Node("MatMulInteger", [xq, q.Weights, xz], [yi]));
+            nodes.Add(GraphEdits.Cast(yi, yf, TensorProto.Types.DataType.Float));
+            nodes.Add(GraphEdits.Node("Mul", [xs, q.Scales], [s]));
+            nodes.Add(GraphEdits.Node("Mul", [yf, s], [node.Output[0]]));
             count++;
         }
         g.Node.Clear();
         g.Node.AddRange(nodes);
-        RemoveUnused(g);
+        GraphEdits.RemoveDead(g);   // the float weights and their Transposes
         return count;
     }
 
@@ -94,23 +94,5 @@ internal static class DynamicInt8
             RawData = ByteString.CopyFrom(System.Runtime.InteropServices.MemoryMarshal.AsBytes(scales.AsSpan())) };
         ws.Dims.Add(rows);
         return (wq, ws);
-    }
-
-    static NodeProto Node(string op, string[] inputs, string[] outputs, params AttributeProto[] attributes)
-    {
-        var n = new NodeProto { OpType = op, Name = outputs[0] };
-        n.Input.AddRange(inputs);
-        n.Output.AddRange(outputs);
-        n.Attribute.AddRange(attributes);
-        return n;
-    }
-
-    /// <summary>Drops the Transposes of the float weights and the weights that nothing reads any more.</summary>
-    static void RemoveUnused(GraphProto g)
-    {
-        var read = new HashSet<string>(g.Node.SelectMany(n => n.Input).Concat(g.Output.Select(o => o.Name)));
-        foreach (var n in g.Node.Where(n => n.OpType == "Transpose" && !read.Contains(n.Output[0])).ToList()) g.Node.Remove(n);
-        read = new HashSet<string>(g.Node.SelectMany(n => n.Input).Concat(g.Output.Select(o => o.Name)));
-        foreach (var t in g.Initializer.Where(t => !read.Contains(t.Name)).ToList()) g.Initializer.Remove(t);
     }
 }

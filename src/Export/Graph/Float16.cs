@@ -68,7 +68,7 @@ internal static class Float16
                 return float32[name] = copy.Name;
             }
             var cast = Fresh(name + "_fp32");
-            nodes.Add(Cast(name, cast, DataType.Float));
+            nodes.Add(GraphEdits.Cast(name, cast, DataType.Float));
             return float32[name] = cast;
         }
 
@@ -76,7 +76,7 @@ internal static class Float16
         foreach (var input in g.Input.Where(i => i.Type.TensorType.ElemType == (int)DataType.Float))
         {
             var half = Fresh(input.Name + "_fp16");
-            nodes.Add(Cast(input.Name, half, DataType.Float16));
+            nodes.Add(GraphEdits.Cast(input.Name, half, DataType.Float16));
             rename[input.Name] = half;
             float32[half] = input.Name;
         }
@@ -87,15 +87,16 @@ internal static class Float16
         int islands = 0;
         foreach (var node in g.Node)
         {
+            // which values are float is known by their names in the float32 graph, before the renaming
+            var floatInputs = Enumerable.Range(0, node.Input.Count).Where(k => IsFloat(node.Input[k])).ToList();
+            var floatOutputs = Enumerable.Range(0, node.Output.Count).Where(k => IsFloat(node.Output[k])).ToList();
             for (int k = 0; k < node.Input.Count; k++)
                 if (rename.TryGetValue(node.Input[k], out var r)) node.Input[k] = r;
-            var floatOutputs = node.Output.Where(IsFloat).ToList();
             for (int k = 0; k < node.Output.Count; k++)
                 if (rename.TryGetValue(node.Output[k], out var r)) node.Output[k] = r;
             if (node.OpType == "Cast" && node.Attribute.Single(a => a.Name == "to").I == (int)DataType.Float)
                 node.Attribute.Single(a => a.Name == "to").I = (int)DataType.Float16;
 
-            var floatInputs = Enumerable.Range(0, node.Input.Count).Where(k => IsFloat(OriginalName(node.Input[k], rename))).ToList();
             bool inFloat32 = floatInputs.Count > 0 && (Float32Ops.Contains(node.OpType) || squares.Contains(node)
                 || Arithmetic.Contains(node.OpType) && floatInputs.All(k => float32.ContainsKey(node.Input[k]) || floatInitializers.ContainsKey(node.Input[k]))
                                                   && floatInputs.Any(k => float32.ContainsKey(node.Input[k])));
@@ -107,44 +108,33 @@ internal static class Float16
             islands++;
             foreach (var k in floatInputs) node.Input[k] = Float32Of(node.Input[k]);
             var casts = new List<NodeProto>();
-            for (int k = 0; k < node.Output.Count; k++)
+            foreach (var k in floatOutputs)
             {
-                if (!floatOutputs.Contains(OriginalName(node.Output[k], rename))) continue;
                 var half = node.Output[k];
                 var single = Fresh(half + "_fp32");
                 node.Output[k] = single;
                 float32[half] = single;
-                casts.Add(Cast(single, half, DataType.Float16));  // dropped below when only float32 readers remain
+                casts.Add(GraphEdits.Cast(single, half, DataType.Float16));  // dropped below when only float32 readers remain
             }
             nodes.Add(node);
             nodes.AddRange(casts);
         }
         foreach (var o in outputs)
-            nodes.Add(float32.TryGetValue(rename[o], out var single) ? Identity(single, o) : Cast(rename[o], o, DataType.Float));
+            nodes.Add(float32.TryGetValue(rename[o], out var single) ? GraphEdits.Node("Identity", [single], [o]) : GraphEdits.Cast(rename[o], o, DataType.Float));
 
         g.Node.Clear();
         g.Node.AddRange(nodes);
-        RemoveDead(g);
+        GraphEdits.RemoveDead(g);   // the casts back to float16 that only float32 readers needed
         var halves = g.Initializer.Where(t => t.DataType == (int)DataType.Float16).ToList();
         foreach (var t in halves) g.Initializer.Remove(t);
         var computed = g.Node.ToList();
         g.Node.Clear();
         foreach (var t in halves)
         {
-            var n = new NodeProto { OpType = "Constant", Name = t.Name };
-            n.Output.Add(t.Name);
-            n.Attribute.Add(new AttributeProto { Name = "value", Type = AttributeProto.Types.AttributeType.Tensor, T = t });
-            g.Node.Add(n);
+            g.Node.Add(GraphEdits.Node("Constant", [], [t.Name], new AttributeProto { Name = "value", Type = AttributeProto.Types.AttributeType.Tensor, T = t }));
         }
         g.Node.AddRange(computed);
         return islands;
-    }
-
-    /// <summary>The name a value had in the float32 graph (the outputs were renamed).</summary>
-    static string OriginalName(string name, Dictionary<string, string> rename)
-    {
-        foreach (var (from, to) in rename) if (to == name) return from;
-        return name;
     }
 
     /// <summary>Element types of every value of a graph written by this exporter: from the initializers and inputs,
@@ -191,40 +181,5 @@ internal static class Float16
             halves[i] = (Half)(float.IsFinite(values[i]) ? Math.Clamp(values[i], -MaxHalf, MaxHalf) : values[i]);
         t.DataType = (int)DataType.Float16;
         t.RawData = ByteString.CopyFrom(System.Runtime.InteropServices.MemoryMarshal.AsBytes(halves.AsSpan()));
-    }
-
-    static NodeProto Cast(string input, string output, DataType to)
-    {
-        var n = new NodeProto { OpType = "Cast", Name = output };
-        n.Input.Add(input);
-        n.Output.Add(output);
-        n.Attribute.Add(Attr.I("to", (int)to));
-        return n;
-    }
-
-    static NodeProto Identity(string input, string output)
-    {
-        var n = new NodeProto { OpType = "Identity", Name = output };
-        n.Input.Add(input);
-        n.Output.Add(output);
-        return n;
-    }
-
-    /// <summary>Drops the nodes and initializers no output depends on (the casts back to float16 nobody reads).</summary>
-    static void RemoveDead(GraphProto g)
-    {
-        var live = new HashSet<string>(g.Output.Select(o => o.Name));
-        var keep = new bool[g.Node.Count];
-        for (int i = g.Node.Count - 1; i >= 0; i--)
-        {
-            var n = g.Node[i];
-            if (!n.Output.Any(live.Contains) && n.Domain != "ai.onnx.ml") continue;
-            keep[i] = true;
-            foreach (var input in n.Input) if (input.Length > 0) live.Add(input);
-        }
-        var kept = g.Node.Where((_, i) => keep[i]).ToList();
-        g.Node.Clear();
-        g.Node.AddRange(kept);
-        foreach (var t in g.Initializer.Where(t => !live.Contains(t.Name)).ToList()) g.Initializer.Remove(t);
     }
 }

@@ -1,4 +1,5 @@
 using Google.Protobuf;
+using MLNetExt.Export.Graph;
 using MLNetExt.Export.Onnx;
 using DataType = MLNetExt.Export.Onnx.TensorProto.Types.DataType;
 
@@ -17,7 +18,7 @@ internal static class Float16Emulation
     {
         var model = ModelProto.Parser.ParseFrom(fp16Model);
         var g = model.Graph;
-        var types = MLNetExt.Export.Graph.Float16.InferTypes(g);
+        var types = Float16.InferTypes(g);
         foreach (var t in g.Initializer.Where(t => t.DataType == (int)DataType.Float16)) ToFloat(t);
         var nodes = new List<NodeProto>();
         foreach (var n in g.Node)
@@ -36,8 +37,10 @@ internal static class Float16Emulation
                 if (types.GetValueOrDefault(n.Output[k]) != (int)DataType.Float16) continue;
                 string name = n.Output[k], raw = name + "_emulated_f32", half = name + "_emulated_f16";
                 n.Output[k] = raw;
-                rounded.Add(Cast(raw, half, DataType.Float16));
-                rounded.Add(Cast(half, name, DataType.Float, name + "_emulated_back"));
+                rounded.Add(GraphEdits.Cast(raw, half, DataType.Float16));
+                var back = GraphEdits.Cast(half, name, DataType.Float);
+                back.Name = name + "_emulated_back";   // the node that made the value carries its name
+                rounded.Add(back);
             }
             nodes.Add(n);
             nodes.AddRange(rounded);
@@ -54,14 +57,5 @@ internal static class Float16Emulation
         for (int i = 0; i < floats.Length; i++) floats[i] = (float)halves[i];
         t.DataType = (int)DataType.Float;
         t.RawData = ByteString.CopyFrom(System.Runtime.InteropServices.MemoryMarshal.AsBytes(floats.AsSpan()));
-    }
-
-    static NodeProto Cast(string input, string output, DataType to, string? nodeName = null)
-    {
-        var n = new NodeProto { OpType = "Cast", Name = nodeName ?? output };
-        n.Input.Add(input);
-        n.Output.Add(output);
-        n.Attribute.Add(new AttributeProto { Name = "to", Type = AttributeProto.Types.AttributeType.Int, I = (int)to });
-        return n;
     }
 }

@@ -1,0 +1,40 @@
+using MLNetExt.Export.Onnx;
+
+namespace MLNetExt.Export.Graph;
+
+/// <summary>Edits of a built ONNX graph, shared by the passes that rewrite it after mapping (<see cref="DynamicInt8"/>,
+/// <see cref="Float16"/>).</summary>
+internal static class GraphEdits
+{
+    /// <summary>A node named after its first output.</summary>
+    public static NodeProto Node(string op, string[] inputs, string[] outputs, params AttributeProto[] attributes)
+    {
+        var n = new NodeProto { OpType = op, Name = outputs[0] };
+        n.Input.AddRange(inputs);
+        n.Output.AddRange(outputs);
+        n.Attribute.AddRange(attributes);
+        return n;
+    }
+
+    public static NodeProto Cast(string input, string output, TensorProto.Types.DataType to) =>
+        Node("Cast", [input], [output], Attr.I("to", (int)to));
+
+    /// <summary>Drops the nodes no graph output depends on and the initializers nothing reads. ML.NET's slot-name nodes
+    /// (domain ai.onnx.ml), which ML.NET reads rather than the graph, stay.</summary>
+    public static void RemoveDead(GraphProto g)
+    {
+        var live = new HashSet<string>(g.Output.Select(o => o.Name));
+        var keep = new bool[g.Node.Count];
+        for (int i = g.Node.Count - 1; i >= 0; i--)
+        {
+            var n = g.Node[i];
+            if (!n.Output.Any(live.Contains) && n.Domain != "ai.onnx.ml") continue;
+            keep[i] = true;
+            foreach (var input in n.Input) if (input.Length > 0) live.Add(input);
+        }
+        var kept = g.Node.Where((_, i) => keep[i]).ToList();
+        g.Node.Clear();
+        g.Node.AddRange(kept);
+        foreach (var t in g.Initializer.Where(t => !live.Contains(t.Name)).ToList()) g.Initializer.Remove(t);
+    }
+}
