@@ -171,11 +171,8 @@ public static class OnnxExporter
         if (options.Head != OnnxHead.Classifier) metadata.Add(("mlnetext.features", options.Head == OnnxHead.PreLogits ? "pre_logits" : "pooled_stages"));
         if (options.Labels is { } l) metadata.Add(("mlnetext.labels", string.Join("\n", l)));
 
-        // layers with a batch-specific fast path (TransXNet's IDConv) use their batch-agnostic form while traced
-        var formulation = model as IExportFormulation;
-        bool wasTraining = model.Training, wasExportFriendly = formulation?.ExportFriendly ?? false;
+        bool wasTraining = model.Training;
         model.Eval();
-        if (formulation is not null) formulation.ExportFriendly = true;
         try
         {
             var model_ = BuildModel(model, new long[] { 3, inputH, inputW }, Forward, inputName, outputs.ToArray(),
@@ -199,7 +196,6 @@ public static class OnnxExporter
         finally
         {
             model.Train(wasTraining);
-            if (formulation is not null) formulation.ExportFriendly = wasExportFriendly;
         }
     }
 

@@ -163,6 +163,13 @@ public static class F
     /// <summary>Reflect, replicate or circular padding (aten::pad with a mode).</summary>
     public static Tensor Pad(Tensor input, long[] pad, string mode) => Ops.Pad.Call(input, pad, mode);
 
+    /// <summary>A depthwise convolution whose kernels differ per sample: <c>y[b, c] = bias[b, c] + weight[b, c] ⋆ x[b, c]</c>
+    /// with input (B, C, H, W), weight (B, C, K, K), bias (B, C), stride 1 and zero padding. Runs as one grouped
+    /// convolution with the batch folded into the channels; exported to ONNX with a dynamic batch
+    /// (mlnetext::depthwise_conv2d_per_sample, a bridge operator).</summary>
+    public static Tensor DepthwiseConv2dPerSample(Tensor input, Tensor weight, Tensor bias, long padding) =>
+        Ops.DepthwiseConv2dPerSample.Call(input, weight, bias, padding);
+
     /// <summary><c>nn.Unfold</c>/im2col: (B, C, H, W) → (B, C·kH·kW, L) with kernel position fastest (aten::im2col).</summary>
     public static Tensor Unfold(Tensor input, long kernelSize, long dilation = 1, long padding = 0, long stride = 1) =>
         Ops.Im2Col.Call(input, Pair(kernelSize), Pair(dilation), Pair(padding), Pair(stride));

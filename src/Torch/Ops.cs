@@ -1,7 +1,8 @@
 namespace MLNetExt.Torch;
 
-/// <summary>Every aten operator the engine calls, resolved lazily on first use. One row per overload; the
-/// typed wrappers in <c>Tensor.*.cs</c> and <c>Nn/F.cs</c> quote the schema they call.</summary>
+/// <summary>Every operator the engine calls, resolved lazily on first use: aten's and the bridge's own
+/// (<c>mlnetext::</c>, src/Native/ops.cpp). One row per overload; the typed wrappers in <c>Tensor.*.cs</c> and
+/// <c>Nn/F.cs</c> quote the schema they call.</summary>
 internal static class Ops
 {
     static Op A(string name, string overload = "") => new("aten::" + name, overload);
@@ -73,6 +74,9 @@ internal static class Ops
     internal static readonly Op UpsampleBilinear = A("upsample_bilinear2d", "vec"), UpsampleBicubic = A("upsample_bicubic2d", "vec");
     internal static readonly Op UpsampleNearest = A("upsample_nearest2d", "vec");
     internal static readonly Op CrossEntropy = A("cross_entropy_loss"), NllLoss = A("nll_loss"), MseLoss = A("mse_loss");
+
+    // the bridge's own operators (compositions of aten's, each recorded and exported as one node)
+    internal static readonly Op DepthwiseConv2dPerSample = new("mlnetext::depthwise_conv2d_per_sample");
 
     // factories
     internal static readonly Op Zeros = A("zeros"), Ones = A("ones"), Empty = A("empty", "memory_format"), Full = A("full");

@@ -9,7 +9,7 @@ namespace MLNetExt.Vision;
 /// operator door (the hook the ONNX exporter's tracer uses) and applying, per call, the formula of its operator to the
 /// shapes of its arguments and results.
 /// <para>Counted, as fvcore counts them (the convention the four papers' "FLOPs" columns follow: one
-/// multiply-accumulate = one "FLOP"): convolutions (grouped and depth-wise included: output elements × input channels
+/// multiply-accumulate = one "FLOP"): convolutions (grouped, depth-wise and per-sample depth-wise included: output elements × input channels
 /// per group × kernel area; transposed: input elements × output channels per group × kernel area),
 /// <c>linear</c> (output elements × input features), <c>mm</c>/<c>matmul</c>/<c>bmm</c> and their fused forms
 /// <c>addmm</c>/<c>baddbmm</c>/<c>addbmm</c> (output elements × the contracted size), two-operand <c>einsum</c>
@@ -73,6 +73,11 @@ public static class MacCounter
                     // weight: [Cout, Cin/groups, k...] (transposed: [Cin, Cout/groups, k...])
                     long perElement = Elements(w) / w[0];
                     return transposed ? Elements(In(0) ?? throw Missing(op, "input")) * perElement : OutElements() * perElement;
+                }
+            case "mlnetext::depthwise_conv2d_per_sample":
+                {
+                    var w = In(1) ?? throw Missing(op, "weight");   // [B, C, K, K]: K·K per output element
+                    return OutElements() * w[2] * w[3];
                 }
             case "aten::conv_transpose1d" or "aten::conv_transpose2d" or "aten::conv_transpose3d":
                 {
@@ -151,7 +156,7 @@ public static class MacCounter
         "aten::conv1d", "aten::conv2d", "aten::conv3d", "aten::convolution", "aten::_convolution",
         "aten::conv_transpose1d", "aten::conv_transpose2d", "aten::conv_transpose3d", "aten::linear",
         "aten::mm", "aten::matmul", "aten::bmm", "aten::addmm", "aten::baddbmm", "aten::addbmm",
-        "aten::scaled_dot_product_attention", "aten::einsum",
+        "aten::scaled_dot_product_attention", "aten::einsum", "mlnetext::depthwise_conv2d_per_sample",
     };
 
     /// <summary>Sums the MACs of every recorded call.</summary>

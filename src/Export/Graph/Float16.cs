@@ -122,6 +122,9 @@ internal static class Float16
         foreach (var o in outputs)
             nodes.Add(float32.TryGetValue(rename[o], out var single) ? GraphEdits.Node("Identity", [single], [o]) : GraphEdits.Cast(rename[o], o, DataType.Float));
 
+        // a subgraph (a Scan's body) computes in float16 like the operators around it
+        foreach (var sub in nodes.SelectMany(GraphEdits.Subgraphs)) Retype(sub, DataType.Float, DataType.Float16);
+
         g.Node.Clear();
         g.Node.AddRange(nodes);
         GraphEdits.RemoveDead(g);   // the casts back to float16 that only float32 readers needed
@@ -169,6 +172,15 @@ internal static class Float16
                 };
         }
         return types;
+    }
+
+    /// <summary>Declares a subgraph's values of one element type as another (its inputs, outputs and value infos).</summary>
+    internal static void Retype(GraphProto g, DataType from, DataType to)
+    {
+        if (g.Initializer.Any(t => t.DataType == (int)from))
+            throw new InvalidOperationException($"Internal error: subgraph {g.Name} holds {from} constants, which the float16 pass does not convert.");
+        foreach (var v in g.Input.Concat(g.Output).Concat(g.ValueInfo).Where(v => v.Type.TensorType.ElemType == (int)from))
+            v.Type.TensorType.ElemType = (int)to;
     }
 
     /// <summary>float32 raw data to float16 in place; finite values beyond float16's range saturate.</summary>

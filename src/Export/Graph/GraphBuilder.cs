@@ -202,6 +202,7 @@ internal static class Attr
     public static AttributeProto I(string name, long v) => new() { Name = name, Type = AttributeProto.Types.AttributeType.Int, I = v };
     public static AttributeProto F(string name, double v) => new() { Name = name, Type = AttributeProto.Types.AttributeType.Float, F = (float)v };
     public static AttributeProto S(string name, string v) => new() { Name = name, Type = AttributeProto.Types.AttributeType.String, S = ByteString.CopyFromUtf8(v) };
+    public static AttributeProto Graph(string name, GraphProto g) => new() { Name = name, Type = AttributeProto.Types.AttributeType.Graph, G = g };
     public static AttributeProto Ints(string name, IEnumerable<long> v)
     {
         var a = new AttributeProto { Name = name, Type = AttributeProto.Types.AttributeType.Ints };

@@ -16,6 +16,19 @@ internal static class GraphEdits
         return n;
     }
 
+    /// <summary>A typed value of a fixed shape (a subgraph's input or output).</summary>
+    public static ValueInfoProto Value(string name, int elemType, params long[] dims)
+    {
+        var shape = new TensorShapeProto();
+        shape.Dim.AddRange(dims.Select(d => new TensorShapeProto.Types.Dimension { DimValue = d }));
+        return new() { Name = name, Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = elemType, Shape = shape } } };
+    }
+
+    /// <summary>The graphs a node holds in its attributes (a Scan's body), and theirs in turn.</summary>
+    public static IEnumerable<GraphProto> Subgraphs(NodeProto n) =>
+        n.Attribute.Where(a => a.G is not null).Select(a => a.G)
+            .SelectMany(g => g.Node.SelectMany(Subgraphs).Prepend(g));
+
     public static NodeProto Cast(string input, string output, TensorProto.Types.DataType to) =>
         Node("Cast", [input], [output], Attr.I("to", (int)to));
 

@@ -1,8 +1,8 @@
 // TransXNet building blocks, leaf first. Paper: Lou et al., "TransXNet: Learning Both Global and Local Dynamics with
 // a Dual Dynamic Token Mixer for Visual Recognition" (TNNLS 2025). Computation follows the official code
 // (LMMMEng/TransXNet, models/transxnet.py) as measured in ../shared/specs/transxnet.md; state_dict names match it.
-// IDConv's per-sample depthwise convolution uses the official batch-folded grouped conv in eager mode; export traces
-// an exact im2col + batched-matmul form that keeps the batch dynamic. ConvBn (mmcv ConvModule), the stem/downsampling
+// IDConv's per-sample depthwise convolution is one bridge operator (the official batch-folded grouped conv; exported
+// with a dynamic batch). ConvBn (mmcv ConvModule), the stem/downsampling
 // ConvBnPatchEmbed and LayerScale come from ../Layers.
 using MLNetExt.Nn;
 using MLNetExt.Torch;
@@ -59,21 +59,19 @@ internal sealed class Osra : Module
 /// <summary>IDConv (<c>local_unit</c>): an input-dependent depthwise convolution. Attention maps from adaptive
 /// pooling (K×K) and from the global mean (1×1), both through the same <c>proj</c>, softmax-mix G kernel and bias
 /// banks per sample; the mixed kernels are applied per sample.</summary>
-/// <remarks>The per-sample convolution has two exact formulations. Eager inference and training use the official
-/// batch-folded grouped convolution (fastest here: measured against im2col in the backbone benchmark). While the
-/// model is traced for export it uses im2col + batched matmul, which keeps the batch dynamic (no batch size in a
-/// conv group count).</remarks>
+/// <remarks>The per-sample convolution is the bridge's <c>mlnetext::depthwise_conv2d_per_sample</c>: the official
+/// batch-folded grouped convolution when run, a Scan over the batch with one depthwise Conv per sample when exported
+/// (an ONNX Conv's group count cannot depend on the batch).</remarks>
 internal sealed class DynamicConv2d : Module<Tensor, Tensor>
 {
     readonly Parameter _weight, _bias;
     readonly Sequential _proj;
     readonly long _groups, _k, _dim;
-    readonly Func<bool> _exportFriendly;
 
-    public DynamicConv2d(long dim, long kernelSize, long numGroups, Func<bool> exportFriendly, long reductionRatio = 4)
+    public DynamicConv2d(long dim, long kernelSize, long numGroups, long reductionRatio = 4)
     {
         if (numGroups < 2) throw new ArgumentException($"IDConv: num_groups must be greater than 1, got {numGroups}.");
-        (_dim, _k, _groups, _exportFriendly) = (dim, kernelSize, numGroups, exportFriendly);
+        (_dim, _k, _groups) = (dim, kernelSize, numGroups);
         _weight = RegisterParameter("weight", new Parameter(Tensor.Empty(new[] { numGroups, dim, kernelSize, kernelSize })));
         _proj = RegisterModule("proj", new Sequential(
             new ConvBn(dim, dim / reductionRatio, 1, gelu: true),
@@ -86,29 +84,13 @@ internal sealed class DynamicConv2d : Module<Tensor, Tensor>
     public override Tensor Forward(Tensor x)
     {
         using var scope = TensorScope.Begin();
-        var (h, w) = (x.Size(2), x.Size(3));
         // Kernels: (B, G·C', K, K) viewed group-major as (B, G, C', K, K), softmax over G, mixed with the bank.
         var scale = _proj.Call(F.AdaptiveAvgPool2d(x, _k, _k)).Reshape(-1, _groups, _dim, _k, _k).Softmax(1);
         var kernels = scale.Mul(_weight.Unsqueeze(0)).Sum(1);                              // (B, C', K, K)
         // Bias: the same proj on the spatial mean (its BN runs a second time, as in the official code).
         var biasScale = _proj.Call(x.Mean(new long[] { -2, -1 }, keepDim: true)).Reshape(-1, _groups, _dim).Softmax(1);
         var bias = biasScale.Mul(_bias.Unsqueeze(0)).Sum(1);                               // (B, C')
-        long pad = _k / 2;
-        Tensor y;
-        if (!_exportFriendly())
-        {
-            // one depthwise conv over the batch folded into channels (groups = B·C')
-            var folded = F.Conv2d(x.Reshape(1, -1, h, w), kernels.Reshape(-1, 1, _k, _k), bias.Flatten(),
-                                  padding: pad, groups: x.Size(0) * _dim);
-            y = folded.Reshape(-1, _dim, h, w);
-        }
-        else
-        {
-            // y[b,c] = bias[b,c] + kernel[b,c] (1 x K²) @ patches[b,c] (K² x HW), batched over B·C'
-            var patches = F.Unfold(x, _k, padding: pad).Reshape(-1, _k * _k, h * w);
-            y = Ops.Baddbmm.Call(bias.Reshape(-1, 1, 1), kernels.Reshape(-1, 1, _k * _k), patches).Reshape(-1, _dim, h, w);
-        }
-        return y.MoveToOuterScope();
+        return F.DepthwiseConv2dPerSample(x, kernels, bias, _k / 2).MoveToOuterScope();
     }
 }
 
@@ -120,10 +102,10 @@ internal sealed class HybridTokenMixer : Module
     readonly Osra _global;
     readonly Sequential _proj;
 
-    public HybridTokenMixer(long dim, long kernelSize, long numGroups, long numHeads, long srRatio, Func<bool> exportFriendly, long reductionRatio = 8)
+    public HybridTokenMixer(long dim, long kernelSize, long numGroups, long numHeads, long srRatio, long reductionRatio = 8)
     {
         if (dim % 2 != 0) throw new ArgumentException($"D-Mixer: the stage width {dim} must be even.");
-        _local = RegisterModule("local_unit", new DynamicConv2d(dim / 2, kernelSize, numGroups, exportFriendly));
+        _local = RegisterModule("local_unit", new DynamicConv2d(dim / 2, kernelSize, numGroups));
         _global = RegisterModule("global_unit", new Osra(dim / 2, numHeads, srRatio));
         long inner = Math.Max(16, dim / reductionRatio);
         _proj = RegisterModule("proj", new Sequential(
@@ -202,11 +184,11 @@ internal sealed class Block : Module
     readonly Module<Tensor, Tensor> _dropPath, _ls1, _ls2;
 
     public Block(long dim, long kernelSize, long srRatio, long numGroups, long numHeads, double mlpRatio,
-                 double drop, double dropPath, double? layerScaleInit, Func<bool> exportFriendly)
+                 double drop, double dropPath, double? layerScaleInit)
     {
         _posEmbed = RegisterModule("pos_embed", new Conv2d(dim, dim, 7, padding: 3, groups: dim));
         _norm1 = RegisterModule("norm1", new GroupNorm(1, dim));
-        _mixer = RegisterModule("token_mixer", new HybridTokenMixer(dim, kernelSize, numGroups, numHeads, srRatio, exportFriendly));
+        _mixer = RegisterModule("token_mixer", new HybridTokenMixer(dim, kernelSize, numGroups, numHeads, srRatio));
         _norm2 = RegisterModule("norm2", new GroupNorm(1, dim));
         _mlp = RegisterModule("mlp", new MsFfn(dim, (long)(dim * mlpRatio), drop));
         _dropPath = RegisterModule<Module<Tensor, Tensor>>("drop_path", dropPath > 0 ? new DropPath(dropPath) : new Identity());

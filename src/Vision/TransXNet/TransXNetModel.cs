@@ -23,7 +23,7 @@ internal sealed record TransXNetConfig(
 /// (stage 1, down 1, stage 2, down 2, stage 3, down 3, stage 4), then <c>classifier</c> (GN1 → pool → 1×1 conv), or
 /// with <c>fork_feat</c> the per-stage norms <c>norm0/2/4/6</c> for dense tasks.
 /// </summary>
-internal sealed class TransXNetModel : Backbone, IExportFormulation
+internal sealed class TransXNetModel : Backbone
 {
     static readonly int[] StagePositions = { 0, 2, 4, 6 };
 
@@ -35,7 +35,6 @@ internal sealed class TransXNetModel : Backbone, IExportFormulation
     readonly Module<Tensor, Tensor>?[] _stageNorms = new Module<Tensor, Tensor>?[4];
     readonly List<FeatureInfo> _featureInfo = new();
     int _numClasses;
-    bool _exportFriendly;
 
     internal TransXNetModel(string variant, PretrainedConfig pretrained, TransXNetConfig o) : base("transxnet", variant, pretrained)
     {
@@ -63,7 +62,7 @@ internal sealed class TransXNetModel : Backbone, IExportFormulation
             var stage = new ModuleList<Block>();
             for (int b = 0; b < a.Layers[s]; b++, index++)
                 stage.Add(new Block(a.EmbedDims[s], a.KernelSize[s], a.SrRatio[s], a.NumGroups[s], a.NumHeads[s], a.MlpRatios[s],
-                                    o.DropRate, dpr[index], a.LayerScaleInitValue, () => _exportFriendly));
+                                    o.DropRate, dpr[index], a.LayerScaleInitValue));
             _network.Add(stage);
             if (s < 3)
                 _network.Add(new ConvBnPatchEmbed(a.EmbedDims[s], a.EmbedDims[s + 1], o.DownPatchSize, o.DownStride, o.DownPad));
@@ -84,9 +83,6 @@ internal sealed class TransXNetModel : Backbone, IExportFormulation
         // (their defaults); IDConv banks trunc-normal (set by the layer); layer scales and tables as built
         WeightInit.TruncNormalConvs.Apply(this);
     }
-
-    /// <inheritdoc/>
-    bool IExportFormulation.ExportFriendly { get => _exportFriendly; set => _exportFriendly = value; }
 
     internal static long CeilDiv(long a, long b) => (a + b - 1) / b;
 

@@ -29,6 +29,7 @@ internal static class Float16Emulation
                 nodes.Add(n);
                 continue;
             }
+            foreach (var sub in GraphEdits.Subgraphs(n)) Float16.Retype(sub, DataType.Float16, DataType.Float);  // rounded at its outputs
             var to = n.Attribute.FirstOrDefault(a => a.Name == "to");
             if (n.OpType == "Cast" && to is not null && to.I == (int)DataType.Float16) to.I = (int)DataType.Float;
             var rounded = new List<NodeProto>();
