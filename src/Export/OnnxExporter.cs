@@ -274,6 +274,7 @@ public static class OnnxExporter
         model.Graph.Initializer.AddRange(g.Initializers);
         model.Graph.Input.Add(ValueInfo(inputName, a[a.InputId]));
         for (int k = 0; k < outNames.Count; k++) model.Graph.Output.Add(ValueInfo(outNames[k], a[a.OutputIds[k]]));
+        model.Graph.ValueInfo.AddRange(IntermediateShapes(a, g, model.Graph));
         foreach (var (key, value) in metadata) model.MetadataProps.Add(new StringStringEntryProto { Key = key, Value = value });
         model.MetadataProps.Add(new StringStringEntryProto { Key = "mlnetext.library_version", Value = LibraryInfo.Version });
         LastMapTime = sw.Elapsed;
@@ -334,19 +335,42 @@ public static class OnnxExporter
         return needed;
     }
 
+    /// <summary>Type and shape of every traced value the graph computes (not its inputs and outputs), with the batch
+    /// dimension as N. ONNX Runtime starts its shape inference from these: without them, shapes computed at run time
+    /// (a Reshape to Shape(x), a Scan's output) leave the batch dimension unknown downstream, which stops fusions that
+    /// need two shapes to be provably equal (e.g. a residual Add into the convolution before it).</summary>
+    static IEnumerable<ValueInfoProto> IntermediateShapes(Trace trace, GraphBuilder g, GraphProto graph)
+    {
+        var computed = graph.Node.SelectMany(n => n.Output).ToHashSet();
+        computed.ExceptWith(graph.Input.Select(i => i.Name).Concat(graph.Output.Select(o => o.Name)));
+        var infos = new Dictionary<string, ValueInfoProto>();
+        var ambiguous = new HashSet<string>();
+        foreach (var v in trace.Values.Where(v => v.Dynamic && g.IsBound(v.Id)))
+        {
+            var name = g.NameOf(v.Id);
+            if (!computed.Contains(name)) continue;
+            var info = ValueInfo(name, v);
+            // two traced values bound to one name (an alias) with different shapes: leave that name to inference
+            if (infos.TryGetValue(name, out var seen) && !seen.Equals(info)) ambiguous.Add(name);
+            infos[name] = info;
+        }
+        return infos.Where(kv => !ambiguous.Contains(kv.Key)).Select(kv => kv.Value);
+    }
+
     static ValueInfoProto ValueInfo(string name, TValue v) => new()
     {
         Name = name,
-        Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = OnnxTypes.Of(v.DType), Shape = Shape(v.Shape, v.DynamicDims) } },
+        Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = OnnxTypes.Of(v.DType), Shape = Shape(v) } },
     };
 
-    static TensorShapeProto Shape(long[] dims, bool[]? dynamic)
+    /// <summary>Static dimensions as numbers, the batch dimension as N, other batch-dependent sizes (B·C) unnamed.</summary>
+    static TensorShapeProto Shape(TValue v)
     {
         var s = new TensorShapeProto();
-        for (int k = 0; k < dims.Length; k++)
-            s.Dim.Add(dynamic is not null && dynamic.Length > k && dynamic[k]
-                ? new TensorShapeProto.Types.Dimension { DimParam = "N" }
-                : new TensorShapeProto.Types.Dimension { DimValue = dims[k] });
+        for (int k = 0; k < v.Shape.Length; k++)
+            s.Dim.Add(v.BatchDims.Length > k && v.BatchDims[k] ? new TensorShapeProto.Types.Dimension { DimParam = "N" }
+                : v.DynamicDims.Length > k && v.DynamicDims[k] ? new TensorShapeProto.Types.Dimension()
+                : new TensorShapeProto.Types.Dimension { DimValue = v.Shape[k] });
         return s;
     }
 

@@ -122,7 +122,9 @@ internal static class Float16
         foreach (var o in outputs)
             nodes.Add(float32.TryGetValue(rename[o], out var single) ? GraphEdits.Node("Identity", [single], [o]) : GraphEdits.Cast(rename[o], o, DataType.Float));
 
-        // a subgraph (a Scan's body) computes in float16 like the operators around it
+        // every float value under its float32 name now holds float16 (islands compute under new names), and a
+        // subgraph (a Scan's body) computes in float16 like the operators around it
+        foreach (var v in g.ValueInfo.Where(v => v.Type.TensorType.ElemType == (int)DataType.Float)) v.Type.TensorType.ElemType = (int)DataType.Float16;
         foreach (var sub in nodes.SelectMany(GraphEdits.Subgraphs)) Retype(sub, DataType.Float, DataType.Float16);
 
         g.Node.Clear();

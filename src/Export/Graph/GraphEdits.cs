@@ -32,7 +32,8 @@ internal static class GraphEdits
     public static NodeProto Cast(string input, string output, TensorProto.Types.DataType to) =>
         Node("Cast", [input], [output], Attr.I("to", (int)to));
 
-    /// <summary>Drops the nodes no graph output depends on and the initializers nothing reads. ML.NET's slot-name nodes
+    /// <summary>Drops the nodes no graph output depends on, the initializers nothing reads and the shapes of values no
+    /// longer computed. ML.NET's slot-name nodes
     /// (domain ai.onnx.ml), which ML.NET reads rather than the graph, stay.</summary>
     public static void RemoveDead(GraphProto g)
     {
@@ -49,5 +50,7 @@ internal static class GraphEdits
         g.Node.Clear();
         g.Node.AddRange(kept);
         foreach (var t in g.Initializer.Where(t => !live.Contains(t.Name)).ToList()) g.Initializer.Remove(t);
+        var computed = kept.SelectMany(n => n.Output).ToHashSet();
+        foreach (var v in g.ValueInfo.Where(v => !computed.Contains(v.Name)).ToList()) g.ValueInfo.Remove(v);
     }
 }

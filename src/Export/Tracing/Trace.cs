@@ -62,6 +62,8 @@ internal sealed class TValue
     public long[] Shape = Array.Empty<long>();
     /// <summary>Dimensions whose size differs between the two traces (batch-dependent).</summary>
     public bool[] DynamicDims = Array.Empty<bool>();
+    /// <summary>Dimensions equal to the batch size in both traces (written as the symbolic dimension N).</summary>
+    public bool[] BatchDims = Array.Empty<bool>();
     /// <summary>Computed from the graph input (or from batch-dependent sizes): must become graph nodes.</summary>
     public bool Dynamic;
     public bool IsInput;

@@ -66,6 +66,7 @@ internal static class TraceMerger
             if (u.Shape.Length != w.Shape.Length || u.DType != w.DType)
                 throw new OnnxExportException($"Tensor %{id} has rank/type {u.Shape.Length}/{u.DType} at batch {na} but {w.Shape.Length}/{w.DType} at batch {nb}.");
             u.DynamicDims = u.Shape.Zip(w.Shape, (s, t) => s != t).ToArray();
+            u.BatchDims = u.Shape.Zip(w.Shape, (s, t) => s == na && t == nb).ToArray();
             if (u.Producer < 0 && !u.IsInput && u.DynamicDims.Any(d => d))
                 throw new OnnxExportException($"A constant tensor{(u.StateKey is null ? "" : $" '{u.StateKey}'")} made outside the traced operators has shape " +
                     $"[{string.Join(", ", u.Shape)}] at batch {na} but [{string.Join(", ", w.Shape)}] at batch {nb}; make batch-sized tensors with tensor operations.");

@@ -112,7 +112,17 @@ public sealed class ExporterTests
         var ops = model.Graph.Node.Select(n => n.OpType).ToList();
         CollectionAssert.Contains(ops, "Shape");
         Assert.AreEqual("N", model.Graph.Input[0].Type.TensorType.Shape.Dim[0].DimParam);
-        Assert.AreEqual("N", model.Graph.Output[0].Type.TensorType.Shape.Dim[0].DimParam);
+        // the output's first dimension is 2N: batch-dependent, so neither a number nor N
+        Assert.AreEqual(TensorShapeProto.Types.Dimension.ValueOneofCase.None, model.Graph.Output[0].Type.TensorType.Shape.Dim[0].ValueCase);
+        Assert.AreEqual(3, model.Graph.Output[0].Type.TensorType.Shape.Dim[1].DimValue);
+        // every computed value carries its shape: batch-dependent sizes unnamed, the batch dimension as N
+        var reshaped = model.Graph.ValueInfo.Single(v => v.Name == model.Graph.Node.Single(n => n.OpType == "Reshape").Output[0]).Type.TensorType.Shape;
+        Assert.AreEqual(TensorShapeProto.Types.Dimension.ValueOneofCase.None, reshaped.Dim[0].ValueCase);
+        Assert.AreEqual(3, reshaped.Dim[1].DimValue);
+        var scaled = Build(null, new long[] { 2, 3 }, x => x.Mul(2.0).Add(1.0)).Graph;
+        var shape = scaled.ValueInfo.Single(v => v.Name == scaled.Node.Single(n => n.OpType == "Mul").Output[0]).Type.TensorType.Shape;
+        CollectionAssert.AreEqual(new[] { "N", "", "" }, shape.Dim.Select(d => d.DimParam).ToArray());
+        CollectionAssert.AreEqual(new long[] { 0, 2, 3 }, shape.Dim.Select(d => d.DimValue).ToArray());
         Assert.IsFalse(model.Graph.Initializer.Any(t => t.DataType == (int)TensorProto.Types.DataType.Int64 && t.Dims.Count == 1 && t.Dims[0] == 2
             && BitConverter.ToInt64(t.RawData.Span) == 4), "no batch-2 size [4, 3] is baked in");
     }

@@ -20,6 +20,7 @@ internal static class Float16Emulation
         var g = model.Graph;
         var types = Float16.InferTypes(g);
         foreach (var t in g.Initializer.Where(t => t.DataType == (int)DataType.Float16)) ToFloat(t);
+        foreach (var v in g.ValueInfo.Where(v => v.Type.TensorType.ElemType == (int)DataType.Float16)) v.Type.TensorType.ElemType = (int)DataType.Float;
         var nodes = new List<NodeProto>();
         foreach (var n in g.Node)
         {
