@@ -57,7 +57,10 @@ try
     }
     // Serving: the same network on a normalised input in both runtimes.
     OnnxExporter.Export(model, path, new OnnxExportOptions { Opset = opset, Preprocess = OnnxPreprocess.None });
-    using var session = OnnxSession.FromFile(path, new OnnxSessionOptions { IntraOpThreads = threads });
+    // two sessions run by turns: their threads must not spin while the other one runs (on few cores, spinning threads
+    // of the session that just finished slow down the next run of the other)
+    var alternating = new OnnxSessionOptions { IntraOpThreads = threads, IntraOpSpinning = torchOnnx is null };
+    using var session = OnnxSession.FromFile(path, alternating);
     foreach (int n in new[] { 1, 8 })
     {
         var data = new float[n * 3 * h * w];
@@ -69,16 +72,17 @@ try
         double torchS = Serve(() => { using (Autograd.InferenceMode()) model.Call(x).Dispose(); }, k);
         if (torchOnnx is not null)
         {
-            // ours and torch.onnx's, alternating run by run so machine load hits both alike
-            using var theirs = OnnxSession.FromFile(torchOnnx.Length > 1 && n > 1 ? torchOnnx[1] : torchOnnx[0], new OnnxSessionOptions { IntraOpThreads = threads });
+            // ours and torch.onnx's, alternating run by run (and which goes first) so machine load hits both alike
+            using var theirs = OnnxSession.FromFile(torchOnnx.Length > 1 && n > 1 ? torchOnnx[1] : torchOnnx[0], alternating);
             void Ours() { using var r = session.Run(session.Inputs[0].Name, input, new[] { "logits" }); }
             void Theirs() { using var r = theirs.Run(theirs.Inputs[0].Name, input, new[] { theirs.Outputs[0].Name }); }
             Ours(); Theirs(); Ours(); Theirs();
             var (a, b) = (new List<double>(), new List<double>());
             for (int i = 0; i < k; i++)
             {
+                if (i % 2 == 1) { var st = Stopwatch.StartNew(); Theirs(); b.Add(st.Elapsed.TotalSeconds); }
                 var sw = Stopwatch.StartNew(); Ours(); a.Add(sw.Elapsed.TotalSeconds);
-                sw.Restart(); Theirs(); b.Add(sw.Elapsed.TotalSeconds);
+                if (i % 2 == 0) { var st = Stopwatch.StartNew(); Theirs(); b.Add(st.Elapsed.TotalSeconds); }
             }
             serving[$"batch{n}"] = new { libtorch_ms = torchS * 1e3, onnxruntime_ms = Median(a) * 1e3, torch_onnx_ms = Median(b) * 1e3,
                 ours_vs_torch_onnx = Median(b) / Median(a), torch_onnx_dynamic_batch = torchOnnx.Length == 1 };

@@ -33,10 +33,11 @@ try
         if (trained is not null) trained.ExportOnnx(paths[p], options); else OnnxExporter.Export(backbone, paths[p], options);
         bytes[p] = new FileInfo(paths[p]).Length;
     }
-    var sessionOptions = new OnnxSessionOptions { IntraOpThreads = threads };
+    // the two sessions run by turns: no spinning threads of one slowing the other's next run on few cores
+    var sessionOptions = new OnnxSessionOptions { IntraOpThreads = threads, IntraOpSpinning = false };
     using var fp32 = OnnxSession.FromFile(paths[OnnxPrecision.Float32], sessionOptions);
     // --optimized FILE: where ONNX Runtime writes the low-precision graph after its fusions (to see which kernels run)
-    using var lowSession = OnnxSession.FromFile(paths[low], new OnnxSessionOptions { IntraOpThreads = threads, OptimizedModelPath = Arg("--optimized") });
+    using var lowSession = OnnxSession.FromFile(paths[low], new OnnxSessionOptions { IntraOpThreads = threads, IntraOpSpinning = false, OptimizedModelPath = Arg("--optimized") });
     var dims = fp32.Inputs[0].Dimensions;
     var serving = new Dictionary<string, object>();
     foreach (int n in new[] { 1, 8 })
