@@ -225,12 +225,10 @@ internal sealed class ConvMerging : Module
     public Tensor Forward(Tensor x, long height, long width)
     {
         long c = x.Size(2);
-        using var a = x.Reshape(-1, height, width, c);
-        using var b = a.Permute(0, 3, 1, 2);
+        using var b = TokenLayout.ToImage(x, c, height, width);
         using var n = _norm.Call(b);
         using var r = _reduction.Call(n);
-        using var f = r.Flatten(2);
-        return f.Transpose(1, 2);
+        return TokenLayout.ToTokens(r);
     }
 }
 
@@ -308,10 +306,8 @@ internal sealed class ConvEmbed : Module
         using var s = _stem.Call(xp);
         using var p = _proj.Call(s);
         long gh = p.Size(2), gw = p.Size(3);
-        using var f = p.Flatten(2);
-        using var t = f.Transpose(1, 2);
+        using var t = TokenLayout.ToTokens(p);
         using var n = _norm.Call(t);
-        using var back = n.Transpose(1, 2);
-        return back.Reshape(-1, _embed, gh, gw);
+        return TokenLayout.ToImage(n, _embed, gh, gw);
     }
 }

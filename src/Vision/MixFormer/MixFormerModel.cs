@@ -125,8 +125,7 @@ internal sealed class MixFormerModel : Backbone
         using var e = _patchEmbed.Forward(images);
         h = e.Size(2);
         w = e.Size(3);
-        using var f = e.Flatten(2);
-        using var t = f.Transpose(1, 2);
+        using var t = TokenLayout.ToTokens(e);
         return F.Dropout(t, _o.DropRate, Training);   // pos_drop
     }
 
@@ -192,8 +191,7 @@ internal sealed class MixFormerModel : Backbone
         if (features.Dim != 4 || features.Size(1) != _o.EmbedDims[^1])
             throw new ArgumentException($"{Variant}: ForwardHead expects the NCHW map of ForwardFeatures with {_o.EmbedDims[^1]} channels, " +
                 $"got shape [{string.Join(", ", features.Shape)}].", nameof(features));
-        using var f = features.Flatten(2);
-        using var t = f.Transpose(1, 2);                  // (B, L, 8C)
+        using var t = TokenLayout.ToTokens(features);    // (B, L, 8C)
         using var n = _norm.Call(t);
         using var p = _lastProj.Call(n);
         using var a = F.Gelu(p);

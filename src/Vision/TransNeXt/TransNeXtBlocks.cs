@@ -159,7 +159,7 @@ internal sealed class AggregatedAttention : Module
         attnLocal = attnLocal.MaskedFill(_paddingMask, double.NegativeInfinity);
 
         // pooled keys and values ("activate and pool")
-        var xImg = x.Permute(0, 2, 1).Reshape(-1, c, h, w).Contiguous();
+        var xImg = TokenLayout.ToImage(x, c, h, w).Contiguous();
         var pooled = F.AdaptiveAvgPool2d(F.Gelu(_sr.Call(xImg)), _poolH, _poolW).Reshape(-1, c, PoolLength).Permute(0, 2, 1);
         pooled = _norm.Call(pooled);
         var kvPool = _kv.Call(pooled).Reshape(-1, PoolLength, 2L * _heads, _headDim).Permute(0, 2, 1, 3).Chunk(2, 1);
