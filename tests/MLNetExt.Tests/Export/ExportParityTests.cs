@@ -153,6 +153,8 @@ public sealed class ExportParityTests
     [DataRow("softmax", 13)]
     [DataRow("hardswish", 14)]
     [DataRow("group_norm", 21)]
+    [DataRow("mlnetext::depthwise_conv2d_per_sample", 13)]
+    [DataRow("mlnetext::depthwise_conv2d_per_sample", 21)]
     public void MapperMatchesLibtorchAtOtherOpsets(string op, int opset) => CheckCase(op, opset);
 
     static void CheckCase(string op, int opset)

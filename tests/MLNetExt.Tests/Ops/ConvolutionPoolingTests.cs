@@ -75,4 +75,29 @@ public sealed class ConvolutionPoolingTests : OpsTestBase
         CollectionAssert.AreEqual(new long[] { 1, 4, 2 }, cols.Shape);
         CollectionAssert.AreEqual(new float[] { 0, 1, 1, 2, 3, 4, 4, 5 }, cols.ToArray<float>());
     }
+
+    /// <summary>The bridge operator equals a depthwise convolution run sample by sample, forward and backward, and
+    /// names what is wrong with its arguments.</summary>
+    [TestMethod]
+    public void DepthwiseConv2dPerSample_IsAPerSampleDepthwiseConvolution()
+    {
+        using var scope = TensorScope.Begin();
+        TorchRuntime.ManualSeed(7);
+        var (x0, w0, b0, upstream) = (Tensor.Randn([3, 4, 9, 7]), Tensor.Randn([3, 4, 5, 5]), Tensor.Randn([3, 4]), Tensor.Randn([3, 4, 9, 7]));
+        Tensor[] Leaves() => [x0.Detach().RequiresGrad_(), w0.Detach().RequiresGrad_(), b0.Detach().RequiresGrad_()];
+        var (ours, loop) = (Leaves(), Leaves());
+        var y = F.DepthwiseConv2dPerSample(ours[0], ours[1], ours[2], 2);
+        var expected = Tensor.Cat(Enumerable.Range(0, 3).Select(i =>
+            F.Conv2d(loop[0].Narrow(0, i, 1), loop[1].Select(0, i).Unsqueeze(1), loop[2].Select(0, i), padding: 2, groups: 4)).ToArray(), 0);
+        TensorAssert.Equal(expected, y, "forward");
+        y.Mul(upstream).Sum().Backward();
+        expected.Mul(upstream).Sum().Backward();
+        for (int k = 0; k < 3; k++) TensorAssert.Close(loop[k].Grad!, ours[k].Grad!, 1e-5, 1e-5, $"gradient {k}");
+
+        var (x, w, b) = (x0, w0, b0);
+        var e = Assert.ThrowsExactly<TorchException>(() => F.DepthwiseConv2dPerSample(x, w.Narrow(1, 0, 3), b, 2));
+        StringAssert.Contains(e.Message, "weight must be (B, C, K, K) = (3, 4, K, K), got [3, 3, 5, 5]");
+        e = Assert.ThrowsExactly<TorchException>(() => F.DepthwiseConv2dPerSample(x, w, b.Narrow(0, 0, 2), 2));
+        StringAssert.Contains(e.Message, "bias must be (B, C) = (3, 4), got [2, 4]");
+    }
 }
