@@ -33,8 +33,7 @@ internal static class GraphEdits
         Node("Cast", [input], [output], Attr.I("to", (int)to));
 
     /// <summary>Drops the nodes no graph output depends on, the initializers nothing reads and the shapes of values no
-    /// longer computed. ML.NET's slot-name nodes
-    /// (domain ai.onnx.ml), which ML.NET reads rather than the graph, stay.</summary>
+    /// longer computed. ML.NET's slot-name nodes (domain ai.onnx.ml), which ML.NET reads rather than the graph, stay.</summary>
     public static void RemoveDead(GraphProto g)
     {
         var live = new HashSet<string>(g.Output.Select(o => o.Name));
