@@ -19,7 +19,7 @@ TorchRuntime.Threads = threads;
 ImageClassificationModel? trained = Arg("--model") is { } file ? ImageClassificationModel.Load(file) : null;
 var backbone = trained?.Backbone ?? Backbones.Create(args[0]);
 backbone.Eval();
-var low = Enum.GetValues<OnnxPrecision>().Single(p => OnnxExporter.PrecisionName(p) == (Arg("--precision") ?? "int8"));
+var low = OnnxExporter.PrecisionFromName(Arg("--precision") ?? "int8") ?? throw new ArgumentException($"--precision must be int8 or fp16, got '{Arg("--precision")}'.");
 string lowName = OnnxExporter.PrecisionName(low);
 var dir = Directory.CreateTempSubdirectory("quantbench-");
 try

@@ -47,7 +47,7 @@ internal static class ExportCommand
     internal static int Run(ModelOptions.Choice choice, FileInfo? weights, string? labelsText, string? sizeText, int opset, string preprocess,
         bool features, FileInfo output, TextWriter log, FileInfo? mlnetZip = null, string precisionText = "fp32")
     {
-        var precision = Enum.GetValues<OnnxPrecision>().Cast<OnnxPrecision?>().FirstOrDefault(p => OnnxExporter.PrecisionName(p!.Value) == precisionText.ToLowerInvariant())
+        var precision = OnnxExporter.PrecisionFromName(precisionText)
             ?? throw new ArgumentException($"--precision must be 'fp32', 'fp16' or 'int8', got '{precisionText}'.");
         if (opset is < 13 or > 21) throw new ArgumentException($"--opset must be between 13 and 21, got {opset}.");
         var mode = preprocess.ToLowerInvariant() switch

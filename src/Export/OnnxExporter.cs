@@ -178,17 +178,16 @@ public static class OnnxExporter
             var model_ = BuildModel(model, new long[] { 3, inputH, inputW }, Forward, inputName, outputs.ToArray(),
                 options.Opset, metadata, options.Labels, $"{model.Family}/{model.Variant}");
             if (options.Precision == OnnxPrecision.Int8) DynamicInt8.Apply(model_, options.Int8MinSide);
-            else if (options.Precision == OnnxPrecision.Float16)
-            {
-                Float16.Apply(model_);
-                long inline = model_.Graph.Node.Where(n => n.OpType == "Constant").Sum(n => (long)n.Attribute[0].T.RawData.Length);
-                if (inline > options.ExternalDataThreshold)
-                    throw new OnnxExportException($"The float16 weights of {model.Family}/{model.Variant} take {inline / 1e6:F0} MB, more than the " +
-                        $"{options.ExternalDataThreshold / 1e6:F0} MB written inside one ONNX file; float16 weights are Constant nodes (which ML.NET " +
-                        "can load) and are not written to external data. Export float32 for a model this large.");
-            }
+            else if (options.Precision == OnnxPrecision.Float16) Float16.Apply(model_);
+            // weights written inline as Constant nodes: only the float16 pass makes them (ML.NET cannot read float16 initializers)
+            var inline = model_.Graph.Node.Where(n => n.OpType == "Constant").Select(n => n.Attribute[0].T).ToList();
+            long inlineBytes = inline.Sum(t => (long)t.RawData.Length);
+            if (inlineBytes > options.ExternalDataThreshold)
+                throw new OnnxExportException($"The float16 weights of {model.Family}/{model.Variant} take {inlineBytes / 1e6:F0} MB, more than the " +
+                    $"{options.ExternalDataThreshold / 1e6:F0} MB written inside one ONNX file; float16 weights are Constant nodes (which ML.NET " +
+                    "can load) and are not written to external data. Export float32 for a model this large.");
             var written = OnnxFile.Write(model_, path, options.ExternalDataThreshold);
-            var constants = model_.Graph.Initializer.Concat(model_.Graph.Node.Where(n => n.OpType == "Constant").Select(n => n.Attribute[0].T)).ToList();
+            var constants = model_.Graph.Initializer.Concat(inline).ToList();
             return new OnnxExportResult(path, written, model_.Graph.Node.Count, constants.Count,
                 constants.Sum(t => (long)t.RawData.Length), new[] { model_.Graph.Input[0].Name },
                 model_.Graph.Output.Select(o => o.Name).ToArray(), sw.Elapsed, LastTraceTime, LastMapTime);
@@ -207,6 +206,11 @@ public static class OnnxExporter
         OnnxPrecision.Float16 => "fp16",
         _ => throw new ArgumentException($"Unknown ONNX precision {precision}; expected Float32, Int8 or Float16.", nameof(precision)),
     };
+
+    /// <summary>The precision <paramref name="name"/> names as <see cref="PrecisionName"/> writes it (<c>fp32</c>,
+    /// <c>int8</c>, <c>fp16</c>; any case), or null.</summary>
+    public static OnnxPrecision? PrecisionFromName(string name) =>
+        Enum.GetValues<OnnxPrecision>().Where(p => PrecisionName(p) == name.ToLowerInvariant()).Select(p => (OnnxPrecision?)p).FirstOrDefault();
 
     /// <summary>Traces <paramref name="forward"/> at batch 2 and 3 and builds the ONNX model (input [N, ..itemShape]).</summary>
     internal static ModelProto BuildModel(Module? module, long[] itemShape, Func<Tensor, Tensor[]> forward, string inputName, string[] outputNames,
@@ -342,7 +346,7 @@ public static class OnnxExporter
     static IEnumerable<ValueInfoProto> IntermediateShapes(Trace trace, GraphBuilder g, GraphProto graph)
     {
         var computed = graph.Node.SelectMany(n => n.Output).ToHashSet();
-        computed.ExceptWith(graph.Input.Select(i => i.Name).Concat(graph.Output.Select(o => o.Name)));
+        computed.ExceptWith(graph.Output.Select(o => o.Name));
         var infos = new Dictionary<string, ValueInfoProto>();
         var ambiguous = new HashSet<string>();
         foreach (var v in trace.Values.Where(v => v.Dynamic && g.IsBound(v.Id)))
@@ -357,11 +361,7 @@ public static class OnnxExporter
         return infos.Where(kv => !ambiguous.Contains(kv.Key)).Select(kv => kv.Value);
     }
 
-    static ValueInfoProto ValueInfo(string name, TValue v) => new()
-    {
-        Name = name,
-        Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = OnnxTypes.Of(v.DType), Shape = Shape(v) } },
-    };
+    static ValueInfoProto ValueInfo(string name, TValue v) => GraphEdits.Value(name, OnnxTypes.Of(v.DType), Shape(v));
 
     /// <summary>Static dimensions as numbers, the batch dimension as N, other batch-dependent sizes (B·C) unnamed.</summary>
     static TensorShapeProto Shape(TValue v)

@@ -307,7 +307,7 @@ internal sealed class Trainer : IDisposable
             if (accumulated == 0) _schedule.Apply(_optimizer, _state.GlobalStep);
             TorchRuntime.ManualSeed(Mix(_o.Seed ?? 0, _state.MicroStep));
             double value;
-            bool closesStep = accumulated + 1 == A || batchIndex + 1 == _batchesPerEpoch;
+            bool lastOfEpoch = batchIndex + 1 == _batchesPerEpoch, closesStep = accumulated + 1 == A || lastOfEpoch;
             using (var scope = TensorScope.Begin())
             {
                 var loss = Loss(batch);
@@ -322,7 +322,6 @@ internal sealed class Trainer : IDisposable
             batchIndex++;
             lossSum += value * batch.Count;
             images += batch.Count;
-            bool lastOfEpoch = batchIndex == _batchesPerEpoch;
             windowImages += batch.Count;
             if (!closesStep) continue;
 

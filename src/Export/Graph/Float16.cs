@@ -33,14 +33,8 @@ internal static class Float16
     {
         var g = model.Graph;
         var types = InferTypes(g);
-        var used = new HashSet<string>(g.Node.SelectMany(n => n.Input.Concat(n.Output)).Concat(g.Initializer.Select(t => t.Name))
+        var names = new UniqueNames(g.Node.SelectMany(n => n.Input.Concat(n.Output)).Concat(g.Initializer.Select(t => t.Name))
             .Concat(g.Input.Select(i => i.Name)).Concat(g.Output.Select(o => o.Name)));
-        string Fresh(string hint)
-        {
-            if (used.Add(hint)) return hint;
-            for (int k = 1; ; k++)
-                if (used.Add($"{hint}_{k}")) return $"{hint}_{k}";
-        }
         bool IsFloat(string name) => name.Length > 0 && types.TryGetValue(name, out var t) && t == (int)DataType.Float;
 
         // squares and powers that feed a reduction are the values that overflow: they join the float32 islands
@@ -63,11 +57,11 @@ internal static class Float16
             if (floatInitializers.TryGetValue(name, out var init))
             {
                 var copy = init.Clone();
-                copy.Name = Fresh(name + "_fp32");
+                copy.Name = names.Fresh(name + "_fp32");
                 g.Initializer.Add(copy);
                 return float32[name] = copy.Name;
             }
-            var cast = Fresh(name + "_fp32");
+            var cast = names.Fresh(name + "_fp32");
             nodes.Add(GraphEdits.Cast(name, cast, DataType.Float));
             return float32[name] = cast;
         }
@@ -75,14 +69,14 @@ internal static class Float16
         // the float32 input enters as float16; its float32 twin is the input itself
         foreach (var input in g.Input.Where(i => i.Type.TensorType.ElemType == (int)DataType.Float))
         {
-            var half = Fresh(input.Name + "_fp16");
+            var half = names.Fresh(input.Name + "_fp16");
             nodes.Add(GraphEdits.Cast(input.Name, half, DataType.Float16));
             rename[input.Name] = half;
             float32[half] = input.Name;
         }
         // float32 outputs leave through a cast; inside the graph they are float16 values under another name
         var outputs = g.Output.Where(o => o.Type.TensorType.ElemType == (int)DataType.Float).Select(o => o.Name).ToHashSet();
-        foreach (var o in outputs) rename[o] = Fresh(o + "_fp16");
+        foreach (var o in outputs) rename[o] = names.Fresh(o + "_fp16");
 
         int islands = 0;
         foreach (var node in g.Node)
@@ -111,7 +105,7 @@ internal static class Float16
             foreach (var k in floatOutputs)
             {
                 var half = node.Output[k];
-                var single = Fresh(half + "_fp32");
+                var single = names.Fresh(half + "_fp32");
                 node.Output[k] = single;
                 float32[half] = single;
                 casts.Add(GraphEdits.Cast(single, half, DataType.Float16));  // dropped below when only float32 readers remain

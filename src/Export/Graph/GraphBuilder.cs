@@ -14,7 +14,7 @@ namespace MLNetExt.Export.Graph;
 internal sealed class GraphBuilder
 {
     readonly Dictionary<int, string> _names = new();
-    readonly HashSet<string> _used = new();
+    readonly UniqueNames _used = new([]);
     readonly Dictionary<string, TensorProto> _initializers = new();
     readonly List<string> _initializerOrder = new();
     readonly Dictionary<string, string> _constCache = new();
@@ -40,12 +40,7 @@ internal sealed class GraphBuilder
     }
 
     /// <summary>A name not used yet, derived from <paramref name="hint"/>.</summary>
-    public string Fresh(string hint)
-    {
-        if (_used.Add(hint)) return hint;
-        for (int k = 1; ; k++)
-            if (_used.Add($"{hint}_{k}")) return $"{hint}_{k}";
-    }
+    public string Fresh(string hint) => _used.Fresh(hint);
 
     /// <summary>The ONNX name of a traced value; constants become initializers on first use.</summary>
     public string NameOf(int valueId)

@@ -2,6 +2,23 @@ using MLNetExt.Export.Onnx;
 
 namespace MLNetExt.Export.Graph;
 
+/// <summary>Names not used yet in a graph: the hint itself, else the hint with the first free suffix _1, _2, ...</summary>
+internal sealed class UniqueNames(IEnumerable<string> taken)
+{
+    readonly HashSet<string> _used = new(taken);
+
+    /// <summary>Marks <paramref name="name"/> as used.</summary>
+    public void Add(string name) => _used.Add(name);
+
+    /// <summary>A name not used yet, derived from <paramref name="hint"/> (and now used).</summary>
+    public string Fresh(string hint)
+    {
+        if (_used.Add(hint)) return hint;
+        for (int k = 1; ; k++)
+            if (_used.Add($"{hint}_{k}")) return $"{hint}_{k}";
+    }
+}
+
 /// <summary>Edits of a built ONNX graph, shared by the passes that rewrite it after mapping (<see cref="DynamicInt8"/>,
 /// <see cref="Float16"/>).</summary>
 internal static class GraphEdits
@@ -21,8 +38,12 @@ internal static class GraphEdits
     {
         var shape = new TensorShapeProto();
         shape.Dim.AddRange(dims.Select(d => new TensorShapeProto.Types.Dimension { DimValue = d }));
-        return new() { Name = name, Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = elemType, Shape = shape } } };
+        return Value(name, elemType, shape);
     }
+
+    /// <summary>A typed value (a graph's input, output or intermediate).</summary>
+    public static ValueInfoProto Value(string name, int elemType, TensorShapeProto shape) =>
+        new() { Name = name, Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = elemType, Shape = shape } } };
 
     /// <summary>The graphs a node holds in its attributes (a Scan's body), and theirs in turn.</summary>
     public static IEnumerable<GraphProto> Subgraphs(NodeProto n) =>
