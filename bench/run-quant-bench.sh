@@ -3,10 +3,12 @@
 # the same session options, alternating run by run: latency (batch 1), throughput (batch 8), size, and top-1 agreement
 # over the hymenoptera photos (bench/QuantBench). --model FILE.safetensors measures a trained model instead (its
 # accuracy too when the photos' folders are its classes).
-# Usage: bench/run-quant-bench.sh [--precision int8|fp16] [--threads N] [--reps R] [--images DIR] [--model FILE] [variant ...]
+# --calibrate DIR makes the INT8 model static (convolutions calibrated on the images under DIR, e.g. the hymenoptera
+# training photos; the agreement is measured on --images, the validation photos by default).
+# Usage: bench/run-quant-bench.sh [--precision int8|fp16] [--calibrate DIR] [--threads N] [--reps R] [--images DIR] [--model FILE] [variant ...]
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-threads=$(nproc); reps=20; precision=int8; variants=(); images="$root/../shared/data/hymenoptera/val"; model=""
+threads=$(nproc); reps=20; precision=int8; variants=(); images="$root/../shared/data/hymenoptera/val"; model=""; calibrate=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --precision) precision="$2"; shift 2 ;;
@@ -14,6 +16,7 @@ while [ $# -gt 0 ]; do
     --reps) reps="$2"; shift 2 ;;
     --images) images="$2"; shift 2 ;;
     --model) model="$2"; shift 2 ;;
+    --calibrate) calibrate=(--calibrate "$2"); shift 2 ;;
     *) variants+=("$1"); shift ;;
   esac
 done
@@ -21,10 +24,10 @@ dotnet build "$root/bench/QuantBench/QuantBench.csproj" -c Release -nologo -v qu
 bench=(dotnet "$root/artifacts/bin/QuantBench/release/QuantBench.dll")
 photos=(); [ -d "$images" ] && photos=(--images "$images")
 if [ -n "$model" ]; then
-  MLNETEXT_THREADS="$threads" "${bench[@]}" --model "$model" --precision "$precision" --threads "$threads" --reps "$reps" "${photos[@]}"
+  MLNETEXT_THREADS="$threads" "${bench[@]}" --model "$model" --precision "$precision" --threads "$threads" --reps "$reps" "${photos[@]}" "${calibrate[@]}"
   exit
 fi
 [ ${#variants[@]} -gt 0 ] || variants=(transxnet_t transnext_micro smt_t mixformer_b0)
 for v in "${variants[@]}"; do
-  MLNETEXT_THREADS="$threads" "${bench[@]}" "$v" --precision "$precision" --threads "$threads" --reps "$reps" "${photos[@]}"
+  MLNETEXT_THREADS="$threads" "${bench[@]}" "$v" --precision "$precision" --threads "$threads" --reps "$reps" "${photos[@]}" "${calibrate[@]}"
 done

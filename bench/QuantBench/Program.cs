@@ -7,7 +7,8 @@ using MLNetExt.OnnxRuntime;
 using MLNetExt.Torch;
 using MLNetExt.Vision;
 
-// QuantBench (VARIANT | --model FILE.safetensors) [--precision int8|fp16] [--images DIR] [--optimized FILE] [--threads N] [--reps K]:
+// QuantBench (VARIANT | --model FILE.safetensors) [--precision int8|fp16] [--calibrate DIR] [--images DIR] [--optimized FILE]
+//   [--profile PREFIX] [--threads N] [--reps K]:
 // exports the model in float32 and in the lower precision (default int8; ML.NET pixel layout), then in ONNX Runtime on CPU
 // with the same session options: latency at
 // batch 1 and throughput at batch 8, alternating the two models run by run so machine load hits both alike (medians of
@@ -21,6 +22,8 @@ var backbone = trained?.Backbone ?? Backbones.Create(args[0]);
 backbone.Eval();
 var low = OnnxExporter.PrecisionFromName(Arg("--precision") ?? "int8") ?? throw new ArgumentException($"--precision must be int8 or fp16, got '{Arg("--precision")}'.");
 string lowName = OnnxExporter.PrecisionName(low);
+// --calibrate DIR: static INT8 calibrated on the images under DIR (default: dynamic INT8 of the linear layers)
+var calibration = Arg("--calibrate") is { } calDir ? ImageDataset.FindImages(calDir) : null;
 var dir = Directory.CreateTempSubdirectory("quantbench-");
 try
 {
@@ -29,15 +32,19 @@ try
     foreach (var p in new[] { OnnxPrecision.Float32, low })
     {
         paths[p] = Path.Combine(dir.FullName, $"{p}.onnx");
-        var options = new OnnxExportOptions { Precision = p, Labels = trained?.Classes };
+        var options = new OnnxExportOptions { Precision = p, Labels = trained?.Classes, CalibrationImages = p == OnnxPrecision.Int8 ? calibration : null };
         if (trained is not null) trained.ExportOnnx(paths[p], options); else OnnxExporter.Export(backbone, paths[p], options);
         bytes[p] = new FileInfo(paths[p]).Length;
     }
     // the two sessions run by turns: no spinning threads of one slowing the other's next run on few cores
     var sessionOptions = new OnnxSessionOptions { IntraOpThreads = threads, IntraOpSpinning = false };
-    using var fp32 = OnnxSession.FromFile(paths[OnnxPrecision.Float32], sessionOptions);
-    // --optimized FILE: where ONNX Runtime writes the low-precision graph after its fusions (to see which kernels run)
-    using var lowSession = OnnxSession.FromFile(paths[low], new OnnxSessionOptions { IntraOpThreads = threads, IntraOpSpinning = false, OptimizedModelPath = Arg("--optimized") });
+    using var fp32 = OnnxSession.FromFile(paths[OnnxPrecision.Float32], Arg("--optimized") is { } opt
+        ? new OnnxSessionOptions { IntraOpThreads = threads, IntraOpSpinning = false, OptimizedModelPath = Path.ChangeExtension(opt, ".fp32.onnx") } : sessionOptions);
+    // --optimized FILE: where ONNX Runtime writes the low-precision graph after its fusions (to see which kernels run;
+    // the float32 one goes to FILE with the extension .fp32.onnx)
+    // --profile PREFIX: ONNX Runtime's per-operator profile of the low-precision model (PREFIX…json), and its summary on stderr
+    using var lowSession = OnnxSession.FromFile(paths[low], new OnnxSessionOptions { IntraOpThreads = threads, IntraOpSpinning = false,
+        OptimizedModelPath = Arg("--optimized"), ProfilePrefix = Arg("--profile") });
     var dims = fp32.Inputs[0].Dimensions;
     var serving = new Dictionary<string, object>();
     foreach (int n in new[] { 1, 8 })
@@ -61,6 +68,7 @@ try
             ["fp32_img_s"] = n * 1e3 / Median(a), [$"{lowName}_img_s"] = n * 1e3 / Median(b),
         };
     }
+    if (Arg("--profile") is not null) ProfileSummary(lowSession.EndProfiling());
     object? photos = null;
     if (Arg("--images") is { } images)
     {
@@ -85,6 +93,8 @@ try
         variant = backbone.Variant, trained = trained is not null, threads, date = DateTime.UtcNow.ToString("yyyy-MM-dd"),
         load = File.Exists("/proc/loadavg") ? File.ReadAllText("/proc/loadavg").Split(' ')[0] : "?",
         precision = lowName, fp32_mb = bytes[OnnxPrecision.Float32] / 1e6, low_mb = bytes[low] / 1e6,
+        int8 = low != OnnxPrecision.Int8 ? null : calibration is null ? "dynamic" : $"static ({calibration.Count} images)",
+        quantize_nodes = MLNetExt.Export.Onnx.ModelProto.Parser.ParseFrom(File.ReadAllBytes(paths[low])).Graph.Node.Count(n => n.OpType == "QuantizeLinear"),
         matmul_integer_nodes = MLNetExt.Export.Onnx.ModelProto.Parser.ParseFrom(File.ReadAllBytes(paths[low])).Graph.Node.Count(n => n.OpType == "MatMulInteger"),
         serving, photos,
     }));
@@ -94,6 +104,19 @@ finally
     trained?.Dispose();
     if (trained is null) backbone.Dispose();
     dir.Delete(true);
+}
+
+// time per operator type over the profiled runs, largest first
+static void ProfileSummary(string file)
+{
+    var byOp = new Dictionary<string, double>();
+    foreach (var e in JsonDocument.Parse(File.ReadAllText(file)).RootElement.EnumerateArray())
+        if (e.GetProperty("cat").GetString() == "Node" && e.GetProperty("name").GetString()!.EndsWith("_kernel_time")
+            && e.GetProperty("args").TryGetProperty("op_name", out var op))
+            byOp[op.GetString()!] = byOp.GetValueOrDefault(op.GetString()!) + e.GetProperty("dur").GetDouble() / 1e3;
+    double total = byOp.Values.Sum();
+    foreach (var (op, ms) in byOp.OrderByDescending(kv => kv.Value))
+        Console.Error.WriteLine($"profile {op,-28} {ms,10:F1} ms {100 * ms / total,5:F1} %");
 }
 
 static double Median(List<double> v) { var s = v.Order().ToList(); return s.Count % 2 == 1 ? s[s.Count / 2] : (s[s.Count / 2 - 1] + s[s.Count / 2]) / 2; }

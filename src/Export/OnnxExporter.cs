@@ -70,6 +70,11 @@ public sealed record OnnxExportOptions
     /// <summary>The graph's arithmetic: float32 (default), linear layers in dynamic INT8 (CPU serving) or float16 (GPU
     /// serving).</summary>
     public OnnxPrecision Precision { get; init; } = OnnxPrecision.Float32;
+    /// <summary>With <see cref="OnnxPrecision.Int8"/>: image files on which to calibrate a static quantization
+    /// (convolutions and matrix products in integer arithmetic with activation scales measured on these images, as the
+    /// model's scorer frames them); null = dynamic quantization of the linear layers (no images needed). A few dozen
+    /// to a few hundred images like the ones the model will see are enough.</summary>
+    public IReadOnlyList<string>? CalibrationImages { get; init; }
     /// <summary>Initializer bytes above which the weights go to an external data file next to the model (protobuf
     /// cannot write a single message over 2 GB).</summary>
     public long ExternalDataThreshold { get; init; } = 1L << 30;
@@ -120,6 +125,8 @@ public static class OnnxExporter
         // the training evaluation's framing; the ML.NET-layout graph takes its resize size and slices the crop itself
         var crop = EvalCrop.For(h, w, cropPct);
         var (inputH, inputW) = mlnet ? (crop.ResizeHeight, crop.ResizeWidth) : (h, w);
+        if (options.CalibrationImages is not null && options.Precision != OnnxPrecision.Int8)
+            throw new ArgumentException($"Calibration images are for a static INT8 export; the precision is {PrecisionName(options.Precision)}.", nameof(options));
         if (options.Head != OnnxHead.Classifier && (options.Labels is not null || options.IncludeFeatures))
             throw new ArgumentException("A feature export has one output: no labels and no extra features output.", nameof(options));
         var outputs = options.Head == OnnxHead.Classifier ? new List<string> { options.OutputName ?? "logits", "Score" } : [options.OutputName ?? "features"];
@@ -177,7 +184,16 @@ public static class OnnxExporter
         {
             var model_ = BuildModel(model, new long[] { 3, inputH, inputW }, Forward, inputName, outputs.ToArray(),
                 options.Opset, metadata, options.Labels, $"{model.Family}/{model.Variant}");
-            if (options.Precision == OnnxPrecision.Int8) DynamicInt8.Apply(model_, options.Int8MinSide);
+            if (options.Precision == OnnxPrecision.Int8 && options.CalibrationImages is { } images)
+            {
+                StaticInt8.Quantize(model_, images, options.Int8MinSide);
+                model_.MetadataProps.Add(new StringStringEntryProto { Key = "mlnetext.int8", Value = $"static, calibrated on {images.Count} images" });
+            }
+            else if (options.Precision == OnnxPrecision.Int8)
+            {
+                DynamicInt8.Apply(model_, options.Int8MinSide);
+                model_.MetadataProps.Add(new StringStringEntryProto { Key = "mlnetext.int8", Value = "dynamic (linear layers)" });
+            }
             else if (options.Precision == OnnxPrecision.Float16) Float16.Apply(model_);
             // weights written inline as Constant nodes: only the float16 pass makes them (ML.NET cannot read float16 initializers)
             var inline = model_.Graph.Node.Where(n => n.OpType == "Constant").Select(n => n.Attribute[0].T).ToList();

@@ -28,6 +28,10 @@ public sealed class OnnxSessionOptions
     /// <summary>Where ONNX Runtime writes the model after graph optimisation (for inspection); null = not written.</summary>
     public string? OptimizedModelPath { get; set; }
 
+    /// <summary>ONNX Runtime's per-operator profile goes to a JSON file starting with this prefix (benchmarks find where
+    /// the time goes); null = no profiling. <see cref="OnnxSession.EndProfiling"/> closes it.</summary>
+    internal string? ProfilePrefix { get; set; }
+
     /// <summary>Receives warnings (CUDA fallback); null = standard error.</summary>
     public Action<string>? Warning { get; set; }
 }
@@ -108,6 +112,7 @@ internal sealed class OnnxSession : IDisposable
             GraphOptimizationLevel = (Ort.GraphOptimizationLevel)(int)options.GraphOptimization,
         };
         if (!options.IntraOpSpinning) so.AddSessionConfigEntry("session.intra_op.allow_spinning", "0");
+        if (options.ProfilePrefix != null) { so.ProfileOutputPathPrefix = options.ProfilePrefix; so.EnableProfiling = true; }  // the prefix first: enabling reads it
         if (options.OptimizedModelPath != null) so.OptimizedModelFilePath = Path.GetFullPath(options.OptimizedModelPath);
         var warnings = new List<string>();
         var provider = "CPU";
@@ -173,6 +178,9 @@ internal sealed class OnnxSession : IDisposable
         return new OnnxNodeInfo(name, kind, (OnnxElementType)(int)m.ElementDataType,
             m.Dimensions.Select(d => (long)d).ToArray(), m.SymbolicDimensions.Select(d => d ?? "").ToArray());
     }
+
+    /// <summary>Ends profiling (<see cref="OnnxSessionOptions.ProfilePrefix"/>); returns the profile file written.</summary>
+    internal string EndProfiling() => session.EndProfiling();
 
     /// <summary>The description of the input with this name.</summary>
     public OnnxNodeInfo Input(string name) => inputIndex.TryGetValue(name, out var i) ? Inputs[i]

@@ -83,6 +83,40 @@ public sealed class ExportCommandTests
     }
 
     [TestMethod]
+    public void Calibrate_MakesAStaticInt8Model_ThatMLNetRuns()
+    {
+        var dir = Directory.CreateTempSubdirectory("mlnetext-cli-export-static-");
+        try
+        {
+            var output = new FileInfo(Path.Combine(dir.FullName, "m.onnx"));
+            var zip = new FileInfo(Path.Combine(dir.FullName, "m.zip"));
+            var images = new DirectoryInfo(MLNetExt.Data.SyntheticShapes.WriteFolder(Path.Combine(dir.FullName, "calibration"), 3, 40, 1, ["circle", "star"]));
+            var mixformer = new ModelOptions.Choice("mixformer", MLNetExt.Tests.Training.TrainerTests.TinyKwargs(), null);
+            var log = new StringWriter();
+            Assert.AreEqual(0, ExportCommand.Run(mixformer, null, "a,b,c", "32", 17, "mlnet", false, output, log, zip, "int8", images), log.ToString());
+            StringAssert.Contains(log.ToString(), "int8 static, calibrated on 6 images");
+            var model = ModelProto.Parser.ParseFrom(File.ReadAllBytes(output.FullName));
+            Assert.AreEqual("static, calibrated on 6 images", model.MetadataProps.Single(p => p.Key == "mlnetext.int8").Value);
+            Assert.IsTrue(model.Graph.Node.Any(n => n.OpType == "QuantizeLinear"));
+            using var scorer = new MLNetExt.MLNet.MLNetImageScorer(zip.FullName);
+            var picture = MLNetExt.Tests.MLNet.ExportedClassifier.WritePicture(dir.FullName, "p.png", 36, 36, 3);
+            Assert.AreEqual(1.0, scorer.ScoreFiles([picture]).Single().Scores!.Sum(), 2e-3, "ML.NET scores the static INT8 model");
+
+            var never = new FileInfo(Path.Combine(dir.FullName, "never.onnx"));
+            var e = Assert.ThrowsExactly<ArgumentException>(() => ExportCommand.Run(mixformer, null, null, "32", 17, "mlnet", false, never, TextWriter.Null, null, "fp32", images));
+            StringAssert.Contains(e.Message, "--calibrate is for --precision int8 (static INT8); the precision is fp32");
+            var missing = new DirectoryInfo(Path.Combine(dir.FullName, "nowhere"));
+            var e2 = Assert.ThrowsExactly<DirectoryNotFoundException>(() => ExportCommand.Run(mixformer, null, null, "32", 17, "mlnet", false, never, TextWriter.Null, null, "int8", missing));
+            StringAssert.Contains(e2.Message, $"--calibrate: folder '{missing.FullName}' does not exist");
+            var empty = Directory.CreateDirectory(Path.Combine(dir.FullName, "empty"));
+            e = Assert.ThrowsExactly<ArgumentException>(() => ExportCommand.Run(mixformer, null, null, "32", 17, "mlnet", false, never, TextWriter.Null, null, "int8", empty));
+            StringAssert.Contains(e.Message, $"--calibrate: no readable images");
+            Assert.IsFalse(never.Exists);
+        }
+        finally { dir.Delete(true); }
+    }
+
+    [TestMethod]
     public void BadArgumentsAreNamed()
     {
         var output = new FileInfo(Path.Combine(Path.GetTempPath(), "never-written.onnx"));

@@ -3,6 +3,7 @@ using Microsoft.ML;
 using Microsoft.ML.Data;
 using MLNetExt.Data;
 using MLNetExt.Imaging;
+using MLNetExt.Inference;
 using MLNetExt.Export;
 using MLNetExt.MLNet;
 using MLNetExt.OnnxRuntime;
@@ -312,6 +313,104 @@ public sealed class BackboneRegistryTests
                 Assert.IsGreaterThanOrEqualTo(Tolerances.Int8LogitsCosine, cosine, $"{family} batch {n}: INT8 logits vs float32 (cosine {cosine:F4})");
                 Assert.AreEqual(linears > 0, l32.Zip(l8, (u, v) => Math.Abs(u - v)).Max() > 0, "quantization changes the arithmetic");
             }
+        }
+        finally { dir.Delete(true); }
+    }
+
+    /// <summary>The graph rewrites the static INT8 export starts with change no result: BatchNormalization folded into the
+    /// convolution before it, and the exact GELU's five operators as one Gelu (ONNX Runtime's), in ONNX Runtime against
+    /// the float32 export.</summary>
+    [TestMethod]
+    [DynamicData(nameof(Families))]
+    public void Int8GraphRewrites_FoldBatchNormAndFuseGelu_ChangeNoResult(string family)
+    {
+        using var scope = TensorScope.Begin();
+        using var model = Tiny(family, seed: 7);
+        var dir = Directory.CreateTempSubdirectory("mlnetext-int8-rewrites-");
+        try
+        {
+            var path = Path.Combine(dir.FullName, "fp32.onnx");
+            OnnxExporter.Export(model, path, new OnnxExportOptions { Preprocess = OnnxPreprocess.None });
+            var original = MLNetExt.Export.Onnx.ModelProto.Parser.ParseFrom(File.ReadAllBytes(path));
+            var rewritten = original.Clone();
+            int batchNorms = original.Graph.Node.Count(n => n.OpType == "BatchNormalization");
+            int folded = MLNetExt.Export.Graph.StaticInt8.FoldBatchNorms(rewritten.Graph);
+            int gelus = MLNetExt.Export.Graph.StaticInt8.FuseGelu(rewritten);
+            Assert.AreEqual(batchNorms - folded, rewritten.Graph.Node.Count(n => n.OpType == "BatchNormalization"));
+            Assert.AreEqual(original.Graph.Node.Count(n => n.OpType == "Erf"), gelus, $"{family}: every exact GELU fused");
+            Assert.AreEqual(0, rewritten.Graph.Node.Count(n => n.OpType == "Erf"));
+            Assert.IsGreaterThan(0, folded + gelus, $"{family}: something to rewrite");
+            // ONNX Runtime without its own fusions: the rewritten arithmetic itself is compared
+            var plain = new OnnxSessionOptions { GraphOptimization = OnnxGraphOptimization.Basic };
+            using var before = OnnxSession.FromBytes(Google.Protobuf.MessageExtensions.ToByteArray(original), plain);
+            using var after = OnnxSession.FromBytes(Google.Protobuf.MessageExtensions.ToByteArray(rewritten), plain);
+            var cfg = model.PretrainedConfig;
+            var x = Input(model, 2, seed: 3).ToArray<float>();
+            using var r0 = before.Run("input", OnnxTensor.FromArray(x, 2, 3, cfg.Height, cfg.Width));
+            using var r1 = after.Run("input", OnnxTensor.FromArray(x, 2, 3, cfg.Height, cfg.Width));
+            var (l0, l1) = (r0["logits"].ToArray<float>(), r1["logits"].ToArray<float>());
+            double diff = l0.Zip(l1, (a, b) => Math.Abs(a - b)).Max();
+            Assert.IsLessThanOrEqualTo(Tolerances.OnnxExportParity, diff, $"{family}: logits after the rewrites (max abs {diff:G3})");
+        }
+        finally { dir.Delete(true); }
+    }
+
+    /// <summary>The static INT8 export (calibrated on images): ONNX Runtime runs its convolutions as integer kernels
+    /// (QLinearConv in the graph it optimises), the linear layers are dynamic INT8, the weights are 7-bit int8, the
+    /// batch stays dynamic, the metadata says how it was quantized, and the logits stay close to the
+    /// float32 export's on the calibration images and on others.</summary>
+    [TestMethod]
+    [DynamicData(nameof(Families))]
+    public void StaticInt8Export_RunsIntegerKernels_AndStaysCloseToFloat32(string family)
+    {
+        using var scope = TensorScope.Begin();
+        using var model = Tiny(family, seed: 5);
+        var dir = Directory.CreateTempSubdirectory("mlnetext-int8-static-");
+        try
+        {
+            var cfg = model.PretrainedConfig;
+            var images = ImageDataset.FindImages(SyntheticShapes.WriteFolder(Path.Combine(dir.FullName, "calibration"), 4, cfg.Height, 1, ["circle", "star"]));
+            var unseen = ImageDataset.FindImages(SyntheticShapes.WriteFolder(Path.Combine(dir.FullName, "unseen"), 2, cfg.Height + 8, 2, ["square", "cross"]));
+            var fp32 = Path.Combine(dir.FullName, "fp32.onnx");
+            var int8 = Path.Combine(dir.FullName, "int8.onnx");
+            var a = OnnxExporter.Export(model, fp32);
+            var b = OnnxExporter.Export(model, int8, new OnnxExportOptions { Precision = OnnxPrecision.Int8, CalibrationImages = images, Int8MinSide = 1 });
+            Assert.IsLessThan(a.InitializerBytes, b.InitializerBytes, "smaller");
+            var f = MLNetExt.Export.Onnx.ModelProto.Parser.ParseFrom(File.ReadAllBytes(fp32)).Graph;
+            var q = MLNetExt.Export.Onnx.ModelProto.Parser.ParseFrom(File.ReadAllBytes(int8)).Graph;
+            int linears = f.Node.Count(n => n.OpType == "MatMul" && f.Node.Any(t => t.OpType == "Transpose" && t.Output[0] == n.Input[1]
+                                                                            && f.Initializer.Any(i => i.Name == t.Input[0])));
+            Assert.AreEqual(linears, q.Node.Count(n => n.OpType == "MatMulInteger"), $"{family}: the linear layers in dynamic INT8");
+            foreach (var w in q.Initializer.Where(i => i.DataType == (int)MLNetExt.Export.Onnx.TensorProto.Types.DataType.Int8))
+                Assert.IsTrue(w.RawData.Span.ToArray().All(v => (sbyte)v is >= -63 and <= 63), $"{w.Name}: 7-bit weights");
+            var optimized = Path.Combine(dir.FullName, "optimized.onnx");
+            using (OnnxSession.FromFile(int8, new OnnxSessionOptions { OptimizedModelPath = optimized })) { }
+            var kernels = MLNetExt.Export.Onnx.ModelProto.Parser.ParseFrom(File.ReadAllBytes(optimized)).Graph.Node.Select(n => n.OpType).ToList();
+            Assert.IsTrue(kernels.Contains("QLinearConv"), $"{family}: integer convolutions ({string.Join(", ", kernels.Distinct())})");
+            using var s32 = new OnnxImageScorer(fp32, batchSize: 3);
+            using var s8 = new OnnxImageScorer(int8, batchSize: 3);
+            using (var session = OnnxSession.FromFile(int8))
+            {
+                StringAssert.StartsWith(session.Metadata.Custom["mlnetext.int8"], $"static, calibrated on {images.Count} images");
+                Assert.AreEqual(-1L, session.Inputs[0].Dimensions[0], "dynamic batch");
+            }
+            var files = images.Concat(unseen).ToList();
+            var (p32, p8) = (s32.ScoreFiles(files), s8.ScoreFiles(files));
+            for (int i = 0; i < files.Count; i++)
+            {
+                // log-scores less their mean = logits less theirs
+                double[] Centred(float[] p) { var l = p.Select(v => Math.Log(v)).ToArray(); double m = l.Average(); return l.Select(v => v - m).ToArray(); }
+                var (u, v) = (Centred(p32[i].Scores!), Centred(p8[i].Scores!));
+                double cosine = u.Zip(v, (x, y) => x * y).Sum() / Math.Sqrt(u.Sum(x => x * x) * v.Sum(y => y * y));
+                Assert.IsGreaterThanOrEqualTo(Tolerances.Int8LogitsCosine, cosine, $"{family} {Path.GetFileName(files[i])}: INT8 logits vs float32 (cosine {cosine:F4})");
+            }
+            var e = Assert.ThrowsExactly<ArgumentException>(() => OnnxExporter.Export(model, int8, new OnnxExportOptions { Precision = OnnxPrecision.Float16, CalibrationImages = images }));
+            StringAssert.Contains(e.Message, "static INT8");
+            var junk = Path.Combine(dir.FullName, "junk.jpg");
+            File.WriteAllText(junk, "not an image");
+            e = Assert.ThrowsExactly<ArgumentException>(() => OnnxExporter.Export(model, Path.Combine(dir.FullName, "never.onnx"), new OnnxExportOptions { Precision = OnnxPrecision.Int8, CalibrationImages = [junk] }));
+            StringAssert.Contains(e.Message, "None of the 1 calibration images could be read (first: " + junk);
+            Assert.IsFalse(File.Exists(Path.Combine(dir.FullName, "never.onnx")));
         }
         finally { dir.Delete(true); }
     }

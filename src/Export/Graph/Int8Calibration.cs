@@ -1,0 +1,74 @@
+using Google.Protobuf;
+using MLNetExt.Export.Onnx;
+using MLNetExt.Imaging;
+using MLNetExt.Inference;
+using MLNetExt.OnnxRuntime;
+
+namespace MLNetExt.Export.Graph;
+
+/// <summary>
+/// Measures the range of intermediate values of a float32 graph over calibration images, for
+/// <see cref="StaticInt8"/>: a copy of the graph with those values as extra outputs runs in ONNX Runtime on each
+/// image, framed exactly as the model's own scorer frames images (<see cref="OnnxImageScorer.Prepare"/>).
+/// </summary>
+internal static class Int8Calibration
+{
+    /// <summary>Images per ONNX Runtime run: several amortise the run overhead; few keep the many outputs small.</summary>
+    const int Batch = 4;
+
+    /// <summary>The minimum and maximum of each of <paramref name="values"/> over the readable images among
+    /// <paramref name="images"/>. Throws when none can be read.</summary>
+    public static Dictionary<string, (float Min, float Max)> Measure(ModelProto model, IEnumerable<string> values, IReadOnlyList<string> images, int threads = 0)
+    {
+        var measured = values.Distinct().ToList();
+        var copy = model.Clone();
+        var existing = copy.Graph.Output.Select(o => o.Name).ToHashSet();
+        foreach (var v in measured.Where(v => !existing.Contains(v)))
+            copy.Graph.Output.Add(new ValueInfoProto
+            {
+                Name = v,
+                Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)TensorProto.Types.DataType.Float } },
+            });
+        using var session = OnnxSession.FromBytes(copy.ToByteArray(), new OnnxSessionOptions { IntraOpThreads = threads });
+        var scorer = new OnnxImageScorer(session, Batch);
+        var ranges = measured.ToDictionary(v => v, _ => (Min: float.PositiveInfinity, Max: float.NegativeInfinity));
+        int sample = 3 * scorer.Height * scorer.Width, readable = 0;
+        var batch = new float[Batch * sample];
+        int count = 0;
+        var firstProblem = (string?)null;
+        void Flush()
+        {
+            if (count == 0) return;
+            var input = OnnxTensor.FromArray(count == Batch ? batch : batch[..(count * sample)], count, 3, scorer.Height, scorer.Width);
+            using var run = session.Run(scorer.InputName, input, measured);
+            foreach (var v in measured)
+            {
+                var r = ranges[v];
+                foreach (var x in run[v].AsSpan<float>())
+                {
+                    if (x < r.Min) r.Min = x;
+                    if (x > r.Max) r.Max = x;
+                }
+                ranges[v] = r;
+            }
+            count = 0;
+        }
+        foreach (var file in images)
+        {
+            if (ImageDecoder.TryDecodeFile(file, out var reason) is not { } image)
+            {
+                firstProblem ??= $"{file}: {reason}";
+                continue;
+            }
+            scorer.Prepare(image, batch.AsSpan(count * sample, sample));
+            readable++;
+            if (++count == Batch) Flush();
+        }
+        Flush();
+        if (readable == 0)
+            throw new ArgumentException(images.Count == 0
+                ? "Static INT8 needs calibration images; the list is empty."
+                : $"None of the {images.Count} calibration images could be read (first: {firstProblem}).");
+        return ranges;
+    }
+}

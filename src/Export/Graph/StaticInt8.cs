@@ -1,0 +1,345 @@
+using System.Runtime.InteropServices;
+using Google.Protobuf;
+using MLNetExt.Export.Onnx;
+
+namespace MLNetExt.Export.Graph;
+
+/// <summary>
+/// Static INT8 quantization of an exported graph's convolutions in the QDQ form (ONNX QuantizeLinear/DequantizeLinear
+/// pairs around float operators), which ONNX Runtime's CPU provider runs as integer kernels: QLinearConv, and between
+/// convolutions QLinearAdd, QLinearConcat, QLinearAveragePool and uint8 data movement (Transpose, Reshape, ...).
+/// The linear layers get <see cref="DynamicInt8"/> (ranges measured on each run: as fast, and closer to float32, than
+/// static scales there). Steps:
+/// <list type="number">
+/// <item><see cref="FoldBatchNorms"/>: a BatchNormalization right after a convolution goes into its weights and bias
+/// (ONNX Runtime does that itself for float graphs, but not across a Quantize/Dequantize pair).</item>
+/// <item><see cref="FuseGelu"/>: the exact GELU as one operator (ONNX Runtime's own fusion fails next to dequantized values).</item>
+/// <item><see cref="Plan"/>: which activations become uint8 — the inputs and outputs of the operators above, and the
+/// values moved by data-movement operators between them (a group shares one scale, so the bytes move unchanged).</item>
+/// <item><see cref="Apply"/>: with each group's range measured on calibration images (<see cref="Int8Calibration"/>),
+/// a Quantize/Dequantize pair after each planned activation (uint8, per tensor, asymmetric), weights int8 per output
+/// channel (symmetric, 7 bits as <see cref="DynamicInt8"/>), biases int32 at the scale of input × weight.</item>
+/// </list>
+/// Everything else (normalisations, GELU, softmax, attention's products of two activations, the classifier Gemm, the
+/// graph's inputs and outputs) stays float32, reading the dequantized values. Measured and left out: QLinearSoftmax
+/// (slower than ONNX Runtime's float Softmax), static scales for attention's matrix products (TransNeXt's top-1
+/// agreement with float32 fell from 93 % to 47 %) and for linear layers (slower than dynamic).
+/// </summary>
+internal static class StaticInt8
+{
+    const TensorProto.Types.DataType Float = TensorProto.Types.DataType.Float;
+
+    /// <summary>Which activations to quantize: groups of values that share one scale (a value and what data-movement
+    /// operators make of it), each group listed with the values whose ranges together make its range.</summary>
+    internal sealed record QuantPlan(IReadOnlyList<IReadOnlyList<string>> Groups)
+    {
+        /// <summary>Every planned value (what calibration measures).</summary>
+        public IEnumerable<string> Values => Groups.SelectMany(g => g);
+    }
+
+    /// <summary>Operators that move or select elements without changing them: uint8 passes through them unchanged.</summary>
+    static readonly HashSet<string> DataMovement = ["Transpose", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Slice", "Gather", "Split", "Expand"];
+
+    /// <summary>The steps on <paramref name="model"/> in place, calibrated on <paramref name="images"/>, then the linear
+    /// layers with at least <paramref name="minSide"/> inputs and outputs dynamically.</summary>
+    public static (int FoldedBatchNorms, int Convolutions, int LinearLayers, int QuantizedValues) Quantize(ModelProto model, IReadOnlyList<string> images,
+        int minSide = DynamicInt8.DefaultMinSide)
+    {
+        int folded = FoldBatchNorms(model.Graph);
+        FuseGelu(model);
+        var plan = Plan(model.Graph);
+        var ranges = Int8Calibration.Measure(model, plan.Values, images);
+        int convolutions = Apply(model, plan, ranges);
+        int linears = DynamicInt8.Apply(model, minSide);
+        return (folded, convolutions, linears, plan.Groups.Sum(grp => grp.Count));
+    }
+
+    /// <summary>Folds each BatchNormalization whose input is a convolution's output read by nothing else into that
+    /// convolution: W' = W·f, b' = (b − mean)·f + β with f = γ / √(var + ε), per output channel. Returns how many.</summary>
+    public static int FoldBatchNorms(GraphProto g)
+    {
+        var inits = g.Initializer.ToDictionary(t => t.Name);
+        var producer = Producers(g);
+        var readers = Readers(g);
+        var names = new UniqueNames(g.Node.SelectMany(n => n.Output).Concat(inits.Keys).Concat(g.Input.Select(i => i.Name)));
+        var removed = new HashSet<NodeProto>();
+        int folded = 0;
+        foreach (var bn in g.Node.Where(n => n.OpType == "BatchNormalization" && n.Domain.Length == 0 && n.Output.Count == 1).ToList())
+        {
+            if (!producer.TryGetValue(bn.Input[0], out var conv) || conv.OpType != "Conv" || conv.Domain.Length != 0
+                || readers[bn.Input[0]].Count != 1 || g.Output.Any(o => o.Name == bn.Input[0])) continue;
+            if (!bn.Input.Skip(1).All(inits.ContainsKey) || !inits.TryGetValue(conv.Input[1], out var w) || !IsFloat(w)) continue;
+            if (conv.Input.Count > 2 && !inits.ContainsKey(conv.Input[2])) continue;
+            float eps = bn.Attribute.FirstOrDefault(a => a.Name == "epsilon")?.F ?? 1e-5f;
+            var (gamma, beta, mean, var) = (Floats(inits[bn.Input[1]]), Floats(inits[bn.Input[2]]), Floats(inits[bn.Input[3]]), Floats(inits[bn.Input[4]]));
+            var weights = Floats(w);
+            int outC = (int)w.Dims[0], per = weights.Length / outC;
+            if (gamma.Length != outC) continue;
+            var bias = conv.Input.Count > 2 ? Floats(inits[conv.Input[2]]) : new float[outC];
+            var newBias = new float[outC];
+            for (int o = 0; o < outC; o++)
+            {
+                // in double: the folded model should match the unfolded one to float rounding
+                double f = gamma[o] / Math.Sqrt(var[o] + (double)eps);
+                for (int i = 0; i < per; i++) weights[o * per + i] = (float)(weights[o * per + i] * f);
+                newBias[o] = (float)((bias[o] - mean[o]) * f + beta[o]);
+            }
+            var wName = names.Fresh(conv.Input[1] + "_bnfold");
+            var bName = names.Fresh((conv.Input.Count > 2 ? conv.Input[2] : conv.Input[1]) + "_bnfold_bias");
+            g.Initializer.Add(FloatTensor(wName, weights, w.Dims));
+            g.Initializer.Add(FloatTensor(bName, newBias, [outC]));
+            conv.Input[1] = wName;
+            if (conv.Input.Count > 2) conv.Input[2] = bName; else conv.Input.Add(bName);
+            conv.Output[0] = bn.Output[0];
+            removed.Add(bn);
+            folded++;
+        }
+        var kept = g.Node.Where(n => !removed.Contains(n)).ToList();
+        g.Node.Clear();
+        g.Node.AddRange(kept);
+        GraphEdits.RemoveDead(g);
+        return folded;
+    }
+
+    /// <summary>
+    /// Rewrites the exporter's exact GELU below opset 20, <c>Mul(Mul(x, 0.5), Add(Erf(Div(x, √2)), 1))</c>, as one
+    /// Gelu operator (ONNX Runtime's <c>com.microsoft</c> Gelu; the standard one from opset 20 is exported as such).
+    /// ONNX Runtime fuses the five operators itself in a float graph, but not when x is dequantized: it gives each
+    /// reader of a dequantized value its own DequantizeLinear, and the pattern no longer reads one x.
+    /// Returns how many.
+    /// </summary>
+    public static int FuseGelu(ModelProto model)
+    {
+        var g = model.Graph;
+        var inits = g.Initializer.ToDictionary(t => t.Name);
+        var producer = Producers(g);
+        var readers = Readers(g);
+        bool Const(string v, double value) => inits.TryGetValue(v, out var t) && IsFloat(t) && Floats(t) is [var f] && Math.Abs(f - value) < 1e-6 * Math.Max(1, value);
+        NodeProto? Sole(string v) => readers.TryGetValue(v, out var r) && r.Count == 1 && !g.Output.Any(o => o.Name == v) ? r[0] : null;
+        var removed = new HashSet<NodeProto>();
+        var replacement = new Dictionary<NodeProto, NodeProto>();
+        foreach (var erf in g.Node.Where(n => n.OpType == "Erf" && n.Domain.Length == 0))
+        {
+            if (!producer.TryGetValue(erf.Input[0], out var div) || div.OpType != "Div" || !Const(div.Input[1], Math.Sqrt(2)) || Sole(div.Output[0]) != erf) continue;
+            var x = div.Input[0];
+            if (Sole(erf.Output[0]) is not { OpType: "Add" } add || !add.Input.Contains(erf.Output[0]) || !add.Input.Any(i => Const(i, 1))) continue;
+            if (Sole(add.Output[0]) is not { OpType: "Mul" } mul) continue;
+            var halfName = mul.Input.FirstOrDefault(i => i != add.Output[0]);
+            if (halfName is null || !producer.TryGetValue(halfName, out var half) || half.OpType != "Mul" || Sole(half.Output[0]) != mul
+                || !half.Input.Contains(x) || !half.Input.Any(i => Const(i, 0.5))) continue;
+            var gelu = GraphEdits.Node("Gelu", [x], [mul.Output[0]]);
+            gelu.Domain = "com.microsoft";
+            removed.UnionWith([div, erf, add, half]);
+            replacement[mul] = gelu;
+        }
+        if (replacement.Count == 0) return 0;
+        var kept = g.Node.Where(n => !removed.Contains(n)).Select(n => replacement.GetValueOrDefault(n, n)).ToList();
+        g.Node.Clear();
+        g.Node.AddRange(kept);
+        if (!model.OpsetImport.Any(o => o.Domain == "com.microsoft")) model.OpsetImport.Add(new OperatorSetIdProto { Domain = "com.microsoft", Version = 1 });
+        GraphEdits.RemoveDead(g);
+        return replacement.Count;
+    }
+
+    /// <summary>The activations to quantize (see the class summary).</summary>
+    public static QuantPlan Plan(GraphProto g)
+    {
+        var inits = g.Initializer.ToDictionary(t => t.Name);
+        var floats = FloatValues(g);
+        var outputs = g.Output.Select(o => o.Name).ToHashSet();
+        // values a subgraph (a Scan body) reads from outside keep their names
+        var captured = g.Node.SelectMany(GraphEdits.Subgraphs).SelectMany(s => s.Node).SelectMany(n => n.Input).ToHashSet();
+        bool Activation(string v) => v.Length > 0 && floats.Contains(v) && !inits.ContainsKey(v) && !outputs.Contains(v) && !captured.Contains(v);
+
+        var planned = new HashSet<string>();
+        void Add(string v) { if (Activation(v)) planned.Add(v); }
+        foreach (var n in g.Node.Where(n => n.Domain.Length == 0))
+        {
+            switch (n.OpType)
+            {
+                case "Conv" when inits.TryGetValue(n.Input[1], out var w) && IsFloat(w) && (n.Input.Count < 3 || inits.ContainsKey(n.Input[2])):
+                // sums and concatenations of two quantized branches stay uint8 (QLinearAdd, QLinearConcat)
+                case "Add" or "Concat" when n.Input.All(Activation):
+                case "AveragePool" or "GlobalAveragePool" when Activation(n.Input[0]):
+                    foreach (var v in n.OpType is "Add" or "Concat" ? n.Input : n.Input.Take(1)) Add(v);
+                    Add(n.Output[0]);
+                    break;
+            }
+        }
+        // data movement: a planned value moved to another planned one shares its scale; a planned result of moving an
+        // activation quantizes that activation too, so the bytes move as uint8 (until nothing changes: chains)
+        var parent = new Dictionary<string, string>();
+        string Root(string v) { while (parent.TryGetValue(v, out var p)) v = p; return v; }
+        for (bool changed = true; changed;)
+        {
+            changed = false;
+            foreach (var n in g.Node.Where(n => n.Domain.Length == 0 && DataMovement.Contains(n.OpType)))
+            {
+                var src = n.Input[0];
+                if (!Activation(src) || !n.Output.Any(planned.Contains)) continue;
+                if (planned.Add(src)) changed = true;
+                foreach (var o in n.Output.Where(Activation))
+                {
+                    if (planned.Add(o)) changed = true;
+                    if (Root(o) != Root(src)) { parent[Root(o)] = Root(src); changed = true; }
+                }
+            }
+        }
+        var groups = planned.GroupBy(Root).Select(grp => (IReadOnlyList<string>)grp.OrderBy(v => v, StringComparer.Ordinal).ToList())
+            .OrderBy(grp => grp[0], StringComparer.Ordinal).ToList();
+        return new QuantPlan(groups);
+    }
+
+    /// <summary>Rewrites the graph in place: Quantize/Dequantize after each planned value (its group's
+    /// <paramref name="ranges"/>), int8 weights and int32 biases for the convolutions whose input is quantized.
+    /// Returns how many convolutions read quantized weights.</summary>
+    public static int Apply(ModelProto model, QuantPlan plan, IReadOnlyDictionary<string, (float Min, float Max)> ranges)
+    {
+        var g = model.Graph;
+        var inits = g.Initializer.ToDictionary(t => t.Name);
+        var names = new UniqueNames(g.Node.SelectMany(n => n.Output).Concat(inits.Keys).Concat(g.Input.Select(i => i.Name)));
+
+        // per value: its scale and zero point (uint8 asymmetric over the group's range, which always includes 0)
+        var quant = new Dictionary<string, (float Scale, byte Zero, string ScaleName, string ZeroName)>();
+        foreach (var group in plan.Groups)
+        {
+            var measured = group.Where(ranges.ContainsKey).Select(v => ranges[v]).ToList();
+            if (measured.Count == 0) continue;
+            float lo = Math.Min(0, measured.Min(r => r.Min)), hi = Math.Max(0, measured.Max(r => r.Max));
+            // a range with infinities (TransNeXt's attention mask is -inf outside the window) stays float32
+            if (!float.IsFinite(lo) || !float.IsFinite(hi)) continue;
+            float scale = hi > lo ? (hi - lo) / 255f : 1f;
+            byte zero = (byte)Math.Clamp((int)MathF.Round(-lo / scale, MidpointRounding.ToEven), 0, 255);
+            string sName = names.Fresh($"{group[0]}_scale"), zName = names.Fresh($"{group[0]}_zero_point");
+            g.Initializer.Add(FloatTensor(sName, [scale], []));
+            g.Initializer.Add(new TensorProto { Name = zName, DataType = (int)TensorProto.Types.DataType.Uint8, RawData = ByteString.CopyFrom(zero) });
+            foreach (var v in group) quant[v] = (scale, zero, sName, zName);
+        }
+
+        var nodes = new List<NodeProto>(g.Node.Count * 2);
+        var rename = new Dictionary<string, string>();       // planned value -> its dequantized copy
+        var dequantizedOf = new Dictionary<string, string>(); // and back
+        var weightDq = new Dictionary<string, (string Name, float[] Scales)>();
+        int quantizedWeights = 0;
+        // a convolution weight as int8 + DequantizeLinear (once per weight), with its per-output-channel scales
+        (string Name, float[] Scales) Dequantized(TensorProto weight)
+        {
+            if (weightDq.TryGetValue(weight.Name, out var dq)) return dq;
+            var (wq, ws, wz, scales) = QuantizeWeight(weight, names.Fresh($"{weight.Name}_int8"), names.Fresh($"{weight.Name}_int8_scale"), names.Fresh($"{weight.Name}_int8_zero_point"));
+            g.Initializer.Add(wq); g.Initializer.Add(ws); g.Initializer.Add(wz);
+            var name = names.Fresh($"{weight.Name}_dequantized");
+            nodes.Add(GraphEdits.Node("DequantizeLinear", [wq.Name, ws.Name, wz.Name], [name], Attr.I("axis", 0)));
+            return weightDq[weight.Name] = (name, scales);
+        }
+        foreach (var n in g.Node)
+        {
+            for (int k = 0; k < n.Input.Count; k++)
+                if (rename.TryGetValue(n.Input[k], out var r)) n.Input[k] = r;
+            var x = n.Input.Count > 0 && dequantizedOf.TryGetValue(n.Input[0], out var xName) ? quant[xName] : default;
+            if (n.Domain.Length == 0 && x.ScaleName is not null && n.OpType == "Conv" && inits.TryGetValue(n.Input[1], out var w) && IsFloat(w))
+            {
+                var dw = Dequantized(w);
+                n.Input[1] = dw.Name;
+                if (n.Input.Count > 2) n.Input[2] = QuantizedBias(inits[n.Input[2]], x.Scale, dw.Scales);
+                quantizedWeights++;
+            }
+            nodes.Add(n);
+            foreach (var o in n.Output)
+            {
+                if (!quant.TryGetValue(o, out var q)) continue;
+                string qName = names.Fresh($"{o}_quantized"), dqName = names.Fresh($"{o}_dequantized");
+                nodes.Add(GraphEdits.Node("QuantizeLinear", [o, q.ScaleName, q.ZeroName], [qName]));
+                nodes.Add(GraphEdits.Node("DequantizeLinear", [qName, q.ScaleName, q.ZeroName], [dqName]));
+                rename[o] = dqName;
+                dequantizedOf[dqName] = o;
+            }
+        }
+        g.Node.Clear();
+        g.Node.AddRange(nodes);
+        GraphEdits.RemoveDead(g);
+        return quantizedWeights;
+
+        string QuantizedBias(TensorProto bias, float inputScale, float[] ws)
+        {
+            var b = Floats(bias);
+            var bq = new int[b.Length];
+            var scales = new float[b.Length];
+            for (int o = 0; o < b.Length; o++)
+            {
+                scales[o] = inputScale * ws[o];
+                bq[o] = (int)Math.Clamp(Math.Round(b[o] / (double)scales[o], MidpointRounding.ToEven), int.MinValue, int.MaxValue);
+            }
+            string qn = names.Fresh($"{bias.Name}_int32"), sn = names.Fresh($"{bias.Name}_int32_scale"), zn = names.Fresh($"{bias.Name}_int32_zero_point");
+            var t = new TensorProto { Name = qn, DataType = (int)TensorProto.Types.DataType.Int32, RawData = ByteString.CopyFrom(MemoryMarshal.AsBytes(bq.AsSpan())) };
+            t.Dims.Add(b.Length);
+            var z = new TensorProto { Name = zn, DataType = (int)TensorProto.Types.DataType.Int32, RawData = ByteString.CopyFrom(new byte[4 * b.Length]) };
+            z.Dims.Add(b.Length);
+            g.Initializer.Add(t); g.Initializer.Add(FloatTensor(sn, scales, [b.Length])); g.Initializer.Add(z);
+            var dq = names.Fresh($"{bias.Name}_dequantized");
+            nodes.Add(GraphEdits.Node("DequantizeLinear", [qn, sn, zn], [dq], Attr.I("axis", 0)));
+            return dq;
+        }
+    }
+
+    /// <summary>A convolution weight [O, I/g, kh, kw] as symmetric int8 per output channel (7 bits, see
+    /// <see cref="DynamicInt8.WeightLimit"/>), with its scales.</summary>
+    static (TensorProto Weights, TensorProto Scales, TensorProto Zeros, float[] ScaleValues) QuantizeWeight(TensorProto w, string wName, string sName, string zName)
+    {
+        var values = Floats(w);
+        int channels = (int)w.Dims[0], per = values.Length / channels;
+        var scales = new float[channels];
+        var q = new byte[values.Length];
+        for (int o = 0; o < channels; o++)
+        {
+            var slice = values.AsSpan(o * per, per);
+            float max = 0;
+            foreach (var v in slice) max = Math.Max(max, Math.Abs(v));
+            scales[o] = max > 0 ? max / DynamicInt8.WeightLimit : 1f;
+            for (int i = 0; i < per; i++)
+                q[o * per + i] = (byte)(sbyte)Math.Clamp((int)MathF.Round(slice[i] / scales[o], MidpointRounding.ToEven), -DynamicInt8.WeightLimit, DynamicInt8.WeightLimit);
+        }
+        var wq = new TensorProto { Name = wName, DataType = (int)TensorProto.Types.DataType.Int8, RawData = ByteString.CopyFrom(q) };
+        wq.Dims.AddRange(w.Dims);
+        var zeros = new TensorProto { Name = zName, DataType = (int)TensorProto.Types.DataType.Int8, RawData = ByteString.CopyFrom(new byte[channels]) };
+        zeros.Dims.Add(channels);
+        return (wq, FloatTensor(sName, scales, [channels]), zeros, scales);
+    }
+
+    static Dictionary<string, NodeProto> Producers(GraphProto g)
+    {
+        var p = new Dictionary<string, NodeProto>();
+        foreach (var n in g.Node) foreach (var o in n.Output) p[o] = n;
+        return p;
+    }
+
+    static Dictionary<string, List<NodeProto>> Readers(GraphProto g)
+    {
+        var r = new Dictionary<string, List<NodeProto>>();
+        foreach (var n in g.Node)
+        {
+            foreach (var o in n.Output) r.TryAdd(o, []);
+            foreach (var i in n.Input) if (i.Length > 0) (r.TryGetValue(i, out var l) ? l : r[i] = []).Add(n);
+        }
+        return r;
+    }
+
+    /// <summary>Values the graph declares float32 (inputs, intermediates with a traced shape).</summary>
+    static HashSet<string> FloatValues(GraphProto g) =>
+        g.Input.Concat(g.ValueInfo).Concat(g.Output).Where(v => v.Type?.TensorType?.ElemType == (int)Float).Select(v => v.Name).ToHashSet();
+
+    static bool IsFloat(TensorProto t) => t.DataType == (int)Float && t.RawData.Length == 4 * t.Dims.Aggregate(1L, (a, b) => a * b);
+
+    static float[] Floats(TensorProto t)
+    {
+        if (t.DataType != (int)Float) throw new InvalidOperationException($"Internal error: initializer '{t.Name}' is not float32.");
+        if (t.RawData.Length > 0) return MemoryMarshal.Cast<byte, float>(t.RawData.Span).ToArray();
+        return t.FloatData.ToArray();
+    }
+
+    static TensorProto FloatTensor(string name, float[] values, IEnumerable<long> dims)
+    {
+        var t = new TensorProto { Name = name, DataType = (int)Float, RawData = ByteString.CopyFrom(MemoryMarshal.AsBytes(values.AsSpan())) };
+        t.Dims.AddRange(dims);
+        return t;
+    }
+}
