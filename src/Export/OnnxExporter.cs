@@ -31,7 +31,9 @@ public enum OnnxPrecision
     /// <summary>Every operator in float32: the exact model (parity with libtorch within float tolerance).</summary>
     Float32,
     /// <summary>Linear layers in dynamic INT8 (weights quantized per output channel when exporting, activations per
-    /// run), everything else float32: a smaller, faster model for CPU serving whose top-1 differs slightly.</summary>
+    /// run), and with <see cref="OnnxExportOptions.CalibrationImages"/> the convolutions in static INT8 too (activation
+    /// scales measured on those images); everything else float32: a smaller, faster model for CPU serving whose top-1
+    /// differs slightly.</summary>
     Int8,
     /// <summary>IEEE half precision for GPU serving (ONNX Runtime's CUDA provider): weights and activations in float16,
     /// half the size; reductions and sums of squares stay float32 so they cannot overflow. The CPU provider runs it
@@ -67,8 +69,8 @@ public sealed record OnnxExportOptions
     public IReadOnlyList<string>? Labels { get; init; }
     /// <summary>Also output <c>features</c> (pooled pre-logits).</summary>
     public bool IncludeFeatures { get; init; }
-    /// <summary>The graph's arithmetic: float32 (default), linear layers in dynamic INT8 (CPU serving) or float16 (GPU
-    /// serving).</summary>
+    /// <summary>The graph's arithmetic: float32 (default), INT8 (CPU serving; see <see cref="CalibrationImages"/>) or
+    /// float16 (GPU serving).</summary>
     public OnnxPrecision Precision { get; init; } = OnnxPrecision.Float32;
     /// <summary>With <see cref="OnnxPrecision.Int8"/>: image files on which to calibrate a static quantization
     /// (convolutions and matrix products in integer arithmetic with activation scales measured on these images, as the
