@@ -23,7 +23,7 @@ internal static class ExportCommand
         var preprocess = new Option<string>("--preprocess") { Description = "mlnet: input 'image' 0-255 RGB planar, normalised in the graph; none: normalised input 'input'", DefaultValueFactory = _ => "mlnet" };
         var features = new Option<bool>("--features") { Description = "Also output 'features' (pooled pre-logits)" };
         var precision = new Option<string>("--precision") { Description = "fp32: exact; int8: INT8 for CPU serving (linear layers dynamic, or with --calibrate the whole network static); fp16: half precision for GPU serving (half the size). Inputs and outputs stay float32", DefaultValueFactory = _ => "fp32" };
-        var calibrate = new Option<DirectoryInfo?>("--calibrate") { Description = "With --precision int8: a folder of images (like those the model will serve) on which to calibrate a static INT8 model: convolutions and matrix products in integer arithmetic, faster than the dynamic default" };
+        var calibrate = new Option<DirectoryInfo?>("--calibrate") { Description = "With --precision int8: a folder of images (like those the model will serve) on which to calibrate a static INT8 model: the convolutions in integer arithmetic too (pays off where convolutions dominate, e.g. SMT; bench/README.md has the figures per family)" };
         var output = new Option<FileInfo>("--output") { Description = "The .onnx file to write", Required = true };
         var mlnet = new Option<FileInfo?>("--mlnet") { Description = "Also write an ML.NET model (model.zip: input ImagePath, outputs Score and PredictedLabel; needs --labels and preprocess mlnet)" };
         var pretrained = PretrainedOption.Create();

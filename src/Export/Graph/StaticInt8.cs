@@ -14,8 +14,9 @@ namespace MLNetExt.Export.Graph;
 /// <item><see cref="FoldBatchNorms"/>: a BatchNormalization right after a convolution goes into its weights and bias
 /// (ONNX Runtime does that itself for float graphs, but not across a Quantize/Dequantize pair).</item>
 /// <item><see cref="FuseGelu"/>: the exact GELU as one operator (ONNX Runtime's own fusion fails next to dequantized values).</item>
-/// <item><see cref="Plan"/>: which activations become uint8 — the inputs and outputs of the operators above, and the
-/// values moved by data-movement operators between them (a group shares one scale, so the bytes move unchanged).</item>
+/// <item><see cref="Plan"/>: which activations become uint8 — the inputs and outputs of convolutions and average pools,
+/// of sums and concatenations between them, and the values moved by data-movement operators between them (a group
+/// shares one scale, so the bytes move unchanged). Residual streams stay float32.</item>
 /// <item><see cref="Apply"/>: with each group's range measured on calibration images (<see cref="Int8Calibration"/>),
 /// a Quantize/Dequantize pair after each planned activation (uint8, per tensor, asymmetric), weights int8 per output
 /// channel (symmetric, 7 bits as <see cref="DynamicInt8"/>), biases int32 at the scale of input × weight.</item>
