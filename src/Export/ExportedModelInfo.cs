@@ -51,6 +51,34 @@ public sealed record ExportedModelInfo
     internal ImagePipeline EvalPipeline() =>
         ImagePipeline.Eval(CropHeight, CropWidth, Mean, Std, CropPct, Resampler.Parse(Interpolation));
 
+    /// <summary>Fills <paramref name="dst"/> (3·H·W floats of the graph input, planar) for one decoded image with
+    /// <paramref name="pipeline"/> (<see cref="EvalPipeline"/>, which callers keep): the training evaluation's resize and
+    /// centre crop exactly. When the graph takes the crop itself, the crop is placed where the graph slices it from (the
+    /// border it discards stays zero).</summary>
+    internal void FillInput(ImagePipeline pipeline, RgbImage image, Span<float> dst)
+    {
+        var rng = new Rng(0); // evaluation geometry is deterministic; the generator is never drawn from
+        if (!Pixels0To255)
+        {
+            pipeline.Process(image, rng, dst);
+            return;
+        }
+        var cropped = pipeline.ProcessToImage(image, rng);
+        var crop = EvalCrop.For(CropHeight, CropWidth, CropPct);
+        var (top, left) = CropInGraph ? (crop.Top, crop.Left) : (0, 0);
+        int plane = InputHeight * InputWidth, ch = CropHeight, cw = CropWidth;
+        if (CropInGraph) dst.Clear();
+        var px = cropped.Pixels;
+        for (int y = 0; y < ch; y++)
+            for (int x = 0; x < cw; x++)
+            {
+                int i = y * cw + x, o = (top + y) * InputWidth + left + x;
+                dst[o] = px[3 * i];
+                dst[plane + o] = px[3 * i + 1];
+                dst[2 * plane + o] = px[3 * i + 2];
+            }
+    }
+
     /// <summary>Reads the metadata of an open session.</summary>
     internal static ExportedModelInfo From(OnnxSession session, string source) => Parse(session.Metadata.Custom, session.Inputs, source);
 

@@ -39,7 +39,6 @@ public sealed class OnnxImageScorer : IImageFileScorer, IDisposable
     readonly OnnxSession _session;
     readonly ImagePipeline _pipeline;
     readonly bool _ownsSession;
-    readonly int _cropTop, _cropLeft; // where the graph slices the crop from its input (0, 0 without a crop in the graph)
 
     /// <summary>Opens <paramref name="modelPath"/> with <paramref name="options"/> (threads, CUDA device, ...).</summary>
     public OnnxImageScorer(string modelPath, OnnxSessionOptions? options = null, int batchSize = 16)
@@ -58,11 +57,6 @@ public sealed class OnnxImageScorer : IImageFileScorer, IDisposable
             BatchSize = batchSize;
             Info = ExportedModelInfo.From(session, source);
             _pipeline = Info.EvalPipeline();
-            if (Info.CropInGraph)
-            {
-                var crop = EvalCrop.For(Info.CropHeight, Info.CropWidth, Info.CropPct);
-                (_cropTop, _cropLeft) = (crop.Top, crop.Left);
-            }
             if (!session.Outputs.Any(o => o.Name == "Score"))
                 throw new InvalidDataException($"The ONNX model {source} has no 'Score' output (outputs: {string.Join(", ", session.Outputs.Select(o => o.Name))}).");
         }
@@ -94,27 +88,7 @@ public sealed class OnnxImageScorer : IImageFileScorer, IDisposable
     /// <summary>Fills <paramref name="dst"/> (3·H·W floats of the graph input, planar) for one decoded image: the
     /// training evaluation's resize and centre crop exactly. When the graph takes the crop itself, the crop is placed
     /// where the graph slices it from (the border it discards stays zero).</summary>
-    public void Prepare(RgbImage image, Span<float> dst)
-    {
-        var rng = new Rng(0); // evaluation geometry is deterministic; the generator is never drawn from
-        if (!Info.Pixels0To255)
-        {
-            _pipeline.Process(image, rng, dst);
-            return;
-        }
-        var cropped = _pipeline.ProcessToImage(image, rng);
-        int plane = Height * Width, ch = Info.CropHeight, cw = Info.CropWidth;
-        if (Info.CropInGraph) dst.Clear();
-        var px = cropped.Pixels;
-        for (int y = 0; y < ch; y++)
-            for (int x = 0; x < cw; x++)
-            {
-                int i = y * cw + x, o = (_cropTop + y) * Width + _cropLeft + x;
-                dst[o] = px[3 * i];
-                dst[plane + o] = px[3 * i + 1];
-                dst[2 * plane + o] = px[3 * i + 2];
-            }
-    }
+    public void Prepare(RgbImage image, Span<float> dst) => Info.FillInput(_pipeline, image, dst);
 
     /// <summary>Class probabilities of decoded images, in order.</summary>
     public float[][] Score(IReadOnlyList<RgbImage> images)

@@ -1,7 +1,6 @@
 using Google.Protobuf;
 using MLNetExt.Export.Onnx;
 using MLNetExt.Imaging;
-using MLNetExt.Inference;
 using MLNetExt.OnnxRuntime;
 
 namespace MLNetExt.Export.Graph;
@@ -9,7 +8,7 @@ namespace MLNetExt.Export.Graph;
 /// <summary>
 /// Measures the range of intermediate values of a float32 graph over calibration images, for
 /// <see cref="StaticInt8"/>: a copy of the graph with those values as extra outputs runs in ONNX Runtime on each
-/// image, framed exactly as the model's own scorer frames images (<see cref="OnnxImageScorer.Prepare"/>).
+/// image, framed exactly as the model's own scorer frames images (<see cref="ExportedModelInfo.FillInput"/>).
 /// </summary>
 internal static class Int8Calibration
 {
@@ -30,17 +29,18 @@ internal static class Int8Calibration
                 Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)TensorProto.Types.DataType.Float } },
             });
         using var session = OnnxSession.FromBytes(copy.ToByteArray(), new OnnxSessionOptions { IntraOpThreads = threads });
-        var scorer = new OnnxImageScorer(session, Batch);
+        var info = ExportedModelInfo.From(session, "being calibrated");
+        var pipeline = info.EvalPipeline();
         var ranges = measured.ToDictionary(v => v, _ => (Min: float.PositiveInfinity, Max: float.NegativeInfinity));
-        int sample = 3 * scorer.Height * scorer.Width, readable = 0;
+        int sample = 3 * info.InputHeight * info.InputWidth, readable = 0;
         var batch = new float[Batch * sample];
         int count = 0;
         var firstProblem = (string?)null;
         void Flush()
         {
             if (count == 0) return;
-            var input = OnnxTensor.FromArray(count == Batch ? batch : batch[..(count * sample)], count, 3, scorer.Height, scorer.Width);
-            using var run = session.Run(scorer.InputName, input, measured);
+            var input = OnnxTensor.FromArray(count == Batch ? batch : batch[..(count * sample)], count, 3, info.InputHeight, info.InputWidth);
+            using var run = session.Run(info.InputName, input, measured);
             foreach (var v in measured)
             {
                 var r = ranges[v];
@@ -60,7 +60,7 @@ internal static class Int8Calibration
                 firstProblem ??= $"{file}: {reason}";
                 continue;
             }
-            scorer.Prepare(image, batch.AsSpan(count * sample, sample));
+            info.FillInput(pipeline, image, batch.AsSpan(count * sample, sample));
             readable++;
             if (++count == Batch) Flush();
         }
