@@ -270,6 +270,18 @@ public sealed class BackboneRegistryTests
         finally { dir.Delete(true); }
     }
 
+    /// <summary>Linear layers of a float32 export: MatMul by the Transpose of a weight.</summary>
+    static int LinearLayers(MLNetExt.Export.Onnx.GraphProto f) =>
+        f.Node.Count(n => n.OpType == "MatMul" && f.Node.Any(t => t.OpType == "Transpose" && t.Output[0] == n.Input[1] && f.Initializer.Any(i => i.Name == t.Input[0])));
+
+    static void AssertSevenBitWeights(MLNetExt.Export.Onnx.GraphProto q)
+    {
+        foreach (var w in q.Initializer.Where(i => i.DataType == (int)MLNetExt.Export.Onnx.TensorProto.Types.DataType.Int8))
+            Assert.IsTrue(w.RawData.Span.ToArray().All(v => (sbyte)v is >= -63 and <= 63), $"{w.Name}: 7-bit weights");
+    }
+
+    static double Cosine(double[] u, double[] v) => u.Zip(v, (x, y) => x * y).Sum() / Math.Sqrt(u.Sum(x => x * x) * v.Sum(y => y * y));
+
     /// <summary>The INT8 export quantizes every linear layer (MatMulInteger on 7-bit per-channel weights), keeps float32 at
     /// the graph's boundary and dynamic batch, and stays close to the float32 export. (TransXNet's tiny row, like its
     /// variants, has no linear layer: its MLPs are 1x1 convolutions, which stay float32, so its INT8 export is exact.)</summary>
@@ -288,12 +300,10 @@ public sealed class BackboneRegistryTests
             var b = OnnxExporter.Export(model, int8, new OnnxExportOptions { Preprocess = OnnxPreprocess.None, Precision = OnnxPrecision.Int8, Int8MinSide = 1 });
             var f = MLNetExt.Export.Onnx.ModelProto.Parser.ParseFrom(File.ReadAllBytes(fp32)).Graph;
             var q = MLNetExt.Export.Onnx.ModelProto.Parser.ParseFrom(File.ReadAllBytes(int8)).Graph;
-            int linears = f.Node.Count(n => n.OpType == "MatMul" && f.Node.Any(t => t.OpType == "Transpose" && t.Output[0] == n.Input[1]
-                                                                            && f.Initializer.Any(i => i.Name == t.Input[0])));
+            int linears = LinearLayers(f);
             Assert.AreEqual(linears, q.Node.Count(n => n.OpType == "MatMulInteger"), $"{family}: every linear layer quantized");
             Assert.AreEqual(linears, q.Node.Count(n => n.OpType == "DynamicQuantizeLinear"));
-            foreach (var w in q.Initializer.Where(i => i.DataType == (int)MLNetExt.Export.Onnx.TensorProto.Types.DataType.Int8))
-                Assert.IsTrue(w.RawData.Span.ToArray().All(v => (sbyte)v is >= -63 and <= 63), $"{w.Name}: 7-bit weights");
+            AssertSevenBitWeights(q);
             if (linears > 0) Assert.IsLessThan(a.InitializerBytes, b.InitializerBytes, "smaller");
             using var s32 = OnnxSession.FromFile(fp32);
             using var s8 = OnnxSession.FromFile(int8);
@@ -307,9 +317,7 @@ public sealed class BackboneRegistryTests
                 using var r32 = s32.Run("input", OnnxTensor.FromArray(x, n, 3, cfg.Height, cfg.Width));
                 using var r8 = s8.Run("input", OnnxTensor.FromArray(x, n, 3, cfg.Height, cfg.Width));
                 var (l32, l8) = (r32["logits"].ToArray<float>(), r8["logits"].ToArray<float>());
-                double dot = 0, n32 = 0, n8 = 0;
-                for (int i = 0; i < l32.Length; i++) { dot += l32[i] * l8[i]; n32 += l32[i] * l32[i]; n8 += l8[i] * l8[i]; }
-                double cosine = dot / Math.Sqrt(n32 * n8);
+                double cosine = Cosine(l32.Select(v => (double)v).ToArray(), l8.Select(v => (double)v).ToArray());
                 Assert.IsGreaterThanOrEqualTo(Tolerances.Int8LogitsCosine, cosine, $"{family} batch {n}: INT8 logits vs float32 (cosine {cosine:F4})");
                 Assert.AreEqual(linears > 0, l32.Zip(l8, (u, v) => Math.Abs(u - v)).Max() > 0, "quantization changes the arithmetic");
             }
@@ -378,11 +386,9 @@ public sealed class BackboneRegistryTests
             Assert.IsLessThan(a.InitializerBytes, b.InitializerBytes, "smaller");
             var f = MLNetExt.Export.Onnx.ModelProto.Parser.ParseFrom(File.ReadAllBytes(fp32)).Graph;
             var q = MLNetExt.Export.Onnx.ModelProto.Parser.ParseFrom(File.ReadAllBytes(int8)).Graph;
-            int linears = f.Node.Count(n => n.OpType == "MatMul" && f.Node.Any(t => t.OpType == "Transpose" && t.Output[0] == n.Input[1]
-                                                                            && f.Initializer.Any(i => i.Name == t.Input[0])));
+            int linears = LinearLayers(f);
             Assert.AreEqual(linears, q.Node.Count(n => n.OpType == "MatMulInteger"), $"{family}: the linear layers in dynamic INT8");
-            foreach (var w in q.Initializer.Where(i => i.DataType == (int)MLNetExt.Export.Onnx.TensorProto.Types.DataType.Int8))
-                Assert.IsTrue(w.RawData.Span.ToArray().All(v => (sbyte)v is >= -63 and <= 63), $"{w.Name}: 7-bit weights");
+            AssertSevenBitWeights(q);
             var optimized = Path.Combine(dir.FullName, "optimized.onnx");
             using (OnnxSession.FromFile(int8, new OnnxSessionOptions { OptimizedModelPath = optimized })) { }
             var kernels = MLNetExt.Export.Onnx.ModelProto.Parser.ParseFrom(File.ReadAllBytes(optimized)).Graph.Node.Select(n => n.OpType).ToList();
@@ -401,7 +407,7 @@ public sealed class BackboneRegistryTests
                 // log-scores less their mean = logits less theirs
                 double[] Centred(float[] p) { var l = p.Select(v => Math.Log(v)).ToArray(); double m = l.Average(); return l.Select(v => v - m).ToArray(); }
                 var (u, v) = (Centred(p32[i].Scores!), Centred(p8[i].Scores!));
-                double cosine = u.Zip(v, (x, y) => x * y).Sum() / Math.Sqrt(u.Sum(x => x * x) * v.Sum(y => y * y));
+                double cosine = Cosine(u, v);
                 Assert.IsGreaterThanOrEqualTo(Tolerances.Int8LogitsCosine, cosine, $"{family} {Path.GetFileName(files[i])}: INT8 logits vs float32 (cosine {cosine:F4})");
             }
             var e = Assert.ThrowsExactly<ArgumentException>(() => OnnxExporter.Export(model, int8, new OnnxExportOptions { Precision = OnnxPrecision.Float16, CalibrationImages = images }));
