@@ -72,9 +72,9 @@ public sealed record OnnxExportOptions
     /// <summary>The graph's arithmetic: float32 (default), INT8 (CPU serving; see <see cref="CalibrationImages"/>) or
     /// float16 (GPU serving).</summary>
     public OnnxPrecision Precision { get; init; } = OnnxPrecision.Float32;
-    /// <summary>With <see cref="OnnxPrecision.Int8"/>: image files on which to calibrate a static quantization
-    /// (convolutions and matrix products in integer arithmetic with activation scales measured on these images, as the
-    /// model's scorer frames them); null = dynamic quantization of the linear layers (no images needed). A few dozen
+    /// <summary>With <see cref="OnnxPrecision.Int8"/>: image files on which to calibrate a static quantization of the
+    /// convolutions (integer arithmetic with activation scales measured on these images, framed as the model's scorers
+    /// frame them); null = only the linear layers in INT8, which are dynamic either way (no images needed). A few dozen
     /// to a few hundred images like the ones the model will see are enough.</summary>
     public IReadOnlyList<string>? CalibrationImages { get; init; }
     /// <summary>Initializer bytes above which the weights go to an external data file next to the model (protobuf
