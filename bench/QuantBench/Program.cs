@@ -88,14 +88,15 @@ try
             [$"{lowName}_top1"] = labelled.Count == 0 ? null : labelled.Count(t => p8[t.i].Index == t.Truth) / (double)labelled.Count,
         };
     }
+    var lowGraph = MLNetExt.Export.Onnx.ModelProto.Parser.ParseFrom(File.ReadAllBytes(paths[low])).Graph;
     Console.WriteLine(JsonSerializer.Serialize(new
     {
         variant = backbone.Variant, trained = trained is not null, threads, date = DateTime.UtcNow.ToString("yyyy-MM-dd"),
         load = File.Exists("/proc/loadavg") ? File.ReadAllText("/proc/loadavg").Split(' ')[0] : "?",
         precision = lowName, fp32_mb = bytes[OnnxPrecision.Float32] / 1e6, low_mb = bytes[low] / 1e6,
         int8 = low != OnnxPrecision.Int8 ? null : calibration is null ? "dynamic" : $"static ({calibration.Count} images)",
-        quantize_nodes = MLNetExt.Export.Onnx.ModelProto.Parser.ParseFrom(File.ReadAllBytes(paths[low])).Graph.Node.Count(n => n.OpType == "QuantizeLinear"),
-        matmul_integer_nodes = MLNetExt.Export.Onnx.ModelProto.Parser.ParseFrom(File.ReadAllBytes(paths[low])).Graph.Node.Count(n => n.OpType == "MatMulInteger"),
+        quantize_nodes = lowGraph.Node.Count(n => n.OpType == "QuantizeLinear"),
+        matmul_integer_nodes = lowGraph.Node.Count(n => n.OpType == "MatMulInteger"),
         serving, photos,
     }));
 }

@@ -30,9 +30,7 @@ internal static class DynamicInt8
     {
         var g = model.Graph;
         var initializers = g.Initializer.ToDictionary(t => t.Name);
-        var producer = new Dictionary<string, NodeProto>();
-        foreach (var n in g.Node)
-            foreach (var o in n.Output) producer[o] = n;
+        var producer = GraphEdits.Producers(g);
         var quantized = new Dictionary<string, (string Weights, string Scales)>();
         var nodes = new List<NodeProto>(g.Node.Count);
         int count = 0, fresh = 0;
@@ -75,24 +73,32 @@ internal static class DynamicInt8
     static (TensorProto Weights, TensorProto Scales) QuantizeWeight(TensorProto w, string weightsName, string scalesName)
     {
         int rows = (int)w.Dims[0], cols = (int)w.Dims[1];
-        var values = new float[rows * cols];
-        w.RawData.Span.CopyTo(System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()));
+        var (rowMajor, scales) = QuantizeRows(GraphEdits.Floats(w), rows);
         var q = new byte[rows * cols];
+        for (int o = 0; o < rows; o++)
+            for (int i = 0; i < cols; i++) q[i * rows + o] = rowMajor[o * cols + i];
+        var wq = new TensorProto { Name = weightsName, DataType = (int)TensorProto.Types.DataType.Int8, RawData = ByteString.CopyFrom(q) };
+        wq.Dims.AddRange([cols, rows]);
+        return (wq, GraphEdits.FloatTensor(scalesName, scales, [rows]));
+    }
+
+    /// <summary>Symmetric int8 per row of <paramref name="values"/> (<paramref name="rows"/> equal rows, row-major):
+    /// scale = max|row| / <see cref="WeightLimit"/>, q = round(v / scale) in [-WeightLimit, WeightLimit], as int8 bytes.
+    /// The weight quantization of both INT8 passes (linear layers here, convolutions in <see cref="StaticInt8"/>).</summary>
+    internal static (byte[] Quantized, float[] Scales) QuantizeRows(float[] values, int rows)
+    {
+        int per = values.Length / rows;
+        var q = new byte[values.Length];
         var scales = new float[rows];
         for (int o = 0; o < rows; o++)
         {
+            var row = values.AsSpan(o * per, per);
             float max = 0;
-            for (int i = 0; i < cols; i++) max = Math.Max(max, Math.Abs(values[o * cols + i]));
-            float scale = max > 0 ? max / WeightLimit : 1f;
-            scales[o] = scale;
-            for (int i = 0; i < cols; i++)
-                q[i * rows + o] = (byte)(sbyte)Math.Clamp((int)MathF.Round(values[o * cols + i] / scale, MidpointRounding.ToEven), -WeightLimit, WeightLimit);
+            foreach (var v in row) max = Math.Max(max, Math.Abs(v));
+            scales[o] = max > 0 ? max / WeightLimit : 1f;
+            for (int i = 0; i < per; i++)
+                q[o * per + i] = (byte)(sbyte)Math.Clamp((int)MathF.Round(row[i] / scales[o], MidpointRounding.ToEven), -WeightLimit, WeightLimit);
         }
-        var wq = new TensorProto { Name = weightsName, DataType = (int)TensorProto.Types.DataType.Int8, RawData = ByteString.CopyFrom(q) };
-        wq.Dims.AddRange([cols, rows]);
-        var ws = new TensorProto { Name = scalesName, DataType = (int)TensorProto.Types.DataType.Float,
-            RawData = ByteString.CopyFrom(System.Runtime.InteropServices.MemoryMarshal.AsBytes(scales.AsSpan())) };
-        ws.Dims.Add(rows);
-        return (wq, ws);
+        return (q, scales);
     }
 }

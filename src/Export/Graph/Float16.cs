@@ -38,8 +38,7 @@ internal static class Float16
         bool IsFloat(string name) => name.Length > 0 && types.TryGetValue(name, out var t) && t == (int)DataType.Float;
 
         // squares and powers that feed a reduction are the values that overflow: they join the float32 islands
-        var producer = new Dictionary<string, NodeProto>();
-        foreach (var n in g.Node) foreach (var o in n.Output) producer[o] = n;
+        var producer = GraphEdits.Producers(g);
         var squares = new HashSet<NodeProto>();
         foreach (var n in g.Node.Where(n => n.OpType.StartsWith("Reduce") && IsFloat(n.Input[0])))
             if (producer.TryGetValue(n.Input[0], out var p) && p.OpType == "Mul" && p.Input[0] == p.Input[1]) squares.Add(p);
@@ -182,8 +181,7 @@ internal static class Float16
     /// <summary>float32 raw data to float16 in place; finite values beyond float16's range saturate.</summary>
     static void ToHalf(TensorProto t)
     {
-        var values = new float[t.RawData.Length / 4];
-        t.RawData.Span.CopyTo(System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()));
+        var values = GraphEdits.Floats(t);
         var halves = new Half[values.Length];
         for (int i = 0; i < values.Length; i++)
             halves[i] = (Half)(float.IsFinite(values[i]) ? Math.Clamp(values[i], -MaxHalf, MaxHalf) : values[i]);

@@ -20,9 +20,46 @@ internal sealed class UniqueNames(IEnumerable<string> taken)
 }
 
 /// <summary>Edits of a built ONNX graph, shared by the passes that rewrite it after mapping (<see cref="DynamicInt8"/>,
-/// <see cref="Float16"/>).</summary>
+/// <see cref="StaticInt8"/>, <see cref="Float16"/>).</summary>
 internal static class GraphEdits
 {
+    /// <summary>The node that computes each value.</summary>
+    public static Dictionary<string, NodeProto> Producers(GraphProto g)
+    {
+        var p = new Dictionary<string, NodeProto>();
+        foreach (var n in g.Node) foreach (var o in n.Output) p[o] = n;
+        return p;
+    }
+
+    /// <summary>The nodes that read each value (an empty list for computed values nothing reads).</summary>
+    public static Dictionary<string, List<NodeProto>> Readers(GraphProto g)
+    {
+        var r = new Dictionary<string, List<NodeProto>>();
+        foreach (var n in g.Node)
+        {
+            foreach (var o in n.Output) r.TryAdd(o, []);
+            foreach (var i in n.Input) if (i.Length > 0) (r.TryGetValue(i, out var l) ? l : r[i] = []).Add(n);
+        }
+        return r;
+    }
+
+    /// <summary>The values of a float32 tensor (raw or typed data).</summary>
+    public static float[] Floats(TensorProto t)
+    {
+        if (t.DataType != (int)TensorProto.Types.DataType.Float) throw new InvalidOperationException($"Internal error: initializer '{t.Name}' is not float32.");
+        if (t.RawData.Length > 0) return System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(t.RawData.Span).ToArray();
+        return t.FloatData.ToArray();
+    }
+
+    /// <summary>A float32 tensor with raw data.</summary>
+    public static TensorProto FloatTensor(string name, float[] values, IEnumerable<long> dims)
+    {
+        var t = new TensorProto { Name = name, DataType = (int)TensorProto.Types.DataType.Float,
+            RawData = Google.Protobuf.ByteString.CopyFrom(System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan())) };
+        t.Dims.AddRange(dims);
+        return t;
+    }
+
     /// <summary>A node named after its first output.</summary>
     public static NodeProto Node(string op, string[] inputs, string[] outputs, params AttributeProto[] attributes)
     {

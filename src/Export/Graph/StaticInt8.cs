@@ -63,8 +63,8 @@ internal static class StaticInt8
     public static int FoldBatchNorms(GraphProto g)
     {
         var inits = g.Initializer.ToDictionary(t => t.Name);
-        var producer = Producers(g);
-        var readers = Readers(g);
+        var producer = GraphEdits.Producers(g);
+        var readers = GraphEdits.Readers(g);
         var names = new UniqueNames(g.Node.SelectMany(n => n.Output).Concat(inits.Keys).Concat(g.Input.Select(i => i.Name)));
         var removed = new HashSet<NodeProto>();
         int folded = 0;
@@ -75,11 +75,11 @@ internal static class StaticInt8
             if (!bn.Input.Skip(1).All(inits.ContainsKey) || !inits.TryGetValue(conv.Input[1], out var w) || !IsFloat(w)) continue;
             if (conv.Input.Count > 2 && !inits.ContainsKey(conv.Input[2])) continue;
             float eps = bn.Attribute.FirstOrDefault(a => a.Name == "epsilon")?.F ?? 1e-5f;
-            var (gamma, beta, mean, var) = (Floats(inits[bn.Input[1]]), Floats(inits[bn.Input[2]]), Floats(inits[bn.Input[3]]), Floats(inits[bn.Input[4]]));
-            var weights = Floats(w);
+            var (gamma, beta, mean, var) = (GraphEdits.Floats(inits[bn.Input[1]]), GraphEdits.Floats(inits[bn.Input[2]]), GraphEdits.Floats(inits[bn.Input[3]]), GraphEdits.Floats(inits[bn.Input[4]]));
+            var weights = GraphEdits.Floats(w);
             int outC = (int)w.Dims[0], per = weights.Length / outC;
             if (gamma.Length != outC) continue;
-            var bias = conv.Input.Count > 2 ? Floats(inits[conv.Input[2]]) : new float[outC];
+            var bias = conv.Input.Count > 2 ? GraphEdits.Floats(inits[conv.Input[2]]) : new float[outC];
             var newBias = new float[outC];
             for (int o = 0; o < outC; o++)
             {
@@ -90,8 +90,8 @@ internal static class StaticInt8
             }
             var wName = names.Fresh(conv.Input[1] + "_bnfold");
             var bName = names.Fresh((conv.Input.Count > 2 ? conv.Input[2] : conv.Input[1]) + "_bnfold_bias");
-            g.Initializer.Add(FloatTensor(wName, weights, w.Dims));
-            g.Initializer.Add(FloatTensor(bName, newBias, [outC]));
+            g.Initializer.Add(GraphEdits.FloatTensor(wName, weights, w.Dims));
+            g.Initializer.Add(GraphEdits.FloatTensor(bName, newBias, [outC]));
             conv.Input[1] = wName;
             if (conv.Input.Count > 2) conv.Input[2] = bName; else conv.Input.Add(bName);
             conv.Output[0] = bn.Output[0];
@@ -116,9 +116,9 @@ internal static class StaticInt8
     {
         var g = model.Graph;
         var inits = g.Initializer.ToDictionary(t => t.Name);
-        var producer = Producers(g);
-        var readers = Readers(g);
-        bool Const(string v, double value) => inits.TryGetValue(v, out var t) && IsFloat(t) && Floats(t) is [var f] && Math.Abs(f - value) < 1e-6 * Math.Max(1, value);
+        var producer = GraphEdits.Producers(g);
+        var readers = GraphEdits.Readers(g);
+        bool Const(string v, double value) => inits.TryGetValue(v, out var t) && IsFloat(t) && GraphEdits.Floats(t) is [var f] && Math.Abs(f - value) < 1e-6 * Math.Max(1, value);
         NodeProto? Sole(string v) => readers.TryGetValue(v, out var r) && r.Count == 1 && !g.Output.Any(o => o.Name == v) ? r[0] : null;
         var removed = new HashSet<NodeProto>();
         var replacement = new Dictionary<NodeProto, NodeProto>();
@@ -171,8 +171,8 @@ internal static class StaticInt8
         // computed by one (directly or through data movement) and the result read as uint8 by one. A residual stream
         // (a float32 value plus a branch) stays float32: as uint8 it cost the trained TransXNet 8-10 points of top-1
         // agreement with float32, every later block reading the rounded stream.
-        var readers = Readers(g);
-        var producer = Producers(g);
+        var readers = GraphEdits.Readers(g);
+        var producer = GraphEdits.Producers(g);
         bool ReadAsUint8(string v) => readers.TryGetValue(v, out var rs) && rs.Any(r =>
             (integer.Contains(r) && (r.OpType is "Add" or "Concat" || r.Input[0] == v))
             || (DataMovement.Contains(r.OpType) && r.Domain.Length == 0 && r.Input[0] == v && r.Output.Any(ReadAsUint8)));
@@ -241,7 +241,7 @@ internal static class StaticInt8
             float scale = hi > lo ? (hi - lo) / 255f : 1f;
             byte zero = (byte)Math.Clamp((int)MathF.Round(-lo / scale, MidpointRounding.ToEven), 0, 255);
             string sName = names.Fresh($"{group[0]}_scale"), zName = names.Fresh($"{group[0]}_zero_point");
-            g.Initializer.Add(FloatTensor(sName, [scale], []));
+            g.Initializer.Add(GraphEdits.FloatTensor(sName, [scale], []));
             g.Initializer.Add(new TensorProto { Name = zName, DataType = (int)TensorProto.Types.DataType.Uint8, RawData = ByteString.CopyFrom(zero) });
             foreach (var v in group) quant[v] = (scale, zero, sName, zName);
         }
@@ -292,7 +292,7 @@ internal static class StaticInt8
 
         string QuantizedBias(TensorProto bias, float inputScale, float[] ws)
         {
-            var b = Floats(bias);
+            var b = GraphEdits.Floats(bias);
             var bq = new int[b.Length];
             var scales = new float[b.Length];
             for (int o = 0; o < b.Length; o++)
@@ -305,7 +305,7 @@ internal static class StaticInt8
             t.Dims.Add(b.Length);
             var z = new TensorProto { Name = zn, DataType = (int)TensorProto.Types.DataType.Int32, RawData = ByteString.CopyFrom(new byte[4 * b.Length]) };
             z.Dims.Add(b.Length);
-            g.Initializer.Add(t); g.Initializer.Add(FloatTensor(sn, scales, [b.Length])); g.Initializer.Add(z);
+            g.Initializer.Add(t); g.Initializer.Add(GraphEdits.FloatTensor(sn, scales, [b.Length])); g.Initializer.Add(z);
             var dq = names.Fresh($"{bias.Name}_dequantized");
             nodes.Add(GraphEdits.Node("DequantizeLinear", [qn, sn, zn], [dq], Attr.I("axis", 0)));
             return dq;
@@ -316,42 +316,13 @@ internal static class StaticInt8
     /// <see cref="DynamicInt8.WeightLimit"/>), with its scales.</summary>
     static (TensorProto Weights, TensorProto Scales, TensorProto Zeros, float[] ScaleValues) QuantizeWeight(TensorProto w, string wName, string sName, string zName)
     {
-        var values = Floats(w);
-        int channels = (int)w.Dims[0], per = values.Length / channels;
-        var scales = new float[channels];
-        var q = new byte[values.Length];
-        for (int o = 0; o < channels; o++)
-        {
-            var slice = values.AsSpan(o * per, per);
-            float max = 0;
-            foreach (var v in slice) max = Math.Max(max, Math.Abs(v));
-            scales[o] = max > 0 ? max / DynamicInt8.WeightLimit : 1f;
-            for (int i = 0; i < per; i++)
-                q[o * per + i] = (byte)(sbyte)Math.Clamp((int)MathF.Round(slice[i] / scales[o], MidpointRounding.ToEven), -DynamicInt8.WeightLimit, DynamicInt8.WeightLimit);
-        }
+        int channels = (int)w.Dims[0];
+        var (q, scales) = DynamicInt8.QuantizeRows(GraphEdits.Floats(w), channels);
         var wq = new TensorProto { Name = wName, DataType = (int)TensorProto.Types.DataType.Int8, RawData = ByteString.CopyFrom(q) };
         wq.Dims.AddRange(w.Dims);
         var zeros = new TensorProto { Name = zName, DataType = (int)TensorProto.Types.DataType.Int8, RawData = ByteString.CopyFrom(new byte[channels]) };
         zeros.Dims.Add(channels);
-        return (wq, FloatTensor(sName, scales, [channels]), zeros, scales);
-    }
-
-    static Dictionary<string, NodeProto> Producers(GraphProto g)
-    {
-        var p = new Dictionary<string, NodeProto>();
-        foreach (var n in g.Node) foreach (var o in n.Output) p[o] = n;
-        return p;
-    }
-
-    static Dictionary<string, List<NodeProto>> Readers(GraphProto g)
-    {
-        var r = new Dictionary<string, List<NodeProto>>();
-        foreach (var n in g.Node)
-        {
-            foreach (var o in n.Output) r.TryAdd(o, []);
-            foreach (var i in n.Input) if (i.Length > 0) (r.TryGetValue(i, out var l) ? l : r[i] = []).Add(n);
-        }
-        return r;
+        return (wq, GraphEdits.FloatTensor(sName, scales, [channels]), zeros, scales);
     }
 
     /// <summary>Values the graph declares float32 (inputs, intermediates with a traced shape).</summary>
@@ -359,18 +330,4 @@ internal static class StaticInt8
         g.Input.Concat(g.ValueInfo).Concat(g.Output).Where(v => v.Type?.TensorType?.ElemType == (int)Float).Select(v => v.Name).ToHashSet();
 
     static bool IsFloat(TensorProto t) => t.DataType == (int)Float && t.RawData.Length == 4 * t.Dims.Aggregate(1L, (a, b) => a * b);
-
-    static float[] Floats(TensorProto t)
-    {
-        if (t.DataType != (int)Float) throw new InvalidOperationException($"Internal error: initializer '{t.Name}' is not float32.");
-        if (t.RawData.Length > 0) return MemoryMarshal.Cast<byte, float>(t.RawData.Span).ToArray();
-        return t.FloatData.ToArray();
-    }
-
-    static TensorProto FloatTensor(string name, float[] values, IEnumerable<long> dims)
-    {
-        var t = new TensorProto { Name = name, DataType = (int)Float, RawData = ByteString.CopyFrom(MemoryMarshal.AsBytes(values.AsSpan())) };
-        t.Dims.AddRange(dims);
-        return t;
-    }
 }
