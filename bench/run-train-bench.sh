@@ -6,14 +6,19 @@
 #
 #   bench/run-train-bench.sh [--variants a,b,c] [--batch 16] [--size 224] [--steps K] [--warmup W] [--rounds R]
 #                            [--threads N] [--classes C] [--py-workers N] [--py-modes model,full]
-#                            [--py-flush-denormal] [--artifacts DIR] [--no-build]
+#                            [--py-flush-denormal] [--py-blas system|openmp] [--cs-blas openmp|system]
+#                            [--artifacts DIR] [--no-build]
+#
+# BLAS: libtorch takes whatever provides libblas.so.3. Python gets the system's alternative (Debian's default is the
+# pthread build of OpenBLAS) unless --py-blas openmp puts the OpenMP build first on its library path; our engine loads
+# the OpenMP build when installed (MLNETEXT_BLAS, set by --cs-blas). Each JSON line names the BLAS its process mapped.
 #
 # stdout: one JSON line per measurement, then a summary table with the ratios C#/Python (higher is better for us).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(dirname "$HERE")"
 VARIANTS=transxnet_t,transnext_micro,smt_t,mixformer_b0; BATCH=16; SIZE=224; STEPS=4; WARMUP=1; ROUNDS=1
-THREADS="$(nproc)"; CLASSES=10; PY_WORKERS=""; PY_MODES=model,full; PY_EXTRA=(); BUILD=1
+THREADS="$(nproc)"; CLASSES=10; PY_WORKERS=""; PY_MODES=model,full; PY_EXTRA=(); BUILD=1; PY_BLAS=system; CS_BLAS=openmp
 ARTIFACTS="${TRAIN_BENCH_ARTIFACTS:-$ROOT/artifacts}"
 PYTHON="${TRAIN_BENCH_PYTHON:-/usr/bin/python3}"
 while [[ $# -gt 0 ]]; do
@@ -29,15 +34,24 @@ while [[ $# -gt 0 ]]; do
     --py-flush-denormal) PY_EXTRA+=(--flush-denormal); shift ;;
     --py-modes) PY_MODES="$2"; shift 2 ;;
     --py-workers) PY_WORKERS="$2"; shift 2 ;;
+    --py-blas) PY_BLAS="$2"; shift 2 ;;
+    --cs-blas) CS_BLAS="$2"; shift 2 ;;
     --artifacts) ARTIFACTS="$2"; shift 2 ;;
     --no-build) BUILD=0; shift ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 for n in "$BATCH" "$SIZE" "$STEPS" "$WARMUP" "$ROUNDS" "$THREADS" "$CLASSES"; do
   [[ "$n" =~ ^[1-9][0-9]*$ ]] || { echo "error: batch, size, steps, warmup, rounds, threads and classes must be positive integers; got '$n'" >&2; exit 2; }
 done
+OPENMP_BLAS="/usr/lib/$(uname -m)-linux-gnu/openblas-openmp"
+for b in "$PY_BLAS" "$CS_BLAS"; do
+  [[ "$b" == system || "$b" == openmp ]] || { echo "error: --py-blas and --cs-blas take 'system' or 'openmp'; got '$b'" >&2; exit 2; }
+  [[ "$b" == system || -f "$OPENMP_BLAS/libblas.so.3" ]] || { echo "error: $OPENMP_BLAS/libblas.so.3 not found (apt-get install libopenblas0-openmp)" >&2; exit 2; }
+done
+PY_ENV=(); [[ "$PY_BLAS" == openmp ]] && PY_ENV=(env "LD_LIBRARY_PATH=$OPENMP_BLAS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}")
+export MLNETEXT_BLAS="$CS_BLAS"
 IFS=, read -r -a VARIANT_LIST <<< "$VARIANTS"
 for v in "${VARIANT_LIST[@]}"; do
   f="${v%%_*}"
@@ -56,7 +70,7 @@ echo "start $START, load average $LOAD_START, $(nproc) cpus, threads $THREADS" >
 run_cs() { "$EXE" --variant "$1" --mode full,model,loader "${COMMON[@]}" | tee -a "$RESULTS"; }
 run_py() {
   local workers=(); [[ -n "$PY_WORKERS" ]] && workers=(--workers "$PY_WORKERS")
-  "$PYTHON" "$HERE/train_bench.py" --family "${1%%_*}" --variant "$1" --drop-path "$2" --mode "$PY_MODES" "${COMMON[@]}" "${workers[@]}" "${PY_EXTRA[@]}" \
+  "${PY_ENV[@]}" "$PYTHON" "$HERE/train_bench.py" --family "${1%%_*}" --variant "$1" --drop-path "$2" --mode "$PY_MODES" "${COMMON[@]}" "${workers[@]}" "${PY_EXTRA[@]}" \
     2> >(grep -v "If for" >&2) | grep --line-buffered -v "^If for" | tee -a "$RESULTS"
 }
 for v in "${VARIANT_LIST[@]}"; do
@@ -83,6 +97,8 @@ r0 = rows[0]
 print(f"\nTraining throughput, images/s: {r0['size']}x{r0['size']}, batch {r0['batch']}, {r0['threads']} threads, "
       f"{r0['warmup']} warm-up + {r0['steps']} timed steps, median of rounds; {start}, {seconds} s, "
       f"load average {load_start} at start, {load_end} at end ({cpus} cpus)")
+for side in ("csharp", "python"):
+    print(f"BLAS {side}: " + "; ".join(sorted({r.get("blas", "unknown") for r in rows if r["side"] == side})))
 print("| variant | C# Fit (full path) | PyTorch + DataLoader | ratio | C# step on tensors | PyTorch step on tensors | ratio | C# loader alone | CPU use C#/Py (step on tensors) |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 variants = list(dict.fromkeys(r["variant"] for r in rows))

@@ -46,6 +46,13 @@ def build(family, variant, num_classes, drop_path):
     raise SystemExit(f"error: unknown family '{family}' (expected transxnet, transnext, smt, mixformer)")
 
 
+def blas_library():
+    """The BLAS this process mapped (libtorch takes whatever provides libblas.so.3; see --py-blas in the driver)."""
+    with open("/proc/self/maps") as maps:
+        paths = {line.split()[-1] for line in maps if "blas" in line.split()[-1].rsplit("/", 1)[-1]}
+    return ", ".join(sorted(os.path.realpath(p) for p in paths)) or "unknown"
+
+
 def optimizer(model, lr):
     decay, no_decay = [], []
     for name, p in model.named_parameters():
@@ -98,7 +105,7 @@ def main():
         raise SystemExit("error: --flush-denormal: this CPU does not support flushing denormals")
     common = {"side": "python", "variant": a.variant, "batch": a.batch, "size": a.size, "threads": a.threads,
               "warmup": a.warmup, "steps": a.steps, "drop_path": a.drop_path, "torch": torch.__version__,
-              "flush_denormal": a.flush_denormal}
+              "flush_denormal": a.flush_denormal, "blas": blas_library()}
     family = a.variant.split("_")[0]
 
     # One model for both paths (each path has its own warm-up steps).

@@ -6,11 +6,13 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
 # libtorch-dev: the engine; libopenblas0-pthread: fast BLAS (Debian's libtorch uses whatever provides
-# libblas.so.3, and the reference BLAS is ~70x slower); python3-torch: fixtures and benchmarks only.
+# libblas.so.3, and the reference BLAS is ~70x slower); libopenblas0-openmp: the OpenMP build, which the engine
+# loads in preference (it shares libtorch's OpenMP threads; the system alternative is left alone);
+# python3-torch: fixtures and benchmarks only.
 # libturbojpeg0 libpng16-16 libwebp7 libgif7: image decoding (P/Invoke to their shared libraries);
 # python3-torchvision: data fixtures and the loader benchmark; python3-onnx: the exporter's onnx.checker test;
 # libgloo-dev: the headers of Gloo, the collective library of libtorch's c10d (distributed training).
-packages=(libtorch-dev libgloo-dev libopenblas0-pthread cmake g++ python3-torch libturbojpeg0 libpng16-16 libwebp7 libgif7 python3-torchvision python3-onnx)
+packages=(libtorch-dev libgloo-dev libopenblas0-pthread libopenblas0-openmp cmake g++ python3-torch libturbojpeg0 libpng16-16 libwebp7 libgif7 python3-torchvision python3-onnx)
 tools/install-debian-packages.sh "${packages[@]}"
 
 if ! command -v dotnet >/dev/null 2>&1; then

@@ -53,7 +53,7 @@ double dropPath = TrainerDropPath(variant);
 var common = new Dictionary<string, object>
 {
     ["side"] = "csharp", ["variant"] = variant, ["batch"] = batch, ["size"] = size, ["threads"] = threads,
-    ["warmup"] = warmup, ["steps"] = steps, ["drop_path"] = dropPath,
+    ["warmup"] = warmup, ["steps"] = steps, ["drop_path"] = dropPath, ["blas"] = TorchRuntime.BlasLibrary,
 };
 foreach (var m in modes)
 {

@@ -68,6 +68,7 @@ internal static unsafe partial class Native
     static IntPtr Resolve(string name, Assembly assembly, DllImportSearchPath? path)
     {
         if (name != Library) return IntPtr.Zero;
+        PreferOpenMpBlas();
         var tried = new List<string>();
         foreach (var candidate in Candidates())
         {
@@ -88,6 +89,30 @@ internal static unsafe partial class Native
         throw new DllNotFoundException(
             $"{FileName} was not found (looked in: {string.Join(", ", tried)}). Build it with tools/setup.sh, " +
             "or set MLNETEXT_NATIVE to its full path (or folder), or put its folder on LD_LIBRARY_PATH.");
+    }
+
+    /// <summary>The folder of Debian's OpenMP build of OpenBLAS (package libopenblas0-openmp) for this architecture.</summary>
+    internal static string OpenMpBlasFolder =>
+        $"/usr/lib/{(RuntimeInformation.ProcessArchitecture == Architecture.Arm64 ? "aarch64" : "x86_64")}-linux-gnu/openblas-openmp";
+
+    /// <summary>Loads the OpenMP build of OpenBLAS, when installed, before the bridge pulls in libtorch: libtorch's
+    /// libblas.so.3 and liblapack.so.3 then resolve to it (the dynamic loader reuses a library already loaded under
+    /// that soname), whatever the system's libblas.so.3 alternative says. Debian's default, libopenblas0-pthread, keeps
+    /// a pthread pool of its own that competes with libtorch's OpenMP threads for the same cores; the OpenMP build
+    /// works in libtorch's pool (training 1.4–2x faster on 2 cores, bench/README.md "BLAS threads").
+    /// <c>MLNETEXT_BLAS=system</c> keeps the system's choice.</summary>
+    static void PreferOpenMpBlas()
+    {
+        var choice = Environment.GetEnvironmentVariable("MLNETEXT_BLAS");
+        if (string.Equals(choice, "system", StringComparison.OrdinalIgnoreCase)) return;
+        if (!string.IsNullOrEmpty(choice) && !string.Equals(choice, "openmp", StringComparison.OrdinalIgnoreCase))
+            Console.Error.WriteLine($"warning: MLNETEXT_BLAS='{choice}' is neither 'openmp' nor 'system'; using openmp.");
+        foreach (var file in new[] { "libblas.so.3", "liblapack.so.3" })
+        {
+            var path = Path.Combine(OpenMpBlasFolder, file);
+            // Not installed, or not loadable: libtorch then takes the system's BLAS, which works, only slower.
+            if (File.Exists(path)) NativeLibrary.TryLoad(path, out _);
+        }
     }
 
     /// <summary>Where the bridge is looked for, in order and each place once: MLNETEXT_NATIVE (file or folder), the

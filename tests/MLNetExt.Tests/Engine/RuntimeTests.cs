@@ -1,5 +1,6 @@
 using MLNetExt.Nn;
 using MLNetExt.Torch;
+using MLNetExt.Torch.Interop;
 
 namespace MLNetExt.Tests.Engine;
 
@@ -17,6 +18,24 @@ public sealed class RuntimeTests
         TorchRuntime.Threads = before;
         StringAssert.Contains(TorchRuntime.BlasLibrary, "openblas", "libopenblas0-pthread must provide libblas.so.3");
         StringAssert.Contains(TorchRuntime.BuildConfig, "PyTorch built with");
+    }
+
+    [TestMethod]
+    public void UsesTheOpenMpBuildOfOpenBlas_WhateverTheSystemAlternative()
+    {
+        // tools/setup.sh installs libopenblas0-openmp beside Debian's default pthread build (which stays the system's
+        // libblas.so.3); the loader must hand libtorch the OpenMP one, and only that one.
+        Assert.IsTrue(Directory.Exists(Native.OpenMpBlasFolder), $"{Native.OpenMpBlasFolder} is missing: run tools/setup.sh");
+        var mapped = TorchRuntime.BlasLibrary;
+        StringAssert.Contains(mapped, "/openblas-openmp/", $"mapped BLAS: {mapped}");
+        Assert.IsFalse(mapped.Contains("/openblas-pthread/"), $"two OpenBLAS builds mapped: {mapped}");
+        // and it computes: a product large enough for OpenBLAS to split across threads
+        using var scope = TensorScope.Begin();
+        var a = Tensor.Ones(new long[] { 256, 512 });
+        var b = Tensor.Ones(new long[] { 512, 128 });
+        var product = a.Mm(b);
+        Assert.AreEqual(512f, product.Min().ToArray<float>()[0]);
+        Assert.AreEqual(512f, product.Max().ToArray<float>()[0]);
     }
 
     [TestMethod]
