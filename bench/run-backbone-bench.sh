@@ -35,9 +35,12 @@ fi
 EXE="$ARTIFACTS/bin/BackboneBench/release/BackboneBench"
 [[ -x "$EXE" ]] || { echo "error: $EXE not found (build failed?)" >&2; exit 1; }
 COMMON=(--variant "$VARIANT" --batch "$BATCH" --size "$SIZE" --iters "$ITERS" --threads "$THREADS")
+# Like with like: Python runs on the BLAS our engine loads.
+source "$HERE/blas.sh"; read -r -a PY_ENV <<< "$(blas_env "$(engine_blas)")"
+echo "BLAS (both sides): $(engine_blas)" >&2
 RESULTS="$(mktemp)"; trap 'rm -f "$RESULTS"' EXIT
 run_cs() { MLNETEXT_THREADS="$THREADS" "$EXE" "${COMMON[@]}" | tee -a "$RESULTS"; }
-run_py() { "$PYTHON" "$HERE/backbone_bench.py" --family "$FAMILY" "${COMMON[@]}" 2> >(grep -v "If for" >&2) | tee -a "$RESULTS"; }
+run_py() { "${PY_ENV[@]}" "$PYTHON" "$HERE/backbone_bench.py" --family "$FAMILY" "${COMMON[@]}" 2> >(grep -v "If for" >&2) | tee -a "$RESULTS"; }
 for ((r = 0; r < ROUNDS; r++)); do
   if (( r % 2 == 0 )); then run_cs; run_py; else run_py; run_cs; fi
 done

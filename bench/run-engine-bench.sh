@@ -62,6 +62,9 @@ EXE="$ARTIFACTS/bin/EngineBench/release/EngineBench"
 # The same thread count everywhere: libtorch's intra-op pool (MLNETEXT_THREADS / --threads for C#,
 # torch.set_num_threads for Python, both via --threads), OpenMP and OpenBLAS's own pthread pool.
 export MLNETEXT_THREADS="$THREADS" OMP_NUM_THREADS="$THREADS" OPENBLAS_NUM_THREADS="$THREADS"
+# Like with like: Python runs on the BLAS our engine loads.
+source "$HERE/blas.sh"; read -r -a PY_ENV <<< "$(blas_env "$(engine_blas)")"
+echo "BLAS (both sides): $(engine_blas)" >&2
 
 OUT="$(mktemp -d /tmp/engine-bench.XXXXXX)"
 trap 'rm -rf "$OUT"' EXIT
@@ -74,7 +77,7 @@ run_side() {  # side mode tag args...
   if [[ "$side" == cs ]]; then
     "$EXE" "$mode" --threads "$THREADS" "$@" >"$out" 2>"$err" || { cat "$err" >&2; echo "error: C# $mode run failed" >&2; exit 1; }
   else
-    "$PYTHON" "$HERE/engine_bench.py" "$mode" --threads "$THREADS" "$@" >"$out" 2>"$err" || { cat "$err" >&2; echo "error: Python $mode run failed" >&2; exit 1; }
+    "${PY_ENV[@]}" "$PYTHON" "$HERE/engine_bench.py" "$mode" --threads "$THREADS" "$@" >"$out" 2>"$err" || { cat "$err" >&2; echo "error: Python $mode run failed" >&2; exit 1; }
   fi
   grep -v '^\s*$' "$err" | sed "s/^/  [$side] /" >&2 || true
   "$PYTHON" - "$out" "$side" "$mode" "$tag" "$((SECONDS - t0))" >&2 <<'EOF'

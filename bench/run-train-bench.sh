@@ -7,7 +7,11 @@
 #   bench/run-train-bench.sh [--variants a,b,c] [--batch 16] [--size 224] [--steps K] [--warmup W] [--rounds R]
 #                            [--threads N] [--classes C] [--py-workers N] [--py-modes model,full]
 #                            [--py-flush-denormal] [--py-blas system|openmp] [--cs-blas openmp|system]
-#                            [--artifacts DIR] [--no-build]
+#                            [--profile DIR] [--artifacts DIR] [--no-build]
+#
+# --profile DIR: both sides also write the operator profile of their timed steps on tensors (libtorch's profiler:
+# TrainBench --profile, torch.autograd.profiler), DIR/<variant>.<side>.tsv, and the summary lists the operators with
+# the largest self time side by side. Profiling slows both sides; take speeds from runs without it.
 #
 # BLAS: libtorch takes whatever provides libblas.so.3. Python gets the system's alternative (Debian's default is the
 # pthread build of OpenBLAS) unless --py-blas openmp puts the OpenMP build first on its library path; our engine loads
@@ -18,7 +22,7 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(dirname "$HERE")"
 VARIANTS=transxnet_t,transnext_micro,smt_t,mixformer_b0; BATCH=16; SIZE=224; STEPS=4; WARMUP=1; ROUNDS=1
-THREADS="$(nproc)"; CLASSES=10; PY_WORKERS=""; PY_MODES=model,full; PY_EXTRA=(); BUILD=1; PY_BLAS=system; CS_BLAS=openmp
+THREADS="$(nproc)"; CLASSES=10; PY_WORKERS=""; PY_MODES=model,full; PY_EXTRA=(); BUILD=1; PY_BLAS=system; CS_BLAS=openmp; PROFILE=""
 ARTIFACTS="${TRAIN_BENCH_ARTIFACTS:-$ROOT/artifacts}"
 PYTHON="${TRAIN_BENCH_PYTHON:-/usr/bin/python3}"
 while [[ $# -gt 0 ]]; do
@@ -36,9 +40,10 @@ while [[ $# -gt 0 ]]; do
     --py-workers) PY_WORKERS="$2"; shift 2 ;;
     --py-blas) PY_BLAS="$2"; shift 2 ;;
     --cs-blas) CS_BLAS="$2"; shift 2 ;;
+    --profile) PROFILE="$2"; shift 2 ;;
     --artifacts) ARTIFACTS="$2"; shift 2 ;;
     --no-build) BUILD=0; shift ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -67,10 +72,12 @@ COMMON=(--batch "$BATCH" --size "$SIZE" --steps "$STEPS" --warmup "$WARMUP" --th
 RESULTS="$(mktemp)"; trap 'rm -f "$RESULTS"' EXIT
 LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"; START="$(date -u +%FT%TZ)"; T0=$SECONDS
 echo "start $START, load average $LOAD_START, $(nproc) cpus, threads $THREADS" >&2
-run_cs() { "$EXE" --variant "$1" --mode full,model,loader "${COMMON[@]}" | tee -a "$RESULTS"; }
+if [[ -n "$PROFILE" ]]; then mkdir -p "$PROFILE"; PROFILE="$(cd "$PROFILE" && pwd)"; fi
+profile_args() { [[ -n "$PROFILE" ]] && echo "--profile $PROFILE/$1.$2.tsv"; }
+run_cs() { "$EXE" --variant "$1" --mode full,model,loader "${COMMON[@]}" $(profile_args "$1" csharp) | tee -a "$RESULTS"; }
 run_py() {
   local workers=(); [[ -n "$PY_WORKERS" ]] && workers=(--workers "$PY_WORKERS")
-  "${PY_ENV[@]}" "$PYTHON" "$HERE/train_bench.py" --family "${1%%_*}" --variant "$1" --drop-path "$2" --mode "$PY_MODES" "${COMMON[@]}" "${workers[@]}" "${PY_EXTRA[@]}" \
+  "${PY_ENV[@]}" "$PYTHON" "$HERE/train_bench.py" --family "${1%%_*}" --variant "$1" --drop-path "$2" --mode "$PY_MODES" "${COMMON[@]}" "${workers[@]}" "${PY_EXTRA[@]}" $(profile_args "$1" python) \
     2> >(grep -v "If for" >&2) | grep --line-buffered -v "^If for" | tee -a "$RESULTS"
 }
 for v in "${VARIANT_LIST[@]}"; do
@@ -82,6 +89,26 @@ for v in "${VARIANT_LIST[@]}"; do
   done
 done
 LOAD_END="$(cut -d' ' -f1-3 /proc/loadavg)"
+if [[ -n "$PROFILE" ]]; then
+  for v in "${VARIANT_LIST[@]}"; do
+    "$PYTHON" - "$PROFILE/$v.csharp.tsv" "$PROFILE/$v.python.tsv" "$v" "$STEPS" <<'PY'
+import csv, sys
+def load(path):
+    with open(path) as f:
+        return {r["name"]: r for r in csv.DictReader(f, delimiter="\t")}
+cs, py, variant, steps = load(sys.argv[1]), load(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+ms = lambda side, n, key="self_us": float(side[n][key]) / 1000 / steps if n in side else 0.0
+calls = lambda side, n: int(side[n]["calls"]) // steps if n in side else 0
+aten = lambda side: sum(ms(side, n) for n in side if n.startswith("aten::"))
+print(f"\n{variant}: operator self time per step (ms), largest first; all aten:: operators C# {aten(cs):.0f} ms, Python {aten(py):.0f} ms")
+print("| operator | C# ms | calls | Python ms | calls |")
+print("|---|---:|---:|---:|---:|")
+names = sorted(set(cs) | set(py), key=lambda n: -max(ms(cs, n), ms(py, n)))
+for n in names[:25]:
+    print(f"| {n} | {ms(cs, n):.1f} | {calls(cs, n)} | {ms(py, n):.1f} | {calls(py, n)} |")
+PY
+  done
+fi
 "$PYTHON" - "$RESULTS" "$START" "$LOAD_START" "$LOAD_END" "$((SECONDS - T0))" "$(nproc)" <<'PY'
 import json, statistics, sys
 path, start, load_start, load_end, seconds, cpus = sys.argv[1:]

@@ -94,6 +94,9 @@ def main():
     ap.add_argument("--flush-denormal", action="store_true",
                     help="torch.set_flush_denormal(True): the official MixFormer port keeps torch's default init, its "
                          "training values reach the denormal range and its backward slows ~5x on x86 (ours does not flush)")
+    ap.add_argument("--profile", metavar="FILE",
+                    help="torch.autograd.profiler over the timed 'model' steps, written as TSV (name, calls, self_us, "
+                         "total_us), the format TrainBench --profile writes")
     a = ap.parse_args()
     modes = [m.strip() for m in a.mode.split(",") if m.strip()]
     for m in modes:
@@ -134,9 +137,19 @@ def main():
             for i in range(a.warmup + a.steps):
                 if i == a.warmup:
                     cpu0 = time.process_time()
+                    if a.profile:
+                        profiler = torch.autograd.profiler.profile()
+                        profiler.__enter__()
                 t = time.perf_counter()
                 step(x, y)
                 times.append(time.perf_counter() - t)
+            if a.profile:
+                profiler.__exit__(None, None, None)
+                with open(a.profile, "w") as f:
+                    f.write("name\tcalls\tself_us\ttotal_us\n")
+                    for e in sorted(profiler.key_averages(), key=lambda e: -e.self_cpu_time_total):
+                        f.write(f"{e.key}\t{e.count}\t{e.self_cpu_time_total:.0f}\t{e.cpu_time_total:.0f}\n")
+                out["profile"] = a.profile
             out["img_s"] = a.steps * a.batch / sum(times[a.warmup:])
             out["cpu_util"] = round((time.process_time() - cpu0) / sum(times[a.warmup:]) / a.threads, 3)
             out["step_s"] = [round(s, 3) for s in times[a.warmup:]]

@@ -21,6 +21,7 @@ using MLNetExt.Imaging;
 using MLNetExt.MLNet;
 
 string variant = "transxnet_t", mode = "full,model";
+string? profile = null;   // --profile FILE: libtorch's operator profile of the timed "model" steps, as TSV
 int batch = 16, size = 224, warmup = 1, steps = 4, threads = Environment.ProcessorCount, classes = 10, source = 256;
 double lr = 1e-3;
 for (int i = 0; i < args.Length; i += 2)
@@ -38,7 +39,8 @@ for (int i = 0; i < args.Length; i += 2)
         case "--source-size": source = PositiveInt(args[i], v); break;
         case "--lr": lr = double.Parse(v, System.Globalization.CultureInfo.InvariantCulture); break;
         case "--mode": mode = v; break;
-        default: throw new ArgumentException($"Unknown option '{args[i]}' (expected --variant, --batch, --size, --warmup, --steps, --threads, --classes, --source-size, --lr, --mode).");
+        case "--profile": profile = v; break;
+        default: throw new ArgumentException($"Unknown option '{args[i]}' (expected --variant, --batch, --size, --warmup, --steps, --threads, --classes, --source-size, --lr, --mode, --profile).");
     }
 }
 var modes = mode.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
@@ -166,7 +168,11 @@ void ModelOnly(Dictionary<string, object> r)
     double loss = 0, cpu0 = 0;
     for (int i = 0; i < warmup + steps; i++)
     {
-        if (i == warmup) cpu0 = CpuSeconds();
+        if (i == warmup)
+        {
+            cpu0 = CpuSeconds();
+            if (profile != null) OperatorProfiler.Start();
+        }
         var clock = Stopwatch.StartNew();
         using (TensorScope.Begin())
         {
@@ -178,6 +184,13 @@ void ModelOnly(Dictionary<string, object> r)
         opt.Step();
         opt.ZeroGrad();
         times.Add(clock.Elapsed.TotalSeconds);
+    }
+    if (profile != null)
+    {
+        // name, calls, self and total CPU microseconds over the timed steps (train_bench.py --profile writes the same)
+        File.WriteAllLines(profile, OperatorProfiler.Stop().Select(t => FormattableString.Invariant(
+            $"{t.Name}\t{t.Calls}\t{t.SelfMicroseconds:F0}\t{t.TotalMicroseconds:F0}")).Prepend("name\tcalls\tself_us\ttotal_us"));
+        r["profile"] = profile;
     }
     r["img_s"] = steps * batch / times.Skip(warmup).Sum();
     r["cpu_util"] = Math.Round((CpuSeconds() - cpu0) / times.Skip(warmup).Sum() / threads, 3);

@@ -82,7 +82,7 @@ internal static unsafe partial class Native
             {
                 throw new DllNotFoundException(
                     $"Found {candidate} but could not load it: {e.Message}. The bridge needs Debian's libtorch " +
-                    "(apt-get install libtorch-dev libopenblas0-pthread) or the libtorch it was built against; " +
+                    "(apt-get install libtorch-dev libopenblas0-openmp) or the libtorch it was built against; " +
                     "run tools/setup.sh.", e);
             }
         }
@@ -185,6 +185,8 @@ internal static unsafe partial class Native
     [LibraryImport(Library)] internal static partial IntPtr mlnx_set_autocast(int deviceType, int enabled, int dtype, int entering);
     [LibraryImport(Library)] internal static partial int mlnx_cuda_is_available();
     [LibraryImport(Library)] internal static partial int mlnx_cuda_device_count();
+    [LibraryImport(Library)] internal static partial IntPtr mlnx_profiler_start();
+    [LibraryImport(Library)] internal static partial IntPtr mlnx_profiler_stop(out IntPtr report);
 
     [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
     internal static partial IntPtr mlnx_op_find(string name, string overload, out IntPtr op);

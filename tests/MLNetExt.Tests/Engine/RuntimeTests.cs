@@ -39,6 +39,23 @@ public sealed class RuntimeTests
     }
 
     [TestMethod]
+    public void OperatorProfiler_CountsForwardAndBackwardOperators()
+    {
+        using var scope = TensorScope.Begin();
+        var a = Tensor.Ones(new long[] { 64, 32 }).RequiresGrad_();
+        var b = Tensor.Ones(new long[] { 32, 16 });
+        OperatorProfiler.Start();
+        for (int i = 0; i < 3; i++) a.Mm(b).Sum().Backward();
+        var profile = OperatorProfiler.Stop().ToDictionary(t => t.Name);
+        Assert.AreEqual(6L, profile["aten::mm"].Calls, "3 forward products and 3 in backward (the gradient times b^T)");
+        Assert.IsTrue(profile.ContainsKey("MmBackward0"), "backward nodes are recorded: " + string.Join(", ", profile.Keys));
+        foreach (var t in profile.Values)
+            Assert.IsTrue(t.SelfMicroseconds >= 0 && t.TotalMicroseconds >= t.SelfMicroseconds - 1e-6, $"{t.Name}: self {t.SelfMicroseconds}, total {t.TotalMicroseconds}");
+        var e = Assert.ThrowsExactly<TorchException>(() => OperatorProfiler.Stop());
+        StringAssert.Contains(e.Message, "profiler_stop");
+    }
+
+    [TestMethod]
     public void CudaQueriesAnswerWithoutCuda()
     {
         // The CPU build reports no devices; on a CUDA build this only checks consistency.
