@@ -99,7 +99,7 @@ internal static unsafe partial class Native
     /// libblas.so.3 and liblapack.so.3 then resolve to it (the dynamic loader reuses a library already loaded under
     /// that soname), whatever the system's libblas.so.3 alternative says. Debian's default, libopenblas0-pthread, keeps
     /// a pthread pool of its own that competes with libtorch's OpenMP threads for the same cores; the OpenMP build
-    /// works in libtorch's pool (training 1.4–2x faster on 2 cores, bench/README.md "BLAS threads").
+    /// works in libtorch's pool (training 1.2–1.9x faster on 2 cores, bench/README.md "BLAS threads").
     /// <c>MLNETEXT_BLAS=system</c> keeps the system's choice.</summary>
     static void PreferOpenMpBlas()
     {
