@@ -50,12 +50,10 @@ done
 for n in "$BATCH" "$SIZE" "$STEPS" "$WARMUP" "$ROUNDS" "$THREADS" "$CLASSES"; do
   [[ "$n" =~ ^[1-9][0-9]*$ ]] || { echo "error: batch, size, steps, warmup, rounds, threads and classes must be positive integers; got '$n'" >&2; exit 2; }
 done
-OPENMP_BLAS="/usr/lib/$(uname -m)-linux-gnu/openblas-openmp"
-for b in "$PY_BLAS" "$CS_BLAS"; do
-  [[ "$b" == system || "$b" == openmp ]] || { echo "error: --py-blas and --cs-blas take 'system' or 'openmp'; got '$b'" >&2; exit 2; }
-  [[ "$b" == system || -f "$OPENMP_BLAS/libblas.so.3" ]] || { echo "error: $OPENMP_BLAS/libblas.so.3 not found (apt-get install libopenblas0-openmp)" >&2; exit 2; }
-done
-PY_ENV=(); [[ "$PY_BLAS" == openmp ]] && PY_ENV=(env "LD_LIBRARY_PATH=$OPENMP_BLAS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}")
+source "$HERE/blas.sh"
+blas_env "$CS_BLAS" >/dev/null || exit 2
+PY_ENV_LINE="$(blas_env "$PY_BLAS")" || exit 2
+read -r -a PY_ENV <<< "$PY_ENV_LINE"
 export MLNETEXT_BLAS="$CS_BLAS"
 IFS=, read -r -a VARIANT_LIST <<< "$VARIANTS"
 for v in "${VARIANT_LIST[@]}"; do
@@ -92,8 +90,10 @@ LOAD_END="$(cut -d' ' -f1-3 /proc/loadavg)"
 if [[ -n "$PROFILE" ]]; then
   for v in "${VARIANT_LIST[@]}"; do
     "$PYTHON" - "$PROFILE/$v.csharp.tsv" "$PROFILE/$v.python.tsv" "$v" "$STEPS" <<'PY'
-import csv, sys
+import csv, os, sys
 def load(path):
+    if not os.path.exists(path):   # e.g. Python ran only its full path
+        return {}
     with open(path) as f:
         return {r["name"]: r for r in csv.DictReader(f, delimiter="\t")}
 cs, py, variant, steps = load(sys.argv[1]), load(sys.argv[2]), sys.argv[3], int(sys.argv[4])

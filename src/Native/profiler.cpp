@@ -10,7 +10,6 @@
 #include <algorithm>
 #include <map>
 #include <sstream>
-#include <unordered_map>
 #include <vector>
 
 namespace {
