@@ -52,6 +52,7 @@ internal static class DemoCommand
     {
         var clock = Stopwatch.StartNew();
         log.WriteLine($"libtorch {TorchRuntime.Version} | threads {TorchRuntime.Threads} | BLAS {TorchRuntime.BlasLibrary} | CUDA {(TorchRuntime.CudaIsAvailable ? "yes" : "no")}");
+        if (TorchRuntime.BlasAdvice is { } advice) log.WriteLine("note: " + advice);
 
         // 1. Data: rendered at twice the input size so the random crops have detail to resample, like photos.
         var dataRoot = Path.Combine(output, "data");

@@ -141,6 +141,7 @@ internal static class TrainCommand
         foreach (var issue in train.Issues.Take(5)) log.WriteLine($"skipped: {issue}");
         if (train.Issues.Count > 5) log.WriteLine($"skipped: ... and {train.Issues.Count - 5} more files");
         log.WriteLine($"libtorch {TorchRuntime.Version}, {TorchRuntime.Threads} threads, CUDA {(TorchRuntime.CudaIsAvailable ? "available" : "not available")}");
+        if (TorchRuntime.BlasAdvice is { } advice) log.WriteLine("note: " + advice);
 
         if (writes)   // a data-parallel run's other ranks leave the output folder to rank 0
             foreach (var name in Serialization.AtomicFile.RemoveStale(output))

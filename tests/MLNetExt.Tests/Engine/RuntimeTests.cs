@@ -29,6 +29,14 @@ public sealed class RuntimeTests
         var mapped = TorchRuntime.BlasLibrary;
         StringAssert.Contains(mapped, "/openblas-openmp/", $"mapped BLAS: {mapped}");
         Assert.IsFalse(mapped.Contains("/openblas-pthread/"), $"two OpenBLAS builds mapped: {mapped}");
+        Assert.IsNull(TorchRuntime.BlasAdvice, "no hint when the OpenMP build is in use");
+        // the hint: only for the pthread build, and not when MLNETEXT_BLAS=system asked for it
+        const string pthread = "/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblasp-r0.3.21.so, /usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3";
+        StringAssert.Contains(TorchRuntime.AdviseOnBlas(pthread, null), "apt-get install libopenblas0-openmp");
+        StringAssert.Contains(TorchRuntime.AdviseOnBlas(pthread, "openmp"), "apt-get install libopenblas0-openmp");
+        Assert.IsNull(TorchRuntime.AdviseOnBlas(pthread, "system"));
+        Assert.IsNull(TorchRuntime.AdviseOnBlas(mapped, null));
+        Assert.IsNull(TorchRuntime.AdviseOnBlas("unknown", null));
         // and it computes: a product large enough for OpenBLAS to split across threads
         using var scope = TensorScope.Begin();
         var a = Tensor.Ones(new long[] { 256, 512 });
