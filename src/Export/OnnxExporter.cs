@@ -186,15 +186,15 @@ public static class OnnxExporter
         {
             var model_ = BuildModel(model, new long[] { 3, inputH, inputW }, Forward, inputName, outputs.ToArray(),
                 options.Opset, metadata, options.Labels, $"{model.Family}/{model.Variant}");
-            if (options.Precision == OnnxPrecision.Int8 && options.CalibrationImages is { } images)
+            if (options.Precision == OnnxPrecision.Int8)
             {
-                StaticInt8.Quantize(model_, images, options.Int8MinSide);
-                model_.MetadataProps.Add(new StringStringEntryProto { Key = "mlnetext.int8", Value = $"static, calibrated on {images.Count} images" });
-            }
-            else if (options.Precision == OnnxPrecision.Int8)
-            {
-                DynamicInt8.Apply(model_, options.Int8MinSide);
-                model_.MetadataProps.Add(new StringStringEntryProto { Key = "mlnetext.int8", Value = "dynamic (linear layers)" });
+                var images = options.CalibrationImages;
+                if (images is not null) StaticInt8.Quantize(model_, images, options.Int8MinSide);
+                else DynamicInt8.Apply(model_, options.Int8MinSide);
+                model_.MetadataProps.Add(new StringStringEntryProto
+                {
+                    Key = "mlnetext.int8", Value = images is null ? "dynamic (linear layers)" : $"static, calibrated on {images.Count} images",
+                });
             }
             else if (options.Precision == OnnxPrecision.Float16) Float16.Apply(model_);
             // weights written inline as Constant nodes: only the float16 pass makes them (ML.NET cannot read float16 initializers)

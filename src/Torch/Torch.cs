@@ -86,7 +86,7 @@ public static class TorchRuntime
     public static string? BlasAdvice => AdviseOnBlas(BlasLibrary, Environment.GetEnvironmentVariable("MLNETEXT_BLAS"));
 
     internal static string? AdviseOnBlas(string mappedBlas, string? choice) =>
-        mappedBlas.Contains("/openblas-pthread/", StringComparison.Ordinal) && !string.Equals(choice, "system", StringComparison.OrdinalIgnoreCase)
+        mappedBlas.Contains("/openblas-pthread/", StringComparison.Ordinal) && !Native.AsksForSystemBlas(choice)
             ? "libtorch runs on OpenBLAS's pthread build, whose thread pool competes with libtorch's; " +
               "'apt-get install libopenblas0-openmp' (the engine then loads it by itself) makes training 1.2-1.9x faster"
             : null;

@@ -33,8 +33,7 @@ internal static class Float16
     {
         var g = model.Graph;
         var types = InferTypes(g);
-        var names = new UniqueNames(g.Node.SelectMany(n => n.Input.Concat(n.Output)).Concat(g.Initializer.Select(t => t.Name))
-            .Concat(g.Input.Select(i => i.Name)).Concat(g.Output.Select(o => o.Name)));
+        var names = UniqueNames.Of(g);
         bool IsFloat(string name) => name.Length > 0 && types.TryGetValue(name, out var t) && t == (int)DataType.Float;
 
         // squares and powers that feed a reduction are the values that overflow: they join the float32 islands

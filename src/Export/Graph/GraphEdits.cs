@@ -7,6 +7,11 @@ internal sealed class UniqueNames(IEnumerable<string> taken)
 {
     readonly HashSet<string> _used = new(taken);
 
+    /// <summary>Every name <paramref name="g"/> uses: its nodes' inputs and outputs, initializers, inputs and outputs.</summary>
+    public static UniqueNames Of(GraphProto g) =>
+        new(g.Node.SelectMany(n => n.Input.Concat(n.Output)).Concat(g.Initializer.Select(t => t.Name))
+            .Concat(g.Input.Select(i => i.Name)).Concat(g.Output.Select(o => o.Name)));
+
     /// <summary>Marks <paramref name="name"/> as used.</summary>
     public void Add(string name) => _used.Add(name);
 

@@ -12,10 +12,6 @@ namespace MLNetExt.Export.Graph;
 /// </summary>
 internal static class Int8Calibration
 {
-    /// <summary>Images per ONNX Runtime run. One: every measured value is an output held until the run ends (up to
-    /// 0.3 GB per image for transxnet_t at 224 px), and a larger batch saves little next to the network's own time.</summary>
-    const int Batch = 1;
-
     /// <summary>The minimum and maximum of each of <paramref name="values"/> over the readable images among
     /// <paramref name="images"/>. Throws when none can be read.</summary>
     public static Dictionary<string, (float Min, float Max)> Measure(ModelProto model, IEnumerable<string> values, IReadOnlyList<string> images)
@@ -33,15 +29,21 @@ internal static class Int8Calibration
         var info = ExportedModelInfo.From(session, "being calibrated");
         var pipeline = info.EvalPipeline();
         var ranges = measured.ToDictionary(v => v, _ => (Min: float.PositiveInfinity, Max: float.NegativeInfinity));
-        int sample = 3 * info.InputHeight * info.InputWidth, readable = 0;
-        var batch = new float[Batch * sample];
-        int count = 0;
+        var pixels = new float[3 * info.InputHeight * info.InputWidth];
+        int readable = 0;
         var firstProblem = (string?)null;
-        void Flush()
+        // One image per run: every measured value is an output held until the run ends (up to 0.3 GB per image for
+        // transxnet_t at 224 px), and a larger batch saves little next to the network's own time.
+        foreach (var file in images)
         {
-            if (count == 0) return;
-            var input = OnnxTensor.FromArray(count == Batch ? batch : batch[..(count * sample)], count, 3, info.InputHeight, info.InputWidth);
-            using var run = session.Run(info.InputName, input, measured);
+            if (ImageDecoder.TryDecodeFile(file, out var reason) is not { } image)
+            {
+                firstProblem ??= $"{file}: {reason}";
+                continue;
+            }
+            info.FillInput(pipeline, image, pixels);
+            readable++;
+            using var run = session.Run(info.InputName, OnnxTensor.FromArray(pixels, 1, 3, info.InputHeight, info.InputWidth), measured);
             foreach (var v in measured)
             {
                 var r = ranges[v];
@@ -52,20 +54,7 @@ internal static class Int8Calibration
                 }
                 ranges[v] = r;
             }
-            count = 0;
         }
-        foreach (var file in images)
-        {
-            if (ImageDecoder.TryDecodeFile(file, out var reason) is not { } image)
-            {
-                firstProblem ??= $"{file}: {reason}";
-                continue;
-            }
-            info.FillInput(pipeline, image, batch.AsSpan(count * sample, sample));
-            readable++;
-            if (++count == Batch) Flush();
-        }
-        Flush();
         if (readable == 0)
             throw new ArgumentException(images.Count == 0
                 ? "Static INT8 needs calibration images; the list is empty."

@@ -65,7 +65,7 @@ internal static class StaticInt8
         var inits = g.Initializer.ToDictionary(t => t.Name);
         var producer = GraphEdits.Producers(g);
         var readers = GraphEdits.Readers(g);
-        var names = new UniqueNames(g.Node.SelectMany(n => n.Output).Concat(inits.Keys).Concat(g.Input.Select(i => i.Name)));
+        var names = UniqueNames.Of(g);
         var removed = new HashSet<NodeProto>();
         int folded = 0;
         foreach (var bn in g.Node.Where(n => n.OpType == "BatchNormalization" && n.Domain.Length == 0 && n.Output.Count == 1).ToList())
@@ -227,7 +227,7 @@ internal static class StaticInt8
     {
         var g = model.Graph;
         var inits = g.Initializer.ToDictionary(t => t.Name);
-        var names = new UniqueNames(g.Node.SelectMany(n => n.Output).Concat(inits.Keys).Concat(g.Input.Select(i => i.Name)));
+        var names = UniqueNames.Of(g);
 
         // per value: its scale and zero point (uint8 asymmetric over the group's range, which always includes 0)
         var quant = new Dictionary<string, (float Scale, byte Zero, string ScaleName, string ZeroName)>();

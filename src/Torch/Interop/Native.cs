@@ -104,7 +104,7 @@ internal static unsafe partial class Native
     static void PreferOpenMpBlas()
     {
         var choice = Environment.GetEnvironmentVariable("MLNETEXT_BLAS");
-        if (string.Equals(choice, "system", StringComparison.OrdinalIgnoreCase)) return;
+        if (AsksForSystemBlas(choice)) return;
         if (!string.IsNullOrEmpty(choice) && !string.Equals(choice, "openmp", StringComparison.OrdinalIgnoreCase))
             Console.Error.WriteLine($"warning: MLNETEXT_BLAS='{choice}' is neither 'openmp' nor 'system'; using openmp.");
         foreach (var file in new[] { "libblas.so.3", "liblapack.so.3" })
@@ -114,6 +114,9 @@ internal static unsafe partial class Native
             if (File.Exists(path)) NativeLibrary.TryLoad(path, out _);
         }
     }
+
+    /// <summary>Whether an MLNETEXT_BLAS value asks for the system's BLAS rather than the OpenMP build.</summary>
+    internal static bool AsksForSystemBlas(string? choice) => string.Equals(choice, "system", StringComparison.OrdinalIgnoreCase);
 
     /// <summary>Where the bridge is looked for, in order and each place once: MLNETEXT_NATIVE (file or folder), the
     /// application folder and its runtimes/RID/native (a package reference), the assembly's folder, the folders of LD_LIBRARY_PATH, and a development checkout's
