@@ -246,6 +246,10 @@ public partial class Tensor
     public Tensor ExpandAs(Tensor other) => Ops.ExpandAs.Call(this, other);
     /// <summary>aten::contiguous.</summary>
     public Tensor Contiguous() => Ops.Contiguous.Call(this);
+    /// <summary>The same values stored channels-last (aten::contiguous, memory_format=channels_last; c10's
+    /// MemoryFormat 2): a convolution whose input is stored so runs oneDNN's NHWC kernels, forward and backward,
+    /// without reordering to and from its blocked layout, and its output stays channels-last.</summary>
+    internal Tensor ChannelsLast() => Ops.Contiguous.Call(this, 2L);
     /// <summary>Splits into pieces of <paramref name="splitSize"/> along <paramref name="dim"/> (aten::split.Tensor).</summary>
     public Tensor[] Split(long splitSize, int dim = 0) => Ops.Split.CallMany(this, splitSize, dim);
     /// <summary>Splits into pieces of the given sizes (aten::split_with_sizes).</summary>

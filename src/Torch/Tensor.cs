@@ -147,6 +147,21 @@ public partial class Tensor : IDisposable
     /// <summary>Number of dimensions.</summary>
     public int Dim => Sizes().Length;
 
+    /// <summary>A 4-D tensor stored densely channels-last and not also contiguous (<see cref="ChannelsLast"/>):
+    /// its (B, H, W, C) permutation is contiguous.</summary>
+    internal bool IsChannelsLast
+    {
+        get
+        {
+            var sizes = Sizes();
+            if (sizes.Length != 4 || sizes[1] == 1 || IsContiguous) return false;
+            var strides = Strides;
+            long c = sizes[1], w = sizes[3], h = sizes[2];
+            return strides[1] == 1 && (w == 1 || strides[3] == c) && (h == 1 || strides[2] == w * c)
+                   && (sizes[0] == 1 || strides[0] == h * w * c);
+        }
+    }
+
     /// <summary>Size of dimension <paramref name="dim"/> (negative counts from the end).</summary>
     public long Size(int dim)
     {

@@ -118,7 +118,9 @@ internal sealed class HybridTokenMixer : Module
     {
         using var scope = TensorScope.Begin();
         var halves = x.Chunk(2, 1);
-        var mixed = Tensor.Cat(new[] { _local.Call(halves[0]), _global.Forward(halves[1], positionBias) }, 1);
+        // Both halves come back contiguous (the per-sample conv and the attention reshape); back to channels-last
+        // for the convolutions of proj and the residual stream (TransXNetModel.RunStages).
+        var mixed = Tensor.Cat(new[] { _local.Call(halves[0]), _global.Forward(halves[1], positionBias) }, 1).ChannelsLast();
         return _proj.Call(mixed).Add(mixed).MoveToOuterScope();
     }
 }

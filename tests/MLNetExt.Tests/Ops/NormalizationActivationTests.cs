@@ -82,6 +82,43 @@ public sealed class ActivationTests : OpsTestBase
     [TestMethod, DynamicData(nameof(TensorMethodNames))]
     public void Alternative_spelling_matches_torch(string name) => RunCase(TensorMethods, name);
 
+    /// <summary>F.Gelu runs a channels-last input as its contiguous (B, H, W, C) permutation (libtorch 1.13's kernel
+    /// is slow on channels-last strides): same values and gradients as on the contiguous input, output channels-last.</summary>
+    [TestMethod]
+    [DataRow(false)]
+    [DataRow(true)]
+    public void Gelu_on_a_channels_last_input_matches_the_contiguous_one_and_stays_channels_last(bool tanh)
+    {
+        using var scope = TensorScope.Begin();
+        TorchRuntime.ManualSeed(3);
+        var x = Tensor.Randn([2, 5, 3, 4]).Mul(2.0);
+        var g = Tensor.Randn([2, 5, 3, 4]);
+        var a = x.Clone().RequiresGrad_();
+        var b = x.Clone().RequiresGrad_();
+        var ya = F.Gelu(a, tanh);
+        var yb = F.Gelu(b.ChannelsLast(), tanh);
+        Assert.IsTrue(b.ChannelsLast().IsChannelsLast && !a.IsChannelsLast, "the layout the test relies on");
+        Assert.IsTrue(yb.IsChannelsLast, "GELU of a channels-last tensor is channels-last");
+        TensorAssert.Close(ya, yb, 1e-7, 1e-6, "values");
+        ya.Mul(g).Sum().Backward();
+        yb.Mul(g.ChannelsLast()).Sum().Backward();
+        TensorAssert.Close(a.Grad!, b.Grad!, 1e-7, 1e-6, "gradients");
+    }
+
+    [TestMethod]
+    public void IsChannelsLast_only_for_dense_channels_last_4d_tensors()
+    {
+        using var scope = TensorScope.Begin();
+        var x = Tensor.Zeros([2, 3, 4, 5]);
+        Assert.IsFalse(x.IsChannelsLast, "contiguous");
+        Assert.IsTrue(x.ChannelsLast().IsChannelsLast, "channels-last");
+        Assert.IsTrue(x.Permute(0, 2, 3, 1).Contiguous().Permute(0, 3, 1, 2).IsChannelsLast, "the NHWC tensor seen as NCHW");
+        Assert.IsFalse(x.ChannelsLast().Narrow(1, 0, 2).IsChannelsLast, "a channel slice is not dense");
+        Assert.IsFalse(x.Transpose(2, 3).IsChannelsLast, "other strides");
+        Assert.IsFalse(Tensor.Zeros([2, 1, 4, 5]).ChannelsLast().IsChannelsLast, "one channel: both layouts at once");
+        Assert.IsFalse(Tensor.Zeros([3, 4, 5]).IsChannelsLast, "3-D");
+    }
+
     [TestMethod]
     public void Softplus_takes_the_linear_branch_above_the_threshold()
     {

@@ -147,6 +147,24 @@ public sealed class TransXNetTests
         finally { Directory.Delete(Path.GetDirectoryName(path)!, true); }
     }
 
+    /// <summary>The images go in channels-last, so every convolution runs oneDNN's NHWC kernels (bench/README.md,
+    /// "Channels-last"): the residual stream keeps that layout through every stage, in training and in eval.</summary>
+    [TestMethod]
+    public void Stages_RunChannelsLast()
+    {
+        using var scope = TensorScope.Begin();
+        using var model = Tiny();
+        var x = Tensor.Randn(new long[] { 2, 3, 64, 64 });
+        foreach (bool training in new[] { true, false })
+        {
+            model.Train(training);
+            using var grad = training ? Autograd.EnableGrad() : Autograd.NoGrad();
+            var stages = model.ForwardStages(x);
+            for (int s = 0; s < stages.Count; s++)
+                Assert.IsTrue(stages[s].IsChannelsLast, $"stage {s} output, training {training}");
+        }
+    }
+
     [TestMethod]
     public void Batch_IsDynamic_SampleLogitsDoNotDependOnBatch()
     {
