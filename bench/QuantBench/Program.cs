@@ -38,11 +38,16 @@ try
     }
     // the two sessions run by turns: no spinning threads of one slowing the other's next run on few cores
     var sessionOptions = new OnnxSessionOptions { IntraOpThreads = threads, IntraOpSpinning = false };
-    using var fp32 = OnnxSession.FromFile(paths[OnnxPrecision.Float32], Arg("--optimized") is { } opt
-        ? new OnnxSessionOptions { IntraOpThreads = threads, IntraOpSpinning = false, OptimizedModelPath = Path.ChangeExtension(opt, ".fp32.onnx") } : sessionOptions);
     // --optimized FILE: where ONNX Runtime writes the low-precision graph after its fusions (to see which kernels run;
     // the float32 one goes to FILE with the extension .fp32.onnx)
-    // --profile PREFIX: ONNX Runtime's per-operator profile of the low-precision model (PREFIX…json), and its summary on stderr
+    // --profile PREFIX: ONNX Runtime's per-operator profiles of both models (PREFIX…json, PREFIXfp32-…json), and their
+    // summaries on stderr (what share of float32's time the integer kernels can take on bounds the speed-up)
+    using var fp32 = OnnxSession.FromFile(paths[OnnxPrecision.Float32], new OnnxSessionOptions
+    {
+        IntraOpThreads = threads, IntraOpSpinning = false,
+        OptimizedModelPath = Arg("--optimized") is { } opt ? Path.ChangeExtension(opt, ".fp32.onnx") : null,
+        ProfilePrefix = Arg("--profile") is { } prefix ? prefix + "fp32-" : null,
+    });
     using var lowSession = OnnxSession.FromFile(paths[low], new OnnxSessionOptions { IntraOpThreads = threads, IntraOpSpinning = false,
         OptimizedModelPath = Arg("--optimized"), ProfilePrefix = Arg("--profile") });
     var dims = fp32.Inputs[0].Dimensions;
@@ -68,7 +73,11 @@ try
             ["fp32_img_s"] = n * 1e3 / Median(a), [$"{lowName}_img_s"] = n * 1e3 / Median(b),
         };
     }
-    if (Arg("--profile") is not null) ProfileSummary(lowSession.EndProfiling());
+    if (Arg("--profile") is not null)
+    {
+        ProfileSummary("fp32", fp32.EndProfiling());
+        ProfileSummary(lowName, lowSession.EndProfiling());
+    }
     object? photos = null;
     if (Arg("--images") is { } images)
     {
@@ -108,7 +117,7 @@ finally
 }
 
 // time per operator type over the profiled runs, largest first
-static void ProfileSummary(string file)
+static void ProfileSummary(string model, string file)
 {
     var byOp = new Dictionary<string, double>();
     foreach (var e in JsonDocument.Parse(File.ReadAllText(file)).RootElement.EnumerateArray())
@@ -117,7 +126,7 @@ static void ProfileSummary(string file)
             byOp[op.GetString()!] = byOp.GetValueOrDefault(op.GetString()!) + e.GetProperty("dur").GetDouble() / 1e3;
     double total = byOp.Values.Sum();
     foreach (var (op, ms) in byOp.OrderByDescending(kv => kv.Value))
-        Console.Error.WriteLine($"profile {op,-28} {ms,10:F1} ms {100 * ms / total,5:F1} %");
+        Console.Error.WriteLine($"profile {model,-5} {op,-28} {ms,10:F1} ms {100 * ms / total,5:F1} %");
 }
 
 static double Median(List<double> v) { var s = v.Order().ToList(); return s.Count % 2 == 1 ? s[s.Count / 2] : (s[s.Count / 2 - 1] + s[s.Count / 2]) / 2; }
