@@ -149,16 +149,15 @@ internal sealed class AggregatedAttention : Module
         var qNorm = F.Normalize(_q.Call(x).Reshape(-1, n, _heads, _headDim).Permute(0, 2, 1, 3), dim: -1);
         var qScaled = (qNorm + _queryEmbedding) * F.Softplus(_temperature) * _seqLengthScale;
 
-        // local keys (l2-normalised per head before windowing) and values, windowed per pixel: (B, N, k², heads, d) each
+        // local keys (l2-normalised per head before windowing) and values, each windowed per pixel: (B, N, k², heads, d)
         var kvParts = _kv.Call(x).Chunk(2, -1);
-        var kLocal = F.Normalize(kvParts[0].Reshape(-1, n, _heads, _headDim), dim: -1).Reshape(-1, n, c);
-        var windows = SlidingWindow(Tensor.Cat(new[] { kLocal, kvParts[1] }, -1).Reshape(-1, h, w, 2 * c), h, w, n)
-            .Reshape(-1, n, _localLen, 2L * _heads, _headDim).Chunk(2, 3);
+        var kWindows = SlidingWindow(F.Normalize(kvParts[0].Reshape(-1, h, w, _heads, _headDim), dim: -1).Reshape(-1, h, w, c), h, w, n);
+        var vWindows = SlidingWindow(kvParts[1].Reshape(-1, h, w, c), h, w, n);
 
         // q · k over each pixel's window: a product and a sum over d in the window layout (the official unfold +
         // permute + matmul gives the same values; the permute of the windowed keys and values was a third of the
         // exported graph's time)
-        var attnLocal = qScaled.Permute(0, 2, 1, 3).Unsqueeze(2).Mul(windows[0]).Sum(-1).Permute(0, 3, 1, 2)   // (B, heads, N, k²)
+        var attnLocal = qScaled.Permute(0, 2, 1, 3).Unsqueeze(2).Mul(kWindows).Sum(-1).Permute(0, 3, 1, 2)   // (B, heads, N, k²)
                         + _relativePosBiasLocal.Unsqueeze(1);
         attnLocal = attnLocal.MaskedFill(_paddingMask, double.NegativeInfinity);
 
@@ -177,14 +176,14 @@ internal sealed class AggregatedAttention : Module
 
         // learnable tokens + learnable bias (from the normalised query alone) added after the softmax
         var localWeights = qNorm.Matmul(_learnableTokens) + _learnableBias + split[0];
-        var xLocal = localWeights.Permute(0, 2, 3, 1).Unsqueeze(-1).Mul(windows[1]).Sum(2);   // (B, N, heads, d)
+        var xLocal = localWeights.Permute(0, 2, 3, 1).Unsqueeze(-1).Mul(vWindows).Sum(2);   // (B, N, heads, d)
         var xPool = split[1].Matmul(kvPool[1]);
         var y = (xLocal + xPool.Transpose(1, 2)).Reshape(-1, n, c);
         return _projDrop.Call(_proj.Call(y)).MoveToOuterScope();
     }
 
-    /// <summary>The k×k neighbourhoods of a channels-last (B, H, W, 2C) image, zero outside the grid, as (B, N, k², 2C):
-    /// window position row-major from the top-left, as nn.Unfold orders it.</summary>
+    /// <summary>The k×k neighbourhoods of a channels-last (B, H, W, C) image, zero outside the grid, as (B, N, k², heads,
+    /// d): window position row-major from the top-left, as nn.Unfold orders it.</summary>
     Tensor SlidingWindow(Tensor image, long h, long w, long n)
     {
         int half = _window / 2;
@@ -193,7 +192,7 @@ internal sealed class AggregatedAttention : Module
         for (int a = 0; a < _window; a++)
             for (int b = 0; b < _window; b++)
                 shifts[a * _window + b] = padded.Slice(1, a, a + h).Slice(2, b, b + w);
-        return Tensor.Stack(shifts, 3).Reshape(-1, n, _localLen, image.Size(3));
+        return Tensor.Stack(shifts, 3).Reshape(-1, n, _localLen, _heads, _headDim);
     }
 }
 
