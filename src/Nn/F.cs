@@ -191,8 +191,9 @@ public static class F
     {
         using var norm = input.Norm(p, new long[] { dim }, keepDim: true);
         using var clamped = norm.ClampMin(eps);
-        using var denom = clamped.ExpandAs(input);
-        return input / denom;
+        // torch divides by the norm expanded to the input's shape; broadcasting divides element by element the same,
+        // and an exported graph then needs no Expand (a copy of the input's size in ONNX Runtime)
+        return input / clamped;
     }
 
     /// <summary>Cross entropy over class logits (aten::cross_entropy_loss). <paramref name="target"/> holds int64 class

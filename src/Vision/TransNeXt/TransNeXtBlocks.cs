@@ -157,9 +157,11 @@ internal sealed class AggregatedAttention : Module
         // q · k over each pixel's window: a product and a sum over d in the window layout (the official unfold +
         // permute + matmul gives the same values; the permute of the windowed keys and values was a third of the
         // exported graph's time)
-        var attnLocal = qScaled.Permute(0, 2, 1, 3).Unsqueeze(2).Mul(kWindows).Sum(-1).Permute(0, 3, 1, 2)   // (B, heads, N, k²)
-                        + _relativePosBiasLocal.Unsqueeze(1);
-        attnLocal = attnLocal.MaskedFill(_paddingMask, double.NegativeInfinity);
+        // plus the local position bias, −∞ at window positions outside the grid: masking the (heads, N, k²) bias before
+        // the sum gives what the official masking of the sum gives (a constant in the exported graph, not a Where
+        // over the whole batch)
+        var localBias = _relativePosBiasLocal.Unsqueeze(1).MaskedFill(_paddingMask, double.NegativeInfinity);
+        var attnLocal = qScaled.Permute(0, 2, 1, 3).Unsqueeze(2).Mul(kWindows).Sum(-1).Permute(0, 3, 1, 2) + localBias;   // (B, heads, N, k²)
 
         // pooled keys and values ("activate and pool")
         var xImg = TokenLayout.ToImage(x, c, h, w).Contiguous();
