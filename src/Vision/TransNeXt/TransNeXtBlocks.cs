@@ -154,12 +154,10 @@ internal sealed class AggregatedAttention : Module
         var kWindows = SlidingWindow(F.Normalize(kvParts[0].Reshape(-1, h, w, _heads, _headDim), dim: -1).Reshape(-1, h, w, c), h, w, n);
         var vWindows = SlidingWindow(kvParts[1].Reshape(-1, h, w, c), h, w, n);
 
-        // q · k over each pixel's window: a product and a sum over d in the window layout (the official unfold +
-        // permute + matmul gives the same values; the permute of the windowed keys and values was a third of the
-        // exported graph's time)
-        // plus the local position bias, −∞ at window positions outside the grid: masking the (heads, N, k²) bias before
-        // the sum gives what the official masking of the sum gives (a constant in the exported graph, not a Where
-        // over the whole batch)
+        // q · k over each pixel's window as a product and a sum over d in the window layout, plus the local position
+        // bias with −∞ at window positions outside the grid. Same values as the official unfold + permute + matmul and
+        // masking of the sum; but no permute of the windowed keys (a third of the exported graph's time), and the
+        // masked bias is a constant once exported instead of a Where over the whole batch.
         var localBias = _relativePosBiasLocal.Unsqueeze(1).MaskedFill(_paddingMask, double.NegativeInfinity);
         var attnLocal = qScaled.Permute(0, 2, 1, 3).Unsqueeze(2).Mul(kWindows).Sum(-1).Permute(0, 3, 1, 2) + localBias;   // (B, heads, N, k²)
 
