@@ -12,7 +12,8 @@ using MLNetExt.Vision;
 // --save-weights FILE writes the model's initial weights (safetensors) and exits; --weights FILE loads them, so
 // bench/torch_onnx_export.py can export the official code with the same values; --torch-onnx B1.onnx[,B8.onnx]
 // times torch.onnx's export in the same ONNX Runtime session options, alternating with ours (one file: dynamic
-// batch; two: static batch 1 and 8).
+// batch; two: static batch 1 and 8). --profile PREFIX writes ONNX Runtime's per-operator profiles of the serving
+// sessions (PREFIXours-…json, PREFIXtorch-onnx-bN-…json).
 string variant = args.Length > 0 && !args[0].StartsWith("--") ? args[0] : "transxnet_t";
 int threads = Opt("--threads", Environment.ProcessorCount), reps = Opt("--reps", 3), opset = Opt("--opset", 17);
 int serveReps = Opt("--serve-reps", 10);
@@ -59,8 +60,9 @@ try
     OnnxExporter.Export(model, path, new OnnxExportOptions { Opset = opset, Preprocess = OnnxPreprocess.None });
     // two sessions run by turns: their threads must not spin while the other one runs (on few cores, spinning threads
     // of the session that just finished slow down the next run of the other)
-    var alternating = new OnnxSessionOptions { IntraOpThreads = threads, IntraOpSpinning = torchOnnx is null };
-    using var session = OnnxSession.FromFile(path, alternating);
+    string? profile = Arg("--profile");
+    OnnxSessionOptions Profiled(string? prefix) => new() { IntraOpThreads = threads, IntraOpSpinning = torchOnnx is null, ProfilePrefix = prefix };
+    using var session = OnnxSession.FromFile(path, Profiled(profile is null ? null : profile + "ours-"));
     foreach (int n in new[] { 1, 8 })
     {
         var data = new float[n * 3 * h * w];
@@ -73,7 +75,8 @@ try
         if (torchOnnx is not null)
         {
             // ours and torch.onnx's, alternating run by run (and which goes first) so machine load hits both alike
-            using var theirs = OnnxSession.FromFile(torchOnnx.Length > 1 && n > 1 ? torchOnnx[1] : torchOnnx[0], alternating);
+            using var theirs = OnnxSession.FromFile(torchOnnx.Length > 1 && n > 1 ? torchOnnx[1] : torchOnnx[0],
+                Profiled(profile is null ? null : $"{profile}torch-onnx-b{n}-"));
             void Ours() { using var r = session.Run(session.Inputs[0].Name, input, new[] { "logits" }); }
             void Theirs() { using var r = theirs.Run(theirs.Inputs[0].Name, input, new[] { theirs.Outputs[0].Name }); }
             Ours(); Theirs(); Ours(); Theirs();
@@ -84,6 +87,7 @@ try
                 var sw = Stopwatch.StartNew(); Ours(); a.Add(sw.Elapsed.TotalSeconds);
                 if (i % 2 == 0) { var st = Stopwatch.StartNew(); Theirs(); b.Add(st.Elapsed.TotalSeconds); }
             }
+            if (profile is not null) Console.Error.WriteLine($"profile: {theirs.EndProfiling()}");
             serving[$"batch{n}"] = new { libtorch_ms = torchS * 1e3, onnxruntime_ms = Median(a) * 1e3, torch_onnx_ms = Median(b) * 1e3,
                 ours_vs_torch_onnx = Median(b) / Median(a), torch_onnx_dynamic_batch = torchOnnx.Length == 1 };
             continue;
@@ -91,6 +95,7 @@ try
         double ortS = Serve(() => { using var r = session.Run(session.Inputs[0].Name, input, new[] { "logits" }); }, k);
         serving[$"batch{n}"] = new { libtorch_ms = torchS * 1e3, onnxruntime_ms = ortS * 1e3, libtorch_img_s = n / torchS, onnxruntime_img_s = n / ortS, ort_speedup = torchS / ortS };
     }
+    if (profile is not null) Console.Error.WriteLine($"profile: {session.EndProfiling()}");
 }
 finally
 {

@@ -7,7 +7,7 @@ using MLNetExt.OnnxRuntime;
 using MLNetExt.Torch;
 using MLNetExt.Vision;
 
-// QuantBench (VARIANT | --model FILE.safetensors) [--precision int8|fp16] [--calibrate DIR] [--images DIR] [--optimized FILE]
+// QuantBench (VARIANT | --model FILE.safetensors) [--precision int8|fp16] [--calibrate DIR] [--opset 17] [--images DIR] [--optimized FILE]
 //   [--profile PREFIX] [--threads N] [--reps K]:
 // exports the model in float32 and in the lower precision (default int8; ML.NET pixel layout), then in ONNX Runtime on CPU
 // with the same session options: latency at
@@ -23,6 +23,7 @@ backbone.Eval();
 var low = OnnxExporter.PrecisionFromName(Arg("--precision") ?? "int8") ?? throw new ArgumentException($"--precision must be int8 or fp16, got '{Arg("--precision")}'.");
 string lowName = OnnxExporter.PrecisionName(low);
 // --calibrate DIR: static INT8 calibrated on the images under DIR (default: dynamic INT8 of the linear layers)
+int opset = int.Parse(Arg("--opset") ?? "17");
 var calibration = Arg("--calibrate") is { } calDir ? ImageDataset.FindImages(calDir) : null;
 var dir = Directory.CreateTempSubdirectory("quantbench-");
 try
@@ -32,7 +33,7 @@ try
     foreach (var p in new[] { OnnxPrecision.Float32, low })
     {
         paths[p] = Path.Combine(dir.FullName, $"{p}.onnx");
-        var options = new OnnxExportOptions { Precision = p, Labels = trained?.Classes, CalibrationImages = p == OnnxPrecision.Int8 ? calibration : null };
+        var options = new OnnxExportOptions { Opset = opset, Precision = p, Labels = trained?.Classes, CalibrationImages = p == OnnxPrecision.Int8 ? calibration : null };
         if (trained is not null) trained.ExportOnnx(paths[p], options); else OnnxExporter.Export(backbone, paths[p], options);
         bytes[p] = new FileInfo(paths[p]).Length;
     }

@@ -186,6 +186,8 @@ public static class OnnxExporter
         {
             var model_ = BuildModel(model, new long[] { 3, inputH, inputW }, Forward, inputName, outputs.ToArray(),
                 options.Opset, metadata, options.Labels, $"{model.Family}/{model.Variant}");
+            // norms between an activation and a 1×1 convolution: ONNX Runtime would run each as its own pass
+            BatchNormFolding.IntoFollowingConvolutions(model_.Graph);
             if (options.Precision == OnnxPrecision.Int8)
             {
                 var images = options.CalibrationImages;

@@ -11,8 +11,8 @@ namespace MLNetExt.Export.Graph;
 /// The linear layers get <see cref="DynamicInt8"/> (ranges measured on each run: as fast, and closer to float32, than
 /// static scales there). Steps:
 /// <list type="number">
-/// <item><see cref="FoldBatchNorms"/>: a BatchNormalization right after a convolution goes into its weights and bias
-/// (ONNX Runtime does that itself for float graphs, but not across a Quantize/Dequantize pair).</item>
+/// <item><see cref="BatchNormFolding.IntoPrecedingConvolutions"/>: a BatchNormalization right after a convolution goes
+/// into its weights and bias (ONNX Runtime does that itself for float graphs, but not across a Quantize/Dequantize pair).</item>
 /// <item><see cref="FuseGelu"/>: the exact GELU as one operator (ONNX Runtime's own fusion fails next to dequantized values).</item>
 /// <item><see cref="Plan"/>: which activations become uint8 — the inputs and outputs of convolutions and average pools,
 /// of sums and concatenations between them, and the values moved by data-movement operators between them (a group
@@ -49,60 +49,14 @@ internal static class StaticInt8
     public static (int FoldedBatchNorms, int Convolutions, int LinearLayers, int QuantizedValues) Quantize(ModelProto model, IReadOnlyList<string> images,
         int minSide = DynamicInt8.DefaultMinSide)
     {
-        int folded = FoldBatchNorms(model.Graph);
+        int folded = BatchNormFolding.IntoPrecedingConvolutions(model.Graph);
+        BatchNormFolding.AsMulAdd(model.Graph);
         FuseGelu(model);
         var plan = Plan(model.Graph);
         var ranges = Int8Calibration.Measure(model, plan.Values, images);
         int convolutions = Apply(model, plan, ranges);
         int linears = DynamicInt8.Apply(model, minSide);
         return (folded, convolutions, linears, plan.Groups.Sum(grp => grp.Count));
-    }
-
-    /// <summary>Folds each BatchNormalization whose input is a convolution's output read by nothing else into that
-    /// convolution: W' = W·f, b' = (b − mean)·f + β with f = γ / √(var + ε), per output channel. Returns how many.</summary>
-    public static int FoldBatchNorms(GraphProto g)
-    {
-        var inits = g.Initializer.ToDictionary(t => t.Name);
-        var producer = GraphEdits.Producers(g);
-        var readers = GraphEdits.Readers(g);
-        var names = UniqueNames.Of(g);
-        var removed = new HashSet<NodeProto>();
-        int folded = 0;
-        foreach (var bn in g.Node.Where(n => n.OpType == "BatchNormalization" && n.Domain.Length == 0 && n.Output.Count == 1).ToList())
-        {
-            if (!producer.TryGetValue(bn.Input[0], out var conv) || conv.OpType != "Conv" || conv.Domain.Length != 0
-                || readers[bn.Input[0]].Count != 1 || g.Output.Any(o => o.Name == bn.Input[0])) continue;
-            if (!bn.Input.Skip(1).All(inits.ContainsKey) || !inits.TryGetValue(conv.Input[1], out var w) || !IsFloat(w)) continue;
-            if (conv.Input.Count > 2 && !inits.ContainsKey(conv.Input[2])) continue;
-            float eps = bn.Attribute.FirstOrDefault(a => a.Name == "epsilon")?.F ?? 1e-5f;
-            var (gamma, beta, mean, var) = (GraphEdits.Floats(inits[bn.Input[1]]), GraphEdits.Floats(inits[bn.Input[2]]), GraphEdits.Floats(inits[bn.Input[3]]), GraphEdits.Floats(inits[bn.Input[4]]));
-            var weights = GraphEdits.Floats(w);
-            int outC = (int)w.Dims[0], per = weights.Length / outC;
-            if (gamma.Length != outC) continue;
-            var bias = conv.Input.Count > 2 ? GraphEdits.Floats(inits[conv.Input[2]]) : new float[outC];
-            var newBias = new float[outC];
-            for (int o = 0; o < outC; o++)
-            {
-                // in double: the folded model should match the unfolded one to float rounding
-                double f = gamma[o] / Math.Sqrt(var[o] + (double)eps);
-                for (int i = 0; i < per; i++) weights[o * per + i] = (float)(weights[o * per + i] * f);
-                newBias[o] = (float)((bias[o] - mean[o]) * f + beta[o]);
-            }
-            var wName = names.Fresh(conv.Input[1] + "_bnfold");
-            var bName = names.Fresh((conv.Input.Count > 2 ? conv.Input[2] : conv.Input[1]) + "_bnfold_bias");
-            g.Initializer.Add(GraphEdits.FloatTensor(wName, weights, w.Dims));
-            g.Initializer.Add(GraphEdits.FloatTensor(bName, newBias, [outC]));
-            conv.Input[1] = wName;
-            if (conv.Input.Count > 2) conv.Input[2] = bName; else conv.Input.Add(bName);
-            conv.Output[0] = bn.Output[0];
-            removed.Add(bn);
-            folded++;
-        }
-        var kept = g.Node.Where(n => !removed.Contains(n)).ToList();
-        g.Node.Clear();
-        g.Node.AddRange(kept);
-        GraphEdits.RemoveDead(g);
-        return folded;
     }
 
     /// <summary>
