@@ -5,14 +5,16 @@
 # Runtime, alternating runs (bench/torch_onnx_export.py; "ours_vs_torch_onnx" > 1 means ours is faster), and vs
 # Python torch eager on the official model (bench/backbone_bench.py --mode forward). Needs the official code fetched
 # (see tests/fixtures/<family>/reference.py).
-# Usage: bench/run-export-bench.sh [--threads N] [--reps R] [--artifacts DIR] [variant ...]
+# --reps R times the export R times; --serve-reps K runs each side K times at batch 1 (K/3, at least 3, at batch 8).
+# Usage: bench/run-export-bench.sh [--threads N] [--reps R] [--serve-reps K] [--artifacts DIR] [variant ...]
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-threads=$(nproc); reps=3; variants=(); artifacts="$root/artifacts"
+threads=$(nproc); reps=3; serve_reps=10; variants=(); artifacts="$root/artifacts"
 while [ $# -gt 0 ]; do
   case "$1" in
     --threads) threads="$2"; shift 2 ;;
     --reps) reps="$2"; shift 2 ;;
+    --serve-reps) serve_reps="$2"; shift 2 ;;
     --artifacts) artifacts="$2"; shift 2 ;;
     *) variants+=("$1"); shift ;;
   esac
@@ -34,7 +36,7 @@ for v in "${variants[@]}"; do
   else
     echo "{\"variant\": \"$v\", \"torch_onnx\": \"failed: $(grep -E 'Error|error' "$work/$v.log" | tail -1 | tr -d '"' | cut -c1-200)\"}"
   fi
-  MLNETEXT_THREADS="$threads" "${bench[@]}" --threads "$threads" --reps "$reps" "${compare[@]}"
+  MLNETEXT_THREADS="$threads" "${bench[@]}" --threads "$threads" --reps "$reps" --serve-reps "$serve_reps" "${compare[@]}"
   for n in 1 8; do
     /usr/bin/python3 "$root/bench/backbone_bench.py" --family "${v%%_*}" --variant "$v" --mode forward --batch "$n" \
       --iters $([ "$n" = 1 ] && echo 10 || echo 3) --threads "$threads" 2> >(grep -v "If for" >&2)

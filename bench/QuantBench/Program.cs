@@ -22,8 +22,8 @@ var backbone = trained?.Backbone ?? Backbones.Create(args[0]);
 backbone.Eval();
 var low = OnnxExporter.PrecisionFromName(Arg("--precision") ?? "int8") ?? throw new ArgumentException($"--precision must be int8 or fp16, got '{Arg("--precision")}'.");
 string lowName = OnnxExporter.PrecisionName(low);
-// --calibrate DIR: static INT8 calibrated on the images under DIR (default: dynamic INT8 of the linear layers)
 int opset = int.Parse(Arg("--opset") ?? "17");
+// --calibrate DIR: static INT8 calibrated on the images under DIR (default: dynamic INT8 of the linear layers)
 var calibration = Arg("--calibrate") is { } calDir ? ImageDataset.FindImages(calDir) : null;
 var dir = Directory.CreateTempSubdirectory("quantbench-");
 try

@@ -12,7 +12,9 @@ namespace MLNetExt.Export.Graph;
 /// static scales there). Steps:
 /// <list type="number">
 /// <item><see cref="BatchNormFolding.IntoPrecedingConvolutions"/>: a BatchNormalization right after a convolution goes
-/// into its weights and bias (ONNX Runtime does that itself for float graphs, but not across a Quantize/Dequantize pair).</item>
+/// into its weights and bias (ONNX Runtime does that itself for float graphs, but not across a Quantize/Dequantize pair);
+/// the norms left become Mul + Add (<see cref="BatchNormFolding.AsMulAdd"/>), which ONNX Runtime's layout Transposes
+/// around its channels-last QLinearConv can cross.</item>
 /// <item><see cref="FuseGelu"/>: the exact GELU as one operator (ONNX Runtime's own fusion fails next to dequantized values).</item>
 /// <item><see cref="Plan"/>: which activations become uint8 — the inputs and outputs of convolutions and average pools,
 /// of sums and concatenations between them, and the values moved by data-movement operators between them (a group
