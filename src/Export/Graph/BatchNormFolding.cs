@@ -46,8 +46,8 @@ internal static class BatchNormFolding
     /// <summary>
     /// Folds each BatchNormalization that no convolution computes (e.g. one after a GELU) into the convolutions that
     /// read it, when every reader is a convolution without padding: W'[o, i] = W[o, i]·f[i], b'[o] = b[o] +
-    /// Σ W[o, i]·s[i]. Exact because every kernel tap then reads a normalised pixel (with padding, the zeros outside
-    /// would turn into −s/f). A norm computed by a convolution is left for <see cref="IntoPrecedingConvolutions"/>
+    /// Σ W[o, i]·s[i]. Exact because every kernel tap then reads a normalised pixel (with padding, the folded bias would
+    /// count each padded tap as s where the original reads 0). A norm computed by a convolution is left for <see cref="IntoPrecedingConvolutions"/>
     /// (ONNX Runtime's own fusion in a float graph). Neither ONNX Runtime nor torch.onnx folds a norm forward:
     /// TransXNet's token mixer and MS-FFN have three per block (conv → GELU → BN → 1×1 conv). Returns how many.
     /// </summary>
