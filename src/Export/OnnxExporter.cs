@@ -188,6 +188,9 @@ public static class OnnxExporter
                 options.Opset, metadata, options.Labels, $"{model.Family}/{model.Variant}");
             // norms between an activation and a 1×1 convolution: ONNX Runtime would run each as its own pass
             BatchNormFolding.IntoFollowingConvolutions(model_.Graph);
+            // depthwise convolutions on channel chunks (TransXNet's MS-FFN): one convolution, no Split/Concat to break
+            // ONNX Runtime's blocked layout
+            DepthwiseMerging.SplitChunks(model_.Graph);
             if (options.Precision == OnnxPrecision.Int8)
             {
                 var images = options.CalibrationImages;

@@ -56,6 +56,14 @@ internal static class GraphEdits
         return t.FloatData.ToArray();
     }
 
+    /// <summary>The values of an int64 tensor (raw or typed data), or null for another type.</summary>
+    public static long[]? Int64s(TensorProto t)
+    {
+        if (t.DataType != (int)TensorProto.Types.DataType.Int64) return null;
+        if (t.RawData.Length > 0) return System.Runtime.InteropServices.MemoryMarshal.Cast<byte, long>(t.RawData.Span).ToArray();
+        return t.Int64Data.ToArray();
+    }
+
     /// <summary>A float32 tensor with raw data.</summary>
     public static TensorProto FloatTensor(string name, float[] values, IEnumerable<long> dims)
     {

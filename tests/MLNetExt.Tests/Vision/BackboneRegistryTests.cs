@@ -326,8 +326,9 @@ public sealed class BackboneRegistryTests
     }
 
     /// <summary>Where ONNX Runtime would run a pass of its own the exported graph has none: no BatchNormalization is left
-    /// that only unpadded convolutions read (folded into them, e.g. TransXNet's conv → GELU → BN → 1×1 conv), and in
-    /// SMT no LayerNormalization reads a sum nothing else reads (ONNX Runtime fuses such a pair into a
+    /// that only unpadded convolutions read (folded into them, e.g. TransXNet's conv → GELU → BN → 1×1 conv), no Split
+    /// whose chunks go through convolutions into one Concat (merged into one depthwise convolution: TransXNet's MS-FFN;
+    /// ONNX Runtime reorders its blocked layout around a Split), and in SMT no LayerNormalization reads a sum nothing else reads (ONNX Runtime fuses such a pair into a
     /// SkipLayerNormalization that took 3-4x their time apart on SMT's narrow stages). The export parity tests check
     /// the values.</summary>
     [TestMethod]
@@ -349,6 +350,9 @@ public sealed class BackboneRegistryTests
                 && rs.All(r => r.OpType == "Conv" && Unpadded(r))
                 && !(producers.TryGetValue(n.Input[0], out var p) && p.OpType == "Conv")).Select(n => n.Name).ToList();
             Assert.IsEmpty(foldable, $"{family}: norms only unpadded convolutions read: {string.Join(", ", foldable)}");
+            var chunked = g.Node.Where(n => n.OpType == "Concat" && n.Input.All(i => producers.TryGetValue(i, out var c) && c.OpType == "Conv"
+                && producers.TryGetValue(c.Input[0], out var s) && s.OpType == "Split")).Select(n => n.Name).ToList();
+            Assert.IsEmpty(chunked, $"{family}: concatenations of convolved Split chunks: {string.Join(", ", chunked)}");
             if (family != "smt") return;
             var fusable = g.Node.Where(n => n.OpType == "LayerNormalization" && producers.TryGetValue(n.Input[0], out var p)
                 && p.OpType == "Add" && readers[n.Input[0]].Count == 1).Select(n => n.Name).ToList();
