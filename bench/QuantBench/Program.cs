@@ -8,7 +8,7 @@ using MLNetExt.Torch;
 using MLNetExt.Vision;
 
 // QuantBench (VARIANT | --model FILE.safetensors) [--precision int8|fp16] [--calibrate DIR] [--opset 17] [--images DIR] [--optimized FILE]
-//   [--profile PREFIX] [--threads N] [--reps K]:
+//   [--profile PREFIX] [--seed N] [--threads N] [--reps K]:
 // exports the model in float32 and in the lower precision (default int8; ML.NET pixel layout), then in ONNX Runtime on CPU
 // with the same session options: latency at
 // batch 1 and throughput at batch 8, alternating the two models run by run so machine load hits both alike (medians of
@@ -17,6 +17,8 @@ using MLNetExt.Vision;
 string? Arg(string name) { int i = Array.IndexOf(args, name); return i >= 0 && i + 1 < args.Length ? args[i + 1] : null; }
 int threads = int.Parse(Arg("--threads") ?? Environment.ProcessorCount.ToString()), reps = int.Parse(Arg("--reps") ?? "20");
 TorchRuntime.Threads = threads;
+// --seed N: the random-initialised weights of a given seed (the same model in two builds)
+if (Arg("--seed") is { } seed) TorchRuntime.ManualSeed(ulong.Parse(seed));
 ImageClassificationModel? trained = Arg("--model") is { } file ? ImageClassificationModel.Load(file) : null;
 var backbone = trained?.Backbone ?? Backbones.Create(args[0]);
 backbone.Eval();
