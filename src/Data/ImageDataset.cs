@@ -108,8 +108,12 @@ public sealed class ImageDataset
 
     /// <summary>The image files (JPEG, PNG, WebP, GIF, judged by their first bytes) under <paramref name="folder"/> and
     /// its sub-folders, in ordinal path order; hidden names (".x") are left out and directory links are not followed.</summary>
-    public static IReadOnlyList<string> FindImages(string folder) =>
-        ImageFiles.Walk(folder).Where(f => HeaderProblem(f) is null).ToList();
+    /// <exception cref="DatasetException">The folder does not exist.</exception>
+    public static IReadOnlyList<string> FindImages(string folder)
+    {
+        if (!Directory.Exists(folder)) throw new DatasetException($"Image folder '{folder}' does not exist.");
+        return ImageFiles.Walk(folder).Where(f => HeaderProblem(f) is null).ToList();
+    }
 
     /// <summary>Throws a <see cref="DatasetException"/> unless the dataset's classes are a model's (same names, same order).</summary>
     internal void RequireClasses(IReadOnlyList<string> modelClasses)

@@ -62,6 +62,7 @@ public sealed class DatasetTests
         StringAssert.Contains(e.Message, "only one class");
         StringAssert.Contains(e.Message, root);
         Assert.Throws<DatasetException>(() => ImageDataset.FromFolder(Path.Combine(root, "missing")));
+        StringAssert.Contains(Assert.Throws<DatasetException>(() => ImageDataset.FindImages(Path.Combine(root, "missing"))).Message, "does not exist");
     }
 
     [TestMethod]
