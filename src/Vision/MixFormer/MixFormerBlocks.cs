@@ -9,28 +9,9 @@ namespace MLNetExt.Vision.MixFormer;
 // to the PyTorch conventions (BatchNorm running_mean/running_var/num_batches_tracked, Linear weights [out, in]).
 // Linear and Conv2d layers are initialised as Paddle does (WeightInit.Paddle); the MLP is the kit's plain Mlp.
 
-/// <summary>Window tokens (B·nW, M·M, c) ⇄ maps (B, c, Hp, Wp), image-major window order, row-major inside a window.
-/// The batch is never baked in (reshapes use -1).</summary>
+/// <summary>The relative position index of MixFormer's windows.</summary>
 internal static class MixFormerWindows
 {
-    /// <summary>Paddle window_reverse2: (B·nW, M·M, c) → (B, c, Hp, Wp).</summary>
-    public static Tensor ToMap(Tensor windows, long hp, long wp, long m)
-    {
-        long c = windows.Size(2);
-        using var a = windows.Reshape(-1, hp / m, wp / m, m, m, c);
-        using var b = a.Permute(0, 5, 1, 3, 2, 4);
-        return b.Reshape(-1, c, hp, wp);
-    }
-
-    /// <summary>Paddle window_partition2: (B, c, Hp, Wp) → (B·nW, M·M, c).</summary>
-    public static Tensor ToWindows(Tensor map, long m)
-    {
-        long c = map.Size(1), hp = map.Size(2), wp = map.Size(3);
-        using var a = map.Reshape(-1, c, hp / m, m, wp / m, m);
-        using var b = a.Permute(0, 2, 4, 3, 5, 1);
-        return b.Reshape(-1, m * m, c);
-    }
-
     /// <summary>Relative position index of an M×M window: row (ri−rj+M−1)·(2M−1) + (ci−cj+M−1), int64 [M², M²].</summary>
     public static Tensor RelativePositionIndex(int m)
     {
@@ -93,17 +74,24 @@ internal sealed class MixingAttention : Module
         _proj = RegisterModule("proj", WeightInit.Paddle.NewLinear(dim, dim));
     }
 
-    /// <summary>(B·nW, M², C) window tokens of a padded Hp×Wp grid → (B·nW, M², C).</summary>
+    /// <summary>(B, Hp, Wp, C) tokens of a padded Hp×Wp grid → the same. The official code takes window tokens
+    /// (B·nW, M², C) and returns them; every step but the attention acts per token or per image, so here only the
+    /// attention's input goes into windows and only its output comes out of them, and the conv branch, the spatial
+    /// interaction and <c>proj</c> run on the image: the same values with fewer layout copies (a window
+    /// partition or reverse is a 6-D transpose that ONNX Runtime cannot fold into a convolution's reorder).</summary>
     public Tensor Forward(Tensor x, long hp, long wp)
     {
         long m = _window, n = m * m, h = _heads, d = _headDim, half = _dim / 2;
-        long nW = (hp / m) * (wp / m);
+        long nH = hp / m, nW = wp / m;
 
         using var a0 = _projAttn.Call(x);
-        using var a = _projAttnNorm.Call(a0);
+        using var a1 = _projAttnNorm.Call(a0);
+        using var a2 = a1.Reshape(-1, nH, m, nW, m, half);
+        using var a3 = a2.Permute(0, 1, 3, 2, 4, 5);
+        using var a = a3.Reshape(-1, n, half);                                  // (B·nW, M², C/2), Paddle window_partition
         using var g0 = _projCnn.Call(x);
         using var g1 = _projCnnNorm.Call(g0);
-        using var g2 = MixFormerWindows.ToMap(g1, hp, wp, m);
+        using var g2 = g1.Permute(0, 3, 1, 2);                                  // (B, C, Hp, Wp), channels-last view
 
         // conv branch
         using var g = _dwconv.Call(g2);
@@ -120,7 +108,7 @@ internal sealed class MixingAttention : Module
         using var v0 = qkv.Select(0, 2);
         using var gate0 = F.Sigmoid(ci);
         using var gate = gate0.Reshape(-1, 1, h, 1, d);                         // channel c → head c / d, slot c % d
-        using var v1 = v0.Reshape(-1, nW, h, n, d);
+        using var v1 = v0.Reshape(-1, nW * nH, h, n, d);
         using var v2 = v1 * gate;                                               // shared by all windows of an image
         using var v = v2.Reshape(-1, h, n, d);
 
@@ -135,17 +123,19 @@ internal sealed class MixingAttention : Module
         using var scored = scores + bias;
         using var attn0 = F.Softmax(scored, -1);
         using var attn = F.Dropout(attn0, _attnDrop, Training);
-        using var o0 = attn.Matmul(v);
-        using var o1 = o0.Transpose(1, 2);
-        using var o = o1.Reshape(-1, n, half);                                  // head-major channels
+        using var o0 = attn.Matmul(v);                                          // (B·nW, h, M², d)
+        // out of the windows in one move: (B, nH, nW, h, M, M, d) → (B, nH, M, nW, M, h, d), head-major channels
+        using var o1 = o0.Reshape(-1, nH, nW, h, m, m, d);
+        using var o2 = o1.Permute(0, 1, 4, 2, 5, 3, 6);
+        using var o = o2.Reshape(-1, hp, wp, half);                             // (B, Hp, Wp, C/2)
 
         // spatial interaction: from the attention output before attn_norm, gates the projected conv branch
-        using var oMap = MixFormerWindows.ToMap(o, hp, wp, m);
+        using var oMap = o.Permute(0, 3, 1, 2);
         using var si = _spatialInteraction.Call(oMap);                          // (B, 1, Hp, Wp)
         using var siGate = F.Sigmoid(si);
         using var p1 = siGate * p0;
         using var p2 = _convNorm.Call(p1);
-        using var p = MixFormerWindows.ToWindows(p2, m);
+        using var p = p2.Permute(0, 2, 3, 1);                                   // (B, Hp, Wp, C/2)
 
         using var on = _attnNorm.Call(o);
         using var y0 = Tensor.Cat(new[] { on, p }, -1);                         // attention half first
@@ -189,13 +179,7 @@ internal sealed class MixingBlock : Module
         using var t1 = t0.Reshape(-1, height, width, c);
         // torch pad order: last axis first — C (0, 0), W (0, padR) on the right, H (0, padB) at the bottom.
         using var t2 = padB > 0 || padR > 0 ? F.Pad(t1, new long[] { 0, 0, 0, padR, 0, padB }) : t1.Alias();
-        using var t3 = t2.Reshape(-1, hp / m, m, wp / m, m, c);
-        using var t4 = t3.Permute(0, 1, 3, 2, 4, 5);
-        using var windows = t4.Reshape(-1, m * m, c);
-        using var mixed = _attn.Forward(windows, hp, wp);
-        using var r0 = mixed.Reshape(-1, hp / m, wp / m, m, m, c);
-        using var r1 = r0.Permute(0, 1, 3, 2, 4, 5);
-        using var r2 = r1.Reshape(-1, hp, wp, c);
+        using var r2 = _attn.Forward(t2, hp, wp);                             // windows inside, (B, Hp, Wp, C) out
         using var r3a = r2.Slice(1, 0, height);                                // crop the padding (views)
         using var r3 = r3a.Slice(2, 0, width);
         using var r4 = r3.Reshape(-1, height * width, c);
