@@ -57,8 +57,7 @@ internal static class BatchNormFolding
         var producer = GraphEdits.Producers(g);
         var readers = GraphEdits.Readers(g);
         var names = UniqueNames.Of(g);
-        // values a subgraph (a Scan body) reads from outside keep their producers
-        var captured = g.Node.SelectMany(GraphEdits.Subgraphs).SelectMany(s => s.Node).SelectMany(n => n.Input).ToHashSet();
+        var captured = GraphEdits.CapturedBySubgraphs(g);
         var removed = new HashSet<NodeProto>();
         foreach (var bn in g.Node.Where(n => IsFoldable(n, inits)).ToList())
         {

@@ -22,7 +22,7 @@ internal static class DepthwiseMerging
         var readers = GraphEdits.Readers(g);
         var names = UniqueNames.Of(g);
         var outputs = g.Output.Select(o => o.Name).ToHashSet();
-        var captured = g.Node.SelectMany(GraphEdits.Subgraphs).SelectMany(s => s.Node).SelectMany(n => n.Input).ToHashSet();
+        var captured = GraphEdits.CapturedBySubgraphs(g);
         bool Private(string value) => readers[value].Count == 1 && !outputs.Contains(value) && !captured.Contains(value);
 
         var replacement = new Dictionary<NodeProto, NodeProto>();

@@ -100,6 +100,10 @@ internal static class GraphEdits
         n.Attribute.Where(a => a.G is not null).Select(a => a.G)
             .SelectMany(g => g.Node.SelectMany(Subgraphs).Prepend(g));
 
+    /// <summary>The values the graph's subgraphs (Scan bodies) read from outside: their producers must stay.</summary>
+    public static HashSet<string> CapturedBySubgraphs(GraphProto g) =>
+        g.Node.SelectMany(Subgraphs).SelectMany(s => s.Node).SelectMany(n => n.Input).ToHashSet();
+
     public static NodeProto Cast(string input, string output, TensorProto.Types.DataType to) =>
         Node("Cast", [input], [output], Attr.I("to", (int)to));
 

@@ -1,7 +1,6 @@
-using Google.Protobuf;
 using MLNetExt.Export.Graph;
 using MLNetExt.Export.Onnx;
-using MLNetExt.OnnxRuntime;
+using static MLNetExt.Tests.Export.HandBuiltGraphs;
 
 namespace MLNetExt.Tests.Export;
 
@@ -12,35 +11,27 @@ namespace MLNetExt.Tests.Export;
 [TestClass]
 public sealed class BatchNormFoldingTests
 {
-    const int F = (int)TensorProto.Types.DataType.Float;
+    const int F = HandBuiltGraphs.Float;
     static readonly string[] Outputs = ["a", "b", "p", "q", "n4"];
 
     static ModelProto Graph()
     {
         var g = new GraphProto { Name = "norms" };
         var rnd = new Random(11);
-        TensorProto Tensor(string name, Func<float> value, params long[] dims)
-        {
-            var v = new float[dims.Aggregate(1L, (a, b) => a * b)];
-            for (int i = 0; i < v.Length; i++) v[i] = value();
-            var t = new TensorProto { Name = name, DataType = F, RawData = ByteString.CopyFrom(System.Runtime.InteropServices.MemoryMarshal.AsBytes(v.AsSpan())) };
-            t.Dims.AddRange(dims);
-            return t;
-        }
         float Centred() => (float)(rnd.NextDouble() - 0.5);
         float Positive() => (float)(0.5 + rnd.NextDouble());
         foreach (var k in new[] { 1, 2, 3, 4 })
         {
-            g.Initializer.Add(Tensor($"gamma{k}", Positive, 4));
-            g.Initializer.Add(Tensor($"beta{k}", Centred, 4));
-            g.Initializer.Add(Tensor($"mean{k}", Centred, 4));
-            g.Initializer.Add(Tensor($"var{k}", Positive, 4));
+            g.Initializer.Add(Floats($"gamma{k}", Positive, 4));
+            g.Initializer.Add(Floats($"beta{k}", Centred, 4));
+            g.Initializer.Add(Floats($"mean{k}", Centred, 4));
+            g.Initializer.Add(Floats($"var{k}", Positive, 4));
         }
-        g.Initializer.Add(Tensor("wa", Centred, 3, 4, 1, 1));
-        g.Initializer.Add(Tensor("wb", Centred, 6, 2, 1, 1));
-        g.Initializer.Add(Tensor("bb", Centred, 6));
-        g.Initializer.Add(Tensor("wp", Centred, 4, 4, 3, 3));
-        g.Initializer.Add(Tensor("wc", Centred, 4, 4, 3, 3));
+        g.Initializer.Add(Floats("wa", Centred, 3, 4, 1, 1));
+        g.Initializer.Add(Floats("wb", Centred, 6, 2, 1, 1));
+        g.Initializer.Add(Floats("bb", Centred, 6));
+        g.Initializer.Add(Floats("wp", Centred, 4, 4, 3, 3));
+        g.Initializer.Add(Floats("wc", Centred, 4, 4, 3, 3));
         NodeProto Norm(int k, string x) => GraphEdits.Node("BatchNormalization", [x, $"gamma{k}", $"beta{k}", $"mean{k}", $"var{k}"], [$"n{k}"], Attr.F("epsilon", 1e-3));
         var pads = Attr.Ints("pads", [1L, 1, 1, 1]);
         g.Node.Add(GraphEdits.Node("Relu", ["x"], ["r"]));
@@ -56,29 +47,12 @@ public sealed class BatchNormFoldingTests
         g.Input.Add(GraphEdits.Value("x", F, 2, 4, 5, 5));
         foreach (var (name, c) in new[] { ("a", 3L), ("b", 6L), ("p", 4L), ("q", 4L), ("n4", 4L) }) g.Output.Add(GraphEdits.Value(name, F, 2, c, 5, 5));
         foreach (var v in new[] { "r", "n1", "n2", "n3", "c" }) g.ValueInfo.Add(GraphEdits.Value(v, F, 2, 4, 5, 5));
-        var m = new ModelProto { IrVersion = 8, Graph = g };
-        m.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = 17 });
-        return m;
+        return Model(g);
     }
 
-    static float[][] Run(ModelProto m)
-    {
-        var x = new float[2 * 4 * 5 * 5];
-        var rnd = new Random(5);
-        for (int i = 0; i < x.Length; i++) x[i] = (float)(rnd.NextDouble() * 2 - 1);
-        using var session = OnnxSession.FromBytes(m.ToByteArray(), new OnnxSessionOptions { GraphOptimization = OnnxGraphOptimization.Basic });
-        using var r = session.Run("x", OnnxTensor.FromArray(x, 2, 4, 5, 5));
-        return Outputs.Select(o => r[o].ToArray<float>()).ToArray();
-    }
+    static float[][] Run(ModelProto m) => HandBuiltGraphs.Run(m, [2, 4, 5, 5], 5, Outputs);
 
-    static void AssertSameResults(float[][] expected, float[][] actual, string what)
-    {
-        for (int k = 0; k < Outputs.Length; k++)
-        {
-            double diff = expected[k].Zip(actual[k], (u, v) => Math.Abs(u - v)).Max();
-            Assert.IsLessThanOrEqualTo(Tolerances.Float32Abs, diff, $"{what}: output {Outputs[k]} (max abs {diff:G3})");
-        }
-    }
+    static void AssertSameResults(float[][] expected, float[][] actual, string what) => HandBuiltGraphs.AssertSameResults(expected, actual, Outputs, what);
 
     static string[] Norms(ModelProto m) => m.Graph.Node.Where(n => n.OpType == "BatchNormalization").Select(n => n.Output[0]).ToArray();
 

@@ -16,19 +16,12 @@ public sealed class StaticInt8Tests
     {
         var g = new GraphProto { Name = "residual" };
         var rnd = new Random(3);
-        TensorProto Weights(string name, params long[] dims)
-        {
-            var v = new float[dims.Aggregate(1L, (a, b) => a * b)];
-            for (int i = 0; i < v.Length; i++) v[i] = (float)(rnd.NextDouble() - 0.5);
-            var t = new TensorProto { Name = name, DataType = F, RawData = ByteString.CopyFrom(System.Runtime.InteropServices.MemoryMarshal.AsBytes(v.AsSpan())) };
-            t.Dims.AddRange(dims);
-            return t;
-        }
-        g.Initializer.Add(Weights("half", 1));
-        g.Initializer.Add(Weights("w1", 4, 4, 3, 3));
-        g.Initializer.Add(Weights("b1", 4));
-        g.Initializer.Add(Weights("w2", 4, 4, 1, 1));
-        g.Initializer.Add(Weights("b2", 4));
+        float Centred() => (float)(rnd.NextDouble() - 0.5);
+        g.Initializer.Add(HandBuiltGraphs.Floats("half", Centred, 1));
+        g.Initializer.Add(HandBuiltGraphs.Floats("w1", Centred, 4, 4, 3, 3));
+        g.Initializer.Add(HandBuiltGraphs.Floats("b1", Centred, 4));
+        g.Initializer.Add(HandBuiltGraphs.Floats("w2", Centred, 4, 4, 1, 1));
+        g.Initializer.Add(HandBuiltGraphs.Floats("b2", Centred, 4));
         var pads = Attr.Ints("pads", [1L, 1, 1, 1]);
         g.Node.Add(GraphEdits.Node("Mul", ["x", "half"], ["s"]));
         g.Node.Add(GraphEdits.Node("Conv", ["s", "w1", "b1"], ["a"], pads));
@@ -38,9 +31,7 @@ public sealed class StaticInt8Tests
         g.Input.Add(GraphEdits.Value("x", F, 1, 4, 8, 8));
         g.Output.Add(GraphEdits.Value("out", F, 1, 4, 8, 8));
         foreach (var v in new[] { "s", "a", "r", "y" }) g.ValueInfo.Add(GraphEdits.Value(v, F, 1, 4, 8, 8));
-        var m = new ModelProto { IrVersion = 8, Graph = g };
-        m.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = 17 });
-        return m;
+        return HandBuiltGraphs.Model(g);
     }
 
     [TestMethod]
