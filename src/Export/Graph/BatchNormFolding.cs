@@ -18,7 +18,7 @@ internal static class BatchNormFolding
         var producer = GraphEdits.Producers(g);
         var readers = GraphEdits.Readers(g);
         var names = UniqueNames.Of(g);
-        var removed = new HashSet<NodeProto>();
+        var removed = new Dictionary<NodeProto, NodeProto[]>();
         foreach (var bn in g.Node.Where(n => IsFoldable(n, inits)).ToList())
         {
             if (!producer.TryGetValue(bn.Input[0], out var conv) || !IsConvWithConstants(conv, inits)
@@ -37,9 +37,9 @@ internal static class BatchNormFolding
             }
             SetConstants(g, conv, names, weights, w, newBias);
             conv.Output[0] = bn.Output[0];
-            removed.Add(bn);
+            removed[bn] = [];
         }
-        Remove(g, removed);
+        GraphEdits.ReplaceNodes(g, removed);
         return removed.Count;
     }
 
@@ -58,7 +58,7 @@ internal static class BatchNormFolding
         var readers = GraphEdits.Readers(g);
         var names = UniqueNames.Of(g);
         var captured = GraphEdits.CapturedBySubgraphs(g);
-        var removed = new HashSet<NodeProto>();
+        var removed = new Dictionary<NodeProto, NodeProto[]>();
         foreach (var bn in g.Node.Where(n => IsFoldable(n, inits)).ToList())
         {
             var y = bn.Output[0];
@@ -94,9 +94,9 @@ internal static class BatchNormFolding
                 SetConstants(g, conv, names, weights, w, newBias);
                 conv.Input[0] = bn.Input[0];
             }
-            removed.Add(bn);
+            removed[bn] = [];
         }
-        Remove(g, removed);
+        GraphEdits.ReplaceNodes(g, removed);
         return removed.Count;
     }
 
@@ -121,11 +121,7 @@ internal static class BatchNormFolding
             g.Initializer.Add(GraphEdits.FloatTensor(sName, s.Select(v => (float)v).ToArray(), dims));
             replacement[bn] = [GraphEdits.Node("Mul", [bn.Input[0], fName], [scaled]), GraphEdits.Node("Add", [scaled, sName], [bn.Output[0]])];
         }
-        if (replacement.Count == 0) return 0;
-        var nodes = g.Node.SelectMany(n => replacement.TryGetValue(n, out var affine) ? affine : [n]).ToList();
-        g.Node.Clear();
-        g.Node.AddRange(nodes);
-        GraphEdits.RemoveDead(g);
+        GraphEdits.ReplaceNodes(g, replacement);
         return replacement.Count;
     }
 
@@ -133,8 +129,8 @@ internal static class BatchNormFolding
         n.OpType == "BatchNormalization" && n.Domain.Length == 0 && n.Output.Count == 1 && n.Input.Skip(1).All(inits.ContainsKey);
 
     static bool IsConvWithConstants(NodeProto n, Dictionary<string, TensorProto> inits) =>
-        n.OpType == "Conv" && n.Domain.Length == 0 && inits.TryGetValue(n.Input[1], out var w) && IsFloat(w)
-        && (n.Input.Count < 3 || (inits.TryGetValue(n.Input[2], out var b) && IsFloat(b)));
+        n.OpType == "Conv" && n.Domain.Length == 0 && inits.TryGetValue(n.Input[1], out var w) && GraphEdits.IsRawFloat(w)
+        && (n.Input.Count < 3 || (inits.TryGetValue(n.Input[2], out var b) && GraphEdits.IsRawFloat(b)));
 
     static bool WithoutPadding(NodeProto conv)
     {
@@ -171,14 +167,4 @@ internal static class BatchNormFolding
         if (conv.Input.Count > 2) conv.Input[2] = bName; else conv.Input.Add(bName);
     }
 
-    static void Remove(GraphProto g, HashSet<NodeProto> removed)
-    {
-        if (removed.Count == 0) return;
-        var kept = g.Node.Where(n => !removed.Contains(n)).ToList();
-        g.Node.Clear();
-        g.Node.AddRange(kept);
-        GraphEdits.RemoveDead(g);
-    }
-
-    static bool IsFloat(TensorProto t) => t.DataType == (int)TensorProto.Types.DataType.Float && t.RawData.Length == 4 * t.Dims.Aggregate(1L, (a, b) => a * b);
 }

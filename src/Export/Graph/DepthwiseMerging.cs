@@ -25,8 +25,8 @@ internal static class DepthwiseMerging
         var captured = GraphEdits.CapturedBySubgraphs(g);
         bool Private(string value) => readers[value].Count == 1 && !outputs.Contains(value) && !captured.Contains(value);
 
-        var replacement = new Dictionary<NodeProto, NodeProto>();
-        var removed = new HashSet<NodeProto>();
+        var replacement = new Dictionary<NodeProto, NodeProto[]>();
+        int merged = 0;
         foreach (var concat in g.Node.Where(n => n.OpType == "Concat" && n.Domain.Length == 0 && Axis(n) == 1))
         {
             var convs = concat.Input.Select(i => producer.GetValueOrDefault(i)).ToList();
@@ -39,7 +39,7 @@ internal static class DepthwiseMerging
             if (!SplitSizesAre(split, channels, inits)) continue;
 
             long kh = weights.Max(w => w.Dims[2]), kw = weights.Max(w => w.Dims[3]), total = channels.Sum();
-            var merged = new float[total * kh * kw];
+            var kernels = new float[total * kh * kw];
             var bias = new float[total];
             long first = 0;
             for (int j = 0; j < convs.Count; j++)
@@ -49,24 +49,21 @@ internal static class DepthwiseMerging
                 for (long c = 0; c < channels[j]; c++)
                     for (long y = 0; y < h; y++)
                         for (long x = 0; x < wd; x++)
-                            merged[((first + c) * kh + top + y) * kw + left + x] = w[(c * h + y) * wd + x];
+                            kernels[((first + c) * kh + top + y) * kw + left + x] = w[(c * h + y) * wd + x];
                 if (convs[j]!.Input.Count > 2) GraphEdits.Floats(inits[convs[j]!.Input[2]]).CopyTo(bias, first);
                 first += channels[j];
             }
             string wName = names.Fresh(concat.Output[0] + "_merged_weight"), bName = names.Fresh(concat.Output[0] + "_merged_bias");
-            g.Initializer.Add(GraphEdits.FloatTensor(wName, merged, [total, 1, kh, kw]));
+            g.Initializer.Add(GraphEdits.FloatTensor(wName, kernels, [total, 1, kh, kw]));
             g.Initializer.Add(GraphEdits.FloatTensor(bName, bias, [total]));
-            replacement[concat] = GraphEdits.Node("Conv", [split.Input[0], wName, bName], [concat.Output[0]],
-                Attr.Ints("kernel_shape", [kh, kw]), Attr.Ints("pads", [kh / 2, kw / 2, kh / 2, kw / 2]), Attr.I("group", total));
-            removed.Add(split);
-            foreach (var c in convs) removed.Add(c!);
+            replacement[concat] = [GraphEdits.Node("Conv", [split.Input[0], wName, bName], [concat.Output[0]],
+                Attr.Ints("kernel_shape", [kh, kw]), Attr.Ints("pads", [kh / 2, kw / 2, kh / 2, kw / 2]), Attr.I("group", total))];
+            replacement[split] = [];
+            foreach (var c in convs) replacement[c!] = [];
+            merged++;
         }
-        if (replacement.Count == 0) return 0;
-        var nodes = g.Node.Where(n => !removed.Contains(n)).Select(n => replacement.GetValueOrDefault(n, n)).ToList();
-        g.Node.Clear();
-        g.Node.AddRange(nodes);
-        GraphEdits.RemoveDead(g);
-        return replacement.Count;
+        GraphEdits.ReplaceNodes(g, replacement);
+        return merged;
     }
 
     static long Axis(NodeProto n) => n.Attribute.FirstOrDefault(a => a.Name == "axis")?.I ?? 0;
@@ -78,9 +75,9 @@ internal static class DepthwiseMerging
     /// and the padding that keeps the size: the form a zero-padded larger kernel reproduces exactly.</summary>
     static bool IsSameDepthwise(NodeProto n, Dictionary<string, TensorProto> inits)
     {
-        if (n.OpType != "Conv" || n.Domain.Length != 0 || !inits.TryGetValue(n.Input[1], out var w) || !IsFloat(w)
+        if (n.OpType != "Conv" || n.Domain.Length != 0 || !inits.TryGetValue(n.Input[1], out var w) || !GraphEdits.IsRawFloat(w)
             || w.Dims.Count != 4 || w.Dims[1] != 1 || w.Dims[2] % 2 == 0 || w.Dims[3] % 2 == 0) return false;
-        if (n.Input.Count > 2 && (!inits.TryGetValue(n.Input[2], out var b) || !IsFloat(b))) return false;
+        if (n.Input.Count > 2 && (!inits.TryGetValue(n.Input[2], out var b) || !GraphEdits.IsRawFloat(b))) return false;
         long group = n.Attribute.FirstOrDefault(a => a.Name == "group")?.I ?? 1;
         string autoPad = n.Attribute.FirstOrDefault(a => a.Name == "auto_pad")?.S.ToStringUtf8() ?? "NOTSET";
         long ph = w.Dims[2] / 2, pw = w.Dims[3] / 2;
@@ -99,6 +96,4 @@ internal static class DepthwiseMerging
         if (split.Attribute.FirstOrDefault(a => a.Name == "split") is { } attribute) return attribute.Ints.SequenceEqual(channels);
         return channels.All(c => c == channels[0]);
     }
-
-    static bool IsFloat(TensorProto t) => t.DataType == (int)TensorProto.Types.DataType.Float;
 }

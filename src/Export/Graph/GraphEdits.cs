@@ -56,6 +56,11 @@ internal static class GraphEdits
         return t.FloatData.ToArray();
     }
 
+    /// <summary>A float32 tensor whose values are all in its raw data (what <see cref="Floats"/> reads without copying
+    /// typed data, and never a tensor whose data lies in an external file).</summary>
+    public static bool IsRawFloat(TensorProto t) =>
+        t.DataType == (int)TensorProto.Types.DataType.Float && t.RawData.Length == 4 * t.Dims.Aggregate(1L, (a, b) => a * b);
+
     /// <summary>The values of an int64 tensor (raw or typed data), or null for another type.</summary>
     public static long[]? Int64s(TensorProto t)
     {
@@ -106,6 +111,17 @@ internal static class GraphEdits
 
     public static NodeProto Cast(string input, string output, TensorProto.Types.DataType to) =>
         Node("Cast", [input], [output], Attr.I("to", (int)to));
+
+    /// <summary>Rebuilds the node list in order with each key of <paramref name="replacement"/> replaced by its nodes
+    /// (none: removed), then drops what no output needs (<see cref="RemoveDead"/>). Nothing to replace: nothing done.</summary>
+    public static void ReplaceNodes(GraphProto g, IReadOnlyDictionary<NodeProto, NodeProto[]> replacement)
+    {
+        if (replacement.Count == 0) return;
+        var nodes = g.Node.SelectMany(n => replacement.TryGetValue(n, out var r) ? r : [n]).ToList();
+        g.Node.Clear();
+        g.Node.AddRange(nodes);
+        RemoveDead(g);
+    }
 
     /// <summary>Drops the nodes no graph output depends on, the initializers nothing reads and the shapes of values no
     /// longer computed. ML.NET's slot-name nodes (domain ai.onnx.ml), which ML.NET reads rather than the graph, stay.</summary>

@@ -74,10 +74,10 @@ internal static class StaticInt8
         var inits = g.Initializer.ToDictionary(t => t.Name);
         var producer = GraphEdits.Producers(g);
         var readers = GraphEdits.Readers(g);
-        bool Const(string v, double value) => inits.TryGetValue(v, out var t) && IsFloat(t) && GraphEdits.Floats(t) is [var f] && Math.Abs(f - value) < 1e-6 * Math.Max(1, value);
+        bool Const(string v, double value) => inits.TryGetValue(v, out var t) && GraphEdits.IsRawFloat(t) && GraphEdits.Floats(t) is [var f] && Math.Abs(f - value) < 1e-6 * Math.Max(1, value);
         NodeProto? Sole(string v) => readers.TryGetValue(v, out var r) && r.Count == 1 && !g.Output.Any(o => o.Name == v) ? r[0] : null;
-        var removed = new HashSet<NodeProto>();
-        var replacement = new Dictionary<NodeProto, NodeProto>();
+        var replacement = new Dictionary<NodeProto, NodeProto[]>();
+        int fused = 0;
         foreach (var erf in g.Node.Where(n => n.OpType == "Erf" && n.Domain.Length == 0))
         {
             if (!producer.TryGetValue(erf.Input[0], out var div) || div.OpType != "Div" || !Const(div.Input[1], Math.Sqrt(2)) || Sole(div.Output[0]) != erf) continue;
@@ -89,16 +89,14 @@ internal static class StaticInt8
                 || !half.Input.Contains(x) || !half.Input.Any(i => Const(i, 0.5))) continue;
             var gelu = GraphEdits.Node("Gelu", [x], [mul.Output[0]]);
             gelu.Domain = "com.microsoft";
-            removed.UnionWith([div, erf, add, half]);
-            replacement[mul] = gelu;
+            foreach (var n in new[] { div, erf, add, half }) replacement[n] = [];
+            replacement[mul] = [gelu];
+            fused++;
         }
-        if (replacement.Count == 0) return 0;
-        var kept = g.Node.Where(n => !removed.Contains(n)).Select(n => replacement.GetValueOrDefault(n, n)).ToList();
-        g.Node.Clear();
-        g.Node.AddRange(kept);
+        if (fused == 0) return 0;
+        GraphEdits.ReplaceNodes(g, replacement);
         if (!model.OpsetImport.Any(o => o.Domain == "com.microsoft")) model.OpsetImport.Add(new OperatorSetIdProto { Domain = "com.microsoft", Version = 1 });
-        GraphEdits.RemoveDead(g);
-        return replacement.Count;
+        return fused;
     }
 
     /// <summary>The activations to quantize (see the class summary).</summary>
@@ -120,7 +118,7 @@ internal static class StaticInt8
                 if (Activation(v)) planned.Add(v);
         }
         foreach (var n in g.Node.Where(n => n.Domain.Length == 0))
-            if ((n.OpType == "Conv" && inits.TryGetValue(n.Input[1], out var w) && IsFloat(w) && (n.Input.Count < 3 || inits.ContainsKey(n.Input[2])))
+            if ((n.OpType == "Conv" && inits.TryGetValue(n.Input[1], out var w) && GraphEdits.IsRawFloat(w) && (n.Input.Count < 3 || inits.ContainsKey(n.Input[2])))
                 || (n.OpType is "AveragePool" or "GlobalAveragePool" && Activation(n.Input[0])))
                 Plan(n);
         // Sums and concatenations run on uint8 (QLinearAdd, QLinearConcat) only between integer operators: every input
@@ -223,7 +221,7 @@ internal static class StaticInt8
             for (int k = 0; k < n.Input.Count; k++)
                 if (rename.TryGetValue(n.Input[k], out var r) && (readsUint8 || !plan.FloatProduced.Contains(n.Input[k]))) n.Input[k] = r;
             var x = n.Input.Count > 0 && dequantizedOf.TryGetValue(n.Input[0], out var xName) ? quant[xName] : default;
-            if (n.Domain.Length == 0 && x.ScaleName is not null && n.OpType == "Conv" && inits.TryGetValue(n.Input[1], out var w) && IsFloat(w))
+            if (n.Domain.Length == 0 && x.ScaleName is not null && n.OpType == "Conv" && inits.TryGetValue(n.Input[1], out var w) && GraphEdits.IsRawFloat(w))
             {
                 var dw = Dequantized(w);
                 n.Input[1] = dw.Name;
@@ -285,5 +283,4 @@ internal static class StaticInt8
     static HashSet<string> FloatValues(GraphProto g) =>
         g.Input.Concat(g.ValueInfo).Concat(g.Output).Where(v => v.Type?.TensorType?.ElemType == (int)Float).Select(v => v.Name).ToHashSet();
 
-    static bool IsFloat(TensorProto t) => t.DataType == (int)Float && t.RawData.Length == 4 * t.Dims.Aggregate(1L, (a, b) => a * b);
 }
