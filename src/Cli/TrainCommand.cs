@@ -136,10 +136,13 @@ internal static class TrainCommand
         bool writes = true)
     {
         Directory.CreateDirectory(output);
-        log.WriteLine($"data: {train.Count} training images in {train.Classes.Count} classes ({string.Join(", ", train.Classes.Take(10))}{(train.Classes.Count > 10 ? ", ..." : "")})" +
-                      (val is null ? "" : $", {val.Count} validation images"));
-        foreach (var issue in train.Issues.Take(5)) log.WriteLine($"skipped: {issue}");
-        if (train.Issues.Count > 5) log.WriteLine($"skipped: ... and {train.Issues.Count - 5} more files");
+        bool heldOut = val is null && options.ValidationFraction > 0;
+        log.WriteLine($"data: {train.Count} {(heldOut ? "" : "training ")}images in {train.Classes.Count} classes ({string.Join(", ", train.Classes.Take(10))}{(train.Classes.Count > 10 ? ", ..." : "")})" +
+                      (val is not null ? $", {val.Count} validation images"
+                          : heldOut ? $"; {options.ValidationFraction:0.##%} held out for validation" : ""));
+        var issues = train.Issues.Concat(val?.Issues ?? []).ToList();
+        foreach (var issue in issues.Take(5)) log.WriteLine($"skipped: {issue}");
+        if (issues.Count > 5) log.WriteLine($"skipped: ... and {issues.Count - 5} more files");
         log.WriteLine($"libtorch {TorchRuntime.Version}, {TorchRuntime.Threads} threads, CUDA {(TorchRuntime.CudaIsAvailable ? "available" : "not available")}");
         if (TorchRuntime.BlasAdvice is { } advice) log.WriteLine("note: " + advice);
 

@@ -93,7 +93,7 @@ public sealed class ImageDataset
         {
             if (!index.TryGetValue(f.Name, out int label))
                 throw new DatasetException($"Folder '{f.FullName}' is a class not present in the training set (classes: {string.Join(", ", names)}).");
-            int before = items.Count;
+            int before = items.Count, issuesBefore = issues.Count;
             foreach (var file in ImageFiles.Walk(f.FullName, (path, reason) => issues.Add(new DatasetIssue(path, reason))))
             {
                 var reason = HeaderProblem(file);
@@ -101,9 +101,19 @@ public sealed class ImageDataset
                 else items.Add(new ImageItem(Path.GetRelativePath(dir.FullName, file), label, file));
             }
             if (items.Count == before)
-                throw new DatasetException($"Class folder '{f.FullName}' contains no images (JPEG, PNG, WebP or GIF).");
+                throw new DatasetException($"Class folder '{f.FullName}' contains no images (JPEG, PNG, WebP or GIF){LeftOut(issues, issuesBefore)}.");
         }
         return new ImageDataset(dir.FullName, names, items, issues);
+    }
+
+    /// <summary>"; found only N files that were left out: a: why, b: why, ..." (the first three) for an error about a
+    /// folder without images, so the user sees what was there instead; empty when nothing was left out.</summary>
+    static string LeftOut(List<DatasetIssue> issues, int from)
+    {
+        int n = issues.Count - from;
+        if (n == 0) return "";
+        var shown = issues.Skip(from).Take(3).Select(i => $"{Path.GetFileName(i.Path)}: {i.Reason}");
+        return $"; found only {n} file{(n == 1 ? "" : "s")} that {(n == 1 ? "was" : "were")} left out: {string.Join("; ", shown)}{(n > 3 ? "; ..." : "")}";
     }
 
     /// <summary>The image files (JPEG, PNG, WebP, GIF, judged by their first bytes) under <paramref name="folder"/> and

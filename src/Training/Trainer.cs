@@ -41,6 +41,8 @@ internal sealed class Trainer : IDisposable
     readonly GradientReducer? _reducer;   // data-parallel: gradients averaged over the ranks during the backward
     readonly Tensor? _classWeights;
     readonly DataLoader _trainLoader;
+    readonly DataLoader? _valLoader;
+    bool _skipsReported;
     readonly CheckpointStore _store;
     readonly TrainingState _state;
     readonly int _batchesPerEpoch, _stepsPerEpoch;
@@ -113,7 +115,7 @@ internal sealed class Trainer : IDisposable
             if (o.ProcessGroup is { WorldSize: > 1 } vg && val is not null && val.Count >= vg.WorldSize
                 && val.Items.Select(i => i.Source).Distinct().Count() == val.Count)
                 _valShard = val.Subset(Enumerable.Range(0, val.Count).Where(i => i % vg.WorldSize == vg.Rank), $"{val.Source} [rank {vg.Rank}]");
-            var valLoader = val is null ? null : new DataLoader(_valShard ?? val, _plan.EvalPipeline(), new LoaderOptions
+            var valLoader = _valLoader = val is null ? null : new DataLoader(_valShard ?? val, _plan.EvalPipeline(), new LoaderOptions
             {
                 BatchSize = o.BatchSize, Shuffle = false, Seed = o.Seed ?? 0, Workers = workers, Cache = cache,
             });
@@ -245,8 +247,7 @@ internal sealed class Trainer : IDisposable
             Save(CheckpointStore.Last);
             if (improved) Save(CheckpointStore.Best);
             if (stopped) Info(h.StopReason);
-            if (epoch == 0 && _trainLoader.Skipped.Count > 0)
-                Info($"{_trainLoader.Skipped.Count} training image(s) could not be decoded and are skipped, e.g. {_trainLoader.Skipped[0]}.");
+            if (!_skipsReported) ReportSkippedImages();
         }
 
         // The kept model: the best epoch's weights, else the EMA, else the last.
@@ -272,6 +273,17 @@ internal sealed class Trainer : IDisposable
         h.Duration = _durationBefore + _clock.Elapsed;
         _modelTaken = true;
         return new TrainingOutcome(_model, _descriptor, h);
+    }
+
+    /// <summary>After the first epoch this session runs (every image has been read once by then): the images that could not
+    /// be decoded, so that a validation score over fewer images than the set holds does not go unexplained.</summary>
+    void ReportSkippedImages()
+    {
+        _skipsReported = true;
+        if (_trainLoader.Skipped is { Count: > 0 } train)
+            Info($"{train.Count} training image(s) could not be decoded and are skipped, e.g. {train[0]}.");
+        if (_valLoader?.Skipped is { Count: > 0 } val)
+            Info($"{val.Count} validation image(s) could not be decoded and are not scored, e.g. {val[0]}.");
     }
 
     /// <summary>Early-stopping bookkeeping: whether <paramref name="value"/> of the monitored metric is a new best.</summary>

@@ -35,6 +35,15 @@ public sealed record ModelDescriptor(string Model, JsonObject? CustomKwargs, IRe
         ["library_version"] = LibraryInfo.Version,
     }.ToJsonString();
 
+    /// <summary>The descriptor of a model file or training checkpoint; null when <paramref name="path"/> is not a
+    /// safetensors file or holds weights only (reads the header, not the tensors).</summary>
+    public static ModelDescriptor? TryRead(string path) =>
+        SafeTensors.IsSafeTensorsFile(path) && SafeTensors.ReadMetadata(path).TryGetValue(MetadataKey, out var json) ? Parse(json, path) : null;
+
+    /// <summary>"mixformer_b0, 2 classes (ants, bees), 64 px": what the user trained, for messages.</summary>
+    public string Describe() =>
+        $"{Model}{(CustomKwargs is null ? "" : " (custom)")}, {Classes.Count} classes ({string.Join(", ", Classes.Take(5))}{(Classes.Count > 5 ? ", ..." : "")}), {ImageSize} px";
+
     /// <summary>Parses a descriptor; <paramref name="source"/> names the file in errors.</summary>
     public static ModelDescriptor Parse(string json, string source)
     {

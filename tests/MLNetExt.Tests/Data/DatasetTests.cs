@@ -49,6 +49,11 @@ public sealed class DatasetTests
         Put("dogs/empty.jpg", "empty.jpg");
         var e = Assert.Throws<DatasetException>(() => ImageDataset.FromFolder(root));
         StringAssert.Contains(e.Message, Path.Combine(root, "dogs"));
+        StringAssert.Contains(e.Message, "found only 1 file that was left out: empty.jpg: ", "says what was there instead");
+        StringAssert.Contains(e.Message, "empty file");
+        Directory.CreateDirectory(Path.Combine(root, "birds"));
+        e = Assert.Throws<DatasetException>(() => ImageDataset.FromFolder(root));
+        Assert.DoesNotContain("left out", e.Message, "an empty folder has nothing to list");
     }
 
     [TestMethod]

@@ -91,6 +91,27 @@ public sealed class TrainerTests
         Assert.IsNotNull(h.BestEpoch);
     }
 
+    /// <summary>Undecodable images in either set are left out of training and of the validation score, and the run says
+    /// so once, naming one of each (a score over fewer images than the set holds is explained).</summary>
+    [TestMethod]
+    public void UndecodableImages_AreSkipped_AndReportedOncePerSet()
+    {
+        using var scope = TensorScope.Begin();
+        static ImageDataset WithBroken(ImageDataset d, string name) =>
+            ImageDataset.FromList(Colors, d.Items.Append(new ImageItem(name, 0, Bytes: [0xFF, 0xD8, 0xFF, 0xDB, 1, 2, 3])).ToList(), d.Source);
+        var messages = new List<string>();
+        var options = Tiny() with { Epochs = 2, Progress = p => { if (p.Message is { } m) messages.Add(m); } };
+        using var model = new ImageClassificationEstimator(options).Fit(WithBroken(ColorData(4, 1), "broken-train"), WithBroken(ColorData(2, 2, "val"), "broken-val"));
+        Assert.AreEqual(6, model.History!.Final!.Count, "the broken validation image is not scored");
+        var train = messages.Where(m => m.Contains("training image(s) could not be decoded")).ToList();
+        var val = messages.Where(m => m.Contains("validation image(s) could not be decoded")).ToList();
+        Assert.HasCount(1, train, string.Join(Environment.NewLine, messages));
+        Assert.HasCount(1, val, string.Join(Environment.NewLine, messages));
+        StringAssert.StartsWith(train[0], "1 training image(s)");
+        StringAssert.Contains(train[0], "broken-train");
+        StringAssert.Contains(val[0], "broken-val");
+    }
+
     /// <summary>The optimizer's state and the schedule's position carry across the interruption whatever they are:
     /// AdamW's two moments with the cosine schedule, SGD's momentum buffers with one-cycle.</summary>
     [TestMethod]
