@@ -77,6 +77,9 @@ public sealed record OnnxExportOptions
     /// frame them); null = only the linear layers in INT8, which are dynamic either way (no images needed). A few dozen
     /// to a few hundred images like the ones the model will see are enough.</summary>
     public IReadOnlyList<string>? CalibrationImages { get; init; }
+    /// <summary>Calibration images as dataset items (files, encoded bytes or decoded images), for the ML.NET trainer,
+    /// whose images need not be files; used instead of <see cref="CalibrationImages"/> when set.</summary>
+    internal IReadOnlyList<Data.ImageItem>? CalibrationItems { get; init; }
     /// <summary>Initializer bytes above which the weights go to an external data file next to the model (protobuf
     /// cannot write a single message over 2 GB).</summary>
     public long ExternalDataThreshold { get; init; } = 1L << 30;
@@ -127,7 +130,8 @@ public static class OnnxExporter
         // the training evaluation's framing; the ML.NET-layout graph takes its resize size and slices the crop itself
         var crop = EvalCrop.For(h, w, cropPct);
         var (inputH, inputW) = mlnet ? (crop.ResizeHeight, crop.ResizeWidth) : (h, w);
-        if (options.CalibrationImages is not null && options.Precision != OnnxPrecision.Int8)
+        var calibration = options.CalibrationItems ?? options.CalibrationImages?.Select(f => new Data.ImageItem(f, 0, f)).ToList();
+        if (calibration is not null && options.Precision != OnnxPrecision.Int8)
             throw new ArgumentException($"Calibration images are for a static INT8 export; the precision is {PrecisionName(options.Precision)}.", nameof(options));
         if (options.Head != OnnxHead.Classifier && (options.Labels is not null || options.IncludeFeatures))
             throw new ArgumentException("A feature export has one output: no labels and no extra features output.", nameof(options));
@@ -193,12 +197,11 @@ public static class OnnxExporter
             DepthwiseMerging.SplitChunks(model_.Graph);
             if (options.Precision == OnnxPrecision.Int8)
             {
-                var images = options.CalibrationImages;
-                if (images is not null) StaticInt8.Quantize(model_, images, options.Int8MinSide);
+                if (calibration is not null) StaticInt8.Quantize(model_, calibration, options.Int8MinSide);
                 else DynamicInt8.Apply(model_, options.Int8MinSide);
                 model_.MetadataProps.Add(new StringStringEntryProto
                 {
-                    Key = "mlnetext.int8", Value = images is null ? "dynamic (linear layers)" : $"static, calibrated on {images.Count} images",
+                    Key = "mlnetext.int8", Value = calibration is null ? "dynamic (linear layers)" : $"static, calibrated on {calibration.Count} images",
                 });
             }
             else if (options.Precision == OnnxPrecision.Float16) Float16.Apply(model_);

@@ -87,7 +87,7 @@ public sealed class ImageClassificationEstimator : IEstimator<ImageClassificatio
         var model = Fit(o with { Seed = o.Seed ?? seed, Device = device, Progress = log.Report }, train, val, o.Cancellation);
         try
         {
-            var chain = BuildChain(model, input, image, label.Name, onnxGpu);
+            var chain = BuildChain(model, input, image, label.Name, onnxGpu, train);
             return new ImageClassificationTransformer(model, chain, skipped);
         }
         catch
@@ -98,12 +98,26 @@ public sealed class ImageClassificationEstimator : IEstimator<ImageClassificatio
     }
 
     /// <summary>The standard ML.NET chain of a trained model: its ONNX export (input and output named so no user column
-    /// is hidden) behind the preparation of this image column, ML.NET's scorer and the intermediate columns dropped.</summary>
-    ITransformer BuildChain(ImageClassificationModel model, IDataView input, ImageColumn image, string labelColumn, int? gpu)
+    /// is hidden; at <see cref="ImageClassificationOptions.ScoringPrecision"/>, INT8 calibrated on training images)
+    /// behind the preparation of this image column, ML.NET's scorer and the intermediate columns dropped.</summary>
+    ITransformer BuildChain(ImageClassificationModel model, IDataView input, ImageColumn image, string labelColumn, int? gpu, ImageDataset train)
     {
-        var (onnx, info) = InMemoryExport.Run(path => model.ExportOnnx(path, new OnnxExportOptions { InputName = ImageColumn.PixelsColumn, OutputName = LogitsColumn }),
-            "the trained model's export");
+        var precision = Options.ScoringPrecision;
+        var export = new OnnxExportOptions
+        {
+            InputName = ImageColumn.PixelsColumn, OutputName = LogitsColumn, Precision = precision,
+            CalibrationItems = precision == OnnxPrecision.Int8 ? CalibrationSample(train) : null,
+        };
+        var (onnx, info) = InMemoryExport.Run(path => model.ExportOnnx(path, export), "the trained model's export");
         return ClassifierChain.Build(new MLContext(), input, image, labelColumn, onnx, info, LogitsColumn, Options.ScoreColumnName, Options.PredictedLabelColumnName, gpu);
+    }
+
+    /// <summary>Up to <see cref="ImageClassificationOptions.MaxCalibrationImages"/> training images at an even stride
+    /// (every class is met whatever the row order).</summary>
+    internal static IReadOnlyList<ImageItem> CalibrationSample(ImageDataset train)
+    {
+        int n = Math.Min(train.Count, ImageClassificationOptions.MaxCalibrationImages);
+        return Enumerable.Range(0, n).Select(i => train.Items[(int)((long)i * train.Count / n)]).ToList();
     }
 
     /// <summary>The input columns plus <c>Score</c> (a vector of floats, slot names = classes) and <c>PredictedLabel</c>

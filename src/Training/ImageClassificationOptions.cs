@@ -209,6 +209,16 @@ public sealed record ImageClassificationOptions
     /// <summary>Output key column of the most probable class (key values = classes). Default "PredictedLabel".</summary>
     public string PredictedLabelColumnName { get; init; } = "PredictedLabel";
 
+    /// <summary>The arithmetic of the fitted transformer's ONNX scoring, and so of the model <c>mlContext.Model.Save</c>
+    /// writes: <see cref="Export.OnnxPrecision.Float32"/> (default, exact), <see cref="Export.OnnxPrecision.Int8"/> for
+    /// CPU serving (static INT8 calibrated on up to <see cref="MaxCalibrationImages"/> of the training images; speed-up
+    /// and agreement per family in bench/README.md), <see cref="Export.OnnxPrecision.Float16"/> for GPU serving. Inputs
+    /// and outputs stay float32; the libtorch model on the transformer is unchanged.</summary>
+    public Export.OnnxPrecision ScoringPrecision { get; init; } = Export.OnnxPrecision.Float32;
+
+    /// <summary>How many training images, spread evenly over the set, calibrate <see cref="ScoringPrecision"/> INT8.</summary>
+    public const int MaxCalibrationImages = 128;
+
     /// <summary>Stops <c>Fit(IDataView)</c> as <c>Fit(dataset, validation, cancel)</c>'s token does: the current step
     /// finishes, a checkpoint is written (when <see cref="CheckpointDirectory"/> is set) and
     /// <see cref="Training.TrainingInterruptedException"/> is thrown.</summary>

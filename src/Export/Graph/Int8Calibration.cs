@@ -1,4 +1,5 @@
 using Google.Protobuf;
+using MLNetExt.Data;
 using MLNetExt.Export.Onnx;
 using MLNetExt.Imaging;
 using MLNetExt.OnnxRuntime;
@@ -14,7 +15,7 @@ internal static class Int8Calibration
 {
     /// <summary>The minimum and maximum of each of <paramref name="values"/> over the readable images among
     /// <paramref name="images"/>. Throws when none can be read.</summary>
-    public static Dictionary<string, (float Min, float Max)> Measure(ModelProto model, IEnumerable<string> values, IReadOnlyList<string> images)
+    public static Dictionary<string, (float Min, float Max)> Measure(ModelProto model, IEnumerable<string> values, IReadOnlyList<ImageItem> images)
     {
         var measured = values.Distinct().ToList();
         var copy = model.Clone();
@@ -34,11 +35,13 @@ internal static class Int8Calibration
         var firstProblem = (string?)null;
         // One image per run: every measured value is an output held until the run ends (up to 0.3 GB per image for
         // transxnet_t at 224 px), and a larger batch saves little next to the network's own time.
-        foreach (var file in images)
+        foreach (var item in images)
         {
-            if (ImageDecoder.TryDecodeFile(file, out var reason) is not { } image)
+            RgbImage image;
+            try { image = item.Image ?? ImageDecoder.Decode(item.ReadBytes()); }
+            catch (Exception e) when (ImageDecodeException.IsImageProblem(e))
             {
-                firstProblem ??= $"{file}: {reason}";
+                firstProblem ??= $"{item.Source}: {e.Message}";
                 continue;
             }
             info.FillInput(pipeline, image, pixels);

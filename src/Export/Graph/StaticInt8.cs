@@ -48,7 +48,7 @@ internal static class StaticInt8
 
     /// <summary>The steps on <paramref name="model"/> in place, calibrated on <paramref name="images"/>, then the linear
     /// layers with at least <paramref name="minSide"/> inputs and outputs dynamically.</summary>
-    public static (int FoldedBatchNorms, int Convolutions, int LinearLayers, int QuantizedValues) Quantize(ModelProto model, IReadOnlyList<string> images,
+    public static (int FoldedBatchNorms, int Convolutions, int LinearLayers, int QuantizedValues) Quantize(ModelProto model, IReadOnlyList<Data.ImageItem> images,
         int minSide = DynamicInt8.DefaultMinSide)
     {
         int folded = BatchNormFolding.IntoPrecedingConvolutions(model.Graph);

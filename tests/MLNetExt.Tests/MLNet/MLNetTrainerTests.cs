@@ -221,6 +221,60 @@ public sealed class MLNetTrainerTests
         finally { Flatten(model).OfType<IDisposable>().ToList().ForEach(d => d.Dispose()); }
     }
 
+    /// <summary><c>ScoringPrecision = Int8</c>: the fitted chain scores with a static INT8 model calibrated on training
+    /// images — of an MLImage column too, whose images are no files — and <c>mlContext.Model.Save</c> writes it.</summary>
+    [TestMethod]
+    public void ScoringPrecision_Int8_ScoresWithAStaticInt8ModelAndSavesIt()
+    {
+        var ml = new MLContext(seed: 4);
+        var options = Tiny() with { Epochs = 3, ImageColumnName = "Image", ScoringPrecision = MLNetExt.Export.OnnxPrecision.Int8 };
+        var data = ml.Data.LoadFromEnumerable(files.Train);
+        var model = ml.Transforms.LoadImages("Image", "", "ImagePath")
+            .Append(ml.Transforms.Conversion.MapValueToKey("Label"))
+            .Append(ml.MulticlassClassification.Trainers.BackboneImageClassification(options))
+            .Fit(data);
+        try
+        {
+            var val = ml.Data.LoadFromEnumerable(files.Val);
+            var scores = model.Transform(val).GetColumn<float[]>("Score").ToArray();
+            var torch = Flatten(model).OfType<ImageClassificationTransformer>().Single().Model.Predict(files.Val.Select(r => r.ImagePath).ToList());
+            int agree = 0;
+            for (int i = 0; i < scores.Length; i++)
+            {
+                Assert.AreEqual(1.0, scores[i].Sum(), 2e-3, "a probability vector");
+                if (Array.IndexOf(scores[i], scores[i].Max()) == torch[i].Index) agree++;
+            }
+            Assert.IsGreaterThanOrEqualTo(scores.Length - 2, agree, $"INT8 agrees with the libtorch model on {agree} of {scores.Length} images");
+
+            var zip = Path.Combine(files.Dir.FullName, "int8.zip");
+            ml.Model.Save(model, data.Schema, zip);
+            using (var archive = System.IO.Compression.ZipFile.OpenRead(zip))
+            {
+                using var stream = new MemoryStream();
+                archive.Entries.Single(e => e.FullName.EndsWith("/OnnxModel", StringComparison.Ordinal)).Open().CopyTo(stream);
+                var bytes = stream.ToArray();   // ML.NET's stream: the byte count (int32), then the ONNX model
+                var onnx = MLNetExt.Export.Onnx.ModelProto.Parser.ParseFrom(bytes, 4, BitConverter.ToInt32(bytes, 0));
+                Assert.AreEqual("int8", onnx.MetadataProps.Single(p => p.Key == "mlnetext.precision").Value);
+                Assert.AreEqual($"static, calibrated on {files.Train.Count} images", onnx.MetadataProps.Single(p => p.Key == "mlnetext.int8").Value);
+                Assert.IsTrue(onnx.Graph.Node.Any(n => n.OpType == "QuantizeLinear"), "convolutions in INT8");
+            }
+            var loaded = new MLContext().Model.Load(zip, out _);
+            CollectionAssert.AreEqual(scores[0], loaded.Transform(val).GetColumn<float[]>("Score").First(), "the saved model scores as the fitted one");
+        }
+        finally { Flatten(model).OfType<IDisposable>().ToList().ForEach(d => d.Dispose()); }
+    }
+
+    [TestMethod]
+    public void CalibrationSample_SpreadsOverTheSet()
+    {
+        var items = Enumerable.Range(0, 1000).Select(i => new ImageItem($"i{i}", i / 100, Image: new RgbImage(1, 1))).ToList();
+        var sample = ImageClassificationEstimator.CalibrationSample(ImageDataset.FromList(Enumerable.Range(0, 10).Select(c => $"c{c}").ToList(), items, "big"));
+        Assert.HasCount(ImageClassificationOptions.MaxCalibrationImages, sample);
+        CollectionAssert.AreEquivalent(Enumerable.Range(0, 10).ToList(), sample.Select(i => i.Label).Distinct().ToList(), "every class of a class-ordered set");
+        var few = ImageDataset.FromList(["a", "b"], Enumerable.Range(0, 5).Select(i => items[i] with { Label = i % 2 }).ToList(), "few");
+        Assert.HasCount(5, ImageClassificationEstimator.CalibrationSample(few), "all of a small set");
+    }
+
     [TestMethod]
     public void LabelColumn_NotAKey_IsRefused_NamingColumnExpectedAndFound()
     {
