@@ -43,9 +43,10 @@ int Agreement()
 {
     var info = scorer.Info;
     var crop = EvalCrop.For(info.CropHeight, info.CropWidth, info.CropPct);
-    // ML.NET's pixels with the crop in the graph (model.zip's own chain) and without (straight to the network size).
+    // ML.NET's pixels with the crop in the graph (the preparation model.zip's chain runs; the chain drops that column)
+    // and without (straight to the network size).
     var rows = ml.Data.LoadFromEnumerable(files.Select(f => new Row { ImagePath = f }).ToList());
-    var inGraph = mlnet.Model.Transform(rows).GetColumn<float[]>(info.InputName).ToArray();
+    var inGraph = ImageColumn.Of(rows.Schema, "ImagePath", null).Preparation(ml, info, "px").Fit(rows).Transform(rows).GetColumn<float[]>("px").ToArray();
     var noCrop = ml.Transforms.LoadImages("img", "", "ImagePath")
         .Append(ml.Transforms.ResizeImages("img", info.CropWidth, info.CropHeight, "img", ImageResizingEstimator.ResizingKind.IsoCrop, ImageResizingEstimator.Anchor.Center))
         .Append(ml.Transforms.ExtractPixels("px", "img", interleavePixelColors: false, outputAsFloatArray: true))
