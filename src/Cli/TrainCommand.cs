@@ -193,7 +193,7 @@ internal static class TrainCommand
                 if (h.Final is { } m)
                     log.WriteLine($"validation (epoch {h.BestEpoch}): top-1 {m.Top1:P1}, top-{m.TopK} {m.Top5:P1}, macro-F1 {m.MacroF1:F3}, log-loss {m.LogLoss:F4} on {m.Count} images");
                 if (!writes) return 0;
-                var failed = ModelFolder.Write(model, output, export, log);
+                var failed = ModelFolder.Write(model, output, export, log, options.ScoringPrecision, calibration: train);
                 if (failed.Count > 0)
                 {
                     var best = Path.Combine(output, ModelFolder.BestCheckpointFileName);

@@ -22,8 +22,11 @@ public static class ModelFolder
     /// <summary>Writes every output of a trained model into <paramref name="folder"/> (created when missing). Small files
     /// first, so a full disk costs the least; each output is tried on its own, and what could not be written is
     /// returned ("model.zip (No space left on device)"), empty when all was written. <paramref name="log"/> gets a line
-    /// per file.</summary>
-    public static IReadOnlyList<string> Write(ImageClassificationModel model, string folder, bool export = true, TextWriter? log = null)
+    /// per file. <paramref name="precision"/> is the arithmetic of model.onnx and model.zip; INT8 is static, calibrated
+    /// on an even sample of up to <see cref="ImageClassificationOptions.MaxCalibrationImages"/> images of
+    /// <paramref name="calibration"/> (e.g. the training set), or dynamic (the linear layers only) without it.</summary>
+    public static IReadOnlyList<string> Write(ImageClassificationModel model, string folder, bool export = true, TextWriter? log = null,
+        OnnxPrecision precision = OnnxPrecision.Float32, ImageDataset? calibration = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         log ??= TextWriter.Null;
@@ -41,7 +44,12 @@ public static class ModelFolder
             model.Save(modelPath);
             log.WriteLine($"model: {modelPath}");
         });
-        if (export) Try("the ONNX and ML.NET models and the consumption code", () => WriteExports(model, folder, log));
+        var onnx = new OnnxExportOptions
+        {
+            Precision = precision,
+            CalibrationItems = precision == OnnxPrecision.Int8 && calibration is not null ? ImageClassificationEstimator.CalibrationSample(calibration) : null,
+        };
+        if (export) Try("the ONNX and ML.NET models and the consumption code", () => WriteExports(model, folder, log, onnx));
         return failed;
     }
 
@@ -79,13 +87,15 @@ public static class ModelFolder
     }
 
     /// <summary>model.onnx, the ML.NET model.zip (the ONNX inside), the C# consumption code and a console project.</summary>
-    static void WriteExports(ImageClassificationModel model, string folder, TextWriter log)
+    static void WriteExports(ImageClassificationModel model, string folder, TextWriter log, OnnxExportOptions exportOptions)
     {
         var onnx = Path.Combine(folder, OnnxFileName);
-        var result = model.ExportOnnx(onnx);
+        var result = model.ExportOnnx(onnx, exportOptions);
         var crop = EvalCrop.For(model.Descriptor.ImageSize, model.Descriptor.ImageSize, model.Descriptor.CropPct);
+        var precision = exportOptions.Precision;
         log.WriteLine($"onnx: {onnx} ({result.Elapsed.TotalSeconds:F1} s; input 'image' float32 [N,3,{crop.ResizeHeight},{crop.ResizeWidth}] RGB 0-255, " +
-            $"centre {crop.Height}x{crop.Width} crop inside; outputs 'Score', 'logits')");
+            $"centre {crop.Height}x{crop.Width} crop inside; outputs 'Score', 'logits'" +
+            $"{(precision == OnnxPrecision.Float32 ? "" : $"; {OnnxExporter.PrecisionName(precision)} arithmetic inside")})");
         var zip = Path.Combine(folder, MLNetFileName);
         MLNetModelFile.Save(onnx, zip);
         log.WriteLine($"ml.net: {zip} (mlContext.Model.Load: input 'ImagePath', outputs 'Score', 'PredictedLabel')");

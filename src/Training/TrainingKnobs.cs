@@ -246,7 +246,19 @@ internal static class TrainingKnobs
         K("MixedPrecision", "--bf16", "bfloat16 autocast (default: on for CUDA, off for CPU)", o => o.MixedPrecision, (o, v) => o with { MixedPrecision = v }),
         K("Seed", "--seed", "Seed of every random choice (default 0)", o => o.Seed, (o, v) => o with { Seed = v },
             fingerprintKey: "seed", fingerprint: (o, _) => o.Seed ?? 0, settingsKey: "seed", show: (o, _) => $"{o.Seed ?? 0}"),
+
+        // ---- serving (what the trained model is exported as; training itself does not depend on it) ----
+        K("ScoringPrecision", "--precision", "Arithmetic of the exported model.onnx and model.zip (the ML.NET scoring chain): fp32 | int8 (static, " +
+            $"calibrated on up to {ImageClassificationOptions.MaxCalibrationImages} training images; CPU serving) | fp16 (GPU serving)",
+            o => Export.OnnxExporter.PrecisionName(o.ScoringPrecision), WithPrecision, choices: ["fp32", "int8", "fp16"], settingsKey: "precision"),
     ];
+
+    static ImageClassificationOptions WithPrecision(ImageClassificationOptions o, string text) =>
+        o with
+        {
+            ScoringPrecision = Export.OnnxExporter.PrecisionFromName(text)
+                ?? throw new TrainingOptionException("ScoringPrecision", $"must be fp32, int8 or fp16; got '{text}'"),
+        };
 
     /// <summary>The CLI spelling of an options property (the property itself when no knob has a CLI option).</summary>
     public static string CliName(string property) => property switch

@@ -101,6 +101,44 @@ public sealed class TrainCommandsTests
         finally { dir.Delete(true); }
     }
 
+    /// <summary>`train --precision int8`: model.onnx and model.zip are static INT8, calibrated on training images, and
+    /// serve as the float32 ones do; the choice is in the settings record.</summary>
+    [TestMethod]
+    [DoNotParallelize] // redirects Console.Error
+    public void Train_PrecisionInt8_WritesACalibratedInt8ModelThatServes()
+    {
+        var dir = Directory.CreateTempSubdirectory("mlnetext-cli-train-int8-");
+        try
+        {
+            var classes = new[] { "circle", "square" };
+            var (_, val) = SyntheticShapes.WriteSplit(Path.Combine(dir.FullName, "data"), 6, 3, 48, seed: 2, classes);
+            var config = Path.Combine(dir.FullName, "tiny.json");
+            File.WriteAllText(config, TrainerTests.TinyKwargs().ToJsonString());
+            var output = Path.Combine(dir.FullName, "out");
+            string[] Args(string precision) => ["--data", Path.Combine(dir.FullName, "data"), "--arch", "mixformer", "--config", config, "--image-size", "32",
+                "--epochs", "1", "--batch-size", "6", "--workers", "2", "--output", output, "--plain", "--precision", precision];
+            Assert.AreEqual(0, TrainCommand.Create().Parse(Args("int8")).Invoke());
+            var onnx = MLNetExt.Export.Onnx.ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(output, "model.onnx")));
+            string Meta(string key) => onnx.MetadataProps.Single(p => p.Key == key).Value;
+            Assert.AreEqual("int8", Meta("mlnetext.precision"));
+            Assert.AreEqual("static, calibrated on 12 images", Meta("mlnetext.int8"), "the training images (6 per class)");
+            using (var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(output, "metrics.json"))))
+                Assert.AreEqual("int8", json.RootElement.GetProperty("settings").GetProperty("precision").GetString());
+            var predicted = new StringWriter();
+            Assert.AreEqual(0, PredictCommand.Run(new FileInfo(Path.Combine(output, ModelFolder.MLNetFileName)), [val], 2, json: true, predicted));
+            Assert.HasCount(6, predicted.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries), "ML.NET scores every validation image");
+
+            var saved = Console.Error;
+            var err = new StringWriter();
+            Console.SetError(err);
+            try { Assert.AreEqual(2, TrainCommand.Create().Parse(Args("int4")).Invoke()); }
+            finally { Console.SetError(saved); }
+            StringAssert.Contains(err.ToString(), "--precision");
+            StringAssert.Contains(err.ToString(), "int4");
+        }
+        finally { dir.Delete(true); }
+    }
+
     [TestMethod]
     public void Train_BadInput_IsNamed()
     {

@@ -10,11 +10,11 @@ namespace MLNetExt.Tests.Training;
 public sealed class TrainingKnobsTests
 {
     /// <summary>Options that are not training knobs: where data and outputs are, callbacks, ML.NET column names, and
-    /// the pretrained tag (resolved into WeightsPath before training), the ML.NET chain's scoring precision.</summary>
+    /// the pretrained tag (resolved into WeightsPath before training).</summary>
     static readonly string[] NotKnobs =
     [
         "Pretrained", "CheckpointDirectory", "ResumeFrom", "Progress", "Cancellation", "Ema", "ProcessGroup",
-        "LabelColumnName", "ImageColumnName", "ImageFolder", "ValidationSet", "ScoreColumnName", "PredictedLabelColumnName", "ScoringPrecision",
+        "LabelColumnName", "ImageColumnName", "ImageFolder", "ValidationSet", "ScoreColumnName", "PredictedLabelColumnName",
     ];
 
     [TestMethod]
