@@ -107,7 +107,7 @@ internal static class ExportCommand
             imageSize = (h, parts.Length == 2 ? int.Parse(parts[1]) : h);
         }
         string[]? labels = labelsText?.Split(',', StringSplitOptions.TrimEntries);
-        RequireMLNetInputs(mlnetZip, settings, labels is not null, "--labels");
+        RequireMLNetInputs(mlnetZip, settings, hasLabels: labels is not null);
         int? classes = choice.NumClasses ?? labels?.Length;
         if (labels is not null && choice.NumClasses is { } k && k != labels.Length)
             throw new ArgumentException($"--labels names {labels.Length} classes but --num-classes is {k}.");
@@ -138,7 +138,7 @@ internal static class ExportCommand
     /// <summary>Exports a model `train` wrote (or a checkpoint of one) with its own classes, image size and crop.</summary>
     internal static int RunTrained(FileInfo modelFile, Settings settings, FileInfo output, TextWriter log, FileInfo? mlnetZip = null)
     {
-        RequireMLNetInputs(mlnetZip, settings, hasLabels: true, "");
+        RequireMLNetInputs(mlnetZip, settings, hasLabels: true);   // the model's classes
         CliErrors.RequireFile(modelFile, "--model");
         using (var model = ImageClassificationModel.Load(modelFile.FullName))
         {
@@ -149,13 +149,13 @@ internal static class ExportCommand
         return 0;
     }
 
-    static void RequireMLNetInputs(FileInfo? mlnetZip, Settings settings, bool hasLabels, string labelsOption)
+    static void RequireMLNetInputs(FileInfo? mlnetZip, Settings settings, bool hasLabels)
     {
         if (mlnetZip is null) return;
         if (settings.Preprocess != OnnxPreprocess.MLNet)
             throw new ArgumentException("--mlnet needs --preprocess mlnet: the ML.NET model feeds 0-255 RGB pixels to the graph.");
         if (!hasLabels)
-            throw new ArgumentException($"--mlnet needs {labelsOption}: the ML.NET model's PredictedLabel and Score slots are named by the classes.");
+            throw new ArgumentException("--mlnet needs --labels: the ML.NET model's PredictedLabel and Score slots are named by the classes.");
     }
 
     static void Written(OnnxExportResult result, Settings settings, TextWriter log) =>

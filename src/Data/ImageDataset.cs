@@ -69,6 +69,14 @@ public sealed class ImageDataset
         return c;
     }
 
+    /// <summary>At most <paramref name="max"/> items at an even stride over the set (all of a smaller set), so that every
+    /// class is met whatever the item order: e.g. the images that calibrate an INT8 export.</summary>
+    internal IReadOnlyList<ImageItem> EvenSample(int max)
+    {
+        int n = Math.Min(Count, max);
+        return Enumerable.Range(0, n).Select(i => Items[(int)((long)i * Count / n)]).ToList();
+    }
+
     /// <summary>The items at the given indices (same classes).</summary>
     public ImageDataset Subset(IEnumerable<int> indices, string? source = null) => new(source ?? Source, Classes, indices.Select(i => Items[i]).ToList(), Issues);
 

@@ -106,18 +106,10 @@ public sealed class ImageClassificationEstimator : IEstimator<ImageClassificatio
         var export = new OnnxExportOptions
         {
             InputName = ImageColumn.PixelsColumn, OutputName = LogitsColumn, Precision = precision,
-            CalibrationItems = precision == OnnxPrecision.Int8 ? CalibrationSample(train) : null,
+            CalibrationItems = precision == OnnxPrecision.Int8 ? train.EvenSample(ImageClassificationOptions.MaxCalibrationImages) : null,
         };
         var (onnx, info) = InMemoryExport.Run(path => model.ExportOnnx(path, export), "the trained model's export");
         return ClassifierChain.Build(new MLContext(), input, image, labelColumn, onnx, info, LogitsColumn, Options.ScoreColumnName, Options.PredictedLabelColumnName, gpu);
-    }
-
-    /// <summary>Up to <see cref="ImageClassificationOptions.MaxCalibrationImages"/> training images at an even stride
-    /// (every class is met whatever the row order).</summary>
-    internal static IReadOnlyList<ImageItem> CalibrationSample(ImageDataset train)
-    {
-        int n = Math.Min(train.Count, ImageClassificationOptions.MaxCalibrationImages);
-        return Enumerable.Range(0, n).Select(i => train.Items[(int)((long)i * train.Count / n)]).ToList();
     }
 
     /// <summary>The input columns plus <c>Score</c> (a vector of floats, slot names = classes) and <c>PredictedLabel</c>

@@ -47,7 +47,7 @@ public static class ModelFolder
         var onnx = new OnnxExportOptions
         {
             Precision = precision,
-            CalibrationItems = precision == OnnxPrecision.Int8 && calibration is not null ? ImageClassificationEstimator.CalibrationSample(calibration) : null,
+            CalibrationItems = precision == OnnxPrecision.Int8 && calibration is not null ? calibration.EvenSample(ImageClassificationOptions.MaxCalibrationImages) : null,
         };
         if (export) Try("the ONNX and ML.NET models and the consumption code", () => WriteExports(model, folder, log, onnx));
         return failed;

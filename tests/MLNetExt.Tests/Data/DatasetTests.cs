@@ -57,6 +57,18 @@ public sealed class DatasetTests
     }
 
     [TestMethod]
+    public void EvenSample_SpreadsOverTheSet()
+    {
+        var items = Enumerable.Range(0, 1000).Select(i => new ImageItem($"i{i}", i / 100, Image: new RgbImage(1, 1))).ToList();
+        var sample = ImageDataset.FromList(Enumerable.Range(0, 10).Select(c => $"c{c}").ToList(), items, "big").EvenSample(128);
+        Assert.HasCount(128, sample);
+        Assert.HasCount(128, sample.Distinct());
+        CollectionAssert.AreEquivalent(Enumerable.Range(0, 10).ToList(), sample.Select(i => i.Label).Distinct().ToList(), "every class of a class-ordered set");
+        var few = ImageDataset.FromList(["a", "b"], Enumerable.Range(0, 5).Select(i => items[i] with { Label = i % 2 }).ToList(), "few");
+        Assert.HasCount(5, few.EvenSample(128), "all of a small set");
+    }
+
+    [TestMethod]
     public void OneClassOrNoClassFoldersIsAnError()
     {
         var e = Assert.Throws<DatasetException>(() => ImageDataset.FromFolder(root));

@@ -265,17 +265,6 @@ public sealed class MLNetTrainerTests
     }
 
     [TestMethod]
-    public void CalibrationSample_SpreadsOverTheSet()
-    {
-        var items = Enumerable.Range(0, 1000).Select(i => new ImageItem($"i{i}", i / 100, Image: new RgbImage(1, 1))).ToList();
-        var sample = ImageClassificationEstimator.CalibrationSample(ImageDataset.FromList(Enumerable.Range(0, 10).Select(c => $"c{c}").ToList(), items, "big"));
-        Assert.HasCount(ImageClassificationOptions.MaxCalibrationImages, sample);
-        CollectionAssert.AreEquivalent(Enumerable.Range(0, 10).ToList(), sample.Select(i => i.Label).Distinct().ToList(), "every class of a class-ordered set");
-        var few = ImageDataset.FromList(["a", "b"], Enumerable.Range(0, 5).Select(i => items[i] with { Label = i % 2 }).ToList(), "few");
-        Assert.HasCount(5, ImageClassificationEstimator.CalibrationSample(few), "all of a small set");
-    }
-
-    [TestMethod]
     public void LabelColumn_NotAKey_IsRefused_NamingColumnExpectedAndFound()
     {
         var ml = new MLContext();
