@@ -12,7 +12,8 @@ internal static class CliErrors
 {
     public static bool IsUserError(Exception e) => e is ArgumentException or IOException or InvalidDataException or DatasetException
         or TrainingException or InvalidOperationException or TorchException or OnnxExportException or OnnxRuntime.OnnxRuntimeException
-        or UnauthorizedAccessException or FormatException or ImageDecodeException or NotSupportedException or DllNotFoundException;
+        or UnauthorizedAccessException or FormatException or ImageDecodeException or NotSupportedException or DllNotFoundException
+        or Pretrained.WeightsDownloadException or Microsoft.ML.OnnxRuntime.OnnxRuntimeException;
 
     /// <summary>The last resort for an exception that reached the top of the tool: one line naming it (with the inner
     /// cause), exit 2 for bad arguments, 1 for other known failures, 70 (EX_SOFTWARE) for anything unexpected — whose

@@ -34,29 +34,21 @@ internal static class ExportCommand
         var pretrained = PretrainedOption.Create();
         var cmd = new Command("export", "Export a backbone to ONNX (outputs Score = softmax, logits).") { trained, weights, pretrained, labels, size, opset, preprocess, features, precision, calibrate, output, mlnet };
         model.AddTo(cmd);
-        cmd.SetAction(r =>
+        cmd.SetAction(r => CliErrors.Guarded(() =>
         {
-            try
+            var settings = Settings.Parse(r.GetValue(precision)!, r.GetValue(calibrate), r.GetValue(opset), r.GetValue(preprocess)!, r.GetValue(features));
+            if (r.GetValue(trained) is { } file)
             {
-                var settings = Settings.Parse(r.GetValue(precision)!, r.GetValue(calibrate), r.GetValue(opset), r.GetValue(preprocess)!, r.GetValue(features));
-                if (r.GetValue(trained) is { } file)
-                {
-                    // the model file fixes what these would choose: refuse them rather than ignore them
-                    var clash = new Option[] { model.Arch, model.Variant, model.Config, model.NumClasses, weights, pretrained, labels, size }
-                        .Where(o => r.GetResult(o) is not null).Select(o => o.Name).ToList();
-                    if (clash.Count > 0)
-                        throw new ArgumentException($"--model takes the architecture, weights, classes and input size from the model file; drop {string.Join(", ", clash)}.");
-                    return RunTrained(file, settings, r.GetValue(output)!, Console.Out, r.GetValue(mlnet));
-                }
-                var (choice, weightsFile) = PretrainedOption.Resolve(model.Resolve(r), r.GetValue(weights), PretrainedOption.Value(r, pretrained), Console.Error);
-                return Run(choice, weightsFile, r.GetValue(labels), r.GetValue(size), settings, r.GetValue(output)!, Console.Out, r.GetValue(mlnet));
+                // the model file fixes what these would choose: refuse them rather than ignore them
+                var clash = new Option[] { model.Arch, model.Variant, model.Config, model.NumClasses, weights, pretrained, labels, size }
+                    .Where(o => r.GetResult(o) is not null).Select(o => o.Name).ToList();
+                if (clash.Count > 0)
+                    throw new ArgumentException($"--model takes the architecture, weights, classes and input size from the model file; drop {string.Join(", ", clash)}.");
+                return RunTrained(file, settings, r.GetValue(output)!, Console.Out, r.GetValue(mlnet));
             }
-            catch (Exception e) when (e is ArgumentException or IOException or InvalidDataException or InvalidOperationException or TorchException or OnnxExportException or OnnxRuntime.OnnxRuntimeException or Pretrained.WeightsDownloadException)
-            {
-                Console.Error.WriteLine(e.Message);
-                return e is ArgumentException ? 2 : 1;
-            }
-        });
+            var (choice, weightsFile) = PretrainedOption.Resolve(model.Resolve(r), r.GetValue(weights), PretrainedOption.Value(r, pretrained), Console.Error);
+            return Run(choice, weightsFile, r.GetValue(labels), r.GetValue(size), settings, r.GetValue(output)!, Console.Out, r.GetValue(mlnet));
+        }));
         return cmd;
     }
 

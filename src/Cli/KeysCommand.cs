@@ -23,24 +23,16 @@ internal static class KeysCommand
         var pretrained = PretrainedOption.Create();
         var cmd = new Command("keys", "List the tensors of a checkpoint, or the state_dict of a model: name, shape and dtype.") { weights, pretrained };
         model.AddTo(cmd);
-        cmd.SetAction(r =>
+        cmd.SetAction(r => CliErrors.Guarded(() =>
         {
             var file = r.GetValue(weights);
             if (PretrainedOption.Value(r, pretrained) is { } name)
             {
-                try
-                {
-                    if (file is not null) throw new ArgumentException("Give --weights FILE or --pretrained, not both.");
-                    file = PretrainedOption.Fetch(PretrainedOption.Find(name, r.GetValue(model.Variant)), Console.Error);
-                }
-                catch (ArgumentException e) { Console.Error.WriteLine(e.Message); return 2; }
-                catch (Pretrained.WeightsDownloadException e) { Console.Error.WriteLine("error: " + e.Message); return 1; }
+                if (file is not null) throw new ArgumentException("Give --weights FILE or --pretrained, not both.");
+                file = PretrainedOption.Fetch(PretrainedOption.Find(name, r.GetValue(model.Variant)), Console.Error);
             }
-            if (file is not null) return Run(file, Console.Out, Console.Error);
-            try { return RunModel(model.Resolve(r), Console.Out); }
-            catch (ArgumentException e) { Console.Error.WriteLine(e.Message); return 2; }
-            catch (FileNotFoundException e) { Console.Error.WriteLine(e.Message); return 2; }
-        });
+            return file is not null ? Run(file, Console.Out, Console.Error) : RunModel(model.Resolve(r), Console.Out);
+        }));
         return cmd;
     }
 
@@ -49,7 +41,7 @@ internal static class KeysCommand
         try { CliErrors.RequireFile(file, "--weights"); }
         catch (Exception e) when (e is ArgumentException or FileNotFoundException)
         {
-            error.WriteLine(e.Message);
+            error.WriteLine($"error: {e.Message}");
             return 2;
         }
         try
@@ -66,7 +58,7 @@ internal static class KeysCommand
         }
         catch (CheckpointException e)
         {
-            error.WriteLine(e.Message);
+            error.WriteLine($"error: {e.Message}");
             return 1;
         }
     }

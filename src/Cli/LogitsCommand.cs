@@ -22,19 +22,11 @@ internal static class LogitsCommand
         var cmd = new Command("logits", "Run a backbone in eval mode on a raw float32 input and write the logits.") { weights, pretrained, input, shape, output };
         model.AddTo(cmd);
         model.Arch.Required = true;
-        cmd.SetAction(r =>
+        cmd.SetAction(r => CliErrors.Guarded(() =>
         {
-            try
-            {
-                var (choice, file) = PretrainedOption.Resolve(model.Resolve(r), r.GetValue(weights), PretrainedOption.Value(r, pretrained), Console.Error);
-                return Run(choice, file ?? throw new ArgumentException("logits needs --weights FILE or --pretrained [TAG]."), r.GetValue(input)!, r.GetValue(shape)!, r.GetValue(output)!, Console.Out);
-            }
-            catch (Exception e) when (e is ArgumentException or IOException or InvalidOperationException or TorchException or Pretrained.WeightsDownloadException)
-            {
-                Console.Error.WriteLine(e.Message);
-                return e is ArgumentException ? 2 : 1;
-            }
-        });
+            var (choice, file) = PretrainedOption.Resolve(model.Resolve(r), r.GetValue(weights), PretrainedOption.Value(r, pretrained), Console.Error);
+            return Run(choice, file ?? throw new ArgumentException("logits needs --weights FILE or --pretrained [TAG]."), r.GetValue(input)!, r.GetValue(shape)!, r.GetValue(output)!, Console.Out);
+        }));
         return cmd;
     }
 

@@ -23,19 +23,8 @@ internal static class RunOnnxCommand
         var cuda = new Option<int?>("--cuda") { Description = "Run on this CUDA device (falls back to CPU with a warning when CUDA is unusable)" };
         var cmd = new Command("run-onnx", "Run an ONNX model in ONNX Runtime on a raw float32 input and write one output as raw float32.")
             { model, input, shape, output, outputName, threads, cuda };
-        cmd.SetAction(r =>
-        {
-            try
-            {
-                return Run(r.GetValue(model)!, r.GetValue(input)!, r.GetValue(shape)!, r.GetValue(output)!, r.GetValue(outputName),
-                    r.GetValue(threads), r.GetValue(cuda), Console.Out, Console.Error);
-            }
-            catch (Exception e) when (e is ArgumentException or IOException or InvalidOperationException or Ort.OnnxRuntimeException or DllNotFoundException)
-            {
-                Console.Error.WriteLine(e.Message);
-                return e is ArgumentException ? 2 : 1;
-            }
-        });
+        cmd.SetAction(r => CliErrors.Guarded(() => Run(r.GetValue(model)!, r.GetValue(input)!, r.GetValue(shape)!, r.GetValue(output)!,
+            r.GetValue(outputName), r.GetValue(threads), r.GetValue(cuda), Console.Out, Console.Error)));
         return cmd;
     }
 
