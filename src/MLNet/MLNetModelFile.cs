@@ -163,17 +163,19 @@ public static class MLNetModelFile
 
     /// <summary>Writes <paramref name="model"/> as an ML.NET model (<c>model.zip</c>) that a process with only the
     /// Microsoft.ML packages loads with <c>mlContext.Model.Load</c>: input <c>ImagePath</c>, outputs <c>Score</c> and
-    /// <c>PredictedLabel</c>; the ONNX export travels inside the zip.</summary>
-    public static void SaveMLNet(this ImageClassificationModel model, string zipPath)
+    /// <c>PredictedLabel</c>; the ONNX export travels inside the zip. <paramref name="onnx"/> sets its precision (e.g.
+    /// <c>new OnnxExportOptions { Precision = OnnxPrecision.Int8, CalibrationImages = files }</c>); the classes and the
+    /// framing always come from the model.</summary>
+    public static void SaveMLNet(this ImageClassificationModel model, string zipPath, OnnxExportOptions? onnx = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentException.ThrowIfNullOrEmpty(zipPath);
         var temp = Directory.CreateTempSubdirectory("mlnetext-mlnet-");
         try
         {
-            var onnx = Path.Combine(temp.FullName, "model.onnx");
-            model.ExportOnnx(onnx);
-            Save(onnx, zipPath);
+            var exported = Path.Combine(temp.FullName, "model.onnx");
+            model.ExportOnnx(exported, onnx);
+            Save(exported, zipPath);
         }
         finally { temp.Delete(recursive: true); }
     }

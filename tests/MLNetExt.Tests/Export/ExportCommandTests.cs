@@ -1,5 +1,7 @@
 using MLNetExt.Cli;
+using MLNetExt.Export;
 using MLNetExt.Export.Onnx;
+using MLNetExt.MLNet;
 
 namespace MLNetExt.Tests.Export;
 
@@ -138,6 +140,12 @@ public sealed class ExportCommandTests
                 var fp32 = Path.Combine(dir.FullName, "fp32.onnx");
                 trained.ExportOnnx(fp32);
                 reference = ExportedFraming.Of(fp32);
+                // the library's way to the same: an ML.NET model.zip at another precision
+                var fp16 = Path.Combine(dir.FullName, "fp16.zip");
+                trained.SaveMLNet(fp16, new OnnxExportOptions { Precision = OnnxPrecision.Float16 });
+                Assert.AreEqual("fp16", MLNetExt.Tests.MLNet.MLNetTrainerTests.OnnxInside(fp16).MetadataProps.Single(p => p.Key == "mlnetext.precision").Value);
+                using var scorer = new MLNetExt.MLNet.MLNetImageScorer(fp16);
+                CollectionAssert.AreEqual(MLNetExt.Tests.Training.TrainerTests.Colors, scorer.Labels.ToArray());
             }
 
             var output = new FileInfo(Path.Combine(dir.FullName, "int8.onnx"));

@@ -167,6 +167,16 @@ public sealed class MLNetTrainerTests
         Assert.AreEqual(before[0][0], one.Score[0], 1e-6f);
     }
 
+    /// <summary>The ONNX model inside an ML.NET model.zip (ApplyOnnxModel's stream: the byte count as int32, then the model).</summary>
+    internal static MLNetExt.Export.Onnx.ModelProto OnnxInside(string zip)
+    {
+        using var archive = System.IO.Compression.ZipFile.OpenRead(zip);
+        using var stream = new MemoryStream();
+        archive.Entries.Single(e => e.FullName.EndsWith("/OnnxModel", StringComparison.Ordinal)).Open().CopyTo(stream);
+        var bytes = stream.ToArray();
+        return MLNetExt.Export.Onnx.ModelProto.Parser.ParseFrom(bytes, 4, BitConverter.ToInt32(bytes, 0));
+    }
+
     static IEnumerable<ITransformer> Flatten(ITransformer t) =>
         t is IEnumerable<ITransformer> chain ? chain.SelectMany(Flatten) : [t];
 
@@ -248,16 +258,10 @@ public sealed class MLNetTrainerTests
 
             var zip = Path.Combine(files.Dir.FullName, "int8.zip");
             ml.Model.Save(model, data.Schema, zip);
-            using (var archive = System.IO.Compression.ZipFile.OpenRead(zip))
-            {
-                using var stream = new MemoryStream();
-                archive.Entries.Single(e => e.FullName.EndsWith("/OnnxModel", StringComparison.Ordinal)).Open().CopyTo(stream);
-                var bytes = stream.ToArray();   // ML.NET's stream: the byte count (int32), then the ONNX model
-                var onnx = MLNetExt.Export.Onnx.ModelProto.Parser.ParseFrom(bytes, 4, BitConverter.ToInt32(bytes, 0));
-                Assert.AreEqual("int8", onnx.MetadataProps.Single(p => p.Key == "mlnetext.precision").Value);
-                Assert.AreEqual($"static, calibrated on {files.Train.Count} images", onnx.MetadataProps.Single(p => p.Key == "mlnetext.int8").Value);
-                Assert.IsTrue(onnx.Graph.Node.Any(n => n.OpType == "QuantizeLinear"), "convolutions in INT8");
-            }
+            var onnx = OnnxInside(zip);
+            Assert.AreEqual("int8", onnx.MetadataProps.Single(p => p.Key == "mlnetext.precision").Value);
+            Assert.AreEqual($"static, calibrated on {files.Train.Count} images", onnx.MetadataProps.Single(p => p.Key == "mlnetext.int8").Value);
+            Assert.IsTrue(onnx.Graph.Node.Any(n => n.OpType == "QuantizeLinear"), "convolutions in INT8");
             var loaded = new MLContext().Model.Load(zip, out _);
             CollectionAssert.AreEqual(scores[0], loaded.Transform(val).GetColumn<float[]>("Score").First(), "the saved model scores as the fitted one");
         }
