@@ -210,7 +210,7 @@ public sealed record ImageClassificationOptions
     public string PredictedLabelColumnName { get; init; } = "PredictedLabel";
 
     /// <summary>The arithmetic of the fitted transformer's ONNX scoring, and so of the model <c>mlContext.Model.Save</c>
-    /// writes: <see cref="Export.OnnxPrecision.Float32"/> (default, exact), <see cref="Export.OnnxPrecision.Int8"/> for
+    /// writes (and of model.onnx and model.zip from <c>mlnetext train --precision</c>): <see cref="Export.OnnxPrecision.Float32"/> (default, exact), <see cref="Export.OnnxPrecision.Int8"/> for
     /// CPU serving (static INT8 calibrated on up to <see cref="MaxCalibrationImages"/> of the training images; speed-up
     /// and agreement per family in bench/README.md), <see cref="Export.OnnxPrecision.Float16"/> for GPU serving. Inputs
     /// and outputs stay float32; the libtorch model on the transformer is unchanged.</summary>
