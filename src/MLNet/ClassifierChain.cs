@@ -12,6 +12,15 @@ namespace MLNetExt.MLNet;
 /// </summary>
 internal static class ClassifierChain
 {
+    /// <summary>How a trained model's ONNX for a chain is exported at <paramref name="precision"/>: INT8 static,
+    /// calibrated on an even sample of up to <see cref="Training.ImageClassificationOptions.MaxCalibrationImages"/>
+    /// images of <paramref name="calibration"/> (the training set), or dynamic without it.</summary>
+    public static OnnxExportOptions ExportOptions(OnnxPrecision precision, Data.ImageDataset? calibration) => new()
+    {
+        Precision = precision,
+        CalibrationItems = precision == OnnxPrecision.Int8 ? calibration?.EvenSample(Training.ImageClassificationOptions.MaxCalibrationImages) : null,
+    };
+
     /// <summary>Builds the chain over <paramref name="source"/>, whose <paramref name="labelColumn"/> is a key with the
     /// classes as key values (its key type becomes PredictedLabel's) and whose image column is <paramref name="image"/>.</summary>
     public static ITransformer Build(MLContext ml, IDataView source, ImageColumn image, string labelColumn, byte[] onnx, ExportedModelInfo info,

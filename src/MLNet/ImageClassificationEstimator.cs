@@ -102,12 +102,7 @@ public sealed class ImageClassificationEstimator : IEstimator<ImageClassificatio
     /// behind the preparation of this image column, ML.NET's scorer and the intermediate columns dropped.</summary>
     ITransformer BuildChain(ImageClassificationModel model, IDataView input, ImageColumn image, string labelColumn, int? gpu, ImageDataset train)
     {
-        var precision = Options.ScoringPrecision;
-        var export = new OnnxExportOptions
-        {
-            InputName = ImageColumn.PixelsColumn, OutputName = LogitsColumn, Precision = precision,
-            CalibrationItems = precision == OnnxPrecision.Int8 ? train.EvenSample(ImageClassificationOptions.MaxCalibrationImages) : null,
-        };
+        var export = ClassifierChain.ExportOptions(Options.ScoringPrecision, train) with { InputName = ImageColumn.PixelsColumn, OutputName = LogitsColumn };
         var (onnx, info) = InMemoryExport.Run(path => model.ExportOnnx(path, export), "the trained model's export");
         return ClassifierChain.Build(new MLContext(), input, image, labelColumn, onnx, info, LogitsColumn, Options.ScoreColumnName, Options.PredictedLabelColumnName, gpu);
     }

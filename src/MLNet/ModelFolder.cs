@@ -44,12 +44,8 @@ public static class ModelFolder
             model.Save(modelPath);
             log.WriteLine($"model: {modelPath}");
         });
-        var onnx = new OnnxExportOptions
-        {
-            Precision = precision,
-            CalibrationItems = precision == OnnxPrecision.Int8 && calibration is not null ? calibration.EvenSample(ImageClassificationOptions.MaxCalibrationImages) : null,
-        };
-        if (export) Try("the ONNX and ML.NET models and the consumption code", () => WriteExports(model, folder, log, onnx));
+        if (export)
+            Try("the ONNX and ML.NET models and the consumption code", () => WriteExports(model, folder, log, ClassifierChain.ExportOptions(precision, calibration)));
         return failed;
     }
 
