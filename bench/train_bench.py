@@ -9,6 +9,11 @@ measurement:
   path "full"   the same step fed by a torchvision DataLoader over in-memory 256x256 PIL images with
                 RandomResizedCrop(scale 0.35-1, bicubic) + horizontal flip + ColorJitter(0.3, 0.3, 0.3) + normalise,
                 num_workers = --workers. Compares with the C# "full" path (the estimator's Fit).
+  path "infer"  eval-mode forward under torch.inference_mode on pre-made tensors (the C# "infer" path).
+
+--device cuda runs on the GPU (inputs moved there, torch.cuda.synchronize() before each clock read). --precision
+fp32|bf16|fp32,bf16: float32, or forward and loss in torch.autocast(device, bfloat16), what our trainer does on CUDA
+by default (the default here too: bf16 on CUDA, fp32 on the CPU); each path runs once per precision.
 
 images/s = steps * batch / (time of the steps after the warm-up)."""
 import argparse
@@ -91,6 +96,8 @@ def main():
     ap.add_argument("--drop-path", type=float, default=0.0)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--mode", default="model,full")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    ap.add_argument("--precision", default=None, help="comma list of fp32, bf16 (default: bf16 on CUDA, fp32 on CPU)")
     ap.add_argument("--flush-denormal", action="store_true",
                     help="torch.set_flush_denormal(True): the official MixFormer port keeps torch's default init, its "
                          "training values reach the denormal range and its backward slows ~5x on x86 (ours does not flush)")
@@ -100,39 +107,74 @@ def main():
     a = ap.parse_args()
     modes = [m.strip() for m in a.mode.split(",") if m.strip()]
     for m in modes:
-        if m not in ("model", "full"):
-            raise SystemExit(f"error: --mode expects a comma list of model, full; found '{m}'")
+        if m not in ("model", "full", "infer"):
+            raise SystemExit(f"error: --mode expects a comma list of model, full, infer; found '{m}'")
+    device = torch.device(a.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"error: --device {a.device}: this torch sees no CUDA device")
+    precisions = [p.strip() for p in (a.precision or ("bf16" if device.type == "cuda" else "fp32")).split(",") if p.strip()]
+    for p in precisions:
+        if p not in ("fp32", "bf16"):
+            raise SystemExit(f"error: --precision expects a comma list of fp32, bf16; found '{p}'")
     workers = a.threads if a.workers is None else a.workers
     torch.set_num_threads(a.threads)
     if a.flush_denormal and not torch.set_flush_denormal(True):
         raise SystemExit("error: --flush-denormal: this CPU does not support flushing denormals")
     common = {"side": "python", "variant": a.variant, "batch": a.batch, "size": a.size, "threads": a.threads,
               "warmup": a.warmup, "steps": a.steps, "drop_path": a.drop_path, "torch": torch.__version__,
-              "flush_denormal": a.flush_denormal, "blas": blas_library()}
+              "flush_denormal": a.flush_denormal, "blas": blas_library(), "device": str(device)}
+    if device.type == "cuda":
+        common["gpu"] = torch.cuda.get_device_name(device)
     family = a.variant.split("_")[0]
 
     # One model for both paths (each path has its own warm-up steps).
     torch.manual_seed(0)
-    model = build(family, a.variant, a.classes, a.drop_path)
+    model = build(family, a.variant, a.classes, a.drop_path).to(device)
     model.train()
     opt = optimizer(model, a.lr)
     params = [p for p in model.parameters()]
     criterion = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
     last = {}
+    bf16 = False  # the precision of the path being run
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
 
     def step(x, y):
-        loss = criterion(model(x), y)
+        x, y = x.to(device), y.to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = criterion(model(x), y)
         last["loss"] = loss.item()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 5.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
+        sync()
 
-    for mode in modes:
-        out = dict(common, path=mode)
+    for mode, precision in [(m, p) for m in modes for p in precisions]:
+        bf16 = precision == "bf16"
+        out = dict(common, path=mode, precision=precision)
+        if mode == "infer":
+            x = torch.randn(a.batch, 3, a.size, a.size, device=device)
+            model.eval()
+            times = []
+            for i in range(a.warmup + a.steps):
+                t = time.perf_counter()
+                with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                    logits = model(x)
+                sync()
+                times.append(time.perf_counter() - t)
+            model.train()
+            out["img_s"] = a.steps * a.batch / sum(times[a.warmup:])
+            out["step_s"] = [round(s, 4) for s in times[a.warmup:]]
+            out["first_step_s"] = round(times[0], 3)
+            out["logits_abs_mean"] = logits.float().abs().mean().item()
+            print(json.dumps(out), flush=True)
+            continue
         if mode == "model":
-            x = torch.randn(a.batch, 3, a.size, a.size)
-            y = torch.randint(0, a.classes, (a.batch,))
+            x = torch.randn(a.batch, 3, a.size, a.size).to(device)
+            y = torch.randint(0, a.classes, (a.batch,)).to(device)
             times = []
             for i in range(a.warmup + a.steps):
                 if i == a.warmup:

@@ -5,7 +5,14 @@
 //   path "model"  the same training step on pre-made tensors (train mode, label-smoothed cross-entropy, backward,
 //                 clip 5.0, AdamW with the trainer's parameter groups): what the network costs without the data.
 //   path "loader" the trainer's data pipeline alone (same DataLoader settings), images/s with no model running.
+//   path "infer"  eval-mode forward under inference mode on pre-made tensors.
 // --mode describe prints the drop-path rate the trainer uses for the variant, so the Python side can match it.
+//   path "check"  the device against the CPU, same weights and batch (2 images, no drop path): eval logits, and one
+//                 training step's loss and gradient norm, as relative differences.
+// --device cuda runs every path on the GPU (what the trainer does with Device = "cuda"); a scalar read after each
+// step waits for the device, so the clocks time finished work. --precision fp32|bf16|fp32,bf16: float32, or bfloat16
+// autocast around forward and loss (default: the trainer's, bf16 on CUDA and fp32 on the CPU); each path runs once
+// per precision.
 // The Python twin is bench/train_bench.py; bench/run-train-bench.sh runs both.
 using System.Diagnostics;
 using System.Text.Json;
@@ -22,6 +29,8 @@ using MLNetExt.MLNet;
 
 string variant = "transxnet_t", mode = "full,model";
 string? profile = null;   // --profile FILE: libtorch's operator profile of the timed "model" steps, as TSV
+string deviceName = "cpu";
+string? precision = null;
 int batch = 16, size = 224, warmup = 1, steps = 4, threads = Environment.ProcessorCount, classes = 10, source = 256;
 double lr = 1e-3;
 for (int i = 0; i < args.Length; i += 2)
@@ -40,13 +49,23 @@ for (int i = 0; i < args.Length; i += 2)
         case "--lr": lr = double.Parse(v, System.Globalization.CultureInfo.InvariantCulture); break;
         case "--mode": mode = v; break;
         case "--profile": profile = v; break;
-        default: throw new ArgumentException($"Unknown option '{args[i]}' (expected --variant, --batch, --size, --warmup, --steps, --threads, --classes, --source-size, --lr, --mode, --profile).");
+        case "--device": deviceName = v; break;
+        case "--precision": precision = v; break;
+        default: throw new ArgumentException($"Unknown option '{args[i]}' (expected --variant, --batch, --size, --warmup, --steps, --threads, --classes, --source-size, --lr, --mode, --profile, --device, --precision).");
     }
 }
 var modes = mode.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
 foreach (var m in modes)
-    if (m is not ("full" or "model" or "loader" or "describe"))
-        throw new ArgumentException($"--mode: expected a comma list of full, model, loader, describe; found '{m}'.");
+    if (m is not ("full" or "model" or "loader" or "infer" or "check" or "describe"))
+        throw new ArgumentException($"--mode: expected a comma list of full, model, loader, infer, check, describe; found '{m}'.");
+var device = Device.Parse(deviceName);
+if (device.Type == DeviceType.Cuda && !TorchRuntime.CudaIsAvailable)
+    throw new ArgumentException($"--device {deviceName}: this libtorch sees no CUDA device (is MLNETEXT_NATIVE a CUDA build of the bridge?).");
+var precisions = (precision ?? (device.Type == DeviceType.Cuda ? "bf16" : "fp32"))
+    .Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+    .Select(p => p switch { "fp32" => false, "bf16" => true, _ => throw new ArgumentException($"--precision: expected a comma list of fp32, bf16; found '{p}'.") })
+    .ToArray();
+bool autocast = false; // the precision of the path being run (bfloat16 autocast when true)
 
 if (classes > (warmup + steps) * batch)
     throw new ArgumentException($"--classes {classes}: the synthetic dataset has (warmup + steps) × batch = {(warmup + steps) * batch} images, and every class needs one.");
@@ -56,19 +75,25 @@ var common = new Dictionary<string, object>
 {
     ["side"] = "csharp", ["variant"] = variant, ["batch"] = batch, ["size"] = size, ["threads"] = threads,
     ["warmup"] = warmup, ["steps"] = steps, ["drop_path"] = dropPath, ["blas"] = TorchRuntime.BlasLibrary,
+    ["device"] = device.ToString(),
 };
+if (device.Type == DeviceType.Cuda) common["gpu"] = $"cuda ({TorchRuntime.CudaDeviceCount} device(s)), libtorch {TorchRuntime.Version}";
 foreach (var m in modes)
-{
-    var r = new Dictionary<string, object>(common) { ["path"] = m };
-    switch (m)
+    foreach (bool bf16 in m is "loader" or "describe" or "check" ? precisions.Take(1) : precisions)
     {
-        case "describe": break;
-        case "full": Full(r); break;
-        case "model": ModelOnly(r); break;
-        case "loader": LoaderOnly(r); break;
+        autocast = bf16;
+        var r = new Dictionary<string, object>(common) { ["path"] = m, ["precision"] = bf16 ? "bf16" : "fp32" };
+        switch (m)
+        {
+            case "describe": break;
+            case "full": Full(r); break;
+            case "model": ModelOnly(r); break;
+            case "loader": LoaderOnly(r); break;
+            case "infer": Infer(r); break;
+            case "check": Check(r); break;
+        }
+        Console.WriteLine(JsonSerializer.Serialize(r));
     }
-    Console.WriteLine(JsonSerializer.Serialize(r));
-}
 
 // The trainer's rule (Trainer.DropPath): the variant's official rate for fine-tuning, capped at 0.1.
 static double TrainerDropPath(string variant) =>
@@ -122,7 +147,8 @@ void Full(Dictionary<string, object> r)
         ValidationFraction = 0,
         Augment = "light",
         Workers = threads,
-        Device = "cpu",
+        Device = deviceName,
+        MixedPrecision = autocast,
         Seed = 0,
         Progress = p =>
         {
@@ -155,14 +181,15 @@ void ModelOnly(Dictionary<string, object> r)
 {
     TorchRuntime.ManualSeed(0);
     using var model = Backbones.Create(variant, classes, new JsonObject { ["drop_path_rate"] = dropPath });
+    model.To(device);
     model.Train();
     // The trainer's parameter groups without layer decay: (no) decay by the family's exemption rule.
     var named = model.NamedParameters().ToList();
     var decay = named.Where(p => !model.ExemptFromWeightDecay(p.Name, p.Parameter)).Select(p => p.Parameter).ToList();
     var noDecay = named.Where(p => model.ExemptFromWeightDecay(p.Name, p.Parameter)).Select(p => p.Parameter).ToList();
     using var opt = new AdamW(new List<ParamGroup> { new(noDecay, lr, 0, "no_decay"), new(decay, lr, 0.05, "decay") });
-    using var x = Tensor.Randn(new long[] { batch, 3, size, size });
-    using var y = Tensor.RandInt(0, classes, new long[] { batch });
+    using var x = OnDevice(Tensor.Randn(new long[] { batch, 3, size, size }));
+    using var y = OnDevice(Tensor.RandInt(0, classes, new long[] { batch }));
     var parameters = named.Select(p => p.Parameter).ToList();
     var times = new List<double>();
     double loss = 0, cpu0 = 0;
@@ -176,13 +203,16 @@ void ModelOnly(Dictionary<string, object> r)
         var clock = Stopwatch.StartNew();
         using (TensorScope.Begin())
         {
-            var l = F.CrossEntropy(model.Call(x), y, labelSmoothing: 0.1);
+            Tensor l;
+            using (autocast ? Autocast.Enable(device.Type) : null)
+                l = F.CrossEntropy(model.Call(x), y, labelSmoothing: 0.1);
             loss = l.ToDouble();
             l.Backward();
         }
         GradClip.ClipGradNorm(parameters, 5.0);
         opt.Step();
         opt.ZeroGrad();
+        WaitForDevice(parameters[^1]);
         times.Add(clock.Elapsed.TotalSeconds);
     }
     if (profile != null)
@@ -199,6 +229,95 @@ void ModelOnly(Dictionary<string, object> r)
     r["params_decay"] = decay.Count;
     r["params_no_decay"] = noDecay.Count;
     r["loss_last"] = loss;
+}
+
+void Infer(Dictionary<string, object> r)
+{
+    TorchRuntime.ManualSeed(0);
+    using var model = Backbones.Create(variant, classes, new JsonObject { ["drop_path_rate"] = dropPath });
+    model.To(device);
+    model.Eval();
+    using var x = OnDevice(Tensor.Randn(new long[] { batch, 3, size, size }));
+    var times = new List<double>();
+    double logitsAbsMean = 0;
+    for (int i = 0; i < warmup + steps; i++)
+    {
+        var clock = Stopwatch.StartNew();
+        using (TensorScope.Begin())
+        using (Autograd.InferenceMode())
+        using (autocast ? Autocast.Enable(device.Type) : null)
+            logitsAbsMean = model.Call(x).To(DType.Float32).Abs().Mean().ToDouble(); // the scalar read waits for the device
+        times.Add(clock.Elapsed.TotalSeconds);
+    }
+    r["img_s"] = steps * batch / times.Skip(warmup).Sum();
+    r["step_s"] = times.Skip(warmup).Select(s => Math.Round(s, 4)).ToArray();
+    r["first_step_s"] = Math.Round(times[0], 3);
+    r["logits_abs_mean"] = logitsAbsMean;
+}
+
+void Check(Dictionary<string, object> r)
+{
+    TorchRuntime.ManualSeed(0);
+    using var model = Backbones.Create(variant, classes, new JsonObject { ["drop_path_rate"] = 0.0 });
+    using var x = Tensor.Randn(new long[] { 2, 3, size, size });
+    using var y = Tensor.RandInt(0, classes, new long[] { 2 });
+    var parameters = model.Parameters().ToList();
+    float[] Logits(Device on)
+    {
+        model.To(on);
+        model.Eval();
+        using (TensorScope.Begin())
+        using (Autograd.InferenceMode())
+            return model.Call(x.To(on)).To(Device.Cpu).ToArray<float>();
+    }
+    // one training step's loss and gradient norm, without the optimizer step (the weights stay put; train mode
+    // normalises with the batch's statistics, so the running ones it updates do not matter)
+    (double Loss, double GradNorm) Step(Device on)
+    {
+        model.To(on);
+        model.Train();
+        double loss;
+        using (TensorScope.Begin())
+        {
+            var l = F.CrossEntropy(model.Call(x.To(on)), y.To(on), labelSmoothing: 0.1);
+            loss = l.ToDouble();
+            l.Backward();
+        }
+        double norm = GradClip.ClipGradNorm(parameters, double.PositiveInfinity);
+        model.ZeroGrad();
+        return (loss, norm);
+    }
+    var cpu = (Logits: Logits(Device.Cpu), Step: default((double Loss, double GradNorm)));
+    var dev = (Logits: Logits(device), Step: Step(device));
+    cpu.Step = Step(Device.Cpu);
+    r["precision"] = "fp32";
+    double diff = 0, reference = 0;
+    for (int i = 0; i < cpu.Logits.Length; i++)
+    {
+        diff += Math.Pow(cpu.Logits[i] - dev.Logits[i], 2);
+        reference += Math.Pow(cpu.Logits[i], 2);
+    }
+    r["logits_rel_diff"] = Math.Sqrt(diff / reference);
+    r["loss_cpu"] = cpu.Step.Loss;
+    r["loss_device"] = dev.Step.Loss;
+    r["loss_rel_diff"] = Math.Abs(dev.Step.Loss - cpu.Step.Loss) / Math.Abs(cpu.Step.Loss);
+    r["grad_norm_rel_diff"] = Math.Abs(dev.Step.GradNorm - cpu.Step.GradNorm) / cpu.Step.GradNorm;
+}
+
+// A tensor made on the CPU (so both devices see the same random numbers) moved to the benchmark's device.
+Tensor OnDevice(Tensor t)
+{
+    if (device.Type == DeviceType.Cpu) return t;
+    using (t) return t.To(device);
+}
+
+// Kernels run asynchronously on a GPU: reading one element back waits for everything queued before it.
+void WaitForDevice(Tensor parameter)
+{
+    if (device.Type == DeviceType.Cpu) return;
+    using (TensorScope.Begin())
+    using (Autograd.NoGrad())
+        parameter.Flatten().Select(0, 0).ToDouble();
 }
 
 void LoaderOnly(Dictionary<string, object> r)

@@ -44,11 +44,17 @@ public static class F
 
     /// <summary>aten::layer_norm over the trailing <paramref name="normalizedShape"/>.</summary>
     public static Tensor LayerNorm(Tensor input, long[] normalizedShape, Tensor? weight = null, Tensor? bias = null, double eps = 1e-5) =>
-        Ops.LayerNorm.Call(input, normalizedShape, weight, bias, eps);
+        Ops.LayerNorm.Call(NormInput(input, weight), normalizedShape, weight, bias, eps);
 
     /// <summary>aten::group_norm (one group normalises over C, H and W jointly).</summary>
     public static Tensor GroupNorm(Tensor input, long numGroups, Tensor? weight = null, Tensor? bias = null, double eps = 1e-5) =>
-        Ops.GroupNorm.Call(input, numGroups, weight, bias, eps);
+        Ops.GroupNorm.Call(NormInput(input, weight), numGroups, weight, bias, eps);
+
+    // Under autocast a norm gets a bfloat16 activation while its affine parameters stay float32. CUDA autocast runs
+    // layer_norm and group_norm in float32; libtorch 1.13's CPU autocast leaves them alone, and its CPU kernels refuse
+    // the mixed types ("expected scalar type BFloat16 but found Float"). So the norm reads float32 here, as on CUDA.
+    static Tensor NormInput(Tensor input, Tensor? weight) =>
+        weight is not null && input.DType != weight.DType && Autocast.IsEnabled(input.Device.Type) ? input.To(weight.DType) : input;
 
     /// <summary>aten::batch_norm; in training mode it updates the running statistics in place.</summary>
     public static Tensor BatchNorm(Tensor input, Tensor? runningMean, Tensor? runningVar, Tensor? weight = null, Tensor? bias = null,

@@ -35,6 +35,44 @@ public sealed class AutocastTests
     }
 
     [TestMethod]
+    public void CpuAutocast_NormsTakeBfloat16Activations_AndTrainEveryFamily()
+    {
+        using (TensorScope.Begin())
+        {
+            TorchRuntime.ManualSeed(4);
+            using var conv = new Conv2d(3, 8, 3);
+            using var layerNorm = new LayerNorm(8);
+            using var groupNorm = new GroupNorm(2, 8);
+            var x = Tensor.Randn(new long[] { 2, 3, 6, 6 });
+            using (Autocast.Enable(DeviceType.Cpu))
+            {
+                var y = conv.Call(x);
+                Assert.AreEqual(DType.BFloat16, y.DType);
+                // libtorch 1.13's CPU kernels refuse a bfloat16 input with float32 weights; the norms run in float32,
+                // as CUDA autocast runs them, and agree with the float32 norm of the same (rounded) activation
+                var ln = layerNorm.Call(y.Permute(0, 2, 3, 1));
+                var gn = groupNorm.Call(y);
+                Assert.AreEqual(DType.Float32, ln.DType);
+                Assert.AreEqual(DType.Float32, gn.DType);
+                Assert.AreEqual(0, gn.Sub(F.GroupNorm(y.To(DType.Float32), 2, groupNorm.Weight, groupNorm.Bias)).Abs().Max().ToDouble());
+            }
+        }
+        // One bfloat16 training step of each family's smallest variant on the CPU (--bf16 on a CPU machine).
+        foreach (var variant in new[] { "transxnet_t", "smt_t", "mixformer_b0" })
+        {
+            using var scope = TensorScope.Begin();
+            TorchRuntime.ManualSeed(5);
+            using var model = MLNetExt.Vision.Backbones.Create(variant, 3);
+            model.Train();
+            Tensor loss;
+            using (Autocast.Enable(DeviceType.Cpu))
+                loss = F.CrossEntropy(model.Call(Tensor.Randn(new long[] { 2, 3, 64, 64 })), Tensor.From(new long[] { 0, 2 }, 2));
+            loss.Backward();
+            Assert.IsTrue(double.IsFinite(loss.ToDouble()), variant);
+        }
+    }
+
+    [TestMethod]
     public void Autocast_RejectsNonReducedTypes()
     {
         var e = Assert.ThrowsExactly<ArgumentException>(() => Autocast.Enable(DeviceType.Cpu, DType.Float32));
