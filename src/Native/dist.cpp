@@ -8,6 +8,7 @@
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/version.h>
 
 #include <chrono>
 #include <cstdlib>
@@ -86,6 +87,20 @@ struct AllReduceSum : public torch::autograd::Function<AllReduceSum> {
   }
 };
 
+// PyTorch 2.4 and later ask for TCPStore's libuv backend by default, which a libtorch built without libuv (Debian's
+// 2.x packages) refuses; the classic backend serves the same rendezvous there.
+c10::intrusive_ptr<c10d::TCPStore> make_store(const std::string& host, c10d::TCPStoreOptions options) {
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 2)
+  try {
+    return c10::make_intrusive<c10d::TCPStore>(host, options);
+  } catch (const std::exception& e) {
+    if (!options.useLibUV || std::string(e.what()).find("libuv") == std::string::npos) throw;
+    options.useLibUV = false;
+  }
+#endif
+  return c10::make_intrusive<c10d::TCPStore>(host, options);
+}
+
 }  // namespace
 
 MLNX_API char* mlnx_dist_init(const char* host, int32_t port, int32_t rank, int32_t size, int64_t timeout_ms,
@@ -100,7 +115,7 @@ MLNX_API char* mlnx_dist_init(const char* host, int32_t port, int32_t rank, int3
     so.numWorkers = size;
     so.waitWorkers = true;
     so.timeout = timeout;
-    auto store = c10::make_intrusive<c10d::TCPStore>(host, so);
+    auto store = make_store(host, so);
     auto options = c10d::ProcessGroupGloo::Options::create(timeout);
     options->devices.push_back(interface_name && *interface_name
                                    ? c10d::ProcessGroupGloo::createDeviceForInterface(interface_name)
