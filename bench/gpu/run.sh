@@ -8,7 +8,8 @@
 # Environment (all optional): GPU_BENCH_DEVICE (cuda; cpu runs the whole script as a dry run on a machine without a
 # GPU), GPU_BENCH_VARIANTS, GPU_BENCH_BATCH (64), GPU_BENCH_SIZE (224), GPU_BENCH_WARMUP (3), GPU_BENCH_STEPS (10),
 # GPU_BENCH_THREADS (8: libtorch CPU threads and data-loader workers on both sides), GPU_BENCH_PRECISIONS (fp32,bf16),
-# GPU_BENCH_CLASSES (10), GPU_BENCH_PYTHON (python3).
+# GPU_BENCH_CLASSES (10), GPU_BENCH_PYTHON (python3), GPU_BENCH_BUDGET_S (420: no variant starts after this many
+# seconds, so the table is printed inside the device call's limit; the rest are reported as skipped).
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
@@ -20,7 +21,7 @@ device="${GPU_BENCH_DEVICE:-cuda}"
 variants="${GPU_BENCH_VARIANTS:-transxnet_t transnext_micro smt_t mixformer_b0}"
 batch="${GPU_BENCH_BATCH:-64}" size="${GPU_BENCH_SIZE:-224}"
 warmup="${GPU_BENCH_WARMUP:-3}" steps="${GPU_BENCH_STEPS:-10}" threads="${GPU_BENCH_THREADS:-8}"
-precisions="${GPU_BENCH_PRECISIONS:-fp32,bf16}" classes="${GPU_BENCH_CLASSES:-10}"
+precisions="${GPU_BENCH_PRECISIONS:-fp32,bf16}" classes="${GPU_BENCH_CLASSES:-10}" budget="${GPU_BENCH_BUDGET_S:-420}"
 py="${GPU_BENCH_PYTHON:-python3}"
 pack="$root/.gpu"
 work="${TMPDIR:-/tmp}/mlnetext-gpu"
@@ -75,6 +76,7 @@ python() { "$py" bench/train_bench.py --family "${1%%_*}" --variant "$1" "${@:2}
              || { echo "Python failed for $1:"; tail -5 "$out/$1.python.err"; }; }
 
 for v in $variants; do
+  if (( SECONDS - started > budget )); then echo "skipped $v: past the ${budget} s budget (GPU_BENCH_BUDGET_S)"; continue; fi
   stage "$v"
   drop="$("$tb" --variant "$v" --mode describe 2>/dev/null | "$py" -c 'import json,sys; print(json.loads(sys.stdin.readline())["drop_path"])')" \
     || { echo "could not read the drop-path rate of $v"; continue; }
