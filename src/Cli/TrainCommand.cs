@@ -130,6 +130,34 @@ internal static class TrainCommand
         return ImageDataset.FromFolders(data, val);
     }
 
+    /// <summary>A hint for CPU training when the processor computes bfloat16 natively (<paramref name="cpuFlag"/>, the
+    /// flag that says so, or null) and the user left --bf16 unset: bfloat16 autocast then trains 1.3-1.65x faster
+    /// (bench/README.md), but float32 stays the CPU default.</summary>
+    internal static string? BfloatAdvice(ImageClassificationOptions options, string? cpuFlag)
+    {
+        bool onCpu = options.Device is "cpu" || (options.Device is null && !TorchRuntime.CudaIsAvailable);
+        if (!onCpu || options.MixedPrecision is not null) return null;
+        return cpuFlag is null ? null
+            : $"this processor computes bfloat16 natively ({cpuFlag}): --bf16 (bfloat16 autocast) usually trains 1.3-1.6x faster on such processors (--bf16 false keeps float32 without this note)";
+    }
+
+    // amx_bf16 or avx512_bf16 when the first CPU's flags in /proc/cpuinfo list it (Linux); null elsewhere or without.
+    internal static string? NativeBfloat16Flag()
+    {
+        try
+        {
+            foreach (var line in File.ReadLines("/proc/cpuinfo"))
+                if (line.StartsWith("flags", StringComparison.Ordinal))
+                {
+                    var flags = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+                    return flags.Contains("amx_bf16") ? "amx_bf16" : flags.Contains("avx512_bf16") ? "avx512_bf16" : null;
+                }
+        }
+        catch (IOException) { }
+        catch (UnauthorizedAccessException) { }
+        return null;
+    }
+
     /// <summary>Trains and writes the output folder. Returns the exit code (0, 1 on a training failure, 130 when
     /// interrupted).</summary>
     internal static int Run(ImageClassificationOptions options, ImageDataset train, ImageDataset? val, string output, bool export, bool plain, TextWriter log,
@@ -145,6 +173,7 @@ internal static class TrainCommand
         if (issues.Count > 5) log.WriteLine($"skipped: ... and {issues.Count - 5} more files");
         log.WriteLine($"libtorch {TorchRuntime.Version}, {TorchRuntime.Threads} threads, CUDA {(TorchRuntime.CudaIsAvailable ? "available" : "not available")}");
         if (TorchRuntime.BlasAdvice is { } advice) log.WriteLine("note: " + advice);
+        if (BfloatAdvice(options, NativeBfloat16Flag()) is { } bf16) log.WriteLine("note: " + bf16);
 
         if (writes)   // a data-parallel run's other ranks leave the output folder to rank 0
             foreach (var name in Serialization.AtomicFile.RemoveStale(output))

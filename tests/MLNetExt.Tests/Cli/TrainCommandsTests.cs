@@ -4,6 +4,7 @@ using MLNetExt.Data;
 using MLNetExt.MLNet;
 using MLNetExt.Tests.Training;
 using MLNetExt.Torch;
+using MLNetExt.Training;
 
 namespace MLNetExt.Tests.Cli;
 
@@ -13,6 +14,25 @@ namespace MLNetExt.Tests.Cli;
 [TestClass]
 public sealed class TrainCommandsTests
 {
+    [TestMethod]
+    public void Bf16Note_OnlyForCpuTraining_OnABfloat16Processor_WithBf16Unset()
+    {
+        var cpu = new ImageClassificationOptions { Device = "cpu" };
+        StringAssert.Contains(TrainCommand.BfloatAdvice(cpu, "avx512_bf16"), "natively (avx512_bf16): --bf16");
+        Assert.IsNull(TrainCommand.BfloatAdvice(cpu, null), "no bfloat16 instructions");
+        Assert.IsNull(TrainCommand.BfloatAdvice(cpu with { MixedPrecision = true }, "amx_bf16"), "--bf16 given");
+        Assert.IsNull(TrainCommand.BfloatAdvice(cpu with { MixedPrecision = false }, "amx_bf16"), "--bf16 false given");
+        Assert.IsNull(TrainCommand.BfloatAdvice(cpu with { Device = "cuda" }, "amx_bf16"), "GPU training");
+        // --bf16 false parses to MixedPrecision = false (how a user silences the note)
+        string[] required = ["--data", "d", "--variant", "smt_t", "--output", "o"];
+        Assert.IsFalse(TrainCommand.OptionsOf([.. required, "--bf16", "false"]).MixedPrecision);
+        Assert.IsTrue(TrainCommand.OptionsOf([.. required, "--bf16"]).MixedPrecision);
+        Assert.IsNull(TrainCommand.OptionsOf(required).MixedPrecision);
+        // this machine's answer agrees with its /proc/cpuinfo
+        var flags = File.ReadLines("/proc/cpuinfo").First(l => l.StartsWith("flags")).Split(' ');
+        Assert.AreEqual(flags.Contains("amx_bf16") || flags.Contains("avx512_bf16"), TrainCommand.NativeBfloat16Flag() is not null);
+    }
+
     [TestMethod]
     public void Train_WritesTheOutputFolder_AndEvaluatePredictAgreeAcrossRuntimes()
     {
