@@ -160,7 +160,8 @@ public sealed record ImageClassificationOptions
     /// <c>GpuDeviceId</c> (CPU when it is null, as ML.NET does; <c>FallbackToCpu</c> honoured).</summary>
     public string? Device { get; init; }
 
-    /// <summary>bfloat16 autocast for forward and loss. Null: on for CUDA, off for CPU.</summary>
+    /// <summary>bfloat16 autocast for forward and loss. Null: on for CUDA, off for CPU. On a CPU with native bfloat16
+    /// instructions (AVX512-BF16, AMX) true trained 1.3-1.65x faster than float32 in the project's measurements.</summary>
     public bool? MixedPrecision { get; init; }
 
     /// <summary>Folder for checkpoints (checkpoint-last/-best.safetensors). Null: no checkpoints.</summary>
