@@ -112,6 +112,8 @@ def main():
     device = torch.device(a.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit(f"error: --device {a.device}: this torch sees no CUDA device")
+    # cuDNN's autotuner, as the official training scripts (TransXNet, TransNeXt, SMT) and our trainer set it on CUDA
+    torch.backends.cudnn.benchmark = device.type == "cuda"
     precisions = [p.strip() for p in (a.precision or ("bf16" if device.type == "cuda" else "fp32")).split(",") if p.strip()]
     for p in precisions:
         if p not in ("fp32", "bf16"):

@@ -66,6 +66,7 @@ var precisions = (precision ?? (device.Type == DeviceType.Cuda ? "bf16" : "fp32"
     .Select(p => p switch { "fp32" => false, "bf16" => true, _ => throw new ArgumentException($"--precision: expected a comma list of fp32, bf16; found '{p}'.") })
     .ToArray();
 bool autocast = false; // the precision of the path being run (bfloat16 autocast when true)
+TorchRuntime.CudnnBenchmark = device.Type == DeviceType.Cuda; // as the trainer (and the official training scripts) do
 
 if (classes > (warmup + steps) * batch)
     throw new ArgumentException($"--classes {classes}: the synthetic dataset has (warmup + steps) × batch = {(warmup + steps) * batch} images, and every class needs one.");

@@ -69,6 +69,10 @@ MLNX_API char* mlnx_manual_seed(uint64_t seed);
 MLNX_API char* mlnx_set_autocast(int32_t device_type, int32_t enabled, int32_t dtype, int32_t entering);
 MLNX_API int32_t mlnx_cuda_is_available(void);
 MLNX_API int32_t mlnx_cuda_device_count(void);
+// cuDNN's autotuner (torch.backends.cudnn.benchmark): times the algorithms for each new convolution shape once and
+// keeps the fastest; no effect without CUDA.
+MLNX_API void mlnx_set_cudnn_benchmark(int32_t enabled);
+MLNX_API int32_t mlnx_get_cudnn_benchmark(void);
 // Operator profile of the calling thread (libtorch's legacy profiler): start, then stop returns a malloc'd TSV,
 // "name\tcalls\tself_us\ttotal_us" and one line per operator name.
 MLNX_API char* mlnx_profiler_start(void);

@@ -132,6 +132,10 @@ MLNX_API int32_t mlnx_cuda_device_count(void) {
   }
 }
 
+MLNX_API void mlnx_set_cudnn_benchmark(int32_t enabled) { at::globalContext().setBenchmarkCuDNN(enabled != 0); }
+
+MLNX_API int32_t mlnx_get_cudnn_benchmark(void) { return at::globalContext().benchmarkCuDNN() ? 1 : 0; }
+
 // ---- Tensors ----
 
 MLNX_API void mlnx_tensor_free(void* t) { delete static_cast<at::Tensor*>(t); }

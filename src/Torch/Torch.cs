@@ -55,6 +55,15 @@ public static class TorchRuntime
     /// <summary>Number of visible CUDA devices (0 without CUDA).</summary>
     public static int CudaDeviceCount => Native.mlnx_cuda_device_count();
 
+    /// <summary>cuDNN's autotuner (<c>torch.backends.cudnn.benchmark</c>): each new convolution shape is timed once and
+    /// its fastest algorithm kept. The trainer turns it on for CUDA, as the official training scripts of TransXNet,
+    /// TransNeXt and SMT do (MixFormer's is PaddleClas); it does nothing on the CPU.</summary>
+    internal static bool CudnnBenchmark
+    {
+        get => Native.mlnx_get_cudnn_benchmark() != 0;
+        set => Native.mlnx_set_cudnn_benchmark(value ? 1 : 0);
+    }
+
     /// <summary>The BLAS library mapped into this process (read from /proc/self/maps), or "unknown".
     /// Debian's libtorch uses whatever provides libblas.so.3; without OpenBLAS matmuls are ~70x slower.</summary>
     public static string BlasLibrary

@@ -95,6 +95,8 @@ internal sealed class Trainer : IDisposable
                     throw new TrainingException($"Cannot resume from '{o.ResumeFrom}': the run's settings differ, so it would not continue the same run ({string.Join("; ", diffs)}).");
             }
             _model.To(_plan.Device);
+            // Training images all have one size, so cuDNN's autotuner pays for its first-step search at once.
+            if (_plan.Device.Type == DeviceType.Cuda) TorchRuntime.CudnnBenchmark = true;
             if (o.ProcessGroup is { } group)
             {
                 if (o.BatchSize % group.WorldSize != 0)

@@ -188,6 +188,8 @@ internal static unsafe partial class Native
     [LibraryImport(Library)] internal static partial IntPtr mlnx_set_autocast(int deviceType, int enabled, int dtype, int entering);
     [LibraryImport(Library)] internal static partial int mlnx_cuda_is_available();
     [LibraryImport(Library)] internal static partial int mlnx_cuda_device_count();
+    [LibraryImport(Library)] internal static partial void mlnx_set_cudnn_benchmark(int enabled);
+    [LibraryImport(Library)] internal static partial int mlnx_get_cudnn_benchmark();
     [LibraryImport(Library)] internal static partial IntPtr mlnx_profiler_start();
     [LibraryImport(Library)] internal static partial IntPtr mlnx_profiler_stop(out IntPtr report);
 

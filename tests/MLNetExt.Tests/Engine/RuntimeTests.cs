@@ -71,6 +71,28 @@ public sealed class RuntimeTests
     }
 
     [TestMethod]
+    [DoNotParallelize] // process-wide libtorch state
+    public void CudnnBenchmark_IsLibtorchsGlobalSwitch()
+    {
+        bool before = TorchRuntime.CudnnBenchmark;   // off unless a CUDA training ran in this process
+        try
+        {
+            TorchRuntime.CudnnBenchmark = true;
+            Assert.IsTrue(TorchRuntime.CudnnBenchmark);
+            // nothing changes on the CPU
+            using var scope = TensorScope.Begin();
+            TorchRuntime.ManualSeed(1);
+            var x = Tensor.Randn(new long[] { 1, 2, 5, 5 });
+            var w = Tensor.Randn(new long[] { 3, 2, 3, 3 });
+            var on = F.Conv2d(x, w, null).ToArray<float>();
+            TorchRuntime.CudnnBenchmark = false;
+            Assert.IsFalse(TorchRuntime.CudnnBenchmark);
+            CollectionAssert.AreEqual(on, F.Conv2d(x, w, null).ToArray<float>());
+        }
+        finally { TorchRuntime.CudnnBenchmark = before; }
+    }
+
+    [TestMethod]
     public void DeviceRequestsFailClearlyWithoutCuda()
     {
         using var scope = TensorScope.Begin();
