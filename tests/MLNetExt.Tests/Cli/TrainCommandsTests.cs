@@ -23,6 +23,8 @@ public sealed class TrainCommandsTests
         Assert.IsNull(TrainCommand.BfloatAdvice(cpu with { MixedPrecision = true }, "amx_bf16"), "--bf16 given");
         Assert.IsNull(TrainCommand.BfloatAdvice(cpu with { MixedPrecision = false }, "amx_bf16"), "--bf16 false given");
         Assert.IsNull(TrainCommand.BfloatAdvice(cpu with { Device = "cuda" }, "amx_bf16"), "GPU training");
+        StringAssert.Contains(TrainCommand.BfloatAdvice(cpu with { Device = " CPU " }, "amx_bf16"), "amx_bf16", "spelled as Device.Parse takes it");
+        Assert.IsNull(TrainCommand.BfloatAdvice(cpu with { Device = "tpu" }, "amx_bf16"), "a device the trainer will refuse");
         // --bf16 false parses to MixedPrecision = false (how a user silences the note)
         string[] required = ["--data", "d", "--variant", "smt_t", "--output", "o"];
         Assert.IsFalse(TrainCommand.OptionsOf([.. required, "--bf16", "false"]).MixedPrecision);
