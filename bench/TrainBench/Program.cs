@@ -1,6 +1,6 @@
 // Training throughput of one variant, C# side. Prints one JSON object per measurement:
 //   path "full"   the product path: ImageClassificationEstimator.Fit on an in-memory dataset of synthetic 256x256
-//                 images (one epoch, no validation, fixed learning rate, "light" augmentation, Workers = threads);
+//                 images (one epoch, no validation, fixed learning rate, "light" augmentation, Workers = threads unless --workers);
 //                 images/s over the steps after the warm-up, from the Progress callback's timestamps.
 //   path "model"  the same training step on pre-made tensors (train mode, label-smoothed cross-entropy, backward,
 //                 clip 5.0, AdamW with the trainer's parameter groups): what the network costs without the data.
@@ -31,6 +31,7 @@ string variant = "transxnet_t", mode = "full,model";
 string? profile = null;   // --profile FILE: libtorch's operator profile of the timed "model" steps, as TSV
 string deviceName = "cpu";
 string? precision = null;
+int? workers = null;      // --workers N: the loader's worker threads (default: as many as --threads, as the trainer)
 int batch = 16, size = 224, warmup = 1, steps = 4, threads = Environment.ProcessorCount, classes = 10, source = 256;
 double lr = 1e-3;
 for (int i = 0; i < args.Length; i += 2)
@@ -51,7 +52,8 @@ for (int i = 0; i < args.Length; i += 2)
         case "--profile": profile = v; break;
         case "--device": deviceName = v; break;
         case "--precision": precision = v; break;
-        default: throw new ArgumentException($"Unknown option '{args[i]}' (expected --variant, --batch, --size, --warmup, --steps, --threads, --classes, --source-size, --lr, --mode, --profile, --device, --precision).");
+        case "--workers": workers = PositiveInt(args[i], v); break;
+        default: throw new ArgumentException($"Unknown option '{args[i]}' (expected --variant, --batch, --size, --warmup, --steps, --threads, --classes, --source-size, --lr, --mode, --profile, --device, --precision, --workers).");
     }
 }
 var modes = mode.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
@@ -147,7 +149,7 @@ void Full(Dictionary<string, object> r)
         LearningRate = lr,
         ValidationFraction = 0,
         Augment = "light",
-        Workers = threads,
+        Workers = workers ?? threads,
         Device = deviceName,
         MixedPrecision = autocast,
         Seed = 0,
@@ -175,7 +177,7 @@ void Full(Dictionary<string, object> r)
     r["trainer_reported_img_s"] = trainerIps;     // the trainer's own running figure (includes the warm-up step)
     r["trainer_drop_path"] = model.History!.Settings["drop_path"];
     r["loss_last"] = losses[^1];
-    r["workers"] = threads;
+    r["workers"] = workers ?? threads;
 }
 
 void ModelOnly(Dictionary<string, object> r)
@@ -332,7 +334,7 @@ void LoaderOnly(Dictionary<string, object> r)
         colorJitter: 0.3, trivialAugment: false, randomErasing: 0);
     var loader = new DataLoader(data, pipeline, new LoaderOptions
     {
-        BatchSize = batch, Shuffle = true, Seed = 0, Workers = threads, Cache = new DecodedImageCache(2 * size, maxBytes: 1L << 30),
+        BatchSize = batch, Shuffle = true, Seed = 0, Workers = workers ?? threads, Cache = new DecodedImageCache(2 * size, maxBytes: 1L << 30),
     });
     var clock = Stopwatch.StartNew();
     var stamps = new List<double>();
@@ -343,5 +345,5 @@ void LoaderOnly(Dictionary<string, object> r)
     }
     r["img_s"] = steps * batch / (stamps[^1] - stamps[warmup - 1]);
     r["first_batch_s"] = Math.Round(stamps[0], 3);
-    r["workers"] = threads;
+    r["workers"] = workers ?? threads;
 }
