@@ -45,8 +45,7 @@ public static unsafe class ImageDecoder
                 try
                 {
                     fixed (byte* p = data)
-                        if (tjDecompressHeader3(tj, p, new CULong((nuint)data.Length), out w, out h, out _, out _) != 0)
-                            throw new ImageDecodeException("JPEG header: " + TjError(tj));
+                        (w, h, _) = JpegHeader(tj, p, data.Length);
                     failed = false;
                 }
                 finally { ReturnTj(tj, failed); }
@@ -79,6 +78,17 @@ public static unsafe class ImageDecoder
 
     static long DefaultMaxImagePixels() =>
         long.TryParse(Environment.GetEnvironmentVariable("MLNETEXT_MAX_IMAGE_PIXELS"), out var v) && v >= 0 ? v : 178_956_970;
+
+    /// <summary>A JPEG's size and colour space. libjpeg-turbo reports success with a 0x0 size when the data ends
+    /// before the frame header (a file cut short inside its metadata), so that case is named as what it is.</summary>
+    static (int Width, int Height, int ColorSpace) JpegHeader(IntPtr tj, byte* data, int length)
+    {
+        if (tjDecompressHeader3(tj, data, new CULong((nuint)length), out int w, out int h, out _, out int cs) != 0)
+            throw new ImageDecodeException("JPEG header: " + TjError(tj));
+        if (w <= 0 || h <= 0)
+            throw new ImageDecodeException($"JPEG: no frame header (image size) in the file's {length:N0} bytes; the file is truncated or not a complete JPEG");
+        return (w, h, cs);
+    }
 
     /// <summary>Throws when a declared size is empty or above <see cref="MaxImagePixels"/> (sizes as longs: no overflow).</summary>
     internal static void CheckPixels(string format, long width, long height)
@@ -191,8 +201,7 @@ public static unsafe class ImageDecoder
             fixed (byte* p = data)
             {
                 var size = new CULong((nuint)data.Length);
-                if (tjDecompressHeader3(tj, p, size, out int w, out int h, out _, out int cs) != 0)
-                    throw new ImageDecodeException("JPEG header: " + TjError(tj));
+                var (w, h, cs) = JpegHeader(tj, p, data.Length);
                 var (num, den) = JpegScale(w, h, minWidth, minHeight);
                 var f = new TjScalingFactor { Num = num, Denom = den };
                 int sw = Scaled(w, f), sh = Scaled(h, f);

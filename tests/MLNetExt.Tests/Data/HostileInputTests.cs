@@ -92,6 +92,20 @@ public sealed class HostileInputTests
     }
 
     [TestMethod]
+    public void JpegCutBeforeItsFrameHeader_IsNamedTruncated_NotAnEmptyImage()
+    {
+        // libjpeg-turbo reads such a header as a success with a 0x0 size; the error says the file is incomplete
+        var bytes = File.ReadAllBytes(DataFixtures.Image("exif2.jpg"));
+        int sof = Enumerable.Range(2, bytes.Length - 3).First(i => bytes[i] == 0xFF && bytes[i + 1] is 0xC0 or 0xC1 or 0xC2);
+        var cut = bytes.AsSpan(0, sof).ToArray();
+        foreach (var read in new Action[] { () => ImageDecoder.ReadInfo(cut), () => ImageDecoder.Decode(cut), () => ImageDecoder.Decode(cut, 16, 16) })
+        {
+            var e = Assert.ThrowsExactly<ImageDecodeException>(read);
+            StringAssert.Contains(e.Message, $"JPEG: no frame header (image size) in the file's {sof:N0} bytes; the file is truncated");
+        }
+    }
+
+    [TestMethod]
     public void HostileFolder_IsListedQuickly_EveryBadEntryReported_NoImageCountedTwice()
     {
         var root = Directory.CreateTempSubdirectory("mlnetext-hostile-");
