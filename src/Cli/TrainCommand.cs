@@ -149,23 +149,6 @@ internal static class TrainCommand
         catch (FormatException) { return false; }
     }
 
-    // amx_bf16 or avx512_bf16 when the first CPU's flags in /proc/cpuinfo list it (Linux); null elsewhere or without.
-    internal static string? NativeBfloat16Flag()
-    {
-        try
-        {
-            foreach (var line in File.ReadLines("/proc/cpuinfo"))
-                if (line.StartsWith("flags", StringComparison.Ordinal))
-                {
-                    var flags = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
-                    return flags.Contains("amx_bf16") ? "amx_bf16" : flags.Contains("avx512_bf16") ? "avx512_bf16" : null;
-                }
-        }
-        catch (IOException) { }
-        catch (UnauthorizedAccessException) { }
-        return null;
-    }
-
     /// <summary>Trains and writes the output folder. Returns the exit code (0, 1 on a training failure, 130 when
     /// interrupted).</summary>
     internal static int Run(ImageClassificationOptions options, ImageDataset train, ImageDataset? val, string output, bool export, bool plain, TextWriter log,
@@ -181,7 +164,7 @@ internal static class TrainCommand
         if (issues.Count > 5) log.WriteLine($"skipped: ... and {issues.Count - 5} more files");
         log.WriteLine($"libtorch {TorchRuntime.Version}, {TorchRuntime.Threads} threads, CUDA {(TorchRuntime.CudaIsAvailable ? "available" : "not available")}");
         if (TorchRuntime.BlasAdvice is { } advice) log.WriteLine("note: " + advice);
-        if (BfloatAdvice(options, NativeBfloat16Flag()) is { } bf16) log.WriteLine("note: " + bf16);
+        if (BfloatAdvice(options, TorchRuntime.NativeBfloat16Flag) is { } bf16) log.WriteLine("note: " + bf16);
 
         if (writes)   // a data-parallel run's other ranks leave the output folder to rank 0
             foreach (var name in Serialization.AtomicFile.RemoveStale(output))

@@ -161,7 +161,9 @@ public sealed record ImageClassificationOptions
     public string? Device { get; init; }
 
     /// <summary>bfloat16 autocast for forward and loss. Null: on for CUDA, off for CPU. On a CPU with native bfloat16
-    /// instructions (AVX512-BF16, AMX) true trained 1.3-1.65x faster than float32 in the project's measurements.</summary>
+    /// instructions (AVX512-BF16, AMX) true trained 1.3-1.65x faster than float32 in the project's measurements; on a
+    /// CPU without them libtorch emulates bfloat16 (13-32x slower), and the run says so at the start
+    /// (<see cref="MLNetExt.Torch.TorchRuntime.NativeBfloat16Flag"/> tells which the processor is).</summary>
     public bool? MixedPrecision { get; init; }
 
     /// <summary>Folder for checkpoints (checkpoint-last/-best.safetensors). Null: no checkpoints.</summary>

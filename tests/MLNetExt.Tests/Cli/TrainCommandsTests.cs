@@ -30,9 +30,13 @@ public sealed class TrainCommandsTests
         Assert.IsFalse(TrainCommand.OptionsOf([.. required, "--bf16", "false"]).MixedPrecision);
         Assert.IsTrue(TrainCommand.OptionsOf([.. required, "--bf16"]).MixedPrecision);
         Assert.IsNull(TrainCommand.OptionsOf(required).MixedPrecision);
-        // this machine's answer agrees with its /proc/cpuinfo
+        // the processor's flag: this machine's answer agrees with its /proc/cpuinfo
         var flags = File.ReadLines("/proc/cpuinfo").First(l => l.StartsWith("flags")).Split(' ');
-        Assert.AreEqual(flags.Contains("amx_bf16") || flags.Contains("avx512_bf16"), TrainCommand.NativeBfloat16Flag() is not null);
+        Assert.AreEqual(flags.Contains("amx_bf16") || flags.Contains("avx512_bf16"), TorchRuntime.NativeBfloat16Flag is not null);
+        Assert.AreEqual("amx_bf16", TorchRuntime.Bfloat16Flag(["processor\t: 0", "flags\t\t: fpu avx2 avx512_bf16 amx_bf16 amx_tile"]));
+        Assert.AreEqual("avx512_bf16", TorchRuntime.Bfloat16Flag(["flags\t\t: fpu avx2 avx512f avx512_bf16"]));
+        Assert.IsNull(TorchRuntime.Bfloat16Flag(["flags\t\t: fpu avx2 avx512f avx512_vnni", "flags : avx512_bf16"]), "the first processor's line decides");
+        Assert.IsNull(TorchRuntime.Bfloat16Flag(["processor : 0"]), "no flags line");
     }
 
     [TestMethod]

@@ -91,6 +91,26 @@ public sealed class TrainerTests
         Assert.IsNotNull(h.BestEpoch);
     }
 
+    /// <summary>bfloat16 autocast asked for on a processor without bfloat16 instructions is said once at the start, with
+    /// the measured cost and the way back to float32; the run goes on as asked. Nothing is said on a processor that
+    /// has them, on CUDA, or without autocast.</summary>
+    [TestMethod]
+    public void Bfloat16AutocastOnAProcessorWithoutIt_IsWarnedAbout_AndTrains()
+    {
+        StringAssert.Contains(TrainingPlan.EmulatedBfloat16Warning(true, Device.Cpu, null), "without bfloat16 instructions");
+        Assert.IsNull(TrainingPlan.EmulatedBfloat16Warning(true, Device.Cpu, "avx512_bf16"));
+        Assert.IsNull(TrainingPlan.EmulatedBfloat16Warning(false, Device.Cpu, null));
+        Assert.IsNull(TrainingPlan.EmulatedBfloat16Warning(true, Device.Cuda(0), null));
+
+        using var scope = TensorScope.Begin();
+        var messages = new List<string>();
+        var options = Tiny() with { Epochs = 1, Device = "cpu", MixedPrecision = true, Progress = p => { if (p.Message is { } m) messages.Add(m); } };
+        using var model = new ImageClassificationEstimator(options).Fit(ColorData(4, 1), ColorData(2, 2, "val"));
+        Assert.HasCount(1, model.History!.Epochs);
+        var warned = messages.Where(m => m.Contains("without bfloat16 instructions")).ToList();
+        Assert.HasCount(TorchRuntime.NativeBfloat16Flag is null ? 1 : 0, warned, string.Join(Environment.NewLine, messages));
+    }
+
     /// <summary>Undecodable images in either set are left out of training and of the validation score, and the run says
     /// so once, naming one of each (a score over fewer images than the set holds is explained).</summary>
     [TestMethod]
