@@ -243,7 +243,7 @@ internal static class TrainingKnobs
             settingsKey: "device", show: (_, r) => r.Device),
         K("SyncBatchNorm", "--sync-bn", "Data-parallel runs: BatchNorm statistics over the whole global batch, all processes (default: each process's shard)",
             o => o.SyncBatchNorm, (o, v) => o with { SyncBatchNorm = v }),
-        K("MixedPrecision", "--bf16", "bfloat16 autocast (default: on for CUDA, off for CPU)", o => o.MixedPrecision, (o, v) => o with { MixedPrecision = v }),
+        K("MixedPrecision", "--bf16", "bfloat16 autocast (default: on for CUDA, off for CPU; on a CPU it pays only with AVX512-BF16 or AMX, and is many times slower without)", o => o.MixedPrecision, (o, v) => o with { MixedPrecision = v }),
         K("Seed", "--seed", "Seed of every random choice (default 0)", o => o.Seed, (o, v) => o with { Seed = v },
             fingerprintKey: "seed", fingerprint: (o, _) => o.Seed ?? 0, settingsKey: "seed", show: (o, _) => $"{o.Seed ?? 0}"),
 
