@@ -69,7 +69,15 @@ export MLNETEXT_THREADS="$THREADS" OMP_NUM_THREADS="$THREADS" OPENBLAS_NUM_THREA
 COMMON=(--batch "$BATCH" --size "$SIZE" --steps "$STEPS" --warmup "$WARMUP" --threads "$THREADS" --classes "$CLASSES")
 RESULTS="$(mktemp)"; trap 'rm -f "$RESULTS"' EXIT
 LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"; START="$(date -u +%FT%TZ)"; T0=$SECONDS
-echo "start $START, load average $LOAD_START, $(nproc) cpus, threads $THREADS" >&2
+# the processor and its vector extensions (which kernels libtorch and OpenBLAS pick; the figures depend on them)
+processor() {
+  local name flags
+  name="$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo 2>/dev/null | head -1 || true)"
+  flags="$(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null | tr ' ' '\n' | grep -xE 'avx2|avx512f|avx512_bf16|amx_bf16' | tr '\n' ' ' || true)"
+  echo "${name:-?} (${flags% })"
+}
+PROCESSOR="$(processor)"
+echo "start $START, load average $LOAD_START, $(nproc) cpus, threads $THREADS, processor $PROCESSOR" >&2
 if [[ -n "$PROFILE" ]]; then mkdir -p "$PROFILE"; PROFILE="$(cd "$PROFILE" && pwd)"; fi
 profile_args() { [[ -n "$PROFILE" ]] && echo "--profile $PROFILE/$1.$2.tsv"; }
 run_cs() { "$EXE" --variant "$1" --mode full,model,loader "${COMMON[@]}" $(profile_args "$1" csharp) | tee -a "$RESULTS"; }
@@ -109,9 +117,9 @@ for n in names[:25]:
 PY
   done
 fi
-"$PYTHON" - "$RESULTS" "$START" "$LOAD_START" "$LOAD_END" "$((SECONDS - T0))" "$(nproc)" <<'PY'
+"$PYTHON" - "$RESULTS" "$START" "$LOAD_START" "$LOAD_END" "$((SECONDS - T0))" "$(nproc)" "$PROCESSOR" <<'PY'
 import json, statistics, sys
-path, start, load_start, load_end, seconds, cpus = sys.argv[1:]
+path, start, load_start, load_end, seconds, cpus, processor = sys.argv[1:]
 rows = [json.loads(l) for l in open(path) if l.startswith("{")]
 def med(variant, side, key):
     vals = [r["img_s"] for r in rows if r["variant"] == variant and r["side"] == side and r["path"] == key]
@@ -123,7 +131,7 @@ def ratio(a, b):
 r0 = rows[0]
 print(f"\nTraining throughput, images/s: {r0['size']}x{r0['size']}, batch {r0['batch']}, {r0['threads']} threads, "
       f"{r0['warmup']} warm-up + {r0['steps']} timed steps, median of rounds; {start}, {seconds} s, "
-      f"load average {load_start} at start, {load_end} at end ({cpus} cpus)")
+      f"load average {load_start} at start, {load_end} at end ({cpus} cpus, {processor})")
 for side in ("csharp", "python"):
     print(f"BLAS {side}: " + "; ".join(sorted({r.get("blas", "unknown") for r in rows if r["side"] == side})))
 print("| variant | C# Fit (full path) | PyTorch + DataLoader | ratio | C# step on tensors | PyTorch step on tensors | ratio | C# loader alone | CPU use C#/Py (step on tensors) |")

@@ -126,7 +126,7 @@ try
     Console.WriteLine(JsonSerializer.Serialize(new
     {
         variant = backbone.Variant, trained = trained is not null, threads, spinning = spin, date = DateTime.UtcNow.ToString("yyyy-MM-dd"),
-        load = File.Exists("/proc/loadavg") ? File.ReadAllText("/proc/loadavg").Split(' ')[0] : "?",
+        load = File.Exists("/proc/loadavg") ? File.ReadAllText("/proc/loadavg").Split(' ')[0] : "?", cpu = Processor(),
         precision = lowName, fp32_mb = bytes[OnnxPrecision.Float32] / 1e6, low_mb = bytes[low] / 1e6,
         int8 = low != OnnxPrecision.Int8 ? null : calibration is null ? "dynamic" : $"static ({calibration.Count} images)",
         quantize_nodes = lowGraph.Node.Count(n => n.OpType == "QuantizeLinear"),
@@ -167,5 +167,20 @@ static Dictionary<string, double> ProfileSummary(string model, string file)
 static bool IsProduct(string op) => op is "Conv" or "FusedConv" or "NchwcConv" or "MatMul" or "FusedMatMul" or "Gemm"
     or "ReorderInput" or "ReorderOutput" or "QLinearConv" or "ConvInteger" or "MatMulInteger" or "DynamicQuantizeMatMul"
     or "MatMulIntegerToFloat" or "QLinearMatMul";
+
+// The processor's name and the vector extensions ONNX Runtime's integer and float kernels choose between: what INT8
+// gains depends on them (bench/README.md).
+static string Processor()
+{
+    try
+    {
+        var lines = File.ReadLines("/proc/cpuinfo").ToList();
+        string name = lines.FirstOrDefault(l => l.StartsWith("model name"))?.Split(':', 2)[1].Trim() ?? "?";
+        var flags = lines.FirstOrDefault(l => l.StartsWith("flags"))?.Split(':', 2)[1].Split(' ', StringSplitOptions.RemoveEmptyEntries) ?? [];
+        string[] known = ["avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16"];
+        return $"{name} ({string.Join(" ", known.Where(flags.Contains))})";
+    }
+    catch (IOException) { return "?"; }
+}
 
 static double Median(List<double> v) { var s = v.Order().ToList(); return s.Count % 2 == 1 ? s[s.Count / 2] : (s[s.Count / 2 - 1] + s[s.Count / 2]) / 2; }
