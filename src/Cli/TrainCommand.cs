@@ -130,25 +130,6 @@ internal static class TrainCommand
         return ImageDataset.FromFolders(data, val);
     }
 
-    /// <summary>A hint for CPU training when the processor computes bfloat16 natively (<paramref name="cpuFlag"/>, the
-    /// flag that says so, or null) and the user left --bf16 unset: bfloat16 autocast then trains 1.3-1.65x faster
-    /// (bench/README.md), but float32 stays the CPU default.</summary>
-    internal static string? BfloatAdvice(ImageClassificationOptions options, string? cpuFlag)
-    {
-        if (options.MixedPrecision is not null || !TrainsOnCpu(options.Device)) return null;
-        return cpuFlag is null ? null
-            : $"this processor computes bfloat16 natively ({cpuFlag}): --bf16 (bfloat16 autocast) usually trains 1.3-1.6x faster on such processors (--bf16 false keeps float32 without this note)";
-    }
-
-    // The trainer's choice of device (TrainingPlan): CUDA when none is named and one is usable. A name Device.Parse
-    // refuses fails the run later with the trainer's message; no note for it.
-    static bool TrainsOnCpu(string? device)
-    {
-        if (device is null) return !TorchRuntime.CudaIsAvailable;
-        try { return Device.Parse(device).Type == DeviceType.Cpu; }
-        catch (FormatException) { return false; }
-    }
-
     /// <summary>Trains and writes the output folder. Returns the exit code (0, 1 on a training failure, 130 when
     /// interrupted).</summary>
     internal static int Run(ImageClassificationOptions options, ImageDataset train, ImageDataset? val, string output, bool export, bool plain, TextWriter log,
@@ -164,7 +145,6 @@ internal static class TrainCommand
         if (issues.Count > 5) log.WriteLine($"skipped: ... and {issues.Count - 5} more files");
         log.WriteLine($"libtorch {TorchRuntime.Version}, {TorchRuntime.Threads} threads, CUDA {(TorchRuntime.CudaIsAvailable ? "available" : "not available")}");
         if (TorchRuntime.BlasAdvice is { } advice) log.WriteLine("note: " + advice);
-        if (BfloatAdvice(options, TorchRuntime.NativeBfloat16Flag) is { } bf16) log.WriteLine("note: " + bf16);
 
         if (writes)   // a data-parallel run's other ranks leave the output folder to rank 0
             foreach (var name in Serialization.AtomicFile.RemoveStale(output))

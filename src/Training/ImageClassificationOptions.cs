@@ -162,7 +162,8 @@ public sealed record ImageClassificationOptions
 
     /// <summary>bfloat16 autocast for forward and loss. Null: on for CUDA, off for CPU. On a CPU with native bfloat16
     /// instructions (AVX512-BF16, AMX) true trained 1.3-1.65x faster than float32 in the project's measurements; on a
-    /// CPU without them libtorch emulates bfloat16 (13-32x slower), and the run says so at the start
+    /// CPU without them libtorch emulates bfloat16 (13-32x slower). Training on the CPU, the run says at the start which
+    /// applies when the setting does not suit the processor
     /// (<see cref="MLNetExt.Torch.TorchRuntime.NativeBfloat16Flag"/> tells which the processor is).</summary>
     public bool? MixedPrecision { get; init; }
 

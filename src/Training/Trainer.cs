@@ -97,7 +97,7 @@ internal sealed class Trainer : IDisposable
             _model.To(_plan.Device);
             // Training images all have one size, so cuDNN's autotuner pays for its first-step search at once.
             if (_plan.Device.Type == DeviceType.Cuda) TorchRuntime.CudnnBenchmark = true;
-            if (TrainingPlan.EmulatedBfloat16Warning(_plan.Autocast, _plan.Device, TorchRuntime.NativeBfloat16Flag) is { } slow) Info(slow);
+            if (TrainingPlan.Bfloat16Note(o.MixedPrecision, _plan.Device, TorchRuntime.NativeBfloat16Flag) is { } bf16) Info(bf16);
             if (o.ProcessGroup is { } group)
             {
                 if (o.BatchSize % group.WorldSize != 0)

@@ -14,17 +14,11 @@ namespace MLNetExt.Tests.Cli;
 [TestClass]
 public sealed class TrainCommandsTests
 {
+    /// <summary>--bf16 and the processor's flag, the two inputs of the trainer's bfloat16 note
+    /// (<see cref="TrainerTests.Bfloat16Note_WarnsOfEmulation_HintsWhereNative_AndTheRunGoesOn"/>).</summary>
     [TestMethod]
-    public void Bf16Note_OnlyForCpuTraining_OnABfloat16Processor_WithBf16Unset()
+    public void Bf16Option_ParsesToMixedPrecision_AndTheProcessorFlagIsRead()
     {
-        var cpu = new ImageClassificationOptions { Device = "cpu" };
-        StringAssert.Contains(TrainCommand.BfloatAdvice(cpu, "avx512_bf16"), "natively (avx512_bf16): --bf16");
-        Assert.IsNull(TrainCommand.BfloatAdvice(cpu, null), "no bfloat16 instructions");
-        Assert.IsNull(TrainCommand.BfloatAdvice(cpu with { MixedPrecision = true }, "amx_bf16"), "--bf16 given");
-        Assert.IsNull(TrainCommand.BfloatAdvice(cpu with { MixedPrecision = false }, "amx_bf16"), "--bf16 false given");
-        Assert.IsNull(TrainCommand.BfloatAdvice(cpu with { Device = "cuda" }, "amx_bf16"), "GPU training");
-        StringAssert.Contains(TrainCommand.BfloatAdvice(cpu with { Device = " CPU " }, "amx_bf16"), "amx_bf16", "spelled as Device.Parse takes it");
-        Assert.IsNull(TrainCommand.BfloatAdvice(cpu with { Device = "tpu" }, "amx_bf16"), "a device the trainer will refuse");
         // --bf16 false parses to MixedPrecision = false (how a user silences the note)
         string[] required = ["--data", "d", "--variant", "smt_t", "--output", "o"];
         Assert.IsFalse(TrainCommand.OptionsOf([.. required, "--bf16", "false"]).MixedPrecision);

@@ -91,24 +91,37 @@ public sealed class TrainerTests
         Assert.IsNotNull(h.BestEpoch);
     }
 
-    /// <summary>bfloat16 autocast asked for on a processor without bfloat16 instructions is said once at the start, with
-    /// the measured cost and the way back to float32; the run goes on as asked. Nothing is said on a processor that
-    /// has them, on CUDA, or without autocast.</summary>
+    /// <summary>Training on the CPU, the run says once at the start: that bfloat16 autocast asked for on a processor
+    /// without bfloat16 instructions is emulated (with the measured cost and the way back to float32), or, on a
+    /// processor with them, that autocast left unset would usually train faster. The run goes on as asked; nothing is
+    /// said on CUDA, when the option matches the processor, or when --bf16 false was given.</summary>
     [TestMethod]
-    public void Bfloat16AutocastOnAProcessorWithoutIt_IsWarnedAbout_AndTrains()
+    public void Bfloat16Note_WarnsOfEmulation_HintsWhereNative_AndTheRunGoesOn()
     {
-        StringAssert.Contains(TrainingPlan.EmulatedBfloat16Warning(true, Device.Cpu, null), "without bfloat16 instructions");
-        Assert.IsNull(TrainingPlan.EmulatedBfloat16Warning(true, Device.Cpu, "avx512_bf16"));
-        Assert.IsNull(TrainingPlan.EmulatedBfloat16Warning(false, Device.Cpu, null));
-        Assert.IsNull(TrainingPlan.EmulatedBfloat16Warning(true, Device.Cuda(0), null));
+        StringAssert.Contains(TrainingPlan.Bfloat16Note(true, Device.Cpu, null), "without bfloat16 instructions");
+        Assert.IsNull(TrainingPlan.Bfloat16Note(true, Device.Cpu, "avx512_bf16"), "autocast where it is native");
+        Assert.IsNull(TrainingPlan.Bfloat16Note(false, Device.Cpu, null));
+        Assert.IsNull(TrainingPlan.Bfloat16Note(true, Device.Cuda(0), null), "GPU training");
+        StringAssert.Contains(TrainingPlan.Bfloat16Note(null, Device.Cpu, "avx512_bf16"), "natively (avx512_bf16): MixedPrecision = true (--bf16");
+        Assert.IsNull(TrainingPlan.Bfloat16Note(null, Device.Cpu, null), "no bfloat16 instructions");
+        Assert.IsNull(TrainingPlan.Bfloat16Note(false, Device.Cpu, "amx_bf16"), "--bf16 false given");
+        Assert.IsNull(TrainingPlan.Bfloat16Note(null, Device.Cuda(0), "amx_bf16"), "GPU training");
+        StringAssert.Contains(TrainingPlan.Bfloat16Note(null, Device.Parse(" CPU "), "amx_bf16"), "amx_bf16", "spelled as Device.Parse takes it");
 
+        // through the trainer on this machine: autocast asked for, then left unset
         using var scope = TensorScope.Begin();
-        var messages = new List<string>();
-        var options = Tiny() with { Epochs = 1, Device = "cpu", MixedPrecision = true, Progress = p => { if (p.Message is { } m) messages.Add(m); } };
-        using var model = new ImageClassificationEstimator(options).Fit(ColorData(4, 1), ColorData(2, 2, "val"));
-        Assert.HasCount(1, model.History!.Epochs);
-        var warned = messages.Where(m => m.Contains("without bfloat16 instructions")).ToList();
-        Assert.HasCount(TorchRuntime.NativeBfloat16Flag is null ? 1 : 0, warned, string.Join(Environment.NewLine, messages));
+        foreach (var (mixed, said, expected) in new (bool?, string, bool)[]
+                 {
+                     (true, "without bfloat16 instructions", TorchRuntime.NativeBfloat16Flag is null),
+                     (null, "computes bfloat16 natively", TorchRuntime.NativeBfloat16Flag is not null),
+                 })
+        {
+            var messages = new List<string>();
+            var options = Tiny() with { Epochs = 1, Device = "cpu", MixedPrecision = mixed, Progress = p => { if (p.Message is { } m) messages.Add(m); } };
+            using var model = new ImageClassificationEstimator(options).Fit(ColorData(4, 1), ColorData(2, 2, "val"));
+            Assert.HasCount(1, model.History!.Epochs);
+            Assert.HasCount(expected ? 1 : 0, messages.Where(m => m.Contains(said)).ToList(), string.Join(Environment.NewLine, messages));
+        }
     }
 
     /// <summary>Undecodable images in either set are left out of training and of the validation score, and the run says
