@@ -38,7 +38,7 @@ internal static class DatasetCommand
         }
         catch (DatasetException e)
         {
-            error.WriteLine(e.Message);
+            error.WriteLine($"error: {e.Message}");
             return 1;
         }
 
@@ -101,7 +101,7 @@ internal static class DatasetCommand
                     emptyAfterDecode.Add($"{parts[pi].Name}/{train.Classes[c]}");
         if (emptyAfterDecode.Count > 0)
         {
-            error.WriteLine($"No readable images left in: {string.Join(", ", emptyAfterDecode)}.");
+            error.WriteLine($"error: no readable images left in: {string.Join(", ", emptyAfterDecode)}.");
             return 1;
         }
         return 0;

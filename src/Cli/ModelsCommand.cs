@@ -48,7 +48,7 @@ internal static class ModelsCommand
         }
         catch (ArgumentException e)
         {
-            error.WriteLine($"--family: {e.Message}");
+            error.WriteLine($"error: --family: {e.Message}");
             return 2;
         }
         var rows = measure ? Measure(variants, cachePath, error) : variants.Select(v => new Row(v, null)).ToList();

@@ -109,7 +109,7 @@ public sealed class ImageDataset
                 else items.Add(new ImageItem(Path.GetRelativePath(dir.FullName, file), label, file));
             }
             if (items.Count == before)
-                throw new DatasetException($"Class folder '{f.FullName}' contains no images (JPEG, PNG, WebP or GIF){LeftOut(issues, issuesBefore)}.");
+                throw new DatasetException($"Class folder '{f.FullName}' contains no images ({ImageDecoder.Supported}){LeftOut(issues, issuesBefore)}.");
         }
         return new ImageDataset(dir.FullName, names, items, issues);
     }
@@ -124,7 +124,7 @@ public sealed class ImageDataset
         return $"; found only {n} file{(n == 1 ? "" : "s")} that {(n == 1 ? "was" : "were")} left out: {string.Join("; ", shown)}{(n > 3 ? "; ..." : "")}";
     }
 
-    /// <summary>The image files (JPEG, PNG, WebP, GIF, judged by their first bytes) under <paramref name="folder"/> and
+    /// <summary>The image files (JPEG, PNG, WebP, GIF, BMP, judged by their first bytes) under <paramref name="folder"/> and
     /// its sub-folders, in ordinal path order; hidden names (".x") are left out and directory links are not followed.</summary>
     /// <exception cref="DatasetException">The folder does not exist.</exception>
     public static IReadOnlyList<string> FindImages(string folder)
@@ -145,7 +145,7 @@ public sealed class ImageDataset
     {
         try
         {
-            Span<byte> head = stackalloc byte[16];
+            Span<byte> head = stackalloc byte[ImageDecoder.HeadBytes];
             int n = ImageFiles.ReadHead(path, head);
             return ImageDecoder.UnsupportedReason(head.Slice(0, n));
         }

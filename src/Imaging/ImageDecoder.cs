@@ -4,8 +4,8 @@ using static MLNetExt.Imaging.NativeImaging;
 
 namespace MLNetExt.Imaging;
 
-/// <summary>Decodes JPEG (TurboJPEG, with decode-time DCT scaling), PNG (libpng), WebP (libwebp) and GIF (giflib, first
-/// frame) into upright RGB: grayscale is replicated, alpha is dropped (as PIL's <c>convert("RGB")</c> does), CMYK is
+/// <summary>Decodes JPEG (TurboJPEG, with decode-time DCT scaling), PNG (libpng), WebP (libwebp), GIF (giflib, first
+/// frame) and BMP (<see cref="BmpDecoder"/>) into upright RGB: grayscale is replicated, alpha is dropped (as PIL's <c>convert("RGB")</c> does), CMYK is
 /// converted, and the EXIF orientation is applied. Failures throw <see cref="ImageDecodeException"/> with the reason.</summary>
 public static unsafe class ImageDecoder
 {
@@ -16,19 +16,27 @@ public static unsafe class ImageDecoder
         if (d.Length >= 8 && d.Slice(0, 8).SequenceEqual(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G', 0x0D, 0x0A, 0x1A, 0x0A })) return ImageFormat.Png;
         if (d.Length >= 12 && d.Slice(0, 4).SequenceEqual("RIFF"u8) && d.Slice(8, 4).SequenceEqual("WEBP"u8)) return ImageFormat.WebP;
         if (d.Length >= 6 && (d.Slice(0, 6).SequenceEqual("GIF87a"u8) || d.Slice(0, 6).SequenceEqual("GIF89a"u8))) return ImageFormat.Gif;
+        if (BmpDecoder.Sniff(d)) return ImageFormat.Bmp;
         return ImageFormat.Unknown;
     }
+
+    /// <summary>How many leading bytes <see cref="Sniff"/> and <see cref="UnsupportedReason"/> need to tell every
+    /// format (a BMP's info-header size is at bytes 14–17).</summary>
+    public const int HeadBytes = 32;
+
+    /// <summary>The formats read, for messages.</summary>
+    internal const string Supported = "JPEG, PNG, WebP, GIF or BMP";
 
     /// <summary>The reason a file with these leading bytes is not decodable, or null when its format is supported.</summary>
     public static string? UnsupportedReason(ReadOnlySpan<byte> head)
     {
         if (head.Length == 0) return "empty file (0 bytes)";
         if (Sniff(head) != ImageFormat.Unknown) return null;
-        string kind = head.Length >= 2 && head[0] == (byte)'B' && head[1] == (byte)'M' ? "BMP"
-            : head.Length >= 4 && ((head[0] == (byte)'I' && head[1] == (byte)'I' && head[2] == 42) || (head[0] == (byte)'M' && head[1] == (byte)'M' && head[3] == 42)) ? "TIFF"
+        if (BmpDecoder.NotABitmapReason(head) is { } bmp) return bmp;
+        string kind = head.Length >= 4 && ((head[0] == (byte)'I' && head[1] == (byte)'I' && head[2] == 42) || (head[0] == (byte)'M' && head[1] == (byte)'M' && head[3] == 42)) ? "TIFF"
             : "unrecognised";
         var hex = Convert.ToHexString(head.Slice(0, Math.Min(8, head.Length)));
-        return $"unsupported format ({kind}; first bytes {hex}); expected JPEG, PNG, WebP or GIF";
+        return $"unsupported format ({kind}; first bytes {hex}); expected {Supported}";
     }
 
     /// <summary>Reads format, stored size and EXIF orientation without decoding pixels.</summary>
@@ -62,6 +70,9 @@ public static unsafe class ImageDecoder
                 if (data.Length < 10) throw new ImageDecodeException("GIF: truncated header");
                 w = data[6] | data[7] << 8;
                 h = data[8] | data[9] << 8;
+                break;
+            case ImageFormat.Bmp:
+                (w, h) = BmpDecoder.ReadSize(data);
                 break;
             default:
                 throw new ImageDecodeException(UnsupportedReason(data)!);
@@ -119,6 +130,7 @@ public static unsafe class ImageDecoder
             ImageFormat.Png => DecodePng(data),
             ImageFormat.WebP => DecodeWebP(data),
             ImageFormat.Gif => DecodeGif(data),
+            ImageFormat.Bmp => BmpDecoder.Decode(data),
             _ => throw new ImageDecodeException(UnsupportedReason(data)!),
         };
         return Exif.Apply(img, orientation);

@@ -75,6 +75,8 @@ public enum ImageFormat
     WebP,
     /// <summary>GIF (giflib; the first frame).</summary>
     Gif,
+    /// <summary>BMP (Windows and OS/2 bitmaps; MLNetExt's own reader).</summary>
+    Bmp,
 }
 
 /// <summary>Thrown when bytes cannot be decoded; <see cref="Exception.Message"/> is the reason shown to the user.</summary>

@@ -24,7 +24,7 @@ public sealed class ImageBytesDecoder : CustomMappingFactory<ImageBytesDecoder.E
     /// <summary>The mapping's input: encoded bytes.</summary>
     public sealed class Encoded
     {
-        /// <summary>An encoded JPEG, PNG, WebP or GIF.</summary>
+        /// <summary>An encoded JPEG, PNG, WebP, GIF or BMP.</summary>
         [ColumnName(ImageColumn.BytesColumn)] public byte[] Bytes { get; set; } = [];
     }
 
@@ -70,7 +70,7 @@ public sealed class ImageBytesDecoder : CustomMappingFactory<ImageBytesDecoder.E
 
     /// <summary>Why <paramref name="bytes"/> cannot be an image (empty, or no supported format's signature), or null.</summary>
     internal static string? Problem(ReadOnlySpan<byte> bytes) =>
-        bytes.Length == 0 ? "the encoded image is empty (0 bytes)" : ImageDecoder.UnsupportedReason(bytes[..Math.Min(16, bytes.Length)]);
+        bytes.Length == 0 ? "the encoded image is empty (0 bytes)" : ImageDecoder.UnsupportedReason(bytes[..Math.Min(ImageDecoder.HeadBytes, bytes.Length)]);
 
     internal static MLImage ToMLImage(RgbImage rgb)
     {

@@ -98,6 +98,7 @@ public sealed class ModelsCommandTests
     {
         var error = new StringWriter();
         Assert.AreEqual(2, ModelsCommand.Run("resnet", json: false, measure: false, "unused.json", TextWriter.Null, error));
+        StringAssert.StartsWith(error.ToString(), "error: --family: ");
         StringAssert.Contains(error.ToString(), "resnet");
         StringAssert.Contains(error.ToString(), "transxnet, transnext, smt, mixformer");
     }

@@ -31,15 +31,16 @@ public sealed class DatasetTests
         Put("Apple/1.webp", "lossy.webp");
         Put("Apple/gif-named.jpg", "still.gif");
         Put("Apple/empty.jpg", "empty.jpg");
-        Put("Apple/pic.bmp", "image.bmp");
+        Put("Apple/pic.tif", "image.tif");
+        Put("Apple/pic.bmp", "bmp_palette4.bmp");
         Put("mango/sub/deep.jpg", "gray.jpg");
         File.WriteAllText(Path.Combine(root, "mango", ".hidden"), "x");
         var ds = ImageDataset.FromFolder(root);
         CollectionAssert.AreEqual(new[] { "Apple", "mango", "zebra" }, ds.Classes.ToArray(), "ordinal sort of folder names");
-        CollectionAssert.AreEqual(new[] { 2, 1, 2 }, ds.CountPerClass());
+        CollectionAssert.AreEqual(new[] { 3, 1, 2 }, ds.CountPerClass());
         Assert.HasCount(2, ds.Issues);
         StringAssert.Contains(ds.Issues.Single(i => i.Path.EndsWith("empty.jpg")).Reason, "empty file");
-        StringAssert.Contains(ds.Issues.Single(i => i.Path.EndsWith("pic.bmp")).Reason, "unsupported format");
+        StringAssert.Contains(ds.Issues.Single(i => i.Path.EndsWith("pic.tif")).Reason, "unsupported format (TIFF");
     }
 
     [TestMethod]
@@ -185,6 +186,7 @@ public sealed class DatasetTests
 
         int bad = DatasetCommand.Run(Path.Combine(root, "val", "a"), null, new StringWriter(), error = new StringWriter());
         Assert.AreEqual(1, bad);
+        StringAssert.StartsWith(error.ToString(), "error: ", "one line, as every verb ends a failure");
         StringAssert.Contains(error.ToString(), Path.Combine(root, "val", "a"));
     }
 }

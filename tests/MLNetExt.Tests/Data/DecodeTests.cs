@@ -57,6 +57,70 @@ public sealed class DecodeTests
         Assert.IsEmpty(report, string.Join("\n", report));
     }
 
+    /// <summary>BMP as PIL reads it (make_data_fixtures.py: bmp): PIL's own 1-, 8- (gray, palette) and 24-bit files
+    /// (an odd width too), 32-bit top-down, 16-bit 5-5-5 and 5-6-5 bitfields, version 4 and 5 headers with alpha masks
+    /// (RGBA and BGRA order), a 4-bit palette, the OS/2 header, a palette shorter than its indices, RLE8 and RLE4 —
+    /// byte for byte.</summary>
+    [TestMethod]
+    public void GeneratedBmpVariantsMatchPil()
+    {
+        using var expected = SafeTensors.Load(Fixtures.Path("data/expected_decode_bmp.safetensors"));
+        Assert.AreEqual(15, expected.Count);
+        var report = new List<string>();
+        foreach (var (name, tensor) in expected)
+        {
+            var bytes = File.ReadAllBytes(DataFixtures.Image(name));
+            Assert.AreEqual(ImageFormat.Bmp, ImageDecoder.ReadInfo(bytes).Format, name);
+            var (max, n) = DataFixtures.Compare(tensor, ImageDecoder.Decode(bytes), name);
+            if (max > 0) report.Add($"{name}: {n} bytes differ, max {max}");
+        }
+        Assert.IsEmpty(report, string.Join("\n", report));
+    }
+
+    /// <summary>What PIL 9.4 gets wrong or refuses in RLE, decoded as the format specifies: a delta move (PIL reads
+    /// four bytes for it), an end of bitmap before the last row (the pixels no code reached are index 0), and an
+    /// absolute RLE4 run of odd length (three nibbles in two bytes, padded to a word).</summary>
+    [TestMethod]
+    public void BmpRle_DeltaEarlyEndAndOddRuns_FollowTheFormat()
+    {
+        byte[] palette = Enumerable.Range(0, 16).SelectMany(i => new byte[] { (byte)(i * 10), (byte)(i * 10 + 1), (byte)(i * 10 + 2), 0 }).ToArray();
+        // 5x3 RLE8, bottom-up: row 0 (bottom) = 1 1 1 then delta (+1, +1) to x=4 of row 1, one 7; end of bitmap.
+        byte[] rle8 = [3, 1, 0, 2, 1, 1, 1, 7, 0, 1];
+        var img = ImageDecoder.Decode(Bmp(5, 3, 8, 1, palette, rle8));
+        int[] Index(RgbImage im) => Enumerable.Range(0, im.Width * im.Height).Select(i => im.Pixels[3 * i + 2] / 10).ToArray();
+        CollectionAssert.AreEqual(new[] { 0, 0, 0, 0, 0, /**/ 0, 0, 0, 0, 7, /**/ 1, 1, 1, 0, 0 }, Index(img));
+        // 4x1 RLE4: an absolute run of 3 nibbles (2 bytes, already word-aligned), then an encoded run 5,5... cut to the width
+        byte[] rle4 = [0, 3, 0x23, 0x40, 4, 0x55, 0, 1];
+        CollectionAssert.AreEqual(new[] { 2, 3, 4, 5 }, Index(ImageDecoder.Decode(Bmp(4, 1, 4, 2, palette, rle4))));
+        // the data ends before the end-of-bitmap code: a truncated file, not a silently short image
+        var e = Assert.Throws<ImageDecodeException>(() => ImageDecoder.Decode(Bmp(5, 3, 8, 1, palette, rle8[..^2])));
+        StringAssert.Contains(e.Message, "truncated BMP (the RLE data ends before its end-of-bitmap code)");
+    }
+
+    /// <summary>A bitmap written field by field: a 40-byte info header, the palette, then the pixel data.</summary>
+    static byte[] Bmp(int width, int height, int bits, int compression, byte[] palette, byte[] pixels)
+    {
+        var b = new List<byte>();
+        void U16(int v) => b.AddRange(BitConverter.GetBytes((ushort)v));
+        void U32(int v) => b.AddRange(BitConverter.GetBytes(v));
+        int offset = 14 + 40 + palette.Length;
+        b.AddRange("BM"u8.ToArray()); U32(offset + pixels.Length); U32(0); U32(offset);
+        U32(40); U32(width); U32(height); U16(1); U16(bits); U32(compression); U32(pixels.Length); U32(0); U32(0); U32(palette.Length / 4); U32(0);
+        b.AddRange(palette);
+        b.AddRange(pixels);
+        return b.ToArray();
+    }
+
+    /// <summary>"BM" alone does not make a bitmap: a text file starting so stays unrecognised, with the reason.</summary>
+    [TestMethod]
+    public void TextStartingWithBM_IsNotTakenForABitmap()
+    {
+        var text = "BMW service record, 2026 and more text"u8.ToArray();
+        Assert.AreEqual(ImageFormat.Unknown, ImageDecoder.Sniff(text));
+        StringAssert.Contains(ImageDecoder.UnsupportedReason(text), "starts like a BMP but its info header size is");
+        StringAssert.Contains(ImageDecoder.UnsupportedReason("BM12"u8), "truncated BMP (4 bytes");
+    }
+
     [TestMethod]
     [DataRow("truncated.jpg", "truncated JPEG")]
     [DataRow("truncated.png", "PNG")]
@@ -66,7 +130,11 @@ public sealed class DecodeTests
     [DataRow("random.bin", "unsupported format")]
     [DataRow("random_header.jpg", "JPEG")]
     [DataRow("empty.jpg", "empty file")]
-    [DataRow("image.bmp", "unsupported format (BMP")]
+    [DataRow("image.tif", "unsupported format (TIFF")]
+    [DataRow("truncated.bmp", "truncated BMP (64x48 at 24 bits needs 9,216 bytes of pixels")]
+    [DataRow("jpeg_in.bmp", "embedded JPEG stream")]
+    [DataRow("depth2.bmp", "unsupported BMP pixel depth (2 bits")]
+    [DataRow("bomb_rle.bmp", "BMP declares 60000x60000 = 3,600,000,000 pixels")]
     public void UndecodableFilesGiveAReasonNotACrash(string name, string reasonPart)
     {
         var img = ImageDecoder.TryDecodeFile(DataFixtures.Image(name), out var reason);
@@ -116,7 +184,8 @@ public sealed class DecodeTests
     {
         Assert.AreEqual(ImageFormat.Gif, ImageDecoder.Sniff(File.ReadAllBytes(DataFixtures.Image("still.gif"))));
         Assert.AreEqual(ImageFormat.WebP, ImageDecoder.Sniff(File.ReadAllBytes(DataFixtures.Image("lossy.webp"))));
-        Assert.AreEqual(ImageFormat.Unknown, ImageDecoder.Sniff(File.ReadAllBytes(DataFixtures.Image("image.bmp"))));
+        Assert.AreEqual(ImageFormat.Bmp, ImageDecoder.Sniff(File.ReadAllBytes(DataFixtures.Image("bmp_rgb24.bmp"))));
+        Assert.AreEqual(ImageFormat.Unknown, ImageDecoder.Sniff(File.ReadAllBytes(DataFixtures.Image("image.tif"))));
         // a GIF under a .jpg name still decodes as GIF
         var tmp = Path.Combine(Path.GetTempPath(), $"mlnx-{Guid.NewGuid():N}.jpg");
         File.Copy(DataFixtures.Image("still.gif"), tmp);
