@@ -6,8 +6,9 @@ using MLNetExt.Imaging;
 namespace MLNetExt.Cli;
 
 /// <summary>`mlnetext dataset --data DIR [--val DIR]`: classes in label order with image counts per split, the image
-/// size range, and every unreadable file with its reason. Every image is fully decoded (at reduced JPEG scale) so
-/// truncated files are found too.</summary>
+/// size range, the photos stored rotated (an EXIF orientation: upright in training, as stored in plain ML.NET), and
+/// every unreadable file with its reason. Every image is fully decoded (at reduced JPEG scale) so truncated files are
+/// found too.</summary>
 internal static class DatasetCommand
 {
     public static Command Create()
@@ -18,7 +19,7 @@ internal static class DatasetCommand
             Required = true,
         };
         var val = new Option<string?>("--val") { Description = "A validation folder with the same class sub-folders" };
-        var cmd = new Command("dataset", "Inspect an image dataset: classes, counts per split, image sizes and unreadable files.") { data, val };
+        var cmd = new Command("dataset", "Inspect an image dataset: classes, counts per split, image sizes, photos stored rotated and unreadable files.") { data, val };
         cmd.SetAction(r => Run(r.GetValue(data)!, r.GetValue(val), Console.Out, Console.Error));
         return cmd;
     }
@@ -51,6 +52,7 @@ internal static class DatasetCommand
         // Decode everything once: sizes and unreadable files.
         var unreadable = new ConcurrentBag<DatasetIssue>();
         var sizes = new ConcurrentBag<(int W, int H)>();
+        var rotated = new ConcurrentBag<string>();
         var readable = parts.Select(p => new int[p.Set.Classes.Count]).ToArray();
         for (int pi = 0; pi < parts.Count; pi++)
         {
@@ -63,6 +65,7 @@ internal static class DatasetCommand
                     var info = ImageDecoder.ReadInfo(bytes);
                     ImageDecoder.Decode(bytes, 1, 1); // smallest DCT scale: still reads every scan, so truncation shows
                     sizes.Add((info.Width, info.Height));
+                    if (info.Orientation != 1) rotated.Add(item.Source);
                     Interlocked.Increment(ref counts[item.Label]);
                 }
                 catch (Exception e) when (ImageDecodeException.IsImageProblem(e))
@@ -87,6 +90,15 @@ internal static class DatasetCommand
             var largest = s.MaxBy(x => (long)x.W * x.H);
             output.WriteLine($"Image sizes: width {s.Min(x => x.W)}..{s.Max(x => x.W)}, height {s.Min(x => x.H)}..{s.Max(x => x.H)} " +
                              $"(smallest {smallest.W}x{smallest.H}, largest {largest.W}x{largest.H})");
+        }
+
+        if (!rotated.IsEmpty)
+        {
+            var shown = rotated.Order(StringComparer.Ordinal).Take(3).ToList();
+            output.WriteLine($"Stored rotated: {rotated.Count} {(rotated.Count == 1 ? "image carries" : "images carry")} an EXIF orientation " +
+                             $"({string.Join(", ", shown)}{(rotated.Count > shown.Count ? ", ..." : "")}). Training and MLNetExt's scoring " +
+                             "turn them upright; ML.NET's LoadImages (a model.zip's ImagePath input) reads them as stored, sideways " +
+                             "or mirrored: serve such photos through MLNetExt (predict, OnnxImageScorer) or save them upright.");
         }
 
         var issues = parts.SelectMany(p => p.Set.Issues).Concat(unreadable).DistinctBy(i => (i.Path, i.Line))

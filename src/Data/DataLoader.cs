@@ -55,6 +55,7 @@ internal sealed class DataLoader
     public ImagePipeline Pipeline { get; }
     public LoaderOptions Options { get; }
     readonly Dictionary<string, DatasetIssue> skipped = new();
+    readonly HashSet<string> rotated = new(StringComparer.Ordinal);
 
     public DataLoader(ImageDataset dataset, ImagePipeline pipeline, LoaderOptions? options = null)
     {
@@ -94,6 +95,13 @@ internal sealed class DataLoader
         get { lock (skipped) return skipped.Values.OrderBy(s => s.Path, StringComparer.Ordinal).ToList(); }
     }
 
+    /// <summary>Files read so far that are stored rotated (an EXIF orientation, applied by the decode), in path order:
+    /// ML.NET's own LoadImages reads such files as stored, so the trainer names them.</summary>
+    public IReadOnlyList<string> Rotated
+    {
+        get { lock (rotated) return rotated.Order(StringComparer.Ordinal).ToList(); }
+    }
+
     /// <summary>The sample order of an epoch (this rank's part of it when sharded).</summary>
     public int[] Order(int epoch)
     {
@@ -127,14 +135,17 @@ internal sealed class DataLoader
         string name = item.Source;
         try
         {
+            int orientation = 1;
             if (Options.Cache != null)
             {
                 var e = Options.Cache.Get(item);
                 if (e.Image == null) throw new ImageDecodeException(e.Error!);
                 Pipeline.Process(e.Image, rng, dst, e.FullWidth, e.FullHeight);
+                orientation = e.Orientation;
             }
             else if (item.Image != null) Pipeline.Process(item.Image, rng, dst);
-            else Pipeline.Process(item.ReadBytes(), rng, dst);
+            else orientation = Pipeline.Process(item.ReadBytes(), rng, dst);
+            if (orientation != 1) lock (rotated) rotated.Add(name);
             return true;
         }
         catch (Exception ex) when (ImageDecodeException.IsImageProblem(ex))

@@ -14,7 +14,7 @@ internal sealed class DecodedImageCache(int shorterSide, long maxBytes = 2L << 3
     long bytes;
     readonly ConcurrentDictionary<ImageItem, Entry> entries = new(ReferenceEqualityComparer.Instance);
 
-    public sealed record Entry(RgbImage? Image, int FullWidth, int FullHeight, string? Error);
+    public sealed record Entry(RgbImage? Image, int FullWidth, int FullHeight, string? Error, int Orientation = 1);
 
     public long Bytes => Interlocked.Read(ref bytes);
     public int Count => entries.Count;
@@ -34,19 +34,19 @@ internal sealed class DecodedImageCache(int shorterSide, long maxBytes = 2L << 3
         try
         {
             RgbImage full;
-            int fw, fh;
+            int fw, fh, orientation = 1;
             if (item.Image != null) { full = item.Image; fw = full.Width; fh = full.Height; }
             else
             {
                 var data = item.ReadBytes();
                 var info = ImageDecoder.ReadInfo(data);
-                (fw, fh) = (info.Width, info.Height);
+                (fw, fh, orientation) = (info.Width, info.Height, info.Orientation);
                 var (tw, th) = Target(fw, fh);
                 full = ImageDecoder.Decode(data, tw, th);
             }
             var (w, h) = Target(fw, fh);
             var img = full.Width == w && full.Height == h ? full : Resampler.Resize(full, w, h, interpolation);
-            return new Entry(img, fw, fh, null);
+            return new Entry(img, fw, fh, null, orientation);
         }
         catch (Exception ex) when (ImageDecodeException.IsImageProblem(ex))
         {

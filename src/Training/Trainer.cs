@@ -279,7 +279,8 @@ internal sealed class Trainer : IDisposable
     }
 
     /// <summary>After the first epoch this session runs (every image has been read once by then): the images that could not
-    /// be decoded, so that a validation score over fewer images than the set holds does not go unexplained.</summary>
+    /// be decoded, so that a validation score over fewer images than the set holds does not go unexplained, and those
+    /// stored rotated, which plain ML.NET serving reads differently.</summary>
     void ReportSkippedImages()
     {
         _skipsReported = true;
@@ -287,6 +288,11 @@ internal sealed class Trainer : IDisposable
             Info($"{train.Count} training image(s) could not be decoded and are skipped, e.g. {train[0]}.");
         if (_valLoader?.Skipped is { Count: > 0 } val)
             Info($"{val.Count} validation image(s) could not be decoded and are not scored, e.g. {val[0]}.");
+        var rotated = _trainLoader.Rotated.Concat(_valLoader?.Rotated ?? []).Distinct(StringComparer.Ordinal).ToList();
+        if (rotated.Count > 0)
+            Info($"{rotated.Count} image(s) are stored rotated (an EXIF orientation), e.g. {rotated[0]}: trained and scored upright here, " +
+                 "but ML.NET's LoadImages (the model.zip's ImagePath input) reads such files as stored, sideways or mirrored; " +
+                 "serve them through MLNetExt (predict, OnnxImageScorer) or save them upright (`mlnetext dataset` lists them).");
     }
 
     /// <summary>Early-stopping bookkeeping: whether <paramref name="value"/> of the monitored metric is a new best.</summary>

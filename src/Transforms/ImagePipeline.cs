@@ -131,8 +131,9 @@ internal sealed class ImagePipeline
         }
     }
 
-    /// <summary>Decodes and processes encoded bytes into <paramref name="dst"/> (3·H·W floats).</summary>
-    public void Process(ReadOnlySpan<byte> encoded, Rng rng, Span<float> dst)
+    /// <summary>Decodes and processes encoded bytes into <paramref name="dst"/> (3·H·W floats); returns the EXIF
+    /// orientation the file was stored with (1 = upright), which the decode applied.</summary>
+    public int Process(ReadOnlySpan<byte> encoded, Rng rng, Span<float> dst)
     {
         var info = ImageDecoder.ReadInfo(encoded);
         var plan = Plan(info.Width, info.Height, rng);
@@ -140,6 +141,7 @@ internal sealed class ImagePipeline
         var img = DctScaling ? ImageDecoder.Decode(encoded, plan.MinWidth, plan.MinHeight, true, scratch: true)
                              : ImageDecoder.Decode(encoded, 0, 0, true, scratch: true);
         Finish(img, info.Width, info.Height, plan, rng, dst);
+        return info.Orientation;
     }
 
     /// <summary>Processes a decoded image; <paramref name="fullWidth"/>/<paramref name="fullHeight"/> give the size of

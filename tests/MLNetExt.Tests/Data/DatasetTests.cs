@@ -171,6 +171,8 @@ public sealed class DatasetTests
         Put("train/a/3.jpg", "random.bin");
         Put("val/a/1.webp", "lossy.webp");
         Put("val/b/1.jpg", "odd.jpg");
+        Put("val/b/2.jpg", "exif6.jpg");
+        Put("val/b/3.bmp", "bmp_palette4.bmp");
         var output = new StringWriter();
         var error = new StringWriter();
         int code = DatasetCommand.Run(root, null, output, error);
@@ -178,8 +180,10 @@ public sealed class DatasetTests
         Assert.AreEqual(0, code, error.ToString() + text);
         var lines = text.Split('\n').Select(l => l.TrimEnd()).ToList();
         Assert.IsTrue(lines.Any(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries).SequenceEqual(["0", "a", "2", "1"])), text);
-        Assert.IsTrue(lines.Any(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries).SequenceEqual(["1", "b", "1", "1"])), text);
-        StringAssert.Contains(text, "width 37..64, height 23..48");
+        Assert.IsTrue(lines.Any(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries).SequenceEqual(["1", "b", "1", "3"])), text);
+        StringAssert.Contains(text, "width 37..64, height 23..64", "sizes upright: the EXIF-rotated photo is 48x64");
+        StringAssert.Contains(text, $"Stored rotated: 1 image carries an EXIF orientation ({Path.Combine(root, "val", "b", "2.jpg")})");
+        StringAssert.Contains(text, "ML.NET's LoadImages (a model.zip's ImagePath input) reads them as stored");
         StringAssert.Contains(text, "Unreadable files: 2");
         StringAssert.Contains(text, "2.jpg: truncated JPEG");
         StringAssert.Contains(text, "3.jpg: unsupported format");

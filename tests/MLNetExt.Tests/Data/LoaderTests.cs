@@ -96,10 +96,14 @@ public sealed class LoaderTests
     {
         var ds = Mixed();
         var opts = new LoaderOptions { BatchSize = 6, Seed = 3, Workers = 2, Shuffle = false, DropLast = true };
-        var plain = Epoch(new DataLoader(ds, TrainPipeline(true), opts), 0);
+        var plainLoader = new DataLoader(ds, TrainPipeline(true), opts);
+        var plain = Epoch(plainLoader, 0);
         var cache = new DecodedImageCache(shorterSide: 1000);
         var cachedLoader = new DataLoader(ds, TrainPipeline(true), opts with { Cache = cache });
         AssertSame(plain, Epoch(cachedLoader, 0), "cached epoch 0");
+        // the photos stored rotated (EXIF orientation 6), which the trainer names, are seen through the cache too
+        CollectionAssert.AreEqual(new[] { "16:exif6.jpg", "5:exif6.jpg" }, plainLoader.Rotated.ToArray());
+        CollectionAssert.AreEqual(new[] { "16:exif6.jpg", "5:exif6.jpg" }, cachedLoader.Rotated.ToArray());
         Assert.AreEqual(24, cache.Count, "22 decoded images and the 2 failures are remembered");
         Assert.AreEqual(24 / 6, plain.Count, "drop last keeps only full-index batches");
         // a small cache side reduces images but keeps geometry planned on the original size

@@ -122,6 +122,50 @@ public sealed class MLNetModelFileTests
         Assert.AreEqual(ExportedClassifier.Labels[Array.IndexOf(row.Score, row.Score.Max())], row.PredictedLabel);
     }
 
+    /// <summary>What README's "Serving in ML.NET" says of the standard chain's decoding, pinned on ML.NET 6.0's own
+    /// LoadImages (the model.zip's first transform): a photo stored rotated (EXIF orientation 6) is read as stored — not
+    /// upright as training and MLNetExt's scorers read it (which `dataset` warns of) — and transparent pixels are
+    /// premultiplied (a fully transparent pixel reads black), where PIL and MLNetExt keep the stored colour. Opaque
+    /// images of every format decode identically (JPEG, PNG, WebP, GIF and BMP fixtures).</summary>
+    [TestMethod]
+    public void MLNetLoadImages_ReadsRotatedPhotosAsStored_AndPremultipliesAlpha()
+    {
+        var ml = new MLContext(seed: 1);
+        // what LoadImages gives for one file, read while its cursor still holds the image
+        (int Width, int Height, byte[] Rgb) Load(string fixture)
+        {
+            var path = MLNetExt.Tests.Data.DataFixtures.Image(fixture);
+            var rows = Rows(ml, Path.GetFileName(path));
+            var view = ml.Transforms.LoadImages("Image", Path.GetDirectoryName(path)!, "ImagePath").Fit(rows).Transform(rows);
+            using var cursor = view.GetRowCursor([view.Schema["Image"]]);
+            var get = cursor.GetGetter<MLImage>(view.Schema["Image"]);
+            Assert.IsTrue(cursor.MoveNext());
+            MLImage image = null!;
+            get(ref image);
+            Assert.AreEqual(MLPixelFormat.Bgra32, image.PixelFormat);
+            var px = image.Pixels;
+            var rgb = new byte[image.Width * image.Height * 3];
+            for (int i = 0; i < image.Width * image.Height; i++)
+                for (int c = 0; c < 3; c++) rgb[3 * i + c] = px[4 * i + 2 - c];
+            return (image.Width, image.Height, rgb);
+        }
+        static int MaxDiff(byte[] theirs, RgbImage ours) => theirs.Zip(ours.Pixels, (a, b) => Math.Abs(a - b)).Max();
+
+        var exif6 = File.ReadAllBytes(MLNetExt.Tests.Data.DataFixtures.Image("exif6.jpg"));
+        var stored = Load("exif6.jpg");
+        Assert.AreEqual((64, 48), (stored.Width, stored.Height), "ML.NET: as stored");
+        var upright = ImageDecoder.Decode(exif6);
+        Assert.AreEqual((48, 64), (upright.Width, upright.Height), "MLNetExt: upright");
+        Assert.AreEqual(0, MaxDiff(stored.Rgb, ImageDecoder.Decode(exif6, applyExif: false)), "the same pixels, not turned");
+
+        var alpha = Load("rgba.png").Rgb;
+        Assert.IsGreaterThan(200, MaxDiff(alpha, ImageDecoder.DecodeFile(MLNetExt.Tests.Data.DataFixtures.Image("rgba.png"))), "premultiplied against the stored colour");
+        CollectionAssert.AreEqual(new byte[3], alpha[..3], "the first pixel has alpha 0: black in ML.NET");
+
+        foreach (var opaque in new[] { "rgb.jpg", "progressive.jpg", "rgb.png", "palette.png", "lossless.webp", "still.gif", "bmp_rgb24.bmp", "bmp_palette8.bmp" })
+            Assert.AreEqual(0, MaxDiff(Load(opaque).Rgb, ImageDecoder.DecodeFile(MLNetExt.Tests.Data.DataFixtures.Image(opaque))), opaque);
+    }
+
     /// <summary>ML.NET's Score equals ONNX Runtime's Score on the pixels ML.NET extracted (the scorer is softmax of the
     /// logits), and on an image already at the input size (no resampling anywhere) it equals MLNetExt's own evaluation:
     /// the crop the graph takes is the training pipeline's.</summary>
