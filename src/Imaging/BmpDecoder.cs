@@ -97,6 +97,8 @@ internal static class BmpDecoder
         var h = ReadHeader(d);
         if (h.PixelOffset >= d.Length) throw Truncated($"the pixels start at byte {h.PixelOffset:N0}, the file has {d.Length:N0}");
         var pixels = d[(int)h.PixelOffset..];
+        // uncompressed rows must all be there before memory is taken (with the pixel budget off, a width can be huge)
+        if (h.Compression is RgbCompression or BitFields) RequireRows(pixels, h);
         var rgb = new byte[checked(h.Width * h.Height * 3)];
         if (h.Bits <= 8)
         {
@@ -130,22 +132,22 @@ internal static class BmpDecoder
         return p;
     }
 
-    static int Stride(Header h) => (int)(((long)h.Width * h.Bits + 31) / 32 * 4);
+    /// <summary>Bytes a stored row takes (rows are padded to 4 bytes); a long: a hostile width overflows an int.</summary>
+    static long Stride(Header h) => ((long)h.Width * h.Bits + 31) / 32 * 4;
 
     /// <summary>The output row of the i-th stored row (bottom-up unless the height was negative).</summary>
     static int OutRow(Header h, int stored) => h.TopDown ? stored : h.Height - 1 - stored;
 
     static void RequireRows(ReadOnlySpan<byte> pixels, Header h)
     {
-        long need = (long)Stride(h) * h.Height;
+        long need = Stride(h) * h.Height;
         if (pixels.Length < need)
             throw Truncated($"{h.Width}x{h.Height} at {h.Bits} bits needs {need:N0} bytes of pixels, {pixels.Length:N0} are there");
     }
 
     static void PaletteRows(ReadOnlySpan<byte> pixels, Header h, byte[] palette, byte[] rgb)
     {
-        RequireRows(pixels, h);
-        int stride = Stride(h), perByte = 8 / h.Bits, mask = (1 << h.Bits) - 1;
+        int stride = (int)Stride(h), perByte = 8 / h.Bits, mask = (1 << h.Bits) - 1;
         for (int r = 0; r < h.Height; r++)
         {
             var row = pixels.Slice(r * stride, stride);
@@ -186,8 +188,7 @@ internal static class BmpDecoder
 
     static void DirectRows(ReadOnlySpan<byte> pixels, Header h, uint[] masks, byte[] rgb)
     {
-        RequireRows(pixels, h);
-        int stride = Stride(h), bytes = h.Bits / 8;
+        int stride = (int)Stride(h), bytes = h.Bits / 8;
         Span<int> shift = stackalloc int[3];
         Span<long> max = stackalloc long[3];
         for (int c = 0; c < 3; c++)

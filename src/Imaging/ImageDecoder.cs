@@ -5,8 +5,9 @@ using static MLNetExt.Imaging.NativeImaging;
 namespace MLNetExt.Imaging;
 
 /// <summary>Decodes JPEG (TurboJPEG, with decode-time DCT scaling), PNG (libpng), WebP (libwebp), GIF (giflib, first
-/// frame) and BMP (<see cref="BmpDecoder"/>) into upright RGB: grayscale is replicated, alpha is dropped (as PIL's <c>convert("RGB")</c> does), CMYK is
-/// converted, and the EXIF orientation is applied. Failures throw <see cref="ImageDecodeException"/> with the reason.</summary>
+/// frame) and BMP (<see cref="BmpDecoder"/>) into upright RGB: grayscale is replicated, alpha is dropped (as PIL's
+/// <c>convert("RGB")</c> does), CMYK is converted, and the EXIF orientation is applied. Failures throw
+/// <see cref="ImageDecodeException"/> with the reason.</summary>
 public static unsafe class ImageDecoder
 {
     /// <summary>Recognises the format from the leading bytes.</summary>
@@ -22,7 +23,7 @@ public static unsafe class ImageDecoder
 
     /// <summary>How many leading bytes <see cref="Sniff"/> and <see cref="UnsupportedReason"/> need to tell every
     /// format (a BMP's info-header size is at bytes 14–17).</summary>
-    public const int HeadBytes = 32;
+    internal const int HeadBytes = 32;
 
     /// <summary>The formats read, for messages.</summary>
     internal const string Supported = "JPEG, PNG, WebP, GIF or BMP";

@@ -87,6 +87,13 @@ public sealed class HostileInputTests
             StringAssert.Contains(Assert.ThrowsExactly<ImageDecodeException>(() => ImageDecoder.Decode(real)).Message, "more than the 10 an image may decode to");
             ImageDecoder.MaxImagePixels = 0; // no limit
             Assert.IsNotNull(ImageDecoder.Decode(real));
+            // without the budget a BMP's rows are still checked against its data before memory is taken: a row of
+            // 2^29 + 1 pixels (over 2 GB, past an int) is a truncated file, not a 1.6 GB allocation or an overflow
+            var wide = File.ReadAllBytes(DataFixtures.Image("bmp_topdown32.bmp"));
+            BitConverter.TryWriteBytes(wide.AsSpan(18), (1 << 29) + 1);
+            BitConverter.TryWriteBytes(wide.AsSpan(22), -1);
+            StringAssert.Contains(Assert.ThrowsExactly<ImageDecodeException>(() => ImageDecoder.Decode(wide)).Message,
+                "truncated BMP (536870913x1 at 32 bits needs 2,147,483,652 bytes of pixels");
         }
         finally { ImageDecoder.MaxImagePixels = saved; }
     }
