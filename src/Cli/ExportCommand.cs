@@ -111,14 +111,14 @@ internal static class ExportCommand
             if (ModelDescriptor.TryRead(weights.FullName) is { } trained)
                 throw new ArgumentException($"--weights '{weights.FullName}' is a model written by `mlnetext train` ({trained.Describe()}): export it with " +
                                             $"--model {weights.FullName} (without --variant or --config), which keeps its classes and input framing.");
-            var (loaded, load) = Backbones.Load(choice.VariantOrFamily, weights.FullName, choice.NumClasses, choice.CustomKwargs);
+            var (loaded, load) = Backbones.Load(choice.VariantOrFamily, weights.FullName, choice.NumClasses, choice.CustomKwargs, choice.SizeKwargs(imageSize));
             if (load.SkippedHeadKeys.Count > 0)
                 log.WriteLine($"note: classifier re-initialised ({string.Join(", ", load.SkippedHeadKeys)}): the weights have another class count");
             m = loaded;
         }
         else
         {
-            m = choice.Create();
+            m = choice.Create(choice.SizeKwargs(imageSize));
             log.WriteLine("note: no --weights given: exporting initialised (untrained) weights");
         }
         using (m)

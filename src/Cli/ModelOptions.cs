@@ -24,9 +24,19 @@ internal sealed class ModelOptions
     /// <summary>What the options name: a variant, or a family with custom keyword arguments.</summary>
     public sealed record Choice(string VariantOrFamily, JsonObject? CustomKwargs, int? NumClasses)
     {
-        public Backbone Create() => CustomKwargs is null
-            ? Backbones.Create(VariantOrFamily, NumClasses)
-            : Backbones.CreateCustom(VariantOrFamily, CustomKwargs, NumClasses);
+        /// <summary>Builds it, with <paramref name="overrides"/> merged over its keyword arguments.</summary>
+        public Backbone Create(JsonObject? overrides = null)
+        {
+            if (CustomKwargs is null) return Backbones.Create(VariantOrFamily, NumClasses, overrides);
+            var kwargs = (JsonObject)CustomKwargs.DeepClone();
+            foreach (var (key, value) in overrides ?? []) kwargs[key] = value?.DeepClone();
+            return Backbones.CreateCustom(VariantOrFamily, kwargs, NumClasses);
+        }
+
+        /// <summary>What it needs to take inputs of <paramref name="size"/> (TransNeXt: <c>img_size</c>); null when
+        /// no size is given or it takes that size as built.</summary>
+        public JsonObject? SizeKwargs((int Height, int Width)? size) =>
+            size is var (h, w) ? Backbones.InputSizeKwargs(VariantOrFamily, CustomKwargs, h, w) : null;
     }
 
     /// <summary>Validates the combination; the error names the options and what is known.</summary>

@@ -1,3 +1,4 @@
+using System.Text.Json.Nodes;
 using Microsoft.ML;
 using Microsoft.ML.Runtime;
 using MLNetExt.Export;
@@ -69,7 +70,9 @@ public sealed class BackboneFeaturizer : IEstimator<ITransformer>
     static Backbone Open(string model, string? weightsPath, ref int? imageSize, out double? cropPct)
     {
         cropPct = null;
-        if (weightsPath is null) return Backbones.Create(model);
+        // an official variant at another size: built for it (TransNeXt), as training builds it
+        JsonObject? Sized(int? size) => size is int s ? Backbones.InputSizeKwargs(model, null, s, s) : null;
+        if (weightsPath is null) return Backbones.Create(model, null, Sized(imageSize));
         if (!File.Exists(weightsPath)) throw new FileNotFoundException($"Weights file '{Path.GetFullPath(weightsPath)}' does not exist.", weightsPath);
         if (SafeTensors.IsSafeTensorsFile(weightsPath) && SafeTensors.ReadMetadata(weightsPath).ContainsKey(Training.ModelDescriptor.MetadataKey))
         {
@@ -84,7 +87,7 @@ public sealed class BackboneFeaturizer : IEstimator<ITransformer>
             cropPct = d.CropPct;
             return trained.Backbone;
         }
-        return Backbones.Load(model, weightsPath).Model;
+        return Backbones.Load(model, weightsPath, overrides: Sized(imageSize)).Model;
     }
 
     /// <summary>Builds the standard chain for the kind of image column <paramref name="input"/> has (path, MLImage or

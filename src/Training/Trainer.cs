@@ -190,6 +190,9 @@ internal sealed class Trainer : IDisposable
     Backbone BuildModel(int classes, bool resuming)
     {
         var overrides = new System.Text.Json.Nodes.JsonObject { ["drop_path_rate"] = TrainingPlan.DropPath(_o) };
+        // a model built for one resolution (TransNeXt) is built for the training size, its weights unchanged
+        if (_o.ImageSize is int size && Backbones.InputSizeKwargs(_o.Model, _o.CustomKwargs, size, size) is { } sized)
+            foreach (var (key, value) in sized) overrides[key] = value?.DeepClone();
         if (_o.WeightsPath is not null && !resuming)
         {
             var (model, load) = Backbones.Load(_o.Model, _o.WeightsPath, classes, _o.CustomKwargs?.DeepClone().AsObject(), overrides);
@@ -200,7 +203,7 @@ internal sealed class Trainer : IDisposable
         }
         if (_o.CustomKwargs is null) return Backbones.Create(_o.Model, classes, overrides);
         var kwargs = _o.CustomKwargs.DeepClone().AsObject();
-        kwargs["drop_path_rate"] = overrides["drop_path_rate"]!.DeepClone();
+        foreach (var (key, value) in overrides) kwargs[key] = value?.DeepClone();
         return Backbones.CreateCustom(_o.Model, kwargs, classes);
     }
 

@@ -15,10 +15,16 @@ public sealed record ModelDescriptor(string Model, JsonObject? CustomKwargs, IRe
     /// <summary>The safetensors metadata key holding the descriptor.</summary>
     public const string MetadataKey = "mlnetext.model";
 
-    /// <summary>Builds the (untrained) backbone this descriptor names, with a head of <see cref="Classes"/>.Count.</summary>
-    public Backbone CreateBackbone() => CustomKwargs is null
-        ? Backbones.Create(Model, Classes.Count)
-        : Backbones.CreateCustom(Model, (JsonObject)CustomKwargs.DeepClone(), Classes.Count);
+    /// <summary>Builds the (untrained) backbone this descriptor names, with a head of <see cref="Classes"/>.Count, for
+    /// inputs of <see cref="ImageSize"/> (as the trainer built it).</summary>
+    public Backbone CreateBackbone()
+    {
+        var sized = Backbones.InputSizeKwargs(Model, CustomKwargs, ImageSize, ImageSize);
+        if (CustomKwargs is null) return Backbones.Create(Model, Classes.Count, sized);
+        var kwargs = (JsonObject)CustomKwargs.DeepClone();
+        foreach (var (key, value) in sized ?? []) kwargs[key] = value?.DeepClone();
+        return Backbones.CreateCustom(Model, kwargs, Classes.Count);
+    }
 
     /// <summary>The descriptor as the JSON stored under <see cref="MetadataKey"/>.</summary>
     public string ToJson() => new JsonObject

@@ -53,4 +53,9 @@ public abstract class BackboneFamily
     /// <summary>Adjusts keyword arguments to fit a checkpoint before building (for example a construction resolution
     /// recorded only in the shape of a position table). Default: nothing.</summary>
     protected internal virtual void InferKwargsFromCheckpoint(JsonObject kwargs, IReadOnlyList<KeyValuePair<string, Tensor>> weights) { }
+
+    /// <summary>The keyword arguments to merge over <paramref name="kwargs"/> so that the model takes inputs of
+    /// <paramref name="height"/> x <paramref name="width"/>, or null when it takes them as built (or cannot: its own
+    /// <see cref="Backbone.CheckInputSize"/> says why). Default: null — the size is a property of the input alone.</summary>
+    protected internal virtual JsonObject? InputSizeKwargs(JsonObject kwargs, int height, int width) => null;
 }

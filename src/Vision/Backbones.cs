@@ -71,6 +71,19 @@ public static class Backbones
         return Family(row.Family).Build(new BackboneConfig(row.Name, kwargs), row);
     }
 
+    /// <summary>The keyword arguments that make a variant (or a family with <paramref name="customKwargs"/>) take square
+    /// or rectangular inputs of <paramref name="height"/> x <paramref name="width"/>, to pass as overrides to
+    /// <see cref="Create"/> or <see cref="Load"/>; null when the model takes that size as built. Only TransNeXt needs
+    /// any: it builds its position-bias and length-scale tables for one resolution (<c>img_size</c>), and the official
+    /// way to fine-tune or evaluate it at another keeps <c>pretrain_size</c> at its weights' resolution, so the
+    /// published weights load unchanged.</summary>
+    public static JsonObject? InputSizeKwargs(string variantOrFamily, JsonObject? customKwargs, int height, int width)
+    {
+        var row = customKwargs is null ? Find(variantOrFamily) : null;
+        var family = row is null ? Family(variantOrFamily) : Family(row.Family);
+        return family.InputSizeKwargs(customKwargs ?? row!.KwargsObject(), height, width);
+    }
+
     /// <summary>Builds a family's test row (<see cref="BackboneFamily.TestVariant"/>), optionally with another class count
     /// and extra keyword arguments; the model's pretrained configuration is the row's (its small input size).</summary>
     internal static Backbone CreateTest(BackboneFamily family, int? numClasses = null, JsonObject? overrides = null)

@@ -168,6 +168,17 @@ internal sealed class TransNeXtFamily : BackboneFamily
         throw new BackboneConfigException($"{kw.Context}: 'norm_layer' must be {expected}, found {raw.ToJsonString()}.");
     }
 
+    /// <summary>Another square size, a multiple of 32: <c>img_size</c> set to it and <c>pretrain_size</c> kept at the
+    /// resolution the weights were trained at (the official code's way to fine-tune and evaluate at 384, and what its
+    /// published 384 checkpoints are built with).</summary>
+    protected internal override JsonObject? InputSizeKwargs(JsonObject kwargs, int height, int width)
+    {
+        static int? Int(JsonNode? n) => n is JsonValue v && v.TryGetValue(out int i) ? i : null;
+        int img = Int(kwargs["img_size"]) ?? 224;
+        if (height != width || height == img || height < 32 || height % 32 != 0) return null;
+        return new JsonObject { ["img_size"] = height, ["pretrain_size"] = Int(kwargs["pretrain_size"]) ?? img };
+    }
+
     /// <inheritdoc/>
     protected internal override Backbone Build(BackboneConfig kwargs, BackboneVariant? variant)
     {

@@ -137,8 +137,8 @@ internal sealed class TransNeXtModel : Backbone
         if (height != img || width != img)
             throw new InputSizeException(Variant, height, width,
                 $"this model was built for {img}x{img} (img_size {img}) and takes only that size, because its position-bias, " +
-                $"padding-mask and length-scale tables are made for one resolution; build it with img_size set to the input size " +
-                $"(a multiple of 32, keeping pretrain_size {_config.EffectivePretrainSize}) to run at another resolution");
+                $"padding-mask and length-scale tables are made for one resolution; it can be built for another square size that is " +
+                $"a multiple of 32 (--image-size, ImageClassificationOptions.ImageSize, or img_size with pretrain_size {_config.EffectivePretrainSize})");
     }
 
     /// <summary>Runs the four stages; returns the normalised token maps of each stage (NCHW).</summary>

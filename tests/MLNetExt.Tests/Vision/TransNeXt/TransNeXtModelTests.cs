@@ -274,4 +274,79 @@ public sealed class TransNeXtModelTests
         Assert.AreEqual("patch_embed1.proj", pc.FirstConv);
         Assert.AreEqual("head", pc.Classifier);
     }
+
+    /// <summary>TransNeXt is built for one resolution; another square size that is a multiple of 32 is built with
+    /// img_size = size and pretrain_size kept at the weights' resolution (the official 384 fine-tuning recipe). No
+    /// other family needs keyword arguments for a size.</summary>
+    [TestMethod]
+    public void InputSizeKwargs_RebuildTransNeXtForTheSize_KeepingThePretrainSize_AndNothingElse()
+    {
+        Assert.AreEqual("""{"img_size":384,"pretrain_size":224}""", Backbones.InputSizeKwargs("transnext_micro", null, 384, 384)!.ToJsonString());
+        Assert.AreEqual("""{"img_size":384,"pretrain_size":256}""", Backbones.InputSizeKwargs("transnext_micro_aaaa", null, 384, 384)!.ToJsonString());
+        var custom = SmallKwargs(64);
+        custom["pretrain_size"] = 224;
+        Assert.AreEqual("""{"img_size":96,"pretrain_size":224}""", Backbones.InputSizeKwargs("transnext", custom, 96, 96)!.ToJsonString());
+        Assert.IsNull(Backbones.InputSizeKwargs("transnext_micro", null, 224, 224), "its own size");
+        Assert.IsNull(Backbones.InputSizeKwargs("transnext_micro", null, 100, 100), "not a multiple of 32: the model's own check says so");
+        Assert.IsNull(Backbones.InputSizeKwargs("transnext_micro", null, 256, 320), "img_size is one side");
+        foreach (var other in new[] { "transxnet_t", "smt_t", "mixformer_b0" })
+            Assert.IsNull(Backbones.InputSizeKwargs(other, null, 384, 384), other);
+        using var at224 = Backbones.Create("transnext_micro");
+        StringAssert.Contains(Assert.Throws<InputSizeException>(() => at224.CheckInputSize(100, 100)).Message,
+            "it can be built for another square size that is a multiple of 32 (--image-size, ImageClassificationOptions.ImageSize, or img_size with pretrain_size 224)");
+    }
+
+    /// <summary>Weights of the 224 build load unchanged into the 256 build (every table that depends on the size is
+    /// computed, not stored), which then runs at 256; a saved classifier's descriptor rebuilds it at its size.</summary>
+    [TestMethod]
+    public void WeightsOfOneResolution_LoadIntoTheBuildForAnother_AndTheDescriptorRebuildsIt()
+    {
+        using var scope = TensorScope.Begin();
+        var file = Path.Combine(Path.GetTempPath(), $"mlnetext-transnext-{Guid.NewGuid():N}.safetensors");
+        try
+        {
+            using (var at224 = Small()) SafeTensors.Save(file, at224.StateDict());
+            var sized = Backbones.InputSizeKwargs("transnext", SmallKwargs(), 256, 256);
+            var (at256, load) = Backbones.Load("transnext", file, null, SmallKwargs(), sized);
+            using (at256)
+            {
+                Assert.IsEmpty(load.SkippedHeadKeys);
+                at256.Eval();
+                using var logits = at256.Forward(Tensor.Randn([1, 3, 256, 256]));
+                CollectionAssert.AreEqual(new long[] { 1, 10 }, logits.Shape);
+            }
+        }
+        finally { File.Delete(file); }
+        var descriptor = new MLNetExt.Training.ModelDescriptor("transnext", SmallKwargs(), ["a", "b"], 256, [0.5, 0.5, 0.5], [0.5, 0.5, 0.5], 0.875, "bicubic");
+        using (var rebuilt = descriptor.CreateBackbone()) rebuilt.CheckInputSize(256, 256);
+        using (var variant = (descriptor with { Model = "transnext_micro", CustomKwargs = null, ImageSize = 288 }).CreateBackbone())
+        {
+            variant.CheckInputSize(288, 288);
+            Assert.AreEqual("transnext_micro", variant.Variant);
+        }
+    }
+
+    /// <summary>Training a TransNeXt at another size than it was built for builds it for that size: the run, the saved
+    /// model and its reload all take that size (before, the first step failed on the size check).</summary>
+    [TestMethod]
+    public void Training_AtAnotherSize_BuildsForIt_AndTheSavedModelReloadsAtIt()
+    {
+        using var scope = TensorScope.Begin();
+        var data = MLNetExt.Tests.Training.TrainerTests.ColorData(4, 21);
+        var options = new MLNetExt.Training.ImageClassificationOptions
+        {
+            Model = "transnext", CustomKwargs = SmallKwargs(), ImageSize = 64, Epochs = 1, BatchSize = 6, ValidationFraction = 0, Workers = 1, Seed = 3,
+        };
+        using var model = new MLNetExt.MLNet.ImageClassificationEstimator(options).Fit(data);
+        Assert.AreEqual(64, model.Descriptor.ImageSize);
+        var file = Path.Combine(Path.GetTempPath(), $"mlnetext-transnext-{Guid.NewGuid():N}.safetensors");
+        try
+        {
+            model.Save(file);
+            using var loaded = MLNetExt.Inference.ImageClassificationModel.Load(file);
+            var image = data.Items[0].Image!;
+            Assert.AreEqual(model.Predict(image, topK: 2).Score, loaded.Predict(image, topK: 2).Score);
+        }
+        finally { File.Delete(file); }
+    }
 }
