@@ -32,7 +32,7 @@ internal static class PredictCommand
         foreach (var input in inputs)
         {
             if (Directory.Exists(input))
-                files.AddRange(ImageDataset.FindImages(input));
+                files.AddRange(ImageDataset.FindImages(input, namedLikeImages: true)); // an unreadable photo gets its line and reason
             else if (File.Exists(input)) files.Add(input);
             else throw new FileNotFoundException($"'{input}' is neither an image file nor a folder.");
         }

@@ -125,12 +125,15 @@ public sealed class ImageDataset
     }
 
     /// <summary>The image files (JPEG, PNG, WebP, GIF, BMP, judged by their first bytes) under <paramref name="folder"/> and
-    /// its sub-folders, in ordinal path order; hidden names (".x") are left out and directory links are not followed.</summary>
+    /// its sub-folders, in ordinal path order; hidden names (".x") are left out and directory links are not followed.
+    /// With <paramref name="namedLikeImages"/>, also the files whose name says image (.jpg, .png, .tif, .heic, ...) but
+    /// whose bytes are not a readable one — an empty download, a web page saved as .jpg — for a caller that reports
+    /// each file's outcome, so that they are not silently missing.</summary>
     /// <exception cref="DatasetException">The folder does not exist.</exception>
-    public static IReadOnlyList<string> FindImages(string folder)
+    public static IReadOnlyList<string> FindImages(string folder, bool namedLikeImages = false)
     {
         if (!Directory.Exists(folder)) throw new DatasetException($"Image folder '{folder}' does not exist.");
-        return ImageFiles.Walk(folder).Where(f => HeaderProblem(f) is null).ToList();
+        return ImageFiles.Walk(folder).Where(f => HeaderProblem(f) is null || (namedLikeImages && ImageFiles.NamedLikeImage(f))).ToList();
     }
 
     /// <summary>Throws a <see cref="DatasetException"/> unless the dataset's classes are a model's (same names, same order).</summary>

@@ -13,6 +13,14 @@ namespace MLNetExt.Imaging;
 /// </summary>
 internal static class ImageFiles
 {
+    static readonly HashSet<string> ImageExtensions = new(StringComparer.OrdinalIgnoreCase)
+    {
+        ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".gif", ".bmp", ".dib", ".tif", ".tiff", ".heic", ".heif", ".avif",
+    };
+
+    /// <summary>Whether the file's name ends like an image's (formats read or not): the name only, never the bytes.</summary>
+    public static bool NamedLikeImage(string path) => ImageExtensions.Contains(Path.GetExtension(path));
+
     /// <summary>The largest image file read (default 1 GiB).</summary>
     public static long MaxFileBytes { get; set; } = 1L << 30;
 

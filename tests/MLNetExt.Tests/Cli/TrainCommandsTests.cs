@@ -99,6 +99,20 @@ public sealed class TrainCommandsTests
                 CollectionAssert.AreEquivalent(classes, top.Select(t => t.GetProperty("label").GetString()).ToArray());
                 Assert.AreEqual(1.0, top.Sum(t => t.GetProperty("probability").GetDouble()), 1e-4);
             }
+            // a folder with a photo, an empty download named .jpg and a text file: the photo is scored, the .jpg gets its
+            // reason (not silently left out), the text file is not an image and is not listed
+            var mixed = Directory.CreateDirectory(Path.Combine(dir.FullName, "mixed")).FullName;
+            File.Copy(ImageDataset.FindImages(val)[0], Path.Combine(mixed, "photo.png"));
+            File.WriteAllBytes(Path.Combine(mixed, "broken.jpg"), []);
+            File.WriteAllText(Path.Combine(mixed, "notes.txt"), "taken in June");
+            var p4 = new StringWriter();
+            Assert.AreEqual(0, PredictCommand.Run(new FileInfo(Path.Combine(output, "model.onnx")), [mixed], 1, json: false, p4));
+            var lines = p4.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            Assert.HasCount(2, lines, p4.ToString());
+            StringAssert.StartsWith(lines[0], Path.Combine(mixed, "broken.jpg") + "\terror: ");
+            StringAssert.Contains(lines[0], "empty file");
+            StringAssert.StartsWith(lines[1], Path.Combine(mixed, "photo.png") + "\t");
+
             var c = new StringWriter();
             Assert.AreEqual(0, EvaluateCommand.Run(new FileInfo(Path.Combine(output, "model.zip")), val, null, 4, c));
             StringAssert.Contains(c.ToString(), "top-1");
