@@ -196,18 +196,20 @@ internal static class BmpDecoder
             shift[c] = masks[c] == 0 ? 0 : BitOperations.TrailingZeroCount(masks[c]);
             max[c] = masks[c] >> shift[c];
         }
-        bool bgr = bytes >= 3 && masks[0] == 0xFF0000 && masks[1] == 0xFF00 && masks[2] == 0xFF;
+        // Whole-byte channels (B, G, R and X/A orders of 24 and 32 bits: nearly every file) are copied, not scaled.
+        int ri = ByteOf(masks[0], bytes), gi = ByteOf(masks[1], bytes), bi = ByteOf(masks[2], bytes);
+        bool whole = ri >= 0 && gi >= 0 && bi >= 0;
         for (int r = 0; r < h.Height; r++)
         {
             var row = pixels.Slice(r * stride, stride);
             int o = OutRow(h, r) * h.Width * 3;
-            if (bgr)
+            if (whole)
             {
                 for (int x = 0, s = 0; x < h.Width; x++, s += bytes, o += 3)
                 {
-                    rgb[o] = row[s + 2];
-                    rgb[o + 1] = row[s + 1];
-                    rgb[o + 2] = row[s];
+                    rgb[o] = row[s + ri];
+                    rgb[o + 1] = row[s + gi];
+                    rgb[o + 2] = row[s + bi];
                 }
                 continue;
             }
@@ -220,6 +222,13 @@ internal static class BmpDecoder
                     rgb[o + c] = max[c] == 0 ? (byte)0 : (byte)(((v & masks[c]) >> shift[c]) * 255 / max[c]);
             }
         }
+    }
+
+    /// <summary>The byte of a little-endian pixel that <paramref name="mask"/> selects whole, or -1.</summary>
+    static int ByteOf(uint mask, int bytes)
+    {
+        for (int k = 0; k < bytes; k++) if (mask == 0xFFu << (8 * k)) return k;
+        return -1;
     }
 
     /// <summary>RLE8/RLE4 as the format specifies: runs of one index (RLE4: two alternating), absolute runs padded to
