@@ -48,7 +48,8 @@ public sealed record ImageClassificationOptions
     /// <see cref="WeightsPath"/>; the input size defaults to the weights' resolution. Null: none.</summary>
     public string? Pretrained { get; init; }
 
-    /// <summary>Training and evaluation input size (square). Null: the variant's pretrained size (224 mostly).</summary>
+    /// <summary>Training and evaluation input size (square). Null: the variant's pretrained size (224 mostly). A model
+    /// built for one resolution (TransNeXt) is built for this one (see <see cref="Vision.Backbones.InputSizeKwargs"/>).</summary>
     public int? ImageSize { get; init; }
 
     /// <summary>Stochastic depth rate. Null: the variant's official rate for fine-tuning, capped at 0.1 (small
