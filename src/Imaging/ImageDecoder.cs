@@ -34,10 +34,26 @@ public static unsafe class ImageDecoder
         if (head.Length == 0) return "empty file (0 bytes)";
         if (Sniff(head) != ImageFormat.Unknown) return null;
         if (BmpDecoder.NotABitmapReason(head) is { } bmp) return bmp;
-        string kind = head.Length >= 4 && ((head[0] == (byte)'I' && head[1] == (byte)'I' && head[2] == 42) || (head[0] == (byte)'M' && head[1] == (byte)'M' && head[3] == 42)) ? "TIFF"
-            : "unrecognised";
         var hex = Convert.ToHexString(head.Slice(0, Math.Min(8, head.Length)));
-        return $"unsupported format ({kind}; first bytes {hex}); expected {Supported}";
+        return $"unsupported format ({KnownFormat(head) ?? "unrecognised"}; first bytes {hex}); expected {Supported}";
+    }
+
+    /// <summary>The name of a format this reader does not read, when the leading bytes tell it (with the usual way out
+    /// for the camera formats people meet); null when they do not.</summary>
+    static string? KnownFormat(ReadOnlySpan<byte> h)
+    {
+        if (h.Length >= 4 && ((h[0] == 'I' && h[1] == 'I' && h[2] == 42 && h[3] == 0) || (h[0] == 'M' && h[1] == 'M' && h[2] == 0 && h[3] == 42))) return "TIFF";
+        if (h.Length >= 12 && h.Slice(4, 4).SequenceEqual("ftyp"u8))
+        {
+            var brand = System.Text.Encoding.ASCII.GetString(h.Slice(8, 4));
+            if (brand is "heic" or "heix" or "hevc" or "hevx" or "heim" or "heis" or "mif1" or "msf1")
+                return "HEIC/HEIF, the iPhone camera's default; convert it to JPEG (e.g. heif-convert) or set the camera to Most Compatible";
+            if (brand is "avif" or "avis") return "AVIF";
+        }
+        if (h.Length >= 2 && h[0] == 0xFF && h[1] == 0x0A) return "JPEG XL";
+        if (h.Length >= 12 && h.Slice(4, 8).SequenceEqual(new byte[] { 0x4A, 0x58, 0x4C, 0x20, 0x0D, 0x0A, 0x87, 0x0A })) return "JPEG XL";
+        if (h.Length >= 4 && h.Slice(0, 4).SequenceEqual("8BPS"u8)) return "Photoshop PSD";
+        return null;
     }
 
     /// <summary>Reads format, stored size and EXIF orientation without decoding pixels.</summary>

@@ -97,6 +97,22 @@ public sealed class DecodeTests
         return b.ToArray();
     }
 
+    /// <summary>The formats people meet that are not read are named, with the way out for the iPhone's.</summary>
+    [TestMethod]
+    public void UnreadFormats_AreNamed()
+    {
+        static string Reason(params byte[] head) => ImageDecoder.UnsupportedReason(head)!;
+        byte[] Ftyp(string brand) => [0, 0, 0, 0x18, .. "ftyp"u8, .. System.Text.Encoding.ASCII.GetBytes(brand), 0, 0, 0, 0];
+        StringAssert.Contains(Reason(Ftyp("heic")), "unsupported format (HEIC/HEIF, the iPhone camera's default; convert it to JPEG");
+        StringAssert.Contains(Reason(Ftyp("mif1")), "HEIC/HEIF");
+        StringAssert.Contains(Reason(Ftyp("avif")), "unsupported format (AVIF; first bytes 0000001866747970)");
+        StringAssert.Contains(Reason(Ftyp("isom")), "unsupported format (unrecognised", "an MP4 video is not named an image format");
+        StringAssert.Contains(Reason(0xFF, 0x0A, 0xFA, 0x7F), "JPEG XL");
+        StringAssert.Contains(Reason(0, 0, 0, 0x0C, 0x4A, 0x58, 0x4C, 0x20, 0x0D, 0x0A, 0x87, 0x0A), "JPEG XL");
+        StringAssert.Contains(Reason([.. "8BPS"u8, 0, 1]), "Photoshop PSD");
+        StringAssert.Contains(Reason(File.ReadAllBytes(DataFixtures.Image("image.tif"))[..32]), "unsupported format (TIFF;");
+    }
+
     /// <summary>"BM" alone does not make a bitmap: a text file starting so stays unrecognised, with the reason.</summary>
     [TestMethod]
     public void TextStartingWithBM_IsNotTakenForABitmap()
