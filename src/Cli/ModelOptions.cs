@@ -25,13 +25,9 @@ internal sealed class ModelOptions
     public sealed record Choice(string VariantOrFamily, JsonObject? CustomKwargs, int? NumClasses)
     {
         /// <summary>Builds it, with <paramref name="overrides"/> merged over its keyword arguments.</summary>
-        public Backbone Create(JsonObject? overrides = null)
-        {
-            if (CustomKwargs is null) return Backbones.Create(VariantOrFamily, NumClasses, overrides);
-            var kwargs = (JsonObject)CustomKwargs.DeepClone();
-            foreach (var (key, value) in overrides ?? []) kwargs[key] = value?.DeepClone();
-            return Backbones.CreateCustom(VariantOrFamily, kwargs, NumClasses);
-        }
+        public Backbone Create(JsonObject? overrides = null) => CustomKwargs is null
+            ? Backbones.Create(VariantOrFamily, NumClasses, overrides)
+            : Backbones.CreateCustom(VariantOrFamily, CustomKwargs, NumClasses, overrides);
 
         /// <summary>What it needs to take inputs of <paramref name="size"/> (TransNeXt: <c>img_size</c>); null when
         /// no size is given or it takes that size as built.</summary>

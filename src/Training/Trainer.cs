@@ -201,10 +201,9 @@ internal sealed class Trainer : IDisposable
             else Info($"Loaded {load.LoadedKeys.Count} tensors from {_o.WeightsPath}.");
             return model;
         }
-        if (_o.CustomKwargs is null) return Backbones.Create(_o.Model, classes, overrides);
-        var kwargs = _o.CustomKwargs.DeepClone().AsObject();
-        foreach (var (key, value) in overrides) kwargs[key] = value?.DeepClone();
-        return Backbones.CreateCustom(_o.Model, kwargs, classes);
+        return _o.CustomKwargs is null
+            ? Backbones.Create(_o.Model, classes, overrides)
+            : Backbones.CreateCustom(_o.Model, _o.CustomKwargs, classes, overrides);
     }
 
     // ---------------------------------------------------------------- the loop

@@ -20,10 +20,9 @@ public sealed record ModelDescriptor(string Model, JsonObject? CustomKwargs, IRe
     public Backbone CreateBackbone()
     {
         var sized = Backbones.InputSizeKwargs(Model, CustomKwargs, ImageSize, ImageSize);
-        if (CustomKwargs is null) return Backbones.Create(Model, Classes.Count, sized);
-        var kwargs = (JsonObject)CustomKwargs.DeepClone();
-        foreach (var (key, value) in sized ?? []) kwargs[key] = value?.DeepClone();
-        return Backbones.CreateCustom(Model, kwargs, Classes.Count);
+        return CustomKwargs is null
+            ? Backbones.Create(Model, Classes.Count, sized)
+            : Backbones.CreateCustom(Model, CustomKwargs, Classes.Count, sized);
     }
 
     /// <summary>The descriptor as the JSON stored under <see cref="MetadataKey"/>.</summary>

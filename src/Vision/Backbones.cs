@@ -93,11 +93,13 @@ public static class Backbones
         return family.Build(new BackboneConfig(row.Name, kwargs), row);
     }
 
-    /// <summary>Builds a custom size of <paramref name="family"/> from official keyword arguments.</summary>
-    public static Backbone CreateCustom(string family, JsonObject kwargs, int? numClasses = null)
+    /// <summary>Builds a custom size of <paramref name="family"/> from official keyword arguments, optionally with
+    /// extra ones (<paramref name="overrides"/>, for example a drop-path rate or <see cref="InputSizeKwargs"/>) merged
+    /// over them; <paramref name="kwargs"/> itself is not changed.</summary>
+    public static Backbone CreateCustom(string family, JsonObject kwargs, int? numClasses = null, JsonObject? overrides = null)
     {
         var f = Family(family);
-        var merged = Merge(new JsonObject(), kwargs, numClasses);
+        var merged = Merge(Merge(new JsonObject(), kwargs, null), overrides, numClasses);
         return f.Build(new BackboneConfig($"{f.Name} (custom)", merged), null);
     }
 
