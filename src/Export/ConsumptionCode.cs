@@ -57,8 +57,8 @@ internal sealed record ConsumptionCodeOptions
 /// <summary>
 /// Writes the C# a training run leaves next to <c>model.zip</c>, in the style of Model Builder's <c>*.consumption.cs</c>:
 /// a class with <c>ModelInput</c>/<c>ModelOutput</c>, a lazily created <c>PredictionEngine</c>, <c>Predict</c> and
-/// <c>GetSortedScoresWithLabels</c>, which needs only the Microsoft.ML packages at run time; and a small console project
-/// that predicts the images named on its command line.
+/// <c>GetSortedScoresWithLabels</c>, which needs only the Microsoft.ML packages at run time (and takes files, encoded bytes
+/// or decoded images); a small console project that predicts the images named on its command line; and a web API project.
 /// </summary>
 internal static class ConsumptionCode
 {
@@ -101,6 +101,9 @@ internal static class ConsumptionCode
 //     var result = {{cls}}.Predict(new {{cls}}.ModelInput { ImagePath = "photo.jpg" });   // result.PredictedLabel, result.Score
 //     foreach (var (label, score) in {{cls}}.GetSortedScoresWithLabels(result).Take(3)) Console.WriteLine($"{label}: {score:P1}");
 //
+// Images in memory (an upload, a camera frame) need no file: {{cls}}.Predict(byte[] or Stream) takes encoded bytes and
+// {{cls}}.Predict(MLImage) a decoded image; both run the same model.zip from its ResizeImages on.
+//
 // The model: ImagePath -> LoadImages -> {{resize}} -> ExtractPixels (RGB planar, 0-255)
 // -> ONNX (centre {{o.InputWidth}}x{{o.InputHeight}} crop, normalisation and the network) -> Score (class probabilities), PredictedLabel.
 // That is training evaluation's framing (crop fraction {{cropText}}); the remaining differences from MLNetExt's own
@@ -112,6 +115,8 @@ using System.IO;
 using System.Linq;
 using Microsoft.ML;
 using Microsoft.ML.Data;
+using Microsoft.ML.Transforms.Image;
+using SkiaSharp;
 
 namespace {{o.Namespace}}
 {
@@ -123,6 +128,14 @@ namespace {{o.Namespace}}
         {
             [ColumnName("ImagePath")]
             public string ImagePath { get; set; } = "";
+        }
+
+        /// <summary>Model input for an image in memory, decoded (<see cref="MLImage"/>).</summary>
+        public sealed class ImageInput
+        {
+            /// <summary>The image, any size (the size declared here is the one ResizeImages makes).</summary>
+            [ImageType({{crop.ResizeHeight}}, {{crop.ResizeWidth}})]
+            public MLImage? Image { get; set; }
         }
 
         /// <summary>Model output: the most probable class and the probabilities of all classes (in the order of <see cref="Labels"/>).</summary>
@@ -153,6 +166,49 @@ namespace {{o.Namespace}}
             if (input is null) throw new ArgumentNullException(nameof(input));
             var engine = PredictEngine.Value;
             lock (engine) return engine.Predict(input);
+        }
+
+        /// <summary>The prediction engine for images in memory: model.zip without its LoadImages, created on first use.</summary>
+        public static readonly Lazy<PredictionEngine<ImageInput, ModelOutput>> ImagePredictEngine = new(() => CreateImagePredictEngine(), true);
+
+        /// <summary>The most pixels (width x height) an encoded image given to <see cref="Predict(byte[])"/> may declare,
+        /// checked from its header before it is decoded: a guard against decompression bombs (a few-KB file that
+        /// decodes to gigabytes). 0: no limit.</summary>
+        public static long MaxImagePixels { get; set; } = 178_956_970;
+
+        /// <summary>Predicts one decoded image (the caller keeps and disposes it).</summary>
+        public static ModelOutput Predict(MLImage image)
+        {
+            if (image is null) throw new ArgumentNullException(nameof(image));
+            var engine = ImagePredictEngine.Value;
+            lock (engine) return engine.Predict(new ImageInput { Image = image });
+        }
+
+        /// <summary>Predicts one encoded image (JPEG, PNG, BMP, GIF or WebP bytes, decoded as ML.NET's LoadImages decodes a file).</summary>
+        /// <exception cref="InvalidDataException">The bytes are empty, not an image ML.NET decodes, or declare more than <see cref="MaxImagePixels"/> pixels.</exception>
+        public static ModelOutput Predict(byte[] encodedImage)
+        {
+            if (encodedImage is null) throw new ArgumentNullException(nameof(encodedImage));
+            if (encodedImage.Length == 0) throw new InvalidDataException("The image is empty (0 bytes).");
+            using (var codec = SKCodec.Create(new MemoryStream(encodedImage, writable: false)))
+            {
+                if (codec is null)
+                    throw new InvalidDataException($"The {encodedImage.Length} bytes are not an image ML.NET can decode (JPEG, PNG, BMP, GIF, WebP).");
+                long pixels = (long)codec.Info.Width * codec.Info.Height;
+                if (MaxImagePixels > 0 && pixels > MaxImagePixels)
+                    throw new InvalidDataException($"The image declares {codec.Info.Width}x{codec.Info.Height} = {pixels:N0} pixels, more than the {MaxImagePixels:N0} it may decode to ({nameof(MaxImagePixels)}).");
+            }
+            using var image = MLImage.CreateFromStream(new MemoryStream(encodedImage, writable: false));
+            return Predict(image);
+        }
+
+        /// <summary>Predicts one encoded image read to its end from <paramref name="encodedImage"/> (see <see cref="Predict(byte[])"/>).</summary>
+        public static ModelOutput Predict(Stream encodedImage)
+        {
+            if (encodedImage is null) throw new ArgumentNullException(nameof(encodedImage));
+            using var memory = new MemoryStream();
+            encodedImage.CopyTo(memory);
+            return Predict(memory.ToArray());
         }
 
         /// <summary>Every class with its probability, most probable first.</summary>
@@ -187,6 +243,22 @@ namespace {{o.Namespace}}
             var mlContext = new MLContext();
             return mlContext.Model.CreatePredictionEngine<ModelInput, ModelOutput>(LoadModel(mlContext));
         }
+
+        /// <summary>The loaded chain from its second step on, reading <see cref="ImageInput.Image"/> as the column LoadImages writes.</summary>
+        private static PredictionEngine<ImageInput, ModelOutput> CreateImagePredictEngine()
+        {
+            var mlContext = new MLContext();
+            var steps = Steps(LoadModel(mlContext)).ToList();
+            if (steps.Count == 0 || steps[0] is not ImageLoadingTransformer loader)
+                throw new InvalidOperationException($"'{MLNetModelPath}' does not start with LoadImages, so it cannot take images in memory.");
+            var pathSchema = mlContext.Data.LoadFromEnumerable(new List<ModelInput>()).Schema;
+            var definition = SchemaDefinition.Create(typeof(ImageInput));
+            definition[0].ColumnName = loader.GetOutputSchema(pathSchema).Single(c => c.Type is ImageDataViewType).Name;
+            return mlContext.Model.CreatePredictionEngine<ImageInput, ModelOutput>(new TransformerChain<ITransformer>(steps.Skip(1).ToArray()), inputSchemaDefinition: definition);
+        }
+
+        private static IEnumerable<ITransformer> Steps(ITransformer model) =>
+            model is IEnumerable<ITransformer> chain ? chain.SelectMany(Steps) : new[] { model };   // any TransformerChain<T>
     }
 }
 
@@ -199,6 +271,12 @@ namespace {{o.Namespace}}
     /// <summary>The folder name of the console project <see cref="WriteProject"/> writes.</summary>
     public const string ProjectFolder = "ConsoleApp";
 
+    /// <summary>The folder name of the web API project <see cref="WriteWebApi"/> writes.</summary>
+    public const string WebApiFolder = "WebApi";
+
+    /// <summary>The most bytes the generated web API reads from one request (an encoded image, or a form holding one).</summary>
+    public const long WebApiMaxRequestBytes = 32L * 1024 * 1024;
+
     /// <summary>
     /// Writes a runnable console project into <paramref name="folder"/> (its own <c>Directory.Build.props</c>, so build
     /// settings of folders above do not apply): a csproj pinning <see cref="Packages"/> that compiles
@@ -208,35 +286,8 @@ namespace {{o.Namespace}}
     public static void WriteProject(ConsumptionCodeOptions options, string folder, string consumptionFile = "../ModelConsumption.cs", string modelFile = "../model.zip")
     {
         Validate(options);
-        Directory.CreateDirectory(folder);
-        var refs = string.Join("\n", Packages.Select(p => $"    <PackageReference Include=\"{p.Id}\" Version=\"{p.Version}\" />"));
-        WriteText(Path.Combine(folder, "Directory.Build.props"), """
-<Project>
-  <!-- Keeps this generated project independent of build settings in the folders above it. -->
-</Project>
-
-""");
-        WriteText(Path.Combine(folder, $"{ProjectFolder}.csproj"), $$"""
-<Project Sdk="Microsoft.NET.Sdk">
-  <!-- Generated by MLNetExt {{EscapeXml(OneLine(options.LibraryVersion))}}: predicts images with {{EscapeXml(OneLine(options.ModelFileName))}} through ML.NET only. -->
-  <PropertyGroup>
-    <OutputType>Exe</OutputType>
-    <TargetFramework>net10.0</TargetFramework>
-    <Nullable>enable</Nullable>
-    <ImplicitUsings>enable</ImplicitUsings>
-  </PropertyGroup>
-  <ItemGroup>
-{{refs}}
-  </ItemGroup>
-  <ItemGroup>
-    <Compile Include="{{EscapeXml(consumptionFile)}}" />
-    <None Include="{{EscapeXml(modelFile)}}" Link="{{EscapeXml(options.ModelFileName)}}" CopyToOutputDirectory="PreserveNewest" />
-  </ItemGroup>
-</Project>
-
-""");
         string cls = $"{options.Namespace}.{options.ClassName}";
-        WriteText(Path.Combine(folder, "Program.cs"), $$"""
+        WriteProjectFiles(options, folder, ProjectFolder, "Microsoft.NET.Sdk", "predicts images", consumptionFile, modelFile, $$"""
 // Generated by MLNetExt {{OneLine(options.LibraryVersion)}}: predicts the images named on the command line with {{OneLine(options.ModelFileName)}},
 // through ML.NET only. Run:  dotnet run -- photo1.jpg photo2.png
 // Prints one line per image: path, predicted class, then the three best classes with their probabilities (tab-separated).
@@ -273,6 +324,114 @@ return failures == 0 ? 0 : 1;
 """);
     }
 
+    /// <summary>
+    /// Writes a runnable ASP.NET Core web API project into <paramref name="folder"/>, built like
+    /// <see cref="WriteProject"/>'s: <c>POST /predict</c> takes one encoded image (the request body, or the first file of
+    /// a multipart form) and answers JSON (<c>predictedLabel</c> and the classes with their scores, best first;
+    /// <c>?top=K</c> keeps K); <c>GET /labels</c> lists the classes. Bad requests get a problem-details answer naming what
+    /// was wrong (400: no image, not an image, too many pixels; 413: over <see cref="WebApiMaxRequestBytes"/>).
+    /// </summary>
+    public static void WriteWebApi(ConsumptionCodeOptions options, string folder, string consumptionFile = "../ModelConsumption.cs", string modelFile = "../model.zip")
+    {
+        Validate(options);
+        string cls = $"{options.Namespace}.{options.ClassName}";
+        string limit = WebApiMaxRequestBytes.ToString(CultureInfo.InvariantCulture);
+        WriteProjectFiles(options, folder, WebApiFolder, "Microsoft.NET.Sdk.Web", "serves predictions", consumptionFile, modelFile, $$"""
+// Generated by MLNetExt {{OneLine(options.LibraryVersion)}}: a web API that predicts with {{OneLine(options.ModelFileName)}} through ML.NET only.
+// Run:  dotnet run --urls http://localhost:5000
+//   curl --data-binary @photo.jpg http://localhost:5000/predict         the image as the request body
+//   curl -F image=@photo.jpg 'http://localhost:5000/predict?top=3'      or as a form file; top: the K best classes
+//   curl http://localhost:5000/labels                                   the classes, in the model's output order
+// A prediction answers {"predictedLabel": "...", "scores": [{"label": "...", "score": 0.97}, ...]} (best first); a bad
+// request answers a problem-details JSON whose "detail" says what was wrong.
+using Classifier = {{cls}};
+
+const long MaxRequestBytes = {{limit}};   // an encoded image, or a form holding one
+
+var builder = WebApplication.CreateBuilder(args);
+builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);   // no log lines per request
+builder.WebHost.ConfigureKestrel(kestrel => kestrel.Limits.MaxRequestBodySize = MaxRequestBytes);
+var app = builder.Build();
+_ = Classifier.ImagePredictEngine.Value;   // load the model now: a missing or broken model.zip stops the start, not the first request
+
+app.MapGet("/", () => Results.Text("POST an image to /predict (the request body, or a form file; ?top=K for the K best classes); GET /labels for the classes."));
+app.MapGet("/labels", () => Classifier.Labels);
+app.MapPost("/predict", async (HttpRequest request, int? top) =>
+{
+    if (top is < 1) return Results.Problem(statusCode: 400, detail: $"top must be at least 1; found {top}.");
+    byte[] image;
+    try
+    {
+        using var memory = new MemoryStream();
+        // Only a multipart form holds a file; curl --data-binary labels a raw body as a url-encoded form.
+        if (request.ContentType?.StartsWith("multipart/form-data", StringComparison.OrdinalIgnoreCase) == true)
+        {
+            var form = await request.ReadFormAsync();
+            if (form.Files.Count == 0)
+                return Results.Problem(statusCode: 400, detail: "The form has no file: send the image as a form file (curl -F image=@photo.jpg) or as the request body.");
+            await form.Files[0].CopyToAsync(memory);
+        }
+        else await request.Body.CopyToAsync(memory);
+        image = memory.ToArray();
+    }
+    catch (BadHttpRequestException e)
+    {
+        return Results.Problem(statusCode: e.StatusCode, detail: e.StatusCode == StatusCodes.Status413PayloadTooLarge
+            ? $"The request is larger than the {MaxRequestBytes:N0} bytes this service reads." : e.Message);
+    }
+    if (image.Length == 0)
+        return Results.Problem(statusCode: 400, detail: "The request has no image: send the image's bytes as the request body, or as a form file.");
+    try
+    {
+        var result = Classifier.Predict(image);
+        var scores = Classifier.GetSortedScoresWithLabels(result).Take(top ?? int.MaxValue).Select(p => new { label = p.Key, score = p.Value });
+        return Results.Ok(new { predictedLabel = result.PredictedLabel, scores });
+    }
+    catch (InvalidDataException e)
+    {
+        return Results.Problem(statusCode: 400, detail: e.Message);
+    }
+});
+app.Run();
+
+""");
+    }
+
+    /// <summary>A project folder: its own Directory.Build.props, a csproj pinning <see cref="Packages"/> that compiles the
+    /// consumption file and copies the model next to the program, and Program.cs.</summary>
+    static void WriteProjectFiles(ConsumptionCodeOptions options, string folder, string name, string sdk, string what,
+        string consumptionFile, string modelFile, string program)
+    {
+        Directory.CreateDirectory(folder);
+        var refs = string.Join("\n", Packages.Select(p => $"    <PackageReference Include=\"{p.Id}\" Version=\"{p.Version}\" />"));
+        WriteText(Path.Combine(folder, "Directory.Build.props"), """
+<Project>
+  <!-- Keeps this generated project independent of build settings in the folders above it. -->
+</Project>
+
+""");
+        WriteText(Path.Combine(folder, $"{name}.csproj"), $$"""
+<Project Sdk="{{sdk}}">
+  <!-- Generated by MLNetExt {{EscapeXml(OneLine(options.LibraryVersion))}}: {{what}} with {{EscapeXml(OneLine(options.ModelFileName))}} through ML.NET only. -->
+  <PropertyGroup>
+    <OutputType>Exe</OutputType>
+    <TargetFramework>net10.0</TargetFramework>
+    <Nullable>enable</Nullable>
+    <ImplicitUsings>enable</ImplicitUsings>
+  </PropertyGroup>
+  <ItemGroup>
+{{refs}}
+  </ItemGroup>
+  <ItemGroup>
+    <Compile Include="{{EscapeXml(consumptionFile)}}" />
+    <None Include="{{EscapeXml(modelFile)}}" Link="{{EscapeXml(options.ModelFileName)}}" CopyToOutputDirectory="PreserveNewest" />
+  </ItemGroup>
+</Project>
+
+""");
+        WriteText(Path.Combine(folder, "Program.cs"), program);
+    }
+
     static void WriteText(string path, string text)
     {
         Serialization.AtomicFile.WriteAllBytes(path, new UTF8Encoding(encoderShouldEmitUTF8Identifier: false).GetBytes(text));
@@ -305,7 +464,8 @@ return failures == 0 ? 0 : 1;
     /// <summary>Text safe inside a <c>//</c> comment: control characters (line breaks included) become spaces.</summary>
     static string OneLine(string text) => new(text.Select(c => char.IsControl(c) || c is '\u2028' or '\u2029' or '\u0085' ? ' ' : c).ToArray());
 
-    static string EscapeXml(string text) => text.Replace("&", "&amp;", StringComparison.Ordinal).Replace("<", "&lt;", StringComparison.Ordinal).Replace(">", "&gt;", StringComparison.Ordinal);
+    static string EscapeXml(string text) => text.Replace("&", "&amp;", StringComparison.Ordinal).Replace("<", "&lt;", StringComparison.Ordinal)
+        .Replace(">", "&gt;", StringComparison.Ordinal).Replace("\"", "&quot;", StringComparison.Ordinal);
 
     static void Validate(ConsumptionCodeOptions o)
     {

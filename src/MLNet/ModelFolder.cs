@@ -9,8 +9,8 @@ namespace MLNetExt.MLNet;
 /// <summary>
 /// The output folder of a training run, the same from C# as from <c>mlnetext train</c>: <c>metrics.json</c> and
 /// <c>report.html</c> (the run's record), <c>model.safetensors</c> (the trained model), and with the export
-/// <c>model.onnx</c>, the ML.NET <c>model.zip</c>, <c>ModelConsumption.cs</c> and a console project that predicts with
-/// ML.NET alone. Checkpoints go there too when <see cref="ImageClassificationOptions.CheckpointDirectory"/> names it.
+/// <c>model.onnx</c>, the ML.NET <c>model.zip</c>, <c>ModelConsumption.cs</c>, and a console and a web API project that
+/// predict with ML.NET alone. Checkpoints go there too when <see cref="ImageClassificationOptions.CheckpointDirectory"/> names it.
 /// </summary>
 public static class ModelFolder
 {
@@ -82,7 +82,7 @@ public static class ModelFolder
         WriteRecord(history, folder, log);
     }
 
-    /// <summary>model.onnx, the ML.NET model.zip (the ONNX inside), the C# consumption code and a console project.</summary>
+    /// <summary>model.onnx, the ML.NET model.zip (the ONNX inside), the C# consumption code, a console project and a web API project.</summary>
     static void WriteExports(ImageClassificationModel model, string folder, TextWriter log, OnnxExportOptions exportOptions)
     {
         var onnx = Path.Combine(folder, OnnxFileName);
@@ -100,6 +100,8 @@ public static class ModelFolder
         ConsumptionCode.Write(options, code);
         var project = Path.Combine(folder, ConsumptionCode.ProjectFolder);
         ConsumptionCode.WriteProject(options, project, $"../{ConsumptionCodeFileName}", $"../{MLNetFileName}");
-        log.WriteLine($"code: {code} and {project}/ (dotnet run -- IMAGE...: predictions through ML.NET only)");
+        var webApi = Path.Combine(folder, ConsumptionCode.WebApiFolder);
+        ConsumptionCode.WriteWebApi(options, webApi, $"../{ConsumptionCodeFileName}", $"../{MLNetFileName}");
+        log.WriteLine($"code: {code}, {project}/ (dotnet run -- IMAGE...) and {webApi}/ (dotnet run: POST an image to /predict); ML.NET only");
     }
 }

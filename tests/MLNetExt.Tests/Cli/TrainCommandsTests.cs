@@ -49,7 +49,8 @@ public sealed class TrainCommandsTests
                 "--epochs", "2", "--batch-size", "6", "--workers", "2", "--output", output, "--plain"]).Invoke();
             Assert.AreEqual(0, code);
             foreach (var f in new[] { "model.safetensors", "checkpoint-last.safetensors", "checkpoint-best.safetensors", "metrics.json", "report.html", "model.onnx",
-                         ModelFolder.MLNetFileName, ModelFolder.ConsumptionCodeFileName, "ConsoleApp/ConsoleApp.csproj", "ConsoleApp/Program.cs", "ConsoleApp/Directory.Build.props" })
+                         ModelFolder.MLNetFileName, ModelFolder.ConsumptionCodeFileName, "ConsoleApp/ConsoleApp.csproj", "ConsoleApp/Program.cs", "ConsoleApp/Directory.Build.props",
+                         "WebApi/WebApi.csproj", "WebApi/Program.cs", "WebApi/Directory.Build.props" })
                 Assert.IsTrue(File.Exists(Path.Combine(output, f)), f);
             Assert.AreEqual(0, Directory.GetFiles(output, "*.tmp").Length, "no temporary files");
             using (var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(output, "metrics.json"))))

@@ -79,11 +79,54 @@ public sealed class ConsumptionCodeTests
         var labels = (IReadOnlyList<string>)type.GetField("Labels")!.GetValue(null)!;
         CollectionAssert.AreEqual(AwkwardLabels, labels.ToArray());
         StringAssert.EndsWith((string)type.GetProperty("MLNetModelPath")!.GetValue(null)!, "my \"model\".zip");
-        foreach (var member in new[] { "Predict", "PredictAllLabels", "GetSortedScoresWithLabels", "LoadModel" })
+        foreach (var member in new[] { "PredictAllLabels", "GetSortedScoresWithLabels", "LoadModel" })
             Assert.IsNotNull(type.GetMethod(member), member);
+        Assert.HasCount(4, type.GetMethods().Where(m => m.Name == "Predict"), "Predict takes a ModelInput, bytes, a stream or an MLImage");
         Assert.IsNotNull(type.GetField("PredictEngine"), "a lazily created PredictionEngine, as in Model Builder's code");
         StringAssert.Contains(source, "ResizeImages(IsoCrop, Center) to 124x124");
         StringAssert.Contains(source, "Microsoft.ML.OnnxRuntime 1.32.0");
+    }
+
+    /// <summary>The generated class predicts images in memory — encoded bytes, a stream, a decoded MLImage — exactly as
+    /// from the file (the same ML.NET decode, the same chain from ResizeImages on), and refuses what is not an image,
+    /// and a decompression bomb from its header, with the reason.</summary>
+    [TestMethod]
+    public void GeneratedCode_PredictsImagesInMemory_AsFromTheFile_AndRefusesBadBytes()
+    {
+        using var model = new ExportedClassifier();
+        var source = ConsumptionCode.Generate(ConsumptionCodeOptions.FromOnnxModel(model.Onnx));
+        var (image, problems) = Compile(source);
+        Assert.IsNotNull(image, Describe(problems, source));
+        var type = AssemblyLoadContext.Default.LoadFromStream(new MemoryStream(image!)).GetType("MLNetExtModel.ImageClassifier", throwOnError: true)!;
+        type.GetProperty("MLNetModelPath")!.SetValue(null, model.Zip);
+        var inputType = type.GetNestedType("ModelInput")!;
+        MethodInfo Predict(Type parameter) => type.GetMethod("Predict", [parameter])!;
+        float[] Scores(object? output) => (float[])output!.GetType().GetProperty("Score")!.GetValue(output)!;
+        object? Call(Type parameter, object argument)
+        {
+            try { return Predict(parameter).Invoke(null, [argument]); }
+            catch (TargetInvocationException e) { throw e.InnerException!; }
+        }
+
+        foreach (var path in new[] { model.Picture("wide.png", 260, 150, 8), model.Picture("tall.png", 90, 200, 9) })
+        {
+            var input = Activator.CreateInstance(inputType)!;
+            inputType.GetProperty("ImagePath")!.SetValue(input, path);
+            var fromFile = Scores(Call(inputType, input));
+            var bytes = File.ReadAllBytes(path);
+            CollectionAssert.AreEqual(fromFile, Scores(Call(typeof(byte[]), bytes)), "encoded bytes score as the file");
+            CollectionAssert.AreEqual(fromFile, Scores(Call(typeof(Stream), new MemoryStream(bytes))), "a stream scores as the file");
+            using var decoded = MLImage.CreateFromFile(path);
+            CollectionAssert.AreEqual(fromFile, Scores(Call(typeof(MLImage), decoded)), "a decoded image scores as the file");
+        }
+
+        var empty = Assert.ThrowsExactly<InvalidDataException>(() => Call(typeof(byte[]), Array.Empty<byte>()));
+        StringAssert.Contains(empty.Message, "empty");
+        var html = Assert.ThrowsExactly<InvalidDataException>(() => Call(typeof(byte[]), "<html>not found</html>"u8.ToArray()));
+        StringAssert.Contains(html.Message, "not an image ML.NET can decode");
+        var bomb = Assert.ThrowsExactly<InvalidDataException>(() => Call(typeof(byte[]), MLNetExt.Tests.Data.HostileInputTests.PngBomb(60000, 60000)));
+        StringAssert.Contains(bomb.Message, "60000x60000");
+        StringAssert.Contains(bomb.Message, "MaxImagePixels");
     }
 
     [TestMethod]
@@ -154,5 +197,115 @@ public sealed class ConsumptionCodeTests
         var oursBest = Array.IndexOf(ours[0].Scores!, ours[0].Scores!.Max());
         Assert.AreEqual(ExportedClassifier.Labels[oursBest], lines[0][1], "no resampling: MLNetExt and the generated program agree");
         Assert.AreEqual(ours[0].Scores![oursBest], double.Parse(lines[0][2].Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture), 1e-5);
+    }
+
+    /// <summary>The generated web API builds against the real packages, runs as its own process and serves what ML.NET
+    /// predicts in this process: an image as the request body or as a form file, the K best classes, the class list;
+    /// a non-image, an empty request, a decompression bomb and an oversized request get a problem-details answer with
+    /// the reason, and the service keeps answering.</summary>
+    [TestMethod, TestCategory("Slow")]
+    public async Task GeneratedWebApi_BuildsAndServes_AsMLNetPredicts_AndAnswersBadRequestsWithTheReason()
+    {
+        using var model = new ExportedClassifier();
+        var dir = model.Dir.FullName;
+        var options = ConsumptionCodeOptions.FromOnnxModel(model.Onnx);
+        ConsumptionCode.Write(options, Path.Combine(dir, "ModelConsumption.cs"));
+        var project = Path.Combine(dir, ConsumptionCode.WebApiFolder);
+        ConsumptionCode.WriteWebApi(options, project);
+        var bin = Path.Combine(dir, "webbin");
+        var build = ChildProcess.Run("dotnet", $"build \"{project}\" -c Release -nologo -v q -o \"{bin}\"", dir, 600);
+        Assert.AreEqual(0, build.Code, build.Output);
+        Assert.IsFalse(File.ReadAllText(Path.Combine(bin, "WebApi.deps.json")).Contains("MLNetExt", StringComparison.Ordinal),
+            "the web API does not reference MLNetExt");
+
+        var psi = new ProcessStartInfo("dotnet", $"\"{Path.Combine(bin, "WebApi.dll")}\" --urls http://127.0.0.1:0")
+        {
+            WorkingDirectory = dir, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
+        };
+        psi.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
+        using var server = Process.Start(psi)!;
+        var log = new System.Text.StringBuilder();
+        var listening = new TaskCompletionSource<Uri>(TaskCreationOptions.RunContinuationsAsynchronously);
+        server.OutputDataReceived += (_, e) =>
+        {
+            if (e.Data is null) return;
+            lock (log) log.AppendLine(e.Data);
+            var at = e.Data.IndexOf("Now listening on: ", StringComparison.Ordinal);
+            if (at >= 0) listening.TrySetResult(new Uri(e.Data[(at + "Now listening on: ".Length)..].Trim()));
+        };
+        server.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (log) log.AppendLine(e.Data); };
+        server.BeginOutputReadLine();
+        server.BeginErrorReadLine();
+        try
+        {
+            var started = await Task.WhenAny(listening.Task, server.WaitForExitAsync(), Task.Delay(TimeSpan.FromSeconds(120)));
+            Assert.AreSame(listening.Task, started, $"the web API did not start listening (exited: {server.HasExited}):\n{log}");
+            using var http = new HttpClient { BaseAddress = listening.Task.Result, Timeout = TimeSpan.FromSeconds(120) };
+
+            var labels = System.Text.Json.JsonSerializer.Deserialize<string[]>(await http.GetStringAsync("/labels"));
+            CollectionAssert.AreEqual(ExportedClassifier.Labels, labels);
+
+            var picture = model.Picture("wide.png", 260, 150, 8);
+            var ml = new MLContext();
+            var expected = MLNetModelFile.Load(ml, model.Zip, out _).Transform(ml.Data.LoadFromEnumerable(new[] { new ImageRow { ImagePath = picture } }))
+                .GetColumn<float[]>("Score").Single();
+            var bytes = File.ReadAllBytes(picture);
+
+            async Task<System.Text.Json.JsonElement> Answer(HttpResponseMessage response, System.Net.HttpStatusCode status)
+            {
+                var body = await response.Content.ReadAsStringAsync();
+                Assert.AreEqual(status, response.StatusCode, body);
+                return System.Text.Json.JsonDocument.Parse(body).RootElement;
+            }
+            void CheckPrediction(System.Text.Json.JsonElement answer, int count)
+            {
+                var scores = answer.GetProperty("scores").EnumerateArray().ToList();
+                Assert.HasCount(count, scores);
+                int best = Array.IndexOf(expected, expected.Max());
+                Assert.AreEqual(ExportedClassifier.Labels[best], answer.GetProperty("predictedLabel").GetString());
+                float previous = float.PositiveInfinity;
+                foreach (var s in scores)
+                {
+                    int index = Array.IndexOf(ExportedClassifier.Labels, s.GetProperty("label").GetString());
+                    float score = s.GetProperty("score").GetSingle();
+                    Assert.AreEqual(expected[index], score, $"the score of {ExportedClassifier.Labels[index]} is ML.NET's");
+                    Assert.IsLessThanOrEqualTo(previous, score, "best first");
+                    previous = score;
+                }
+            }
+
+            CheckPrediction(await Answer(await http.PostAsync("/predict", new ByteArrayContent(bytes)), System.Net.HttpStatusCode.OK), 10);
+            foreach (var contentType in new[] { "image/png", "application/x-www-form-urlencoded" })   // the latter: curl --data-binary
+            {
+                var content = new ByteArrayContent(bytes);
+                content.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue(contentType);
+                CheckPrediction(await Answer(await http.PostAsync("/predict", content), System.Net.HttpStatusCode.OK), 10);
+            }
+            using (var form = new MultipartFormDataContent { { new ByteArrayContent(bytes), "image", "wide.png" } })
+                CheckPrediction(await Answer(await http.PostAsync("/predict?top=3", form), System.Net.HttpStatusCode.OK), 3);
+
+            async Task BadRequest(HttpContent content, string because, System.Net.HttpStatusCode status = System.Net.HttpStatusCode.BadRequest)
+            {
+                using var request = new HttpRequestMessage(HttpMethod.Post, "/predict") { Content = content };
+                request.Headers.ExpectContinue = true;   // an oversized body is refused before it is sent
+                var answer = await Answer(await http.SendAsync(request), status);
+                StringAssert.Contains(answer.GetProperty("detail").GetString(), because);
+            }
+            await BadRequest(new ByteArrayContent("<html>not found</html>"u8.ToArray()), "not an image ML.NET can decode");
+            await BadRequest(new ByteArrayContent([]), "has no image");
+            await BadRequest(new MultipartFormDataContent { { new StringContent("x"), "note" } }, "form has no file");
+            await BadRequest(new ByteArrayContent(MLNetExt.Tests.Data.HostileInputTests.PngBomb(60000, 60000)), "60000x60000");
+            await BadRequest(new ByteArrayContent(new byte[ConsumptionCode.WebApiMaxRequestBytes + 1]), "larger than", System.Net.HttpStatusCode.RequestEntityTooLarge);
+            var zeroTop = await http.PostAsync("/predict?top=0", new ByteArrayContent(bytes));
+            Assert.AreEqual(System.Net.HttpStatusCode.BadRequest, zeroTop.StatusCode);
+
+            CheckPrediction(await Answer(await http.PostAsync("/predict", new ByteArrayContent(bytes)), System.Net.HttpStatusCode.OK), 10);
+            Assert.IsFalse(server.HasExited, "the service keeps running after bad requests");
+        }
+        finally
+        {
+            if (!server.HasExited) server.Kill(entireProcessTree: true);
+            server.WaitForExit(10_000);
+        }
     }
 }
