@@ -198,8 +198,13 @@ namespace {{o.Namespace}}
                 if (MaxImagePixels > 0 && pixels > MaxImagePixels)
                     throw new InvalidDataException($"The image declares {codec.Info.Width}x{codec.Info.Height} = {pixels:N0} pixels, more than the {MaxImagePixels:N0} it may decode to ({nameof(MaxImagePixels)}).");
             }
-            using var image = MLImage.CreateFromStream(new MemoryStream(encodedImage, writable: false));
-            return Predict(image);
+            MLImage image;
+            try { image = MLImage.CreateFromStream(new MemoryStream(encodedImage, writable: false)); }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                throw new InvalidDataException($"The {encodedImage.Length} bytes could not be decoded as an image: {e.Message}", e);
+            }
+            using (image) return Predict(image);
         }
 
         /// <summary>Predicts one encoded image read to its end from <paramref name="encodedImage"/> (see <see cref="Predict(byte[])"/>).</summary>

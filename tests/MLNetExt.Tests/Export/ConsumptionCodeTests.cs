@@ -124,6 +124,12 @@ public sealed class ConsumptionCodeTests
         StringAssert.Contains(empty.Message, "empty");
         var html = Assert.ThrowsExactly<InvalidDataException>(() => Call(typeof(byte[]), "<html>not found</html>"u8.ToArray()));
         StringAssert.Contains(html.Message, "not an image ML.NET can decode");
+        foreach (var length in new[] { 100, 400, 1200 })   // a JPEG cut short: refused or decoded in part, never another exception
+        {
+            var start = File.ReadAllBytes(Fixtures.Path("data/images/rgb.jpg"))[..length];
+            try { Assert.HasCount(ExportedClassifier.Labels.Length, Scores(Call(typeof(byte[]), start))); }
+            catch (InvalidDataException e) { StringAssert.Contains(e.Message, $"{length} bytes"); }
+        }
         var bomb = Assert.ThrowsExactly<InvalidDataException>(() => Call(typeof(byte[]), MLNetExt.Tests.Data.HostileInputTests.PngBomb(60000, 60000)));
         StringAssert.Contains(bomb.Message, "60000x60000");
         StringAssert.Contains(bomb.Message, "MaxImagePixels");
