@@ -6,7 +6,8 @@ using MLNetExt.Imaging;
 namespace MLNetExt.Cli;
 
 /// <summary>`mlnetext dataset --data DIR [--val DIR]`: classes in label order with image counts per split, the image
-/// size range, the photos stored rotated (an EXIF orientation: upright in training, as stored in plain ML.NET), and
+/// size range, the photos stored rotated (an EXIF orientation: upright in training, as stored in plain ML.NET), the
+/// same photo more than once (identical files or resized/re-encoded copies; across splits or classes first), and
 /// every unreadable file with its reason. Every image is fully decoded (at reduced JPEG scale) so truncated files are
 /// found too.</summary>
 internal static class DatasetCommand
@@ -19,7 +20,7 @@ internal static class DatasetCommand
             Required = true,
         };
         var val = new Option<string?>("--val") { Description = "A validation folder with the same class sub-folders" };
-        var cmd = new Command("dataset", "Inspect an image dataset: classes, counts per split, image sizes, photos stored rotated and unreadable files.") { data, val };
+        var cmd = new Command("dataset", "Inspect an image dataset: classes, counts per split, image sizes, photos stored rotated, duplicates and unreadable files.") { data, val };
         cmd.SetAction(r => Run(r.GetValue(data)!, r.GetValue(val), Console.Out, Console.Error));
         return cmd;
     }
@@ -53,17 +54,22 @@ internal static class DatasetCommand
         var unreadable = new ConcurrentBag<DatasetIssue>();
         var sizes = new ConcurrentBag<(int W, int H)>();
         var rotated = new ConcurrentBag<string>();
+        var fingerprints = new ConcurrentBag<(int Part, int Index, ImageFingerprint Print)>();
         var readable = parts.Select(p => new int[p.Set.Classes.Count]).ToArray();
         for (int pi = 0; pi < parts.Count; pi++)
         {
             var counts = readable[pi];
-            Parallel.ForEach(parts[pi].Set.Items, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, item =>
+            var (split, set) = parts[pi];
+            int part = pi;
+            Parallel.ForEach(set.Items, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, (item, _, index) =>
             {
                 try
                 {
                     var bytes = item.ReadBytes();
                     var info = ImageDecoder.ReadInfo(bytes);
-                    ImageDecoder.Decode(bytes, 1, 1); // smallest DCT scale: still reads every scan, so truncation shows
+                    // a reduced DCT scale still reads every scan, so truncation shows; 64 px keep the difference hash steady
+                    var image = ImageDecoder.Decode(bytes, 64, 64);
+                    fingerprints.Add((part, (int)index, ImageFingerprint.Of(split, item.Source, set.Classes[item.Label], bytes, image)));
                     sizes.Add((info.Width, info.Height));
                     if (info.Orientation != 1) rotated.Add(item.Source);
                     Interlocked.Increment(ref counts[item.Label]);
@@ -101,6 +107,8 @@ internal static class DatasetCommand
                              "or mirrored: serve such photos through MLNetExt (predict, OnnxImageScorer) or save them upright.");
         }
 
+        WriteDuplicates(fingerprints.OrderBy(f => f.Part).ThenBy(f => f.Index).Select(f => f.Print).ToList(), valSet == null, output);
+
         var issues = parts.SelectMany(p => p.Set.Issues).Concat(unreadable).DistinctBy(i => (i.Path, i.Line))
             .OrderBy(i => i.Path, StringComparer.Ordinal).ThenBy(i => i.Line).ToList();
         output.WriteLine($"Unreadable files: {issues.Count}");
@@ -118,4 +126,32 @@ internal static class DatasetCommand
         }
         return 0;
     }
+
+    /// <summary>The duplicate groups, the most harmful first (different classes, then train and val), at most
+    /// <see cref="MaxDuplicateLines"/> of them.</summary>
+    static void WriteDuplicates(IReadOnlyList<ImageFingerprint> images, bool autoSplit, TextWriter output)
+    {
+        var groups = ImageDuplicates.Find(images);
+        if (groups.Count == 0)
+        {
+            output.WriteLine("Duplicates: none (no identical files, no resized or re-encoded copies)");
+            return;
+        }
+        int identical = groups.Count(g => g.Identical);
+        output.WriteLine($"Duplicates: {groups.Count} {(groups.Count == 1 ? "photo is" : "photos are")} stored more than once " +
+                         $"({identical} only as identical files, {groups.Count - identical} with resized or re-encoded copies)" +
+                         (autoSplit ? "; training's validation split may put copies on both sides, counting them in its scores" : ""));
+        foreach (var g in groups.Take(MaxDuplicateLines))
+        {
+            var notes = new List<string> { g.Identical ? "identical" : "look alike" };
+            if (g.ConflictingLabels) notes.Add($"labelled {string.Join(" and ", g.Images.Select(i => $"'{i.Class}'").Distinct())} (at most one is right)");
+            if (g.CrossesSplits) notes.Add("in train and val (validation scores count a photo the model trained on)");
+            var shown = g.Images.Take(MaxDuplicateFiles).Select(i => i.Source).ToList();
+            if (g.Images.Count > shown.Count) shown.Add($"and {g.Images.Count - shown.Count} more");
+            output.WriteLine($"  {string.Join(", ", notes)}: {string.Join(", ", shown)}");
+        }
+        if (groups.Count > MaxDuplicateLines) output.WriteLine($"  ... and {groups.Count - MaxDuplicateLines} more");
+    }
+
+    const int MaxDuplicateLines = 20, MaxDuplicateFiles = 8;
 }
