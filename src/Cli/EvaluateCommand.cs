@@ -33,26 +33,31 @@ internal static class EvaluateCommand
         ImageDataset ds;
         EvaluationResult result;
         string name;
-        if (PredictCommand.OpenScorer(modelFile, batchSize, device) is { } scorer)
+        ImageClassificationModel? model = null;   // the libtorch model also explains the hardest images in the report
+        try
         {
-            using var _ = (IDisposable)scorer;
-            if (scorer.Labels.Count == 0) throw new InvalidDataException($"'{modelFile.FullName}' stores no class names (export it with labels).");
-            ds = Load(data, scorer.Labels);
-            result = scorer.Evaluate(ds);
-            name = Path.GetFileName(modelFile.FullName);
+            if (PredictCommand.OpenScorer(modelFile, batchSize, device) is { } scorer)
+            {
+                using var _ = (IDisposable)scorer;
+                if (scorer.Labels.Count == 0) throw new InvalidDataException($"'{modelFile.FullName}' stores no class names (export it with labels).");
+                ds = Load(data, scorer.Labels);
+                result = scorer.Evaluate(ds);
+                name = Path.GetFileName(modelFile.FullName);
+            }
+            else
+            {
+                model = ImageClassificationModel.Load(modelFile.FullName);
+                ds = Load(data, model.Classes);
+                result = model.EvaluateDetailed(ds, batchSize);
+                name = model.Descriptor.Model;
+            }
+            Print(result.Metrics, log);
+            foreach (var s in result.Skipped) log.WriteLine($"skipped: {s}");
+            if (output is not null)
+                ModelFolder.WriteEvaluation(result, name, ds.Classes,
+                    new Dictionary<string, string> { ["evaluated"] = modelFile.FullName, ["data"] = ds.Source }, output, log, model);
         }
-        else
-        {
-            using var m = ImageClassificationModel.Load(modelFile.FullName);
-            ds = Load(data, m.Classes);
-            result = m.EvaluateDetailed(ds, batchSize);
-            name = m.Descriptor.Model;
-        }
-        Print(result.Metrics, log);
-        foreach (var s in result.Skipped) log.WriteLine($"skipped: {s}");
-        if (output is not null)
-            ModelFolder.WriteEvaluation(result, name, ds.Classes,
-                new Dictionary<string, string> { ["evaluated"] = modelFile.FullName, ["data"] = ds.Source }, output, log);
+        finally { model?.Dispose(); }
         return 0;
     }
 

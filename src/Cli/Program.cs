@@ -7,6 +7,7 @@ var root = new RootCommand("MLNetExt: modern vision backbones for .NET — fine-
     TrainCommand.Create(),
     EvaluateCommand.Create(),
     PredictCommand.Create(),
+    ExplainCommand.Create(),
     KeysCommand.Create(),
     LogitsCommand.Create(),
     DatasetCommand.Create(),

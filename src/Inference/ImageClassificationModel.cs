@@ -65,6 +65,50 @@ public sealed class ImageClassificationModel : IDisposable
     /// <summary>Predicts one decoded image.</summary>
     public ImagePrediction Predict(RgbImage image, int topK = 5, string source = "image") => PredictEach(1, _ => image, _ => source, topK, 1)[0]!;
 
+    /// <summary>Where the model found the evidence for class <paramref name="classIndex"/> (default: the class it
+    /// predicts) in <paramref name="image"/>: Grad-CAM over the last stage's feature map, on the image as the evaluation
+    /// pipeline crops it (see <see cref="ClassActivationMap"/>). Needs gradients, so only this libtorch model explains
+    /// (not its ONNX export); its parameters and their gradients are left as they were.</summary>
+    public ClassActivationMap Explain(RgbImage image, int? classIndex = null)
+    {
+        ArgumentNullException.ThrowIfNull(image);
+        if (classIndex is int wanted && (wanted < 0 || wanted >= Classes.Count))
+            throw new ArgumentOutOfRangeException(nameof(classIndex), wanted, $"The model has {Classes.Count} classes (0..{Classes.Count - 1}).");
+        int size = Descriptor.ImageSize;
+        var crop = _pipeline.ProcessToImage(image, Rng.For(0, 0));
+        var data = new float[_pipeline.SampleLength];
+        _pipeline.Process(image, Rng.For(0, 0), data);
+
+        using var scope = TensorScope.Begin();
+        var device = Backbone.Parameters().First().Device;
+        Tensor leaf;
+        using (Autograd.NoGrad())
+            leaf = Backbone.ForwardFeatures(Tensor.FromArray(data, [1, 3, size, size]).To(device)).To(DType.Float32).Detach();
+        leaf.RequiresGrad = true;
+        // Only the feature map's gradient is wanted: no parameter takes part in the backward pass or gets a gradient.
+        var trainable = Backbone.Parameters().Where(p => p.RequiresGrad).ToList();
+        foreach (var p in trainable) p.RequiresGrad = false;
+        try
+        {
+            using var grad = Autograd.EnableGrad();
+            var logits = Backbone.ForwardHead(leaf);
+            var probabilities = logits.Detach().To(DType.Float32).Softmax(1).To(Device.Cpu).ToArray<float>();
+            int c = classIndex ?? Array.IndexOf(probabilities, probabilities.Max());
+            var oneHot = new float[Classes.Count];
+            oneHot[c] = 1;
+            logits.Backward(Tensor.FromArray(oneHot, [1, Classes.Count]).To(logits.Device).To(logits.DType));
+            int channels = (int)leaf.Size(1), height = (int)leaf.Size(2), width = (int)leaf.Size(3);
+            var cam = ClassActivationMap.GradCam(leaf.Detach().To(Device.Cpu).ToArray<float>(), leaf.Grad!.To(DType.Float32).To(Device.Cpu).ToArray<float>(),
+                channels, height, width);
+            return new ClassActivationMap(crop, ClassActivationMap.Upsample(cam, height, width, crop.Height, crop.Width), c, Classes[c],
+                probabilities[c], height, width);
+        }
+        finally
+        {
+            foreach (var p in trainable) p.RequiresGrad = true;
+        }
+    }
+
     /// <summary>Predicts image files in batches; unreadable files get a prediction with <see cref="ImagePrediction.Error"/> set.</summary>
     public IReadOnlyList<ImagePrediction> Predict(IReadOnlyList<string> paths, int topK = 5, int batchSize = 16)
     {

@@ -37,7 +37,7 @@ public static class ModelFolder
             try { write(); }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException) { failed.Add($"{what} ({e.Message})"); }
         }
-        if (model.History is { } history) Try($"{MetricsFileName} and {ReportFileName}", () => WriteRecord(history, folder, log));
+        if (model.History is { } history) Try($"{MetricsFileName} and {ReportFileName}", () => WriteRecord(history, folder, log, model));
         var modelPath = Path.Combine(folder, ModelFileName);
         Try(ModelFileName, () =>
         {
@@ -49,23 +49,27 @@ public static class ModelFolder
         return failed;
     }
 
-    /// <summary>Writes <c>metrics.json</c> and <c>report.html</c> of a run (or an evaluation) into <paramref name="folder"/>.</summary>
-    public static void WriteRecord(TrainingHistory history, string folder, TextWriter? log = null)
+    /// <summary>Writes <c>metrics.json</c> and <c>report.html</c> of a run (or an evaluation) into <paramref name="folder"/>;
+    /// with <paramref name="model"/> (the model the record is of), the report shows where it found the evidence for each
+    /// hardest image's wrong class.</summary>
+    public static void WriteRecord(TrainingHistory history, string folder, TextWriter? log = null, ImageClassificationModel? model = null)
     {
         log ??= TextWriter.Null;
         var metrics = Path.Combine(folder, MetricsFileName);
         var report = Path.Combine(folder, ReportFileName);
         MetricsFile.Write(metrics, history);
-        HtmlReport.Write(report, history, source => ImageDecoder.TryDecodeFile(source, out _));
+        HtmlReport.Write(report, history, source => ImageDecoder.TryDecodeFile(source, out _),
+            model is null ? null : (image, predicted) => model.Explain(image, predicted).Overlay());
         log.WriteLine($"metrics: {metrics}");
         log.WriteLine($"report: {report}");
     }
 
     /// <summary>Writes <c>metrics.json</c> and <c>report.html</c> of an evaluation (see
     /// <see cref="ImageClassificationModel.EvaluateDetailed"/> and <see cref="ImageFileScorerExtensions.Evaluate"/>)
-    /// into <paramref name="folder"/> (created when missing), with the most confident mistakes.</summary>
+    /// into <paramref name="folder"/> (created when missing), with the most confident mistakes (explained by
+    /// <paramref name="explainWith"/>, the evaluated model, when it is a libtorch one).</summary>
     public static void WriteEvaluation(EvaluationResult result, string model, IReadOnlyList<string> classes,
-        IReadOnlyDictionary<string, string> settings, string folder, TextWriter? log = null)
+        IReadOnlyDictionary<string, string> settings, string folder, TextWriter? log = null, ImageClassificationModel? explainWith = null)
     {
         ArgumentNullException.ThrowIfNull(result);
         Directory.CreateDirectory(folder);
@@ -79,7 +83,7 @@ public static class ModelFolder
             StopReason = "evaluation only",
         };
         history.HardestList.AddRange(result.Misclassified.Take(TrainingHistory.MaxHardest));
-        WriteRecord(history, folder, log);
+        WriteRecord(history, folder, log, explainWith);
     }
 
     /// <summary>model.onnx, the ML.NET model.zip (the ONNX inside), the C# consumption code, a console project and a web API project.</summary>

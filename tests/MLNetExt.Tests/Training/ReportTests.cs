@@ -363,6 +363,33 @@ public sealed class ReportTests
         AssertSelfContained(html);
     }
 
+    /// <summary>With an explainer, each hardest image that loads gets a second picture: the explainer's, asked for the
+    /// class the model predicted; an explainer that fails shows its error in that place and the report is still written.</summary>
+    [TestMethod]
+    public void HardestImages_AreShownBesideTheirExplanation_WhenAnExplainerIsGiven()
+    {
+        var h = Sample();
+        h.HardestList.Add(new Misclassified("tiny.png", 0, 1, 0.6f, 0.2f));
+        var asked = new List<int>();
+        string html = HtmlReport.ToHtml(h, source => source == "tiny.png" ? Gradient(32, 32) : Gradient(300, 200), (image, predicted) =>
+        {
+            asked.Add(predicted);
+            if (image.Width == 32) throw new InvalidOperationException("boom: no gradient");
+            return Gradient(64, 64);
+        });
+        var doc = ParseHtml(html);
+        CollectionAssert.AreEqual(h.Hardest.Select(m => m.PredictedLabel).ToArray(), asked.ToArray(), "the predicted class of each, in order");
+        var figures = doc.Descendants("figure").ToList();
+        Assert.HasCount(h.Hardest.Count, figures);
+        Assert.HasCount(2, figures[0].Descendants("img").ToList(), "the image and its explanation");
+        Assert.AreEqual((64, 64), PngSize(figures[0].Descendants("img").Last()));
+        Assert.HasCount(1, figures[^1].Descendants("img").ToList(), "the image; the failed explanation says why");
+        StringAssert.Contains(html, "could not explain: boom: no gradient");
+        StringAssert.Contains(html, "Grad-CAM");
+        Assert.IsFalse(HtmlReport.ToHtml(h, _ => Gradient(32, 32)).Contains("Grad-CAM", StringComparison.Ordinal), "no explainer, no note");
+        AssertSelfContained(html);
+    }
+
     static (int, int) PngSize(XElement img)
     {
         string src = img.Attribute("src")!.Value;
