@@ -3,10 +3,16 @@ namespace MLNetExt.Training;
 /// <summary>Precision, recall and F1 of one class (one-vs-rest), and its number of true samples.</summary>
 public sealed record ClassMetrics(string Class, double Precision, double Recall, double F1, int Support);
 
+/// <summary>One confidence bin of a reliability diagram: the predictions whose top-1 probability lies in
+/// (<see cref="Lower"/>, <see cref="Upper"/>] (the first bin includes 0), how sure they were on average and how often
+/// they were right.</summary>
+public sealed record CalibrationBin(double Lower, double Upper, int Count, double MeanConfidence, double Accuracy);
+
 /// <summary>Classification metrics from predicted probabilities: top-1 and top-k accuracy, macro-F1, log-loss
 /// (mean −ln p(true), probabilities clipped to [1e-15, 1 − 1e-15], scikit-learn's rule before 1.3), per-class
-/// precision/recall/F1 and the confusion matrix (rows: true class, columns: predicted class). A class never
-/// predicted has precision 0; a class without samples has recall 0 (scikit-learn's zero_division=0).
+/// precision/recall/F1, the confusion matrix (rows: true class, columns: predicted class) and calibration (the
+/// expected calibration error over <see cref="CalibrationBins"/> equal-width bins of top-1 confidence, Guo et al. 2017).
+/// A class never predicted has precision 0; a class without samples has recall 0 (scikit-learn's zero_division=0).
 /// Ties in the top-1 prediction go to the lower class index (as argmax).</summary>
 public sealed class ClassificationMetrics
 {
@@ -28,10 +34,21 @@ public sealed class ClassificationMetrics
     public IReadOnlyList<ClassMetrics> PerClass { get; }
     /// <summary>[true][predicted] counts.</summary>
     public int[][] Confusion { get; }
+    /// <summary>The reliability diagram: <see cref="CalibrationBins"/> bins of top-1 confidence (null for metrics restored
+    /// from a record that did not keep them).</summary>
+    public IReadOnlyList<CalibrationBin>? Calibration { get; }
+    /// <summary>Expected calibration error: the gap between confidence and accuracy, averaged over the bins weighted by
+    /// their share of the samples (0 = a model whose 80 % means 80 %); null when <see cref="Calibration"/> is.</summary>
+    public double? ExpectedCalibrationError =>
+        Calibration is null || Count == 0 ? null : Calibration.Sum(b => (double)b.Count / Count * Math.Abs(b.Accuracy - b.MeanConfidence));
+
+    /// <summary>Bins of the reliability diagram (equal widths over [0, 1]; 15 as in Guo et al.).</summary>
+    public const int CalibrationBins = 15;
 
     ClassificationMetrics(IReadOnlyList<string> classes, int count, double top1, double top5, int topK, double macroF1, double logLoss,
-        IReadOnlyList<ClassMetrics> perClass, int[][] confusion)
+        IReadOnlyList<ClassMetrics> perClass, int[][] confusion, IReadOnlyList<CalibrationBin>? calibration)
     {
+        Calibration = calibration;
         Classes = classes;
         Count = count;
         Top1 = top1;
@@ -52,6 +69,9 @@ public sealed class ClassificationMetrics
             throw new ArgumentException($"Expected {n}×{c} = {(long)n * c} probabilities for {n} samples of {c} classes, found {probabilities.Length}.", nameof(probabilities));
         int k = Math.Min(5, c);
         var confusion = Enumerable.Range(0, c).Select(_ => new int[c]).ToArray();
+        var binCount = new int[CalibrationBins];
+        var binConfidence = new double[CalibrationBins];
+        var binCorrect = new int[CalibrationBins];
         long topk = 0;
         double logLoss = 0;
         for (int i = 0; i < n; i++)
@@ -68,15 +88,25 @@ public sealed class ClassificationMetrics
             }
             confusion[y][arg]++;
             if (higher < k) topk++;
+            int bin = Bin(row[arg]);
+            binCount[bin]++;
+            binConfidence[bin] += row[arg];
+            if (arg == y) binCorrect[bin]++;
             double p = Math.Clamp((double)row[y], 1e-15, 1 - 1e-15);
             logLoss -= Math.Log(p);
         }
-        return FromConfusion(classes, confusion, n == 0 ? 0 : (double)topk / n, k, n == 0 ? 0 : logLoss / n);
+        return FromConfusion(classes, confusion, n == 0 ? 0 : (double)topk / n, k, n == 0 ? 0 : logLoss / n,
+            Enumerable.Range(0, CalibrationBins).Select(b => (binCount[b], binCount[b] == 0 ? 0 : binConfidence[b] / binCount[b], binCorrect[b])).ToList());
     }
 
-    /// <summary>Rebuilds metrics from a confusion matrix and the two values it cannot give (top-k accuracy and
-    /// log-loss); per-class values, top-1 and macro-F1 follow from the matrix. Used to restore a run's history.</summary>
-    internal static ClassificationMetrics FromConfusion(IReadOnlyList<string> classes, int[][] confusion, double topKAccuracy, int topK, double logLoss)
+    /// <summary>The bin of a top-1 confidence: (b/B, (b+1)/B], with 0 in the first.</summary>
+    static int Bin(float confidence) => Math.Clamp((int)Math.Ceiling(confidence * CalibrationBins) - 1, 0, CalibrationBins - 1);
+
+    /// <summary>Rebuilds metrics from a confusion matrix and what it cannot give (top-k accuracy, log-loss, and per
+    /// calibration bin the count, the mean confidence and the correct count); per-class values, top-1 and macro-F1
+    /// follow from the matrix. Used to restore a run's history.</summary>
+    internal static ClassificationMetrics FromConfusion(IReadOnlyList<string> classes, int[][] confusion, double topKAccuracy, int topK, double logLoss,
+        IReadOnlyList<(int Count, double MeanConfidence, int Correct)>? calibration)
     {
         int c = classes.Count;
         if (confusion.Length != c || confusion.Any(r => r.Length != c))
@@ -93,8 +123,12 @@ public sealed class ClassificationMetrics
             double f1 = precision + recall == 0 ? 0 : 2 * precision * recall / (precision + recall);
             perClass[j] = new ClassMetrics(classes[j], precision, recall, f1, support);
         }
+        if (calibration is not null && calibration.Count != CalibrationBins)
+            throw new ArgumentException($"Calibration needs {CalibrationBins} bins, found {calibration.Count}.", nameof(calibration));
+        var bins = calibration?.Select((b, i) => new CalibrationBin((double)i / CalibrationBins, (double)(i + 1) / CalibrationBins, b.Count,
+            b.MeanConfidence, b.Count == 0 ? 0 : (double)b.Correct / b.Count)).ToList();
         return new ClassificationMetrics(classes, n, n == 0 ? 0 : (double)top1 / n, topKAccuracy, topK,
-            perClass.Average(m => m.F1), logLoss, perClass, confusion);
+            perClass.Average(m => m.F1), logLoss, perClass, confusion, bins);
     }
 
     /// <summary>The value of a monitorable metric by name: top1, top5, macro_f1 (higher is better) or log_loss (lower).</summary>

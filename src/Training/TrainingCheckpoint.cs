@@ -183,6 +183,8 @@ internal static class TrainingCheckpoint
                         ["top_k_accuracy"] = Num(m.Top5),
                         ["top_k"] = m.TopK,
                         ["log_loss"] = Num(m.LogLoss),
+                        ["calibration"] = m.Calibration is null ? null : new JsonArray(m.Calibration.Select(b =>
+                            (JsonNode?)new JsonArray(b.Count, Num(b.MeanConfidence), (int)Math.Round(b.Accuracy * b.Count))).ToArray()),
                         ["confusion"] = new JsonArray(m.Confusion.Select(r => (JsonNode?)new JsonArray(r.Select(c => (JsonNode?)c).ToArray())).ToArray()),
                     } : null,
                 }).ToArray()),
@@ -219,7 +221,10 @@ internal static class TrainingCheckpoint
                 if (e["val"] is JsonObject v)
                 {
                     var confusion = v["confusion"]!.AsArray().Select(r => r!.AsArray().Select(c => c!.GetValue<int>()).ToArray()).ToArray();
-                    m = ClassificationMetrics.FromConfusion(classes, confusion, Dbl(v["top_k_accuracy"]), v["top_k"]!.GetValue<int>(), Dbl(v["log_loss"]));
+                    // "calibration" is absent from checkpoints written before it was recorded
+                    var calibration = (v["calibration"] as JsonArray)?.Select(b => b!.AsArray())
+                        .Select(b => (b[0]!.GetValue<int>(), Dbl(b[1]), b[2]!.GetValue<int>())).ToList();
+                    m = ClassificationMetrics.FromConfusion(classes, confusion, Dbl(v["top_k_accuracy"]), v["top_k"]!.GetValue<int>(), Dbl(v["log_loss"]), calibration);
                 }
                 history.EpochList.Add(new EpochSummary(e["epoch"]!.GetValue<int>(), Dbl(e["train_loss"]), Dbl(e["lr"]), Dbl(e["images_per_second"]),
                     Dbl(e["seconds"]), e["val_loss"] is null ? null : Dbl(e["val_loss"]), m));

@@ -48,6 +48,7 @@ internal static class HtmlReport
         Charts(h, history);
         Confusion(h, history);
         PerClass(h, history);
+        Calibration(h, history);
         Hardest(h, history, loadImage, explain);
         EpochTable(h, history);
 
@@ -74,6 +75,7 @@ internal static class HtmlReport
             Card(h, $"top-{f.TopK} accuracy", Pct(f.Top5), f.TopK < 5 ? $"k = number of classes ({f.TopK})" : "", t.Monitor == "top5");
             Card(h, "macro-F1", Num(f.MacroF1, "0.0000"), "unweighted mean over classes", t.Monitor == "macro_f1");
             Card(h, "log-loss", Num(f.LogLoss, "0.0000"), "mean −ln p(true class)", t.Monitor == "log_loss");
+            if (f.ExpectedCalibrationError is double ece) Card(h, "calibration error", Pct(ece), "confidence against accuracy (ECE)", false);
         }
         Card(h, "best epoch", t.BestEpoch?.ToString(CultureInfo.InvariantCulture) ?? "—",
             t.BestEpoch is null ? "no validation" : $"by {MetricName(t.Monitor, f?.TopK ?? 5)}", false);
@@ -370,6 +372,51 @@ internal static class HtmlReport
     {
         string w = double.IsFinite(v) ? (Math.Clamp(v, 0, 1) * 100).ToString("0.#", CultureInfo.InvariantCulture) : "0";
         h.Append($"<td class=\"bar\" style=\"--v:{w}%\">{Num(v, "0.000")}</td>");
+    }
+
+    // ---------------------------------------------------------------- calibration
+
+    static void Calibration(StringBuilder h, TrainingHistory t)
+    {
+        if (t.Final is not { Calibration: { } bins, ExpectedCalibrationError: double ece } m || m.Count == 0) return;
+        double confidence = bins.Sum(b => b.Count * b.MeanConfidence) / m.Count;
+        string lean = Math.Abs(confidence - m.Top1) < 0.01 ? "as sure as it is right, on average"
+            : confidence > m.Top1 ? "over-confident: surer than it is right" : "under-confident: right more often than it is sure";
+        h.Append("<section class=\"panel wide\"><h2>Calibration</h2>");
+        h.Append($"<p class=\"note\">How far the probabilities (<code>Score</code>) can be taken at their word. Validation images grouped by " +
+                 $"the probability of the predicted class; each bar is how often those predictions were right, the dashed line where a " +
+                 $"calibrated model's bars would end. Mean confidence {Pct(confidence)} against top-1 {Pct(m.Top1)}: the model is {lean} " +
+                 $"(expected calibration error {Pct(ece)}). Hover a bar for its numbers.</p>");
+        h.Append("<div class=\"scroll\">").Append(ReliabilitySvg(bins, m.Count)).Append("</div></section>\n");
+    }
+
+    /// <summary>The reliability diagram: one bar per confidence bin at its accuracy, the diagonal dashed.</summary>
+    internal static string ReliabilitySvg(IReadOnlyList<CalibrationBin> bins, int total)
+    {
+        const double left = 44, top = 10, size = 260, bottom = 36;
+        var sb = new StringBuilder();
+        string P(double v) => v.ToString("0.##", CultureInfo.InvariantCulture);
+        sb.Append($"<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"reliability\" width=\"{P(left + size + 12)}\" height=\"{P(top + size + bottom)}\" " +
+                  "role=\"img\" aria-label=\"reliability diagram\">");
+        sb.Append($"<rect x=\"{P(left)}\" y=\"{P(top)}\" width=\"{P(size)}\" height=\"{P(size)}\" fill=\"#f9fafb\" stroke=\"#e5e7eb\" />");
+        foreach (var b in bins)
+        {
+            if (b.Count == 0) continue;
+            double x = left + b.Lower * size, w = (b.Upper - b.Lower) * size, barH = b.Accuracy * size;
+            string tip = $"confidence {P(b.Lower * 100)}–{P(b.Upper * 100)} %: {b.Count} images ({P(100.0 * b.Count / total)} %), " +
+                         $"mean confidence {Pct(b.MeanConfidence)}, right {Pct(b.Accuracy)}";
+            sb.Append($"<rect x=\"{P(x + 1)}\" y=\"{P(top + size - barH)}\" width=\"{P(w - 2)}\" height=\"{P(barH)}\" fill=\"{Blue}\" fill-opacity=\"{P(0.35 + 0.65 * b.Count / total)}\">" +
+                      $"<title>{E(tip)}</title></rect>");
+        }
+        sb.Append($"<line x1=\"{P(left)}\" y1=\"{P(top + size)}\" x2=\"{P(left + size)}\" y2=\"{P(top)}\" stroke=\"#6b7280\" stroke-dasharray=\"4 3\" />");
+        foreach (var v in new[] { 0.0, 0.5, 1.0 })
+        {
+            sb.Append($"<text x=\"{P(left + v * size)}\" y=\"{P(top + size + 14)}\" text-anchor=\"middle\" font-size=\"11\">{P(v * 100)}%</text>");
+            sb.Append($"<text x=\"{P(left - 6)}\" y=\"{P(top + size - v * size + 4)}\" text-anchor=\"end\" font-size=\"11\">{P(v * 100)}%</text>");
+        }
+        sb.Append($"<text x=\"{P(left + size / 2)}\" y=\"{P(top + size + 30)}\" text-anchor=\"middle\" font-size=\"12\">confidence of the prediction</text>");
+        sb.Append("</svg>");
+        return sb.ToString();
     }
 
     // ---------------------------------------------------------------- hardest images

@@ -10,8 +10,9 @@ namespace MLNetExt.Training;
 /// (epoch, train_loss, lr, images_per_second, seconds, val_loss, val), final, hardest[] (source, true, predicted,
 /// true_index, predicted_index, confidence, true_probability), step_count and steps[] (step, epoch, loss, lr; thinned
 /// evenly to at most <see cref="MaxSteps"/> records, first and last kept). A metrics object (val, final) holds count,
-/// top1, top5, top_k, macro_f1, log_loss, per_class[] (class, precision, recall, f1, support) and confusion
-/// ([true][predicted] counts). A value that does not exist (no validation) and a non-finite number are written as null.</summary>
+/// top1, top5, top_k, macro_f1, log_loss, ece (expected calibration error), per_class[] (class, precision, recall, f1,
+/// support), confusion ([true][predicted] counts) and calibration[] (lower, upper, count, confidence, accuracy per
+/// confidence bin; null for a run restored from a record that did not keep it). A value that does not exist (no validation) and a non-finite number are written as null.</summary>
 internal static class MetricsFile
 {
     /// <summary>The most step records written; longer runs are thinned evenly.</summary>
@@ -114,6 +115,7 @@ internal static class MetricsFile
         w.WriteNumber("top_k", m.TopK);
         Number(w, "macro_f1", m.MacroF1);
         Number(w, "log_loss", m.LogLoss);
+        Number(w, "ece", m.ExpectedCalibrationError);
         w.WriteStartArray("per_class");
         foreach (var p in m.PerClass)
             Row(w, Compact(c =>
@@ -137,6 +139,23 @@ internal static class MetricsFile
                 c.WriteEndArray();
             }));
         w.WriteEndArray();
+        if (m.Calibration is null) w.WriteNull("calibration");
+        else
+        {
+            w.WriteStartArray("calibration");
+            foreach (var b in m.Calibration)
+                Row(w, Compact(c =>
+                {
+                    c.WriteStartObject();
+                    Number(c, "lower", b.Lower);
+                    Number(c, "upper", b.Upper);
+                    c.WriteNumber("count", b.Count);
+                    Number(c, "confidence", b.MeanConfidence);
+                    Number(c, "accuracy", b.Accuracy);
+                    c.WriteEndObject();
+                }));
+            w.WriteEndArray();
+        }
         w.WriteEndObject();
     }
 

@@ -150,4 +150,50 @@ public sealed class ClassificationMetricsTests
         StringAssert.Contains(ex.Message, "accuracy");
         StringAssert.Contains(ex.Message, "macro_f1");
     }
+
+    /// <summary>Four predictions of two classes, each alone in its bin of 15 over the top-1 confidence:
+    /// 0.9 right (bin 13), 0.8 wrong (bin 11: (0.733, 0.8]), 0.7 right (bin 10), 0.55 right (bin 8).
+    /// ECE = (|1 − 0.9| + |0 − 0.8| + |1 − 0.7| + |1 − 0.55|) / 4 = 0.4125.</summary>
+    [TestMethod]
+    public void Calibration_BinsTheTopConfidence_AndWeighsTheGapByTheBinsShare()
+    {
+        float[] p = [0.9f, 0.1f, 0.8f, 0.2f, 0.3f, 0.7f, 0.55f, 0.45f];
+        var m = ClassificationMetrics.Compute(p, [0, 1, 1, 0], ["x", "y"]);
+        Assert.HasCount(ClassificationMetrics.CalibrationBins, m.Calibration!);
+        CollectionAssert.AreEqual(new[] { 8, 10, 11, 13 }, m.Calibration!.Select((b, i) => (b, i)).Where(t => t.b.Count > 0).Select(t => t.i).ToArray());
+        Assert.AreEqual(0.8f, m.Calibration![11].MeanConfidence, 1e-9);
+        Assert.AreEqual(0.0, m.Calibration![11].Accuracy);
+        Assert.AreEqual(11.0 / 15, m.Calibration![11].Lower, 1e-12);
+        Assert.AreEqual(12.0 / 15, m.Calibration![11].Upper, 1e-12);
+        Assert.AreEqual(0.4125, m.ExpectedCalibrationError!.Value, 1e-6);
+
+        // Sure and right: no gap; a confidence of exactly 1 falls in the last bin.
+        var sure = ClassificationMetrics.Compute([1f, 0f, 0f, 1f], [0, 1], ["x", "y"]);
+        Assert.AreEqual(2, sure.Calibration![^1].Count);
+        Assert.AreEqual(0.0, sure.ExpectedCalibrationError!.Value);
+        Assert.IsNull(ClassificationMetrics.Compute([], [], ["x", "y"]).ExpectedCalibrationError, "no samples, no calibration error");
+    }
+
+    /// <summary>A checkpoint keeps the calibration bins exactly; one written before they were recorded still loads,
+    /// without calibration.</summary>
+    [TestMethod]
+    public void Calibration_SurvivesACheckpoint_AndOlderCheckpointsLoadWithout()
+    {
+        var m = ClassificationMetrics.Compute(CaseA, LabelsA, Abc);
+        var history = new TrainingHistory { Model = "tiny", Classes = Abc, Settings = new Dictionary<string, string>() };
+        history.EpochList.Add(new EpochSummary(1, 0.5, 1e-3, 10, 1, 0.4, m));
+        var json = TrainingCheckpoint.StateToJson(new TrainingState { Fingerprint = new(), History = history });
+        var back = TrainingCheckpoint.StateFromJson(json, Abc, "test").History.Epochs[0].Validation!;
+        Assert.AreEqual(m.Calibration!.Count, back.Calibration!.Count);
+        for (int i = 0; i < m.Calibration.Count; i++) Assert.AreEqual(m.Calibration[i], back.Calibration[i], $"bin {i}");
+        Assert.AreEqual(m.ExpectedCalibrationError, back.ExpectedCalibrationError);
+
+        var old = System.Text.Json.Nodes.JsonNode.Parse(json)!;
+        old["history"]!["epochs"]![0]!["val"]!.AsObject().Remove("calibration");
+        var restored = TrainingCheckpoint.StateFromJson(old.ToJsonString(), Abc, "test").History.Epochs[0].Validation!;
+        Assert.IsNull(restored.Calibration);
+        Assert.IsNull(restored.ExpectedCalibrationError);
+        Assert.AreEqual(m.Top1, restored.Top1);
+        Assert.AreEqual(m.LogLoss, restored.LogLoss);
+    }
 }

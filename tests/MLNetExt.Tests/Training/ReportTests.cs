@@ -152,6 +152,9 @@ public sealed class ReportTests
         Assert.AreEqual(m.TopK, j.GetProperty("top_k").GetInt32());
         Assert.AreEqual(m.MacroF1, j.GetProperty("macro_f1").GetDouble());
         Assert.AreEqual(m.LogLoss, j.GetProperty("log_loss").GetDouble());
+        Assert.AreEqual(m.ExpectedCalibrationError!.Value, j.GetProperty("ece").GetDouble());
+        Assert.AreEqual(ClassificationMetrics.CalibrationBins, j.GetProperty("calibration").GetArrayLength());
+        Assert.AreEqual(m.Count, j.GetProperty("calibration").EnumerateArray().Sum(b => b.GetProperty("count").GetInt32()));
         var pc = j.GetProperty("per_class");
         Assert.AreEqual(m.PerClass.Count, pc.GetArrayLength());
         for (int i = 0; i < m.PerClass.Count; i++)
@@ -248,7 +251,7 @@ public sealed class ReportTests
 
         XNamespace svg = "http://www.w3.org/2000/svg";
         var charts = doc.Descendants(svg + "svg").ToList();
-        Assert.HasCount(5, charts, "loss, validation metrics, learning rate, throughput, confusion matrix");
+        Assert.HasCount(6, charts, "loss, validation metrics, learning rate, throughput, confusion matrix, reliability diagram");
         // the loss chart: per-step line broken at the NaN step (two runs), epoch curves, best-epoch marker
         var loss = charts[0];
         Assert.IsTrue(loss.Descendants(svg + "path").Any(p => Regex.Matches(p.Attribute("d")!.Value, "M").Count == 2), "per-step line broken at the NaN step");
@@ -260,6 +263,11 @@ public sealed class ReportTests
         var counts = conf.Descendants(svg + "text").Where(t => t.Attribute("class")?.Value == "count").Select(t => int.Parse(t.Value)).ToList();
         Assert.AreEqual(40, counts.Sum());
         Assert.HasCount(9, conf.Descendants(svg + "rect").Where(r => r.Element(svg + "title") is not null));
+        // reliability diagram: one bar per non-empty confidence bin, their counts adding up to the validation images
+        var bars = charts[5].Descendants(svg + "rect").Where(r => r.Element(svg + "title") is not null).ToList();
+        Assert.HasCount(h.Final!.Calibration!.Count(b => b.Count > 0), bars);
+        Assert.AreEqual(40, bars.Sum(b => int.Parse(Regex.Match(b.Element(svg + "title")!.Value, @": (\d+) images").Groups[1].Value)));
+        StringAssert.Contains(html, "expected calibration error " + (h.Final!.ExpectedCalibrationError!.Value * 100).ToString("0.00", System.Globalization.CultureInfo.InvariantCulture) + "%");
 
         // header values
         StringAssert.Contains(html, (h.Final!.Top1 * 100).ToString("0.00", System.Globalization.CultureInfo.InvariantCulture) + "%");
