@@ -133,6 +133,18 @@ The training loss at every optimizer step and the validation accuracy at the end
 var predictions = model.Predict(some.Select(i => i.Path!).ToList(), topK: 2);
 Show("<table><tr>" + string.Join("", some.Zip(predictions, (item, p) =>
     $"<td style='text-align:center;padding:6px'>{Thumbnail(item.Path!)}<br/>true: {train.Classes[item.Label]}<br/>predicted: <b>{p.Label}</b> ({p.Score:P0})</td>")) + "</tr></table>");'''),
+    md('''## Where the model looks
+
+`Explain` computes Grad-CAM: for each photo, the network's view of it beside the evidence it found there for its
+prediction (red the strongest, blue none). The report `mlnetext train` writes shows the same beside each mistake.'''),
+    code('''var views = some.Select((item, k) =>
+{
+    var map = model.Explain(MLNetExt.Imaging.ImageDecoder.DecodeFile(item.Path!));
+    var file = Path.Combine(Path.GetTempPath(), $"mlnetext-quick-start-cam-{k}.png");
+    map.SavePng(file);
+    return $"<td style='text-align:center;padding:6px'>{Thumbnail(file, 200)}<br/>evidence for <b>{map.Label}</b></td>";
+});
+Show("<table><tr>" + string.Join("", views) + "</tr></table>");'''),
     md('''The model is saved, exported and packaged for ML.NET in one call — what `mlnetext train` writes:'''),
     code('''var output = Path.Combine(Path.GetTempPath(), "mlnetext-quick-start");
 var failed = ModelFolder.Write(model, output);
