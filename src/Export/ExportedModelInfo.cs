@@ -46,6 +46,8 @@ public sealed record ExportedModelInfo
     public string Backbone { get; init; } = "";
     /// <summary>Variant name (or "custom"), when the model says.</summary>
     public string Variant { get; init; } = "";
+    /// <summary>The temperature of the graph's <c>Score = softmax(logits / T)</c> (1 for models exported before it was recorded).</summary>
+    public double ScoreTemperature { get; init; } = 1;
 
     /// <summary>The training evaluation pipeline at the network size.</summary>
     internal ImagePipeline EvalPipeline() =>
@@ -139,7 +141,9 @@ public sealed record ExportedModelInfo
             Mean = Doubles("mlnetext.mean", 3), Std = Doubles("mlnetext.std", 3), Interpolation = interpolation,
             NumClasses = classes, Labels = labels, HasLabels = hasLabels,
             Backbone = meta.GetValueOrDefault("mlnetext.backbone", ""), Variant = meta.GetValueOrDefault("mlnetext.variant", ""),
+            ScoreTemperature = meta.ContainsKey("mlnetext.score_temperature") ? Doubles("mlnetext.score_temperature", 1)[0] : 1,
         };
+        if (!(info.ScoreTemperature > 0)) throw Bad("mlnetext.score_temperature", "a positive number");
         var node = inputs.FirstOrDefault(i => i.Name == input)
             ?? throw new InvalidDataException($"The ONNX model {source} names its input '{input}' in the metadata, but its inputs are: {string.Join("; ", inputs)}.");
         if (node.Dimensions.Count != 4 || node.Dimensions[1] != 3 || node.Dimensions[2] != info.InputHeight || node.Dimensions[3] != info.InputWidth)

@@ -69,6 +69,9 @@ public sealed record OnnxExportOptions
     public IReadOnlyList<string>? Labels { get; init; }
     /// <summary>Also output <c>features</c> (pooled pre-logits).</summary>
     public bool IncludeFeatures { get; init; }
+    /// <summary>The temperature of <c>Score = softmax(logits / T)</c> (1: plain softmax; a trained model's calibrated
+    /// <see cref="Training.ModelDescriptor.ScoreTemperature"/>); <c>logits</c> stay as the network gives them.</summary>
+    public double ScoreTemperature { get; init; } = 1;
     /// <summary>The graph's arithmetic: float32 (default), INT8 (CPU serving; see <see cref="CalibrationImages"/>) or
     /// float16 (GPU serving).</summary>
     public OnnxPrecision Precision { get; init; } = OnnxPrecision.Float32;
@@ -156,7 +159,7 @@ public static class OnnxExporter
             var f = model.ForwardFeatures(x);
             if (options.Head == OnnxHead.PreLogits) return [model.ForwardHead(f, preLogits: true)];
             var logits = model.ForwardHead(f);
-            var score = logits.Softmax(-1);
+            var score = (options.ScoreTemperature == 1 ? logits : logits.Mul(1 / options.ScoreTemperature)).Softmax(-1);
             return options.IncludeFeatures ? new[] { logits, score, model.ForwardHead(f, preLogits: true) } : new[] { logits, score };
         }
 
@@ -170,6 +173,7 @@ public static class OnnxExporter
             ("mlnetext.mean", string.Join(",", mean.Select(v => v.ToString("R")))),
             ("mlnetext.std", string.Join(",", std.Select(v => v.ToString("R")))),
             ("mlnetext.crop_pct", cropPct.ToString("R")),
+            ("mlnetext.score_temperature", options.ScoreTemperature.ToString("R", System.Globalization.CultureInfo.InvariantCulture)),
             ("mlnetext.crop_in_graph", mlnet ? "true" : "false"),
             ("mlnetext.crop_size", $"{h},{w}"),
             ("mlnetext.crop_offset", $"{crop.Top},{crop.Left}"),

@@ -52,15 +52,18 @@ public sealed class ImageClassificationModel : IDisposable
             Resampler.Parse(descriptor.Interpolation));
     }
 
-    /// <summary>Class probabilities of already-prepared images (float32 [N, 3, S, S], normalised), as [N, classes].</summary>
+    /// <summary>Class probabilities of already-prepared images (float32 [N, 3, S, S], normalised), as [N, classes]:
+    /// <c>softmax(logits / T)</c> with the descriptor's <see cref="ModelDescriptor.ScoreTemperature"/>.</summary>
     public float[] Probabilities(Tensor images)
     {
         using var scope = TensorScope.Begin();
         using var _ = Autograd.NoGrad();
         var device = Backbone.Parameters().First().Device;
-        var logits = Backbone.Call(images.To(device)).To(DType.Float32);
-        return logits.Softmax(1).To(Device.Cpu).ToArray<float>();
+        return Tempered(Backbone.Call(images.To(device)).To(DType.Float32)).Softmax(1).To(Device.Cpu).ToArray<float>();
     }
+
+    /// <summary>Logits divided by the score temperature (the same tensor when it is 1).</summary>
+    Tensor Tempered(Tensor logits) => Descriptor.ScoreTemperature == 1 ? logits : logits.Mul(1 / Descriptor.ScoreTemperature);
 
     /// <summary>Predicts one decoded image.</summary>
     public ImagePrediction Predict(RgbImage image, int topK = 5, string source = "image") => PredictEach(1, _ => image, _ => source, topK, 1)[0]!;
@@ -92,7 +95,7 @@ public sealed class ImageClassificationModel : IDisposable
         {
             using var grad = Autograd.EnableGrad();
             var logits = Backbone.ForwardHead(leaf);
-            var probabilities = logits.Detach().To(DType.Float32).Softmax(1).To(Device.Cpu).ToArray<float>();
+            var probabilities = Tempered(logits.Detach().To(DType.Float32)).Softmax(1).To(Device.Cpu).ToArray<float>();
             int c = classIndex ?? Array.IndexOf(probabilities, probabilities.Max());
             var oneHot = new float[Classes.Count];
             oneHot[c] = 1;
@@ -165,7 +168,7 @@ public sealed class ImageClassificationModel : IDisposable
                 using (var y = b.Labels.To(device))
                     yield return (b.Images, y, b.Indices);
         }
-        var r = Evaluator.Run(Batches(), x => Backbone.Call(x.To(device)), data, done => progress?.Invoke(done, loader.BatchesPerEpoch));
+        var r = Evaluator.Run(Batches(), x => Tempered(Backbone.Call(x.To(device)).To(DType.Float32)), data, done => progress?.Invoke(done, loader.BatchesPerEpoch));
         return new EvaluationResult(r.Metrics(Classes), r.Misclassified(), loader.Skipped);
     }
 
@@ -214,6 +217,7 @@ public sealed class ImageClassificationModel : IDisposable
         var o = (options ?? new OnnxExportOptions()) with
         {
             Labels = Classes, ImageSize = (Descriptor.ImageSize, Descriptor.ImageSize), CropPct = options?.CropPct ?? Descriptor.CropPct,
+            ScoreTemperature = Descriptor.ScoreTemperature,
         };
         return OnnxExporter.Export(Backbone, path, o);
     }

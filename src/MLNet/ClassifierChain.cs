@@ -30,7 +30,8 @@ internal static class ClassifierChain
             .Append(ml.Transforms.ApplyOnnxModel([logitsColumn], [info.InputName], new MemoryStream(onnx), gpuDeviceId, fallbackToCpu: false))
             .Fit(source);
         var featured = features.Transform(source);
-        var scorer = MLNetScorerFactory.Create(ml, featured.Schema, logitsColumn, labelColumn, info.Labels, scoreColumn, predictedLabelColumn);
+        var scorer = MLNetScorerFactory.Create(ml, featured.Schema, logitsColumn, labelColumn, info.Labels, scoreColumn, predictedLabelColumn,
+            info.ScoreTemperature);
         var drop = ml.Transforms.DropColumns([.. image.Intermediates, info.InputName, logitsColumn]).Fit(scorer.Transform(featured));
         return features.Append(scorer).Append(drop);
     }

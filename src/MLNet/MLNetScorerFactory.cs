@@ -8,7 +8,8 @@ namespace MLNetExt.MLNet;
 
 /// <summary>
 /// Makes ML.NET's own multiclass scorer over a logits column: <c>MulticlassPredictionTransformer&lt;MaximumEntropyModelParameters&gt;</c>
-/// with identity weights and zero bias, so <c>Score = softmax(logits)</c> and <c>PredictedLabel</c> is a scalar key whose key
+/// with weights 1/T times the identity and zero bias, so <c>Score = softmax(logits / T)</c> (the model's score temperature,
+/// 1 unless training calibrated the scores) and <c>PredictedLabel</c> is a scalar key whose key
 /// values are the classes (what ML.NET's trainers give). Both constructors are internal in ML.NET, so they are reached by
 /// reflection, pinned to the signatures of Microsoft.ML 6.0.0 and tested; the saved model needs no reflection to load.
 /// Fallback if a later ML.NET changes them: the ONNX model's own <c>Score</c> output (its slot names are the classes) with
@@ -26,14 +27,14 @@ internal static class MLNetScorerFactory
 
     public static MulticlassPredictionTransformer<MaximumEntropyModelParameters> Create(MLContext mlContext, DataViewSchema trainSchema,
         string featureColumn, string labelColumn, IReadOnlyList<string> classes, string scoreColumn = MLNetModelFile.ScoreColumn,
-        string predictedLabelColumn = MLNetModelFile.PredictedLabelColumn)
+        string predictedLabelColumn = MLNetModelFile.PredictedLabelColumn, double temperature = 1)
     {
         int k = classes.Count;
         var weights = new VBuffer<float>[k];
         for (int i = 0; i < k; i++)
         {
             var row = new float[k];
-            row[i] = 1f;
+            row[i] = (float)(1 / temperature);
             weights[i] = new VBuffer<float>(k, row);
         }
         var model = (MaximumEntropyModelParameters)Constructor(typeof(MaximumEntropyModelParameters), ModelConstructor)

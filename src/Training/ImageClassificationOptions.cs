@@ -128,6 +128,12 @@ public sealed record ImageClassificationOptions
 
     // ---- data ----
 
+    /// <summary>After training, fit one temperature T on the validation set so that the model's probabilities
+    /// (<c>Score = softmax(logits / T)</c>, in every scorer and export) are as sure as its accuracy supports (temperature
+    /// scaling, Guo et al. 2017); the predicted classes do not change. The validation metrics recorded for the kept model
+    /// are then the calibrated ones — measured on the images T was fitted on, so optimistic. Default false.</summary>
+    public bool CalibrateScores { get; init; }
+
     /// <summary>Fraction of the training set held out for validation when no validation set is given. Default 0.2.</summary>
     public double ValidationFraction { get; init; } = 0.2;
 

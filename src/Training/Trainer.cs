@@ -266,18 +266,35 @@ internal sealed class Trainer : IDisposable
         DataParallel.SynchronizeBatchNorm(_model, null);
         _reducer?.Dispose();
         _model.Eval();
+        var descriptor = _descriptor;
         if (_val is not null)
         {
             // The kept weights were validated already when their epoch ran in this session; after a resume they are
             // scored again (identically: same weights, same data, eval mode).
             var r = _bestWeights is not null && bestEval is not null ? bestEval : Validate(_o.Epochs);
+            if (_o.CalibrateScores) (r, descriptor) = CalibrateScores(r);
             h.Final = r.Metrics(_train.Classes);
             h.HardestList.Clear();
             h.HardestList.AddRange(r.Misclassified().Take(TrainingHistory.MaxHardest));
         }
         h.Duration = _durationBefore + _clock.Elapsed;
         _modelTaken = true;
-        return new TrainingOutcome(_model, _descriptor, h);
+        return new TrainingOutcome(_model, descriptor, h);
+    }
+
+    /// <summary>Temperature scaling on the kept model's validation scores: the descriptor carries the fitted temperature
+    /// (every scorer and export then divides the logits by it) and the validation result is rescored with it.</summary>
+    (EvalResult, ModelDescriptor) CalibrateScores(EvalResult r)
+    {
+        int classes = _train.Classes.Count;
+        double t = ScoreCalibration.FitTemperature(r.Probabilities, r.Labels, classes);
+        var p = ScoreCalibration.Apply(r.Probabilities, classes, t);
+        double loss = r.Labels.Select((y, i) => -Math.Log(Math.Max(p[i * classes + y], float.Epsilon))).Average();
+        var calibrated = r with { Probabilities = p, Loss = loss };
+        var (before, after) = (r.Metrics(_train.Classes), calibrated.Metrics(_train.Classes));
+        Info($"scores calibrated on the {r.Labels.Length} validation images: temperature {t:F3} (Score = softmax(logits / {t:F3})); " +
+             $"expected calibration error {before.ExpectedCalibrationError:P2} -> {after.ExpectedCalibrationError:P2}, log-loss {before.LogLoss:F4} -> {after.LogLoss:F4}");
+        return (calibrated, _descriptor with { ScoreTemperature = t });
     }
 
     /// <summary>After the first epoch this session runs (every image has been read once by then): the images that could not

@@ -7,10 +7,11 @@ using MLNetExt.Imaging;
 
 namespace MLNetExt.Training;
 
-/// <summary>What a saved classifier is: the backbone (variant, or family + custom kwargs), its classes and the
-/// evaluation geometry. Stored as JSON in the safetensors metadata of model files and training checkpoints.</summary>
+/// <summary>What a saved classifier is: the backbone (variant, or family + custom kwargs), its classes, the
+/// evaluation geometry and the temperature its probabilities are computed at (<c>softmax(logits / T)</c>: 1 unless
+/// training calibrated the scores). Stored as JSON in the safetensors metadata of model files and training checkpoints.</summary>
 public sealed record ModelDescriptor(string Model, JsonObject? CustomKwargs, IReadOnlyList<string> Classes, int ImageSize,
-    IReadOnlyList<double> Mean, IReadOnlyList<double> Std, double CropPct, string Interpolation)
+    IReadOnlyList<double> Mean, IReadOnlyList<double> Std, double CropPct, string Interpolation, double ScoreTemperature = 1)
 {
     /// <summary>The safetensors metadata key holding the descriptor.</summary>
     public const string MetadataKey = "mlnetext.model";
@@ -37,6 +38,7 @@ public sealed record ModelDescriptor(string Model, JsonObject? CustomKwargs, IRe
         ["std"] = new JsonArray(Std.Select(v => (JsonNode?)JsonValue.Create(v)).ToArray()),
         ["crop_pct"] = CropPct,
         ["interpolation"] = Interpolation,
+        ["score_temperature"] = ScoreTemperature,
         ["library_version"] = LibraryInfo.Version,
     }.ToJsonString();
 
@@ -55,6 +57,8 @@ public sealed record ModelDescriptor(string Model, JsonObject? CustomKwargs, IRe
         try
         {
             var o = JsonNode.Parse(json)!.AsObject();
+            double temperature = o["score_temperature"]?.GetValue<double>() ?? 1;   // absent before scores were calibrated
+            if (!(temperature > 0) || double.IsInfinity(temperature)) throw new FormatException($"score_temperature must be a positive number; found {temperature}.");
             return new ModelDescriptor(
                 o["model"]!.GetValue<string>(),
                 o["custom_kwargs"] as JsonObject,
@@ -63,7 +67,8 @@ public sealed record ModelDescriptor(string Model, JsonObject? CustomKwargs, IRe
                 o["mean"]!.AsArray().Select(v => v!.GetValue<double>()).ToList(),
                 o["std"]!.AsArray().Select(v => v!.GetValue<double>()).ToList(),
                 o["crop_pct"]!.GetValue<double>(),
-                o["interpolation"]!.GetValue<string>());
+                o["interpolation"]!.GetValue<string>(),
+                temperature);
         }
         catch (Exception e) when (e is JsonException or NullReferenceException or InvalidOperationException or FormatException)
         {

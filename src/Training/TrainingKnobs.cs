@@ -251,6 +251,9 @@ internal static class TrainingKnobs
         K("ScoringPrecision", "--precision", "Arithmetic of the exported model.onnx and model.zip (the ML.NET scoring chain): fp32 | int8 (static, " +
             $"calibrated on up to {ImageClassificationOptions.MaxCalibrationImages} training images; CPU serving) | fp16 (GPU serving)",
             o => Export.OnnxExporter.PrecisionName(o.ScoringPrecision), WithPrecision, choices: ["fp32", "int8", "fp16"], settingsKey: "precision"),
+        K("CalibrateScores", "--calibrate-scores", "After training, fit a temperature on the validation set so the probabilities (Score) are as sure as " +
+            "the model is right (temperature scaling; the predicted classes do not change)", o => o.CalibrateScores, (o, v) => o with { CalibrateScores = v },
+            settingsKey: "calibrate_scores", show: (o, _) => o.CalibrateScores ? "temperature fitted on the validation set" : "off"),
     ];
 
     static ImageClassificationOptions WithPrecision(ImageClassificationOptions o, string text) =>
