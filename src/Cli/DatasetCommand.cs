@@ -88,6 +88,13 @@ internal static class DatasetCommand
             output.WriteLine($"  {c,5}  {train.Classes[c].PadRight(width)}  " + string.Join("  ", readable.Select(r => $"{r[c],7}")));
         output.WriteLine($"  {"",5}  {"total".PadRight(width)}  " + string.Join("  ", readable.Select(r => $"{r.Sum(),7}")));
 
+        var perClass = readable[0];
+        int most = Array.IndexOf(perClass, perClass.Max()), fewest = Array.IndexOf(perClass, perClass.Min());
+        if (perClass[fewest] > 0 && perClass[most] >= ImbalanceRatio * perClass[fewest])
+            output.WriteLine($"Imbalanced: '{train.Classes[most]}' has {perClass[most]} training images, '{train.Classes[fewest]}' {perClass[fewest]} " +
+                             $"({(double)perClass[most] / perClass[fewest]:0.#}x): train with --class-weights balanced (every class weighs alike in the loss) " +
+                             "and --monitor macro_f1 (the kept epoch does best on every class, not on the largest).");
+
         if (sizes.IsEmpty) output.WriteLine("Image sizes: no readable images");
         else
         {
@@ -154,4 +161,7 @@ internal static class DatasetCommand
     }
 
     const int MaxDuplicateLines = 20, MaxDuplicateFiles = 8;
+
+    /// <summary>How many times the smallest class the largest must hold to be called imbalanced (as the trainer's note).</summary>
+    const int ImbalanceRatio = 5;
 }

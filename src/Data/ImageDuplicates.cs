@@ -46,9 +46,23 @@ public static class ImageDuplicates
     /// grid cell (row, column) of a 9x8 grid is above that of cell (row, column + 1).</summary>
     public static ulong DifferenceHash(RgbImage image)
     {
-        ArgumentNullException.ThrowIfNull(image);
         const int columns = 9, rows = 8;
-        Span<double> cells = stackalloc double[columns * rows];
+        var cells = MeanLuma(image, columns, rows);
+        ulong hash = 0;
+        for (int r = 0; r < rows; r++)
+            for (int c = 0; c < columns - 1; c++)
+                hash = (hash << 1) | (cells[r * columns + c] > cells[r * columns + c + 1] ? 1UL : 0UL);
+        return hash;
+    }
+
+    /// <summary>The 16x16 luma thumbnail of <paramref name="image"/> (area averages, row-major).</summary>
+    public static byte[] Thumbnail(RgbImage image) => MeanLuma(image, 16, 16).Select(v => (byte)Math.Round(v)).ToArray();
+
+    /// <summary>The mean luma of each cell of a <paramref name="columns"/> x <paramref name="rows"/> grid over the image, row-major.</summary>
+    static double[] MeanLuma(RgbImage image, int columns, int rows)
+    {
+        ArgumentNullException.ThrowIfNull(image);
+        var cells = new double[columns * rows];
         var px = image.Pixels;
         for (int r = 0; r < rows; r++)
         {
@@ -63,34 +77,7 @@ public static class ImageDuplicates
                 cells[r * columns + c] = (double)sum / ((y1 - y0) * (x1 - x0));
             }
         }
-        ulong hash = 0;
-        for (int r = 0; r < rows; r++)
-            for (int c = 0; c < columns - 1; c++)
-                hash = (hash << 1) | (cells[r * columns + c] > cells[r * columns + c + 1] ? 1UL : 0UL);
-        return hash;
-    }
-
-    /// <summary>The 16x16 luma thumbnail of <paramref name="image"/> (area averages, row-major).</summary>
-    public static byte[] Thumbnail(RgbImage image)
-    {
-        ArgumentNullException.ThrowIfNull(image);
-        const int side = 16;
-        var thumb = new byte[side * side];
-        var px = image.Pixels;
-        for (int r = 0; r < side; r++)
-        {
-            var (y0, y1) = Cell(r, side, image.Height);
-            for (int c = 0; c < side; c++)
-            {
-                var (x0, x1) = Cell(c, side, image.Width);
-                long sum = 0;
-                for (int y = y0; y < y1; y++)
-                    for (int x = x0, i = (y * image.Width + x0) * 3; x < x1; x++, i += 3)
-                        sum += ImageOps.Luma(px[i], px[i + 1], px[i + 2]);
-                thumb[r * side + c] = (byte)Math.Round((double)sum / ((y1 - y0) * (x1 - x0)));
-            }
-        }
-        return thumb;
+        return cells;
     }
 
     /// <summary>Whether two fingerprints' images look alike (hashes within <see cref="CandidateBits"/>, thumbnails within

@@ -36,6 +36,27 @@ internal sealed class TrainingPlan
 
     public bool LinearProbe => Options.Mode == TrainingMode.LinearProbe;
 
+    /// <summary>A note when the training classes are imbalanced (the largest at least <see cref="ImbalanceRatio"/> times
+    /// the smallest) and the loss does not weigh them: which classes, how far apart, and the two settings that keep the
+    /// rare ones from being ignored. Null when balanced or already weighed.</summary>
+    public static string? ImbalanceNote(IReadOnlyList<int> counts, IReadOnlyList<string> classes, ClassWeighting weighting, string monitor)
+    {
+        if (weighting != ClassWeighting.None || counts.Count < 2) return null;
+        int largest = 0, smallest = 0;
+        for (int c = 1; c < counts.Count; c++)
+        {
+            if (counts[c] > counts[largest]) largest = c;
+            if (counts[c] < counts[smallest]) smallest = c;
+        }
+        if (counts[smallest] == 0 || counts[largest] < ImbalanceRatio * counts[smallest]) return null;
+        return $"the classes are imbalanced: '{classes[largest]}' has {counts[largest]} training images, '{classes[smallest]}' {counts[smallest]} " +
+               $"({(double)counts[largest] / counts[smallest]:0.#}x); ClassWeighting = Balanced (--class-weights balanced) weighs every class " +
+               "alike in the loss" + (monitor == "macro_f1" ? "" : ", and Monitor = macro_f1 (--monitor macro_f1) keeps the epoch that does best on every class, not on the largest");
+    }
+
+    /// <summary>How many times the smallest class the largest must hold for <see cref="ImbalanceNote"/> to speak.</summary>
+    public const int ImbalanceRatio = 5;
+
     /// <summary>What to say about bfloat16 autocast when training on the CPU, or null. On a processor without bfloat16
     /// instructions (<paramref name="nativeFlag"/> null) libtorch emulates bfloat16, so asking for autocast is warned
     /// about; on one with them (the flag that says so), leaving <paramref name="mixedPrecision"/> unset gets a hint, as

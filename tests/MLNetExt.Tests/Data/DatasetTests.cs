@@ -193,4 +193,18 @@ public sealed class DatasetTests
         StringAssert.StartsWith(error.ToString(), "error: ", "one line, as every verb ends a failure");
         StringAssert.Contains(error.ToString(), Path.Combine(root, "val", "a"));
     }
+
+    [TestMethod]
+    public void DatasetCommandPointsOutImbalancedClasses()
+    {
+        for (int i = 0; i < 5; i++) Put($"a/{i}.jpg", "rgb.jpg");
+        Put("b/0.png", "palette.png");
+        var output = new StringWriter();
+        Assert.AreEqual(0, DatasetCommand.Run(root, null, output, new StringWriter()));
+        StringAssert.Contains(output.ToString(), "Imbalanced: 'a' has 5 training images, 'b' 1 (5x): train with --class-weights balanced");
+        Put("b/1.png", "palette.png");
+        output = new StringWriter();
+        Assert.AreEqual(0, DatasetCommand.Run(root, null, output, new StringWriter()));
+        Assert.DoesNotContain("Imbalanced", output.ToString(), "2.5x is not");
+    }
 }

@@ -91,6 +91,31 @@ public sealed class TrainerTests
         Assert.IsNotNull(h.BestEpoch);
     }
 
+    /// <summary>Imbalanced classes (the largest 5x the smallest or more) unweighed in the loss get a note naming both and
+    /// the two settings; balanced data, a weighed loss or a missing class get none. Through the trainer too.</summary>
+    [TestMethod]
+    public void ImbalanceNote_NamesTheClassesAndTheSettings_WhenTheLossDoesNotWeighThem()
+    {
+        string[] abc = ["a", "b", "c"];
+        var note = TrainingPlan.ImbalanceNote([100, 20, 10], abc, ClassWeighting.None, "top1");
+        StringAssert.Contains(note, "'a' has 100 training images, 'c' 10 (10x)");
+        StringAssert.Contains(note, "ClassWeighting = Balanced (--class-weights balanced)");
+        StringAssert.Contains(note, "--monitor macro_f1");
+        Assert.DoesNotContain("--monitor", TrainingPlan.ImbalanceNote([100, 20, 10], abc, ClassWeighting.None, "macro_f1")!, "already monitored");
+        Assert.IsNull(TrainingPlan.ImbalanceNote([100, 20, 10], abc, ClassWeighting.Balanced, "top1"), "already weighed");
+        Assert.IsNull(TrainingPlan.ImbalanceNote([49, 20, 10], abc, ClassWeighting.None, "top1"), "under 5x");
+        Assert.IsNull(TrainingPlan.ImbalanceNote([49, 0, 10], abc, ClassWeighting.None, "top1"), "an empty class is another error");
+
+        var messages = new List<string>();
+        var data = ColorData(10, 1);
+        var skewed = ImageDataset.FromList(Colors, data.Items.Where(i => i.Label != 2 || i.Name.EndsWith("_0", StringComparison.Ordinal)).ToList());
+        using var scope = TensorScope.Begin();
+        using var model = new ImageClassificationEstimator(Tiny() with { Epochs = 1, Progress = p => { if (p.Message is { } m) messages.Add(m); } })
+            .Fit(skewed, ColorData(2, 2, "val"));
+        Assert.HasCount(1, messages.Where(m => m.Contains("the classes are imbalanced: 'red' has 10 training images, 'blue' 1 (10x)")).ToList(),
+            string.Join(Environment.NewLine, messages));
+    }
+
     /// <summary>Training on the CPU, the run says once at the start: that bfloat16 autocast asked for on a processor
     /// without bfloat16 instructions is emulated (with the measured cost and the way back to float32), or, on a
     /// processor with them, that autocast left unset would usually train faster. The run goes on as asked; nothing is
