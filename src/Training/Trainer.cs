@@ -99,6 +99,7 @@ internal sealed class Trainer : IDisposable
             if (_plan.Device.Type == DeviceType.Cuda) TorchRuntime.CudnnBenchmark = true;
             if (TrainingPlan.Bfloat16Note(o.MixedPrecision, _plan.Device, TorchRuntime.NativeBfloat16Flag) is { } bf16) Info(bf16);
             if (TrainingPlan.ImbalanceNote(train.CountPerClass(), train.Classes, o.ClassWeighting, o.Monitor) is { } imbalance) Info(imbalance);
+            if (TrainingPlan.SmallValidationNote(val?.Count ?? 0) is { } smallValidation) Info(smallValidation);
             if (o.ProcessGroup is { } group)
             {
                 if (o.BatchSize % group.WorldSize != 0)

@@ -57,6 +57,18 @@ internal sealed class TrainingPlan
     /// <summary>How many times the smallest class the largest must hold for <see cref="ImbalanceNote"/> to speak.</summary>
     public const int ImbalanceRatio = 5;
 
+    /// <summary>A note when the validation set is too small for its scores to mean much (under
+    /// <see cref="SmallValidation"/> images): how far one image moves top-1, and how to get a larger one.</summary>
+    public static string? SmallValidationNote(int validationImages) =>
+        validationImages is > 0 and < SmallValidation
+            ? $"the validation set holds {validationImages} images, so one image moves top-1 by {100.0 / validationImages:0.#} points: the kept epoch, " +
+              "early stopping, the reported scores and a score calibration follow chance at that size; a few hundred validation images " +
+              "(a val/ folder, or a larger ValidationFraction, --val-fraction) make them trustworthy"
+            : null;
+
+    /// <summary>The validation size below which <see cref="SmallValidationNote"/> speaks.</summary>
+    public const int SmallValidation = 50;
+
     /// <summary>What to say about bfloat16 autocast when training on the CPU, or null. On a processor without bfloat16
     /// instructions (<paramref name="nativeFlag"/> null) libtorch emulates bfloat16, so asking for autocast is warned
     /// about; on one with them (the flag that says so), leaving <paramref name="mixedPrecision"/> unset gets a hint, as

@@ -116,6 +116,22 @@ public sealed class TrainerTests
             string.Join(Environment.NewLine, messages));
     }
 
+    /// <summary>A validation set under 50 images gets a note saying how far one image moves top-1; a larger one none.</summary>
+    [TestMethod]
+    public void SmallValidationNote_SaysHowFarOneImageMovesTopOne()
+    {
+        StringAssert.Contains(TrainingPlan.SmallValidationNote(8), "holds 8 images, so one image moves top-1 by 12.5 points");
+        StringAssert.Contains(TrainingPlan.SmallValidationNote(49), "--val-fraction");
+        Assert.IsNull(TrainingPlan.SmallValidationNote(50));
+        Assert.IsNull(TrainingPlan.SmallValidationNote(0), "no validation set: nothing to say about its size");
+        var messages = new List<string>();
+        using var scope = TensorScope.Begin();
+        using var model = new ImageClassificationEstimator(Tiny() with { Epochs = 1, Progress = p => { if (p.Message is { } m) messages.Add(m); } })
+            .Fit(ColorData(4, 1), ColorData(2, 2, "val"));
+        Assert.HasCount(1, messages.Where(m => m.Contains("the validation set holds 6 images, so one image moves top-1 by 16.7 points")).ToList(),
+            string.Join(Environment.NewLine, messages));
+    }
+
     /// <summary>Training on the CPU, the run says once at the start: that bfloat16 autocast asked for on a processor
     /// without bfloat16 instructions is emulated (with the measured cost and the way back to float32), or, on a
     /// processor with them, that autocast left unset would usually train faster. The run goes on as asked; nothing is
