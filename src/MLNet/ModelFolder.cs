@@ -8,7 +8,8 @@ namespace MLNetExt.MLNet;
 
 /// <summary>
 /// The output folder of a training run, the same from C# as from <c>mlnetext train</c>: <c>metrics.json</c> and
-/// <c>report.html</c> (the run's record), <c>model.safetensors</c> (the trained model), and with the export
+/// <c>report.html</c> (the run's record), <c>model.safetensors</c> (the trained model), <c>README.md</c> (a model card:
+/// what the model is, how it scored, what each file is for), and with the export
 /// <c>model.onnx</c>, the ML.NET <c>model.zip</c>, <c>ModelConsumption.cs</c>, and a console and a web API project that
 /// predict with ML.NET alone. Checkpoints go there too when <see cref="ImageClassificationOptions.CheckpointDirectory"/> names it.
 /// </summary>
@@ -46,6 +47,12 @@ public static class ModelFolder
         });
         if (export)
             Try("the ONNX and ML.NET models and the consumption code", () => WriteExports(model, folder, log, ClassifierChain.ExportOptions(precision, calibration)));
+        Try(ModelCard.FileName, () =>
+        {
+            var card = Path.Combine(folder, ModelCard.FileName);
+            Serialization.AtomicFile.WriteAllBytes(card, System.Text.Encoding.UTF8.GetBytes(ModelCard.Markdown(model, export, precision)));
+            log.WriteLine($"card: {card}");
+        });
         return failed;
     }
 
