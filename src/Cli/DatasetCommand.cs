@@ -95,6 +95,15 @@ internal static class DatasetCommand
                              $"({(double)perClass[most] / perClass[fewest]:0.#}x): train with --class-weights balanced (every class weighs alike in the loss) " +
                              "and --monitor macro_f1 (the kept epoch does best on every class, not on the largest).");
 
+        int validation = valSet != null ? readable[1].Sum() : (int)Math.Round(readable[0].Sum() * DefaultValidationFraction);
+        if (validation is > 0 and < SmallValidation)
+        {
+            string images = $"{validation} image{(validation == 1 ? "" : "s")}";
+            output.WriteLine($"Small validation set: {(valSet != null ? images : $"training's {DefaultValidationFraction:0%} split holds out about {images}")}, " +
+                             $"so one image moves top-1 by {100.0 / validation:0.#} points: the kept epoch and the scores follow chance at that size; " +
+                             "a few hundred validation images make them trustworthy.");
+        }
+
         if (sizes.IsEmpty) output.WriteLine("Image sizes: no readable images");
         else
         {
@@ -162,6 +171,8 @@ internal static class DatasetCommand
 
     const int MaxDuplicateLines = 20, MaxDuplicateFiles = 8;
 
-    /// <summary>How many times the smallest class the largest must hold to be called imbalanced (as the trainer's note).</summary>
-    const int ImbalanceRatio = 5;
+    /// <summary>How many times the smallest class the largest must hold to be called imbalanced, and the validation size
+    /// below which its scores are noise (as the trainer's notes); the share training holds out by default.</summary>
+    const int ImbalanceRatio = 5, SmallValidation = 50;
+    const double DefaultValidationFraction = 0.2;
 }

@@ -206,5 +206,6 @@ public sealed class DatasetTests
         output = new StringWriter();
         Assert.AreEqual(0, DatasetCommand.Run(root, null, output, new StringWriter()));
         Assert.DoesNotContain("Imbalanced", output.ToString(), "2.5x is not");
+        StringAssert.Contains(output.ToString(), "Small validation set: training's 20% split holds out about 1 image, so one image moves top-1 by 100 points");
     }
 }
