@@ -75,8 +75,8 @@ internal static class EvaluateCommand
         log.WriteLine($"{"class".PadRight(width)}  precision  recall  f1      support");
         foreach (var c in m.PerClass)
             log.WriteLine($"{c.Class.PadRight(width)}  {c.Precision,9:F4}  {c.Recall,6:F4}  {c.F1,6:F4}  {c.Support,7}");
-        if (m.Calibration is { } bins && m.ExpectedCalibrationError is double ece && m.Count > 0)
-            log.WriteLine($"calibration: mean confidence {bins.Sum(b => b.Count * b.MeanConfidence) / m.Count:P2} against top-1 {m.Top1:P2}, " +
+        if (m.MeanConfidence is double confidence && m.ExpectedCalibrationError is double ece)
+            log.WriteLine($"calibration: mean confidence {confidence:P2} against top-1 {m.Top1:P2}, " +
                           $"expected calibration error {ece:P2}");
         if (m.Classes.Count <= 20)
         {

@@ -78,9 +78,9 @@ public sealed class ImageClassificationModel : IDisposable
         if (classIndex is int wanted && (wanted < 0 || wanted >= Classes.Count))
             throw new ArgumentOutOfRangeException(nameof(classIndex), wanted, $"The model has {Classes.Count} classes (0..{Classes.Count - 1}).");
         int size = Descriptor.ImageSize;
-        var crop = _pipeline.ProcessToImage(image, Rng.For(0, 0));
+        var crop = _pipeline.ProcessToImage(image, Rng.For(0, 0));   // the evaluation pipeline: geometry, then normalisation
         var data = new float[_pipeline.SampleLength];
-        _pipeline.Process(image, Rng.For(0, 0), data);
+        _pipeline.Normalize.Apply(crop, data);
 
         using var scope = TensorScope.Begin();
         var device = Backbone.Parameters().First().Device;

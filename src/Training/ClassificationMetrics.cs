@@ -42,6 +42,10 @@ public sealed class ClassificationMetrics
     public double? ExpectedCalibrationError =>
         Calibration is null || Count == 0 ? null : Calibration.Sum(b => (double)b.Count / Count * Math.Abs(b.Accuracy - b.MeanConfidence));
 
+    /// <summary>The mean top-1 confidence (what the model's probabilities promise, to set against <see cref="Top1"/>);
+    /// null when <see cref="Calibration"/> is.</summary>
+    public double? MeanConfidence => Calibration is null || Count == 0 ? null : Calibration.Sum(b => b.Count * b.MeanConfidence) / Count;
+
     /// <summary>Bins of the reliability diagram (equal widths over [0, 1]; 15 as in Guo et al.).</summary>
     public const int CalibrationBins = 15;
 

@@ -12,6 +12,16 @@ internal sealed record EvalResult(float[] Probabilities, int[] Labels, string[] 
 
     /// <summary>The misclassified images, hardest first.</summary>
     public List<Misclassified> Misclassified() => Training.Misclassified.Rank(Probabilities, Labels, Sources);
+
+    /// <summary>The same images with other probabilities (same shape, e.g. recalibrated); the loss follows from them.</summary>
+    public EvalResult Rescored(float[] probabilities)
+    {
+        int classes = probabilities.Length / Labels.Length;
+        return this with { Probabilities = probabilities, Loss = Labels.Select((y, i) => CrossEntropy(probabilities[i * classes + y])).Average() };
+    }
+
+    /// <summary>−log p(true class), a probability of 0 (float32 underflow) read as the smallest positive float.</summary>
+    public static double CrossEntropy(float trueClassProbability) => -Math.Log(Math.Max(trueClassProbability, float.Epsilon));
 }
 
 /// <summary>
@@ -40,7 +50,7 @@ internal sealed class Evaluator
 
     /// <summary>Adds one image scored elsewhere (an ONNX Runtime session): its loss is −log p(true class).</summary>
     public void Add(float[] probabilities, int label, string source) =>
-        Add(probabilities, [label], [source], -Math.Log(Math.Max(probabilities[label], float.Epsilon)));
+        Add(probabilities, [label], [source], EvalResult.CrossEntropy(probabilities[label]));
 
     /// <summary>The result; <paramref name="what"/> names the data in the error when nothing could be scored.</summary>
     public EvalResult Result(string what)

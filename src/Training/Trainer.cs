@@ -290,9 +290,7 @@ internal sealed class Trainer : IDisposable
     {
         int classes = _train.Classes.Count;
         double t = ScoreCalibration.FitTemperature(r.Probabilities, r.Labels, classes);
-        var p = ScoreCalibration.Apply(r.Probabilities, classes, t);
-        double loss = r.Labels.Select((y, i) => -Math.Log(Math.Max(p[i * classes + y], float.Epsilon))).Average();
-        var calibrated = r with { Probabilities = p, Loss = loss };
+        var calibrated = r.Rescored(ScoreCalibration.Apply(r.Probabilities, classes, t));
         var (before, after) = (r.Metrics(_train.Classes), calibrated.Metrics(_train.Classes));
         Info($"scores calibrated on the {r.Labels.Length} validation images: temperature {t:F3} (Score = softmax(logits / {t:F3})); " +
              $"expected calibration error {before.ExpectedCalibrationError:P2} -> {after.ExpectedCalibrationError:P2}, log-loss {before.LogLoss:F4} -> {after.LogLoss:F4}");

@@ -378,8 +378,7 @@ internal static class HtmlReport
 
     static void Calibration(StringBuilder h, TrainingHistory t)
     {
-        if (t.Final is not { Calibration: { } bins, ExpectedCalibrationError: double ece } m || m.Count == 0) return;
-        double confidence = bins.Sum(b => b.Count * b.MeanConfidence) / m.Count;
+        if (t.Final is not { Calibration: { } bins, ExpectedCalibrationError: double ece, MeanConfidence: double confidence } m) return;
         string lean = Math.Abs(confidence - m.Top1) < 0.01 ? "as sure as it is right, on average"
             : confidence > m.Top1 ? "over-confident: surer than it is right" : "under-confident: right more often than it is sure";
         h.Append("<section class=\"panel wide\"><h2>Calibration</h2>");
