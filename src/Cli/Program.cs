@@ -5,6 +5,7 @@ var root = new RootCommand("MLNetExt: modern vision backbones for .NET — fine-
 {
     DemoCommand.Create(),
     TrainCommand.Create(),
+    CrossValidateCommand.Create(),
     EvaluateCommand.Create(),
     PredictCommand.Create(),
     ExplainCommand.Create(),

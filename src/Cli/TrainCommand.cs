@@ -150,65 +150,44 @@ internal static class TrainCommand
             foreach (var name in Serialization.AtomicFile.RemoveStale(output))
                 log.WriteLine($"removed {name}: a temporary file left by an earlier run that was stopped mid-write");
 
-        // Ctrl-C and SIGTERM (kill, a scheduler's stop) both finish the step, save and exit with the resume command;
-        // a second one ends the process at once.
-        using var cts = new CancellationTokenSource();
-        ConsoleCancelEventHandler onCancel = (_, e) =>
-        {
-            if (cts.IsCancellationRequested) return;
-            e.Cancel = true;
-            cts.Cancel();
-        };
-        Console.CancelKeyPress += onCancel;
-        using var onTerm = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, ctx =>
-        {
-            if (cts.IsCancellationRequested) return;
-            ctx.Cancel = true;
-            cts.Cancel();
-        });
+        // Ctrl-C and SIGTERM both finish the step, save and exit with the resume command
+        using var stop = new StopSignals();
+        ImageClassificationModel model;
         try
         {
-            ImageClassificationModel model;
-            try
-            {
-                model = TrainingProgressView.Run(progress =>
-                    new ImageClassificationEstimator(options with { Progress = progress }).Fit(train, val, cts.Token), plain, log);
-            }
-            catch (TrainingInterruptedException e)
-            {
-                if (writes) ModelFolder.WriteRecord(e.History, output, log);
-                log.WriteLine(e.Message);
-                if (e.Checkpoint is not null) log.WriteLine($"resume with: ./mlnetext train <same options> --resume {output}");
-                return 130;
-            }
-            catch (TrainingException e) when (e.History is not null)
-            {
-                if (writes) ModelFolder.WriteRecord(e.History, output, log);
-                throw;
-            }
-            using (model)
-            {
-                var h = model.History!;
-                log.WriteLine($"{h.StopReason}; {h.Epochs.Count} epochs in {h.Duration.TotalMinutes:F1} min");
-                if (h.Final is { } m)
-                    log.WriteLine($"validation (epoch {h.BestEpoch}): top-1 {m.Top1:P1}, top-{m.TopK} {m.Top5:P1}, macro-F1 {m.MacroF1:F3}, log-loss {m.LogLoss:F4} on {m.Count} images");
-                if (!writes) return 0;
-                var failed = ModelFolder.Write(model, output, export, log, options.ScoringPrecision, calibration: train);
-                if (failed.Count > 0)
-                {
-                    var best = Path.Combine(output, ModelFolder.BestCheckpointFileName);
-                    var weights = File.Exists(best) && h.BestEpoch is not null ? best : Path.Combine(output, ModelFolder.LastCheckpointFileName);
-                    log.WriteLine($"error: training finished, but {string.Join("; ", failed)} could not be written. The trained weights are in " +
-                        $"'{weights}': `./mlnetext evaluate --model {weights} --data DIR --output {output}` and `./mlnetext predict --model {weights} IMAGES` " +
-                        "read it directly; after freeing space, the same train command with --resume writes every output again.");
-                    return 1;
-                }
-            }
-            return 0;
+            model = TrainingProgressView.Run(progress =>
+                new ImageClassificationEstimator(options with { Progress = progress }).Fit(train, val, stop.Token), plain, log);
         }
-        finally
+        catch (TrainingInterruptedException e)
         {
-            Console.CancelKeyPress -= onCancel;
+            if (writes) ModelFolder.WriteRecord(e.History, output, log);
+            log.WriteLine(e.Message);
+            if (e.Checkpoint is not null) log.WriteLine($"resume with: ./mlnetext train <same options> --resume {output}");
+            return 130;
         }
+        catch (TrainingException e) when (e.History is not null)
+        {
+            if (writes) ModelFolder.WriteRecord(e.History, output, log);
+            throw;
+        }
+        using (model)
+        {
+            var h = model.History!;
+            log.WriteLine($"{h.StopReason}; {h.Epochs.Count} epochs in {h.Duration.TotalMinutes:F1} min");
+            if (h.Final is { } m)
+                log.WriteLine($"validation (epoch {h.BestEpoch}): top-1 {m.Top1:P1}, top-{m.TopK} {m.Top5:P1}, macro-F1 {m.MacroF1:F3}, log-loss {m.LogLoss:F4} on {m.Count} images");
+            if (!writes) return 0;
+            var failed = ModelFolder.Write(model, output, export, log, options.ScoringPrecision, calibration: train);
+            if (failed.Count > 0)
+            {
+                var best = Path.Combine(output, ModelFolder.BestCheckpointFileName);
+                var weights = File.Exists(best) && h.BestEpoch is not null ? best : Path.Combine(output, ModelFolder.LastCheckpointFileName);
+                log.WriteLine($"error: training finished, but {string.Join("; ", failed)} could not be written. The trained weights are in " +
+                    $"'{weights}': `./mlnetext evaluate --model {weights} --data DIR --output {output}` and `./mlnetext predict --model {weights} IMAGES` " +
+                    "read it directly; after freeing space, the same train command with --resume writes every output again.");
+                return 1;
+            }
+        }
+        return 0;
     }
 }

@@ -14,7 +14,10 @@ internal sealed class TrainingKnobOptions
 
     public IReadOnlyList<Binding> Bindings { get; }
 
-    public TrainingKnobOptions() => Bindings = TrainingOptionInfo.All.Where(k => k.CommandLineName is not null).Select(Bind).ToList();
+    /// <summary>Every knob with a command-line spelling, less the <paramref name="unused"/> properties (a verb that has
+    /// no use for them leaves them at the library's defaults).</summary>
+    public TrainingKnobOptions(params string[] unused) =>
+        Bindings = TrainingOptionInfo.All.Where(k => k.CommandLineName is not null && !unused.Contains(k.Property)).Select(Bind).ToList();
 
     public void AddTo(Command cmd)
     {

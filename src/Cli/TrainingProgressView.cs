@@ -148,6 +148,7 @@ internal static class TrainingProgressView
         readonly object gate = new();
         ProgressTask? epochs, steps, caching, validating;
         int validatingEpoch = -1;
+        long lastGlobalStep;
 
         public void Report(TrainingProgress p)
         {
@@ -164,6 +165,10 @@ internal static class TrainingProgressView
                         Advance(caching, p.Step, p.StepsPerEpoch, string.Create(Inv, $"caching features {p.Step}/{p.StepsPerEpoch}"));
                         break;
                     case TrainingPhase.Training:
+                        // another run reports through this view (the next fold of a cross-validation): its bars start
+                        // fresh under the finished ones
+                        if (p.GlobalStep < lastGlobalStep) NewRun();
+                        lastGlobalStep = p.GlobalStep;
                         EnsureTrainingBars(p);
                         epochs!.Value = Math.Max(0, p.Epoch - 1) + (p.StepsPerEpoch > 0 ? (double)p.Step / p.StepsPerEpoch : 0);
                         epochs.Description = Markup.Escape(string.Create(Inv, $"epoch {p.Epoch}/{p.Epochs}  eta {(p.Eta is TimeSpan eta ? FormatDuration(eta) : "?")}"));
@@ -204,11 +209,20 @@ internal static class TrainingProgressView
         /// <summary>Stops every bar where it stands (an early stop leaves the epoch bar short, as it should).</summary>
         public void Complete()
         {
-            lock (gate)
-            {
-                foreach (var t in new[] { caching, epochs, steps, validating })
-                    if (t is { IsFinished: false }) t.StopTask();
-            }
+            lock (gate) StopAll();
+        }
+
+        void StopAll()
+        {
+            foreach (var t in new[] { caching, epochs, steps, validating })
+                if (t is { IsFinished: false }) t.StopTask();
+        }
+
+        void NewRun()
+        {
+            StopAll();
+            caching = epochs = steps = validating = null;
+            validatingEpoch = -1;
         }
     }
 }

@@ -15,6 +15,10 @@ internal sealed record LoaderOptions
     /// <summary>How many batches may be prepared ahead of the consumer (≥ 1).</summary>
     public int Prefetch { get; init; } = 2;
     public bool DropLast { get; init; }
+    /// <summary>A last batch with fewer images than this (on some rank, when sharded) is left out of the epoch. Training
+    /// sets 2: BatchNorm cannot take a batch statistic of one value (PyTorch refuses it; the running variance would
+    /// become NaN), and a shuffled order drops another image each epoch.</summary>
+    public int MinLastBatch { get; init; } = 1;
     /// <summary>Batch-level Mixup/CutMix; batches then carry soft <see cref="Batch.Targets"/>.</summary>
     public MixupCutmix? Mixup { get; init; }
     /// <summary>Cache of decoded, reduced images (for small datasets).</summary>
@@ -78,14 +82,16 @@ internal sealed class DataLoader
         }
     }
 
-    /// <summary>The images an epoch uses across all ranks (all of them without sharding).</summary>
+    /// <summary>The images an epoch uses across all ranks: all of them, less a last (global) batch that would give some
+    /// rank fewer than <see cref="LoaderOptions.MinLastBatch"/> images (fewer than one: none) — left out on every rank,
+    /// so all ranks run the same number of batches.</summary>
     int ShardedCount
     {
         get
         {
-            if (Options.Shard is not { WorldSize: var world }) return Dataset.Count;
+            int world = Options.Shard?.WorldSize ?? 1;
             int rest = Dataset.Count % (Options.BatchSize * world);
-            return rest < world ? Dataset.Count - rest : Dataset.Count;
+            return rest > 0 && rest < world * Options.MinLastBatch ? Dataset.Count - rest : Dataset.Count;
         }
     }
 
@@ -107,7 +113,7 @@ internal sealed class DataLoader
     {
         var order = Enumerable.Range(0, Dataset.Count).ToArray();
         if (Options.Shuffle) Rng.For(Options.Seed, epoch, -7).Shuffle(order);
-        if (Options.Shard is not { } shard) return order;
+        if (Options.Shard is not { } shard) return ShardedCount < order.Length ? order[..ShardedCount] : order;
         return Distributed.DataParallel.Shard(order[..ShardedCount], Options.BatchSize * shard.WorldSize, shard.Rank, shard.WorldSize).ToArray();
     }
 

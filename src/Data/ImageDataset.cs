@@ -296,4 +296,32 @@ public sealed class ImageDataset
         val.Sort();
         return (Subset(trainIdx, Source + " [train split]"), Subset(val, Source + " [val split]"));
     }
+
+    /// <summary>A stratified, seeded partition into <paramref name="folds"/> parts for cross-validation: each class's items
+    /// are shuffled and dealt to the parts in turn, the dealing going on from class to class so the parts differ in size by
+    /// at most one image. Part f is held out and the others train. Every class needs two images or more, so each part's
+    /// training set has every class. Item order within each set follows this dataset.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">Fewer than 2 folds, or more folds than images.</exception>
+    /// <exception cref="DatasetException">A class with fewer than two images (named, with its count).</exception>
+    public IReadOnlyList<(ImageDataset Train, ImageDataset HeldOut)> Folds(int folds, ulong seed)
+    {
+        if (folds < 2 || folds > Count)
+            throw new ArgumentOutOfRangeException(nameof(folds), folds, $"cross-validation needs 2 to {Count} folds (the number of images)");
+        CheckClasses(this, $"dataset '{Source}'");
+        var counts = CountPerClass();
+        var few = Enumerable.Range(0, Classes.Count).Where(c => counts[c] < 2).Select(c => $"{Classes[c]} ({counts[c]})").ToList();
+        if (few.Count > 0)
+            throw new DatasetException($"Cross-validation holds each image out once and trains on the rest, so every class needs at least two images; {Source} has {string.Join(", ", few)}.");
+        var fold = new int[Count];
+        int next = 0;
+        for (int c = 0; c < Classes.Count; c++)
+        {
+            var idx = Enumerable.Range(0, Count).Where(i => Items[i].Label == c).ToList();
+            Rng.For(seed, c).Shuffle(idx);
+            foreach (int i in idx) fold[i] = next++ % folds;
+        }
+        return Enumerable.Range(0, folds).Select(f => (
+            Subset(Enumerable.Range(0, Count).Where(i => fold[i] != f), $"{Source} [fold {f + 1}/{folds} training]"),
+            Subset(Enumerable.Range(0, Count).Where(i => fold[i] == f), $"{Source} [fold {f + 1}/{folds} held out]"))).ToList();
+    }
 }

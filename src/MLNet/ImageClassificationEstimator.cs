@@ -150,6 +150,26 @@ public sealed class ImageClassificationEstimator : IEstimator<ImageClassificatio
         return checkpoint.CustomBuild() is { } custom ? o with { Model = custom.Family, CustomKwargs = custom.Kwargs } : o;
     }
 
+    /// <summary>K-fold cross-validation with these options: <paramref name="data"/> is split into <paramref name="folds"/>
+    /// stratified parts (seeded by <see cref="ImageClassificationOptions.Seed"/>); for each, a model is trained on the
+    /// others for every epoch (the last is kept) and scores the part held out, so every image is scored once by a model
+    /// that never trained on it. The result pools those scores (the steadiest estimate on a small dataset), gives the
+    /// spread over folds, the mean held-out score after each epoch and the images whose labels the scores doubt. With
+    /// <paramref name="resultsFolder"/>, each finished fold is written there and reused by a later call with the same
+    /// settings and images (an interrupted run continues), and <c>crossval.json</c> and <c>out-of-fold.csv</c> are
+    /// written at the end. The fold models are not kept: train the final model on all the data with <c>Fit</c>.</summary>
+    /// <exception cref="TrainingOptionException">Early stopping or score calibration is set (each would choose on the
+    /// held-out images), or an option is out of range.</exception>
+    /// <exception cref="DatasetException">A class with fewer than two images.</exception>
+    /// <exception cref="TrainingInterruptedException"><paramref name="cancel"/> was cancelled (finished folds stay in
+    /// <paramref name="resultsFolder"/>).</exception>
+    public CrossValidationResult CrossValidate(ImageDataset data, int folds = 5, string? resultsFolder = null, CancellationToken cancel = default)
+    {
+        ArgumentNullException.ThrowIfNull(data);
+        var o = WithPretrained(Options, cancel);
+        return CrossValidator.Run(o, data, folds, resultsFolder, (fo, train, heldOut, c) => Trainer.Run(fo, train, heldOut, c), cancel);
+    }
+
     /// <summary>Trains on a folder of class sub-folders (or one with <c>train/</c> and <c>val/</c> inside); see
     /// <see cref="ImageDataset.FromFolders"/>.</summary>
     public ImageClassificationModel Fit(string dataFolder, string? validationFolder = null, CancellationToken cancel = default)

@@ -234,4 +234,8 @@ public sealed record ImageClassificationOptions
     /// finishes, a checkpoint is written (when <see cref="CheckpointDirectory"/> is set) and
     /// <see cref="Training.TrainingInterruptedException"/> is thrown.</summary>
     public CancellationToken Cancellation { get; init; }
+
+    /// <summary>Set by cross-validation on each fold's run: the last epoch is kept (no epoch is chosen on the images it
+    /// is scored on) and no note on the held-out set's size is given.</summary>
+    internal bool CrossValidationFold { get; init; }
 }

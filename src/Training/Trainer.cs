@@ -12,7 +12,9 @@ namespace MLNetExt.Training;
 
 /// <summary>The result of a run: the kept model (best validation epoch, or the last; EMA weights when enabled), what
 /// it is, and the record of the run.</summary>
-internal sealed record TrainingOutcome(Backbone Model, ModelDescriptor Descriptor, TrainingHistory History);
+/// <summary>A finished run: the kept model, its description, the record, and the kept model's validation scores (null
+/// without validation).</summary>
+internal sealed record TrainingOutcome(Backbone Model, ModelDescriptor Descriptor, TrainingHistory History, EvalResult? Validation);
 
 /// <summary>
 /// The training loop behind <see cref="MLNet.ImageClassificationEstimator"/>. The recipe: for each epoch, for each
@@ -99,7 +101,8 @@ internal sealed class Trainer : IDisposable
             if (_plan.Device.Type == DeviceType.Cuda) TorchRuntime.CudnnBenchmark = true;
             if (TrainingPlan.Bfloat16Note(o.MixedPrecision, _plan.Device, TorchRuntime.NativeBfloat16Flag) is { } bf16) Info(bf16);
             if (TrainingPlan.ImbalanceNote(train.CountPerClass(), train.Classes, o.ClassWeighting, o.Monitor) is { } imbalance) Info(imbalance);
-            if (TrainingPlan.SmallValidationNote(val?.Count ?? 0) is { } smallValidation) Info(smallValidation);
+            // a cross-validation fold chooses nothing on its held-out images; the pooled scores are the estimate
+            if (!o.CrossValidationFold && TrainingPlan.SmallValidationNote(val?.Count ?? 0) is { } smallValidation) Info(smallValidation);
             if (o.ProcessGroup is { } group)
             {
                 if (o.BatchSize % group.WorldSize != 0)
@@ -112,7 +115,7 @@ internal sealed class Trainer : IDisposable
             int workers = o.Workers ?? Math.Max(1, Environment.ProcessorCount);
             _trainLoader = new DataLoader(train, _plan.TrainPipeline(), new LoaderOptions
             {
-                BatchSize = o.BatchSize / (o.ProcessGroup?.WorldSize ?? 1), Shuffle = true, Seed = o.Seed ?? 0, Workers = workers, Cache = cache,
+                BatchSize = o.BatchSize / (o.ProcessGroup?.WorldSize ?? 1), Shuffle = true, Seed = o.Seed ?? 0, Workers = workers, Cache = cache, MinLastBatch = 2,
                 Shard = o.ProcessGroup is { } g ? (g.Rank, g.WorldSize) : null,
                 Mixup = _plan.LinearProbe || (o.MixupAlpha <= 0 && o.CutmixAlpha <= 0) ? null
                     : new MixupCutmix(o.MixupAlpha, o.CutmixAlpha, labelSmoothing: o.LabelSmoothing),
@@ -236,7 +239,8 @@ internal sealed class Trainer : IDisposable
             h.EpochList.Add(summary);
             (_state.Epoch, _state.NextBatch) = (epoch + 1, 0);
 
-            bool improved = metrics is not null && Improved(metrics.Get(_o.Monitor));
+            // a cross-validation fold keeps its last epoch: choosing one on the held-out images would flatter their scores
+            bool improved = metrics is not null && !_o.CrossValidationFold && Improved(metrics.Get(_o.Monitor));
             if (improved)
             {
                 _state.BestEpoch = h.BestEpoch = epoch + 1;
@@ -269,19 +273,21 @@ internal sealed class Trainer : IDisposable
         _reducer?.Dispose();
         _model.Eval();
         var descriptor = _descriptor;
+        EvalResult? final = null;
         if (_val is not null)
         {
             // The kept weights were validated already when their epoch ran in this session; after a resume they are
             // scored again (identically: same weights, same data, eval mode).
             var r = _bestWeights is not null && bestEval is not null ? bestEval : Validate(_o.Epochs);
             if (_o.CalibrateScores) (r, descriptor) = CalibrateScores(r);
+            final = r;
             h.Final = r.Metrics(_train.Classes);
             h.HardestList.Clear();
             h.HardestList.AddRange(r.Misclassified().Take(TrainingHistory.MaxHardest));
         }
         h.Duration = _durationBefore + _clock.Elapsed;
         _modelTaken = true;
-        return new TrainingOutcome(_model, descriptor, h);
+        return new TrainingOutcome(_model, descriptor, h, final);
     }
 
     /// <summary>Temperature scaling on the kept model's validation scores: the descriptor carries the fitted temperature

@@ -148,9 +148,39 @@ internal static class TrainingCheckpoint
     static JsonNode? Num(double v) => double.IsFinite(v) ? JsonValue.Create(v) : null;
     static double Dbl(JsonNode? n) => n is null ? double.NaN : n.GetValue<double>();
 
+    /// <summary>The record of a run as the training state stores it (epochs with their validation scores, steps,
+    /// settings); <see cref="HistoryFromJson"/> reads it back.</summary>
+    internal static JsonObject HistoryToJson(TrainingHistory h) => new()
+    {
+        ["model"] = h.Model,
+        ["settings"] = new JsonObject(h.Settings.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value))),
+        ["train_count"] = h.TrainCount,
+        ["val_count"] = h.ValCount,
+        ["monitor"] = h.Monitor,
+        ["duration_seconds"] = h.Duration.TotalSeconds,
+        ["steps"] = new JsonArray(h.Steps.Select(r => (JsonNode?)new JsonArray(r.Step, r.Epoch, Num(r.Loss), Num(r.LearningRate))).ToArray()),
+        ["epochs"] = new JsonArray(h.Epochs.Select(e => (JsonNode?)new JsonObject
+        {
+            ["epoch"] = e.Epoch,
+            ["train_loss"] = Num(e.TrainLoss),
+            ["lr"] = Num(e.LearningRate),
+            ["images_per_second"] = Num(e.ImagesPerSecond),
+            ["seconds"] = Num(e.Seconds),
+            ["val_loss"] = e.ValLoss is double v ? Num(v) : null,
+            ["val"] = e.Validation is { } m ? new JsonObject
+            {
+                ["top_k_accuracy"] = Num(m.Top5),
+                ["top_k"] = m.TopK,
+                ["log_loss"] = Num(m.LogLoss),
+                ["calibration"] = m.Calibration is null ? null : new JsonArray(m.Calibration.Select(b =>
+                    (JsonNode?)new JsonArray(b.Count, Num(b.MeanConfidence), (int)Math.Round(b.Accuracy * b.Count))).ToArray()),
+                ["confusion"] = new JsonArray(m.Confusion.Select(r => (JsonNode?)new JsonArray(r.Select(c => (JsonNode?)c).ToArray())).ToArray()),
+            } : null,
+        }).ToArray()),
+    };
+
     internal static string StateToJson(TrainingState s)
     {
-        var h = s.History;
         var o = new JsonObject
         {
             ["epoch"] = s.Epoch,
@@ -166,36 +196,46 @@ internal static class TrainingCheckpoint
             ["ema_updates"] = s.EmaUpdates,
             ["fingerprint"] = s.Fingerprint.DeepClone(),
             ["optimizer_steps"] = new JsonObject(s.OptimizerSteps.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value))),
-            ["history"] = new JsonObject
-            {
-                ["model"] = h.Model,
-                ["settings"] = new JsonObject(h.Settings.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value))),
-                ["train_count"] = h.TrainCount,
-                ["val_count"] = h.ValCount,
-                ["monitor"] = h.Monitor,
-                ["duration_seconds"] = h.Duration.TotalSeconds,
-                ["steps"] = new JsonArray(h.Steps.Select(r => (JsonNode?)new JsonArray(r.Step, r.Epoch, Num(r.Loss), Num(r.LearningRate))).ToArray()),
-                ["epochs"] = new JsonArray(h.Epochs.Select(e => (JsonNode?)new JsonObject
-                {
-                    ["epoch"] = e.Epoch,
-                    ["train_loss"] = Num(e.TrainLoss),
-                    ["lr"] = Num(e.LearningRate),
-                    ["images_per_second"] = Num(e.ImagesPerSecond),
-                    ["seconds"] = Num(e.Seconds),
-                    ["val_loss"] = e.ValLoss is double v ? Num(v) : null,
-                    ["val"] = e.Validation is { } m ? new JsonObject
-                    {
-                        ["top_k_accuracy"] = Num(m.Top5),
-                        ["top_k"] = m.TopK,
-                        ["log_loss"] = Num(m.LogLoss),
-                        ["calibration"] = m.Calibration is null ? null : new JsonArray(m.Calibration.Select(b =>
-                            (JsonNode?)new JsonArray(b.Count, Num(b.MeanConfidence), (int)Math.Round(b.Accuracy * b.Count))).ToArray()),
-                        ["confusion"] = new JsonArray(m.Confusion.Select(r => (JsonNode?)new JsonArray(r.Select(c => (JsonNode?)c).ToArray())).ToArray()),
-                    } : null,
-                }).ToArray()),
-            },
+            ["history"] = HistoryToJson(s.History),
         };
         return o.ToJsonString();
+    }
+
+    /// <summary>Reads <see cref="HistoryToJson"/>'s form; malformed JSON throws what <see cref="StateFromJson"/> turns into
+    /// an <see cref="InvalidDataException"/>.</summary>
+    internal static TrainingHistory HistoryFromJson(JsonObject h, IReadOnlyList<string> classes)
+    {
+        var history = new TrainingHistory
+        {
+            Model = h["model"]!.GetValue<string>(),
+            Classes = classes,
+            Settings = h["settings"]!.AsObject().ToDictionary(kv => kv.Key, kv => kv.Value!.GetValue<string>()),
+            TrainCount = h["train_count"]!.GetValue<int>(),
+            ValCount = h["val_count"]!.GetValue<int>(),
+            Monitor = h["monitor"]!.GetValue<string>(),
+            Duration = TimeSpan.FromSeconds(h["duration_seconds"]!.GetValue<double>()),
+        };
+        foreach (var r in h["steps"]!.AsArray())
+        {
+            var a = r!.AsArray();
+            history.StepList.Add(new StepRecord(a[0]!.GetValue<long>(), a[1]!.GetValue<int>(), Dbl(a[2]), Dbl(a[3])));
+        }
+        foreach (var n in h["epochs"]!.AsArray())
+        {
+            var e = n!.AsObject();
+            ClassificationMetrics? m = null;
+            if (e["val"] is JsonObject v)
+            {
+                var confusion = v["confusion"]!.AsArray().Select(r => r!.AsArray().Select(c => c!.GetValue<int>()).ToArray()).ToArray();
+                // "calibration" is absent from checkpoints written before it was recorded
+                var calibration = (v["calibration"] as JsonArray)?.Select(b => b!.AsArray())
+                    .Select(b => (b[0]!.GetValue<int>(), Dbl(b[1]), b[2]!.GetValue<int>())).ToList();
+                m = ClassificationMetrics.FromConfusion(classes, confusion, Dbl(v["top_k_accuracy"]), v["top_k"]!.GetValue<int>(), Dbl(v["log_loss"]), calibration);
+            }
+            history.EpochList.Add(new EpochSummary(e["epoch"]!.GetValue<int>(), Dbl(e["train_loss"]), Dbl(e["lr"]), Dbl(e["images_per_second"]),
+                Dbl(e["seconds"]), e["val_loss"] is null ? null : Dbl(e["val_loss"]), m));
+        }
+        return history;
     }
 
     internal static TrainingState StateFromJson(string json, IReadOnlyList<string> classes, string source)
@@ -203,37 +243,7 @@ internal static class TrainingCheckpoint
         try
         {
             var o = JsonNode.Parse(json)!.AsObject();
-            var h = o["history"]!.AsObject();
-            var history = new TrainingHistory
-            {
-                Model = h["model"]!.GetValue<string>(),
-                Classes = classes,
-                Settings = h["settings"]!.AsObject().ToDictionary(kv => kv.Key, kv => kv.Value!.GetValue<string>()),
-                TrainCount = h["train_count"]!.GetValue<int>(),
-                ValCount = h["val_count"]!.GetValue<int>(),
-                Monitor = h["monitor"]!.GetValue<string>(),
-                Duration = TimeSpan.FromSeconds(h["duration_seconds"]!.GetValue<double>()),
-            };
-            foreach (var r in h["steps"]!.AsArray())
-            {
-                var a = r!.AsArray();
-                history.StepList.Add(new StepRecord(a[0]!.GetValue<long>(), a[1]!.GetValue<int>(), Dbl(a[2]), Dbl(a[3])));
-            }
-            foreach (var n in h["epochs"]!.AsArray())
-            {
-                var e = n!.AsObject();
-                ClassificationMetrics? m = null;
-                if (e["val"] is JsonObject v)
-                {
-                    var confusion = v["confusion"]!.AsArray().Select(r => r!.AsArray().Select(c => c!.GetValue<int>()).ToArray()).ToArray();
-                    // "calibration" is absent from checkpoints written before it was recorded
-                    var calibration = (v["calibration"] as JsonArray)?.Select(b => b!.AsArray())
-                        .Select(b => (b[0]!.GetValue<int>(), Dbl(b[1]), b[2]!.GetValue<int>())).ToList();
-                    m = ClassificationMetrics.FromConfusion(classes, confusion, Dbl(v["top_k_accuracy"]), v["top_k"]!.GetValue<int>(), Dbl(v["log_loss"]), calibration);
-                }
-                history.EpochList.Add(new EpochSummary(e["epoch"]!.GetValue<int>(), Dbl(e["train_loss"]), Dbl(e["lr"]), Dbl(e["images_per_second"]),
-                    Dbl(e["seconds"]), e["val_loss"] is null ? null : Dbl(e["val_loss"]), m));
-            }
+            var history = HistoryFromJson(o["history"]!.AsObject(), classes);
             var state = new TrainingState
             {
                 Epoch = o["epoch"]!.GetValue<int>(),

@@ -66,6 +66,9 @@ public abstract class TrainingOptionInfo
 
     internal abstract JsonNode? Fingerprint(ImageClassificationOptions o, ResolvedSettings r);
 
+    /// <summary>The value in <paramref name="o"/> as JSON, as given (no rule applied).</summary>
+    internal abstract JsonNode? ValueJson(ImageClassificationOptions o);
+
     /// <summary>The fingerprint value of a run that never had this option (older checkpoints): the default's.</summary>
     internal abstract JsonNode? DefaultFingerprint(ResolvedSettings r);
 
@@ -115,6 +118,8 @@ internal sealed class TrainingKnob<T>(
         fingerprint is not null ? fingerprint(o, r) : TrainingKnobs.Json(get(o));
 
     internal override JsonNode? DefaultFingerprint(ResolvedSettings r) => Fingerprint(Defaults, r);
+
+    internal override JsonNode? ValueJson(ImageClassificationOptions o) => TrainingKnobs.Json(get(o));
 
     internal override string Show(ImageClassificationOptions o, ResolvedSettings r) => show is not null ? show(o, r) : TrainingKnobs.Text(get(o));
 }
@@ -287,6 +292,18 @@ internal static class TrainingKnobs
             if (k.FingerprintKey is { } key) f[key] = k.Fingerprint(o, r);
         f["train_count"] = trainCount;
         f["val_count"] = valCount;
+        return f;
+    }
+
+    /// <summary>The options that decide what a run trains, as given (before the model settles the defaults): what
+    /// cross-validation compares to reuse a fold trained earlier. Left out: how the run reports or serves
+    /// (<c>Workers</c>, <c>Monitor</c>, <c>ValidationFraction</c>, the scoring precision and score calibration).</summary>
+    public static JsonObject OptionsFingerprint(ImageClassificationOptions o)
+    {
+        string[] unused = ["Workers", "Monitor", "ValidationFraction", "EarlyStoppingPatience", "ScoringPrecision", "CalibrateScores"];
+        var f = new JsonObject();
+        foreach (var k in All)
+            if (!unused.Contains(k.Property)) f[k.Property] = k.ValueJson(o);
         return f;
     }
 

@@ -105,7 +105,7 @@ internal static class MetricsFile
         return Encoding.UTF8.GetString(buffer.WrittenSpan);
     }
 
-    static void Metrics(Utf8JsonWriter w, ClassificationMetrics? m)
+    internal static void Metrics(Utf8JsonWriter w, ClassificationMetrics? m)
     {
         if (m is null) { w.WriteNullValue(); return; }
         w.WriteStartObject();
@@ -161,7 +161,7 @@ internal static class MetricsFile
 
     /// <summary>Writes a compact value as the next array element on a line of its own (the indented writer does not
     /// indent raw values itself).</summary>
-    static void Row(Utf8JsonWriter w, byte[] compact)
+    internal static void Row(Utf8JsonWriter w, byte[] compact)
     {
         var line = new byte[1 + 2 * w.CurrentDepth + compact.Length];
         line.AsSpan().Fill((byte)' ');
@@ -170,7 +170,7 @@ internal static class MetricsFile
         w.WriteRawValue(line, skipInputValidation: true);
     }
 
-    static byte[] Compact(Action<Utf8JsonWriter> write)
+    internal static byte[] Compact(Action<Utf8JsonWriter> write)
     {
         var b = new ArrayBufferWriter<byte>(128);
         using (var c = new Utf8JsonWriter(b, new JsonWriterOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
@@ -179,14 +179,14 @@ internal static class MetricsFile
     }
 
     /// <summary>JSON has no NaN or infinity: those (and a missing value) become null.</summary>
-    static void Number(Utf8JsonWriter w, string name, double? value)
+    internal static void Number(Utf8JsonWriter w, string name, double? value)
     {
         if (value is double v && double.IsFinite(v)) w.WriteNumber(name, v);
         else w.WriteNull(name);
     }
 
     /// <summary>A float written with its shortest float32 digits (0.9, not 0.8999999761581421).</summary>
-    static void Number(Utf8JsonWriter w, string name, float value)
+    internal static void Number(Utf8JsonWriter w, string name, float value)
     {
         if (float.IsFinite(value)) w.WriteNumber(name, value);
         else w.WriteNull(name);

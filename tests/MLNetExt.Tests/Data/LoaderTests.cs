@@ -113,6 +113,32 @@ public sealed class LoaderTests
         Assert.IsTrue(small.Bytes <= 22 * 30 * 64 * 3, $"cache holds reduced images ({small.Bytes} bytes)");
     }
 
+    /// <summary>Training leaves out a last batch of one image (BatchNorm cannot train on it): another image each epoch
+    /// since the order is shuffled; sharded, a last global batch that would give a rank one image is left out on every
+    /// rank, so the ranks run the same number of batches.</summary>
+    [TestMethod]
+    public void MinLastBatch_LeavesOutALastBatchOfOneImage_OnEveryRank()
+    {
+        var items = Enumerable.Range(0, 9).Select(i => new ImageItem($"{i}", i % 2)).ToList();
+        var ds = new ImageDataset("nine", ["a", "b"], items);
+        var pipeline = TrainPipeline(false);
+        var single = new DataLoader(ds, pipeline, new LoaderOptions { BatchSize = 4, MinLastBatch = 2 });
+        Assert.AreEqual(2, single.BatchesPerEpoch);
+        var left = Enumerable.Range(0, 6).Select(e => Enumerable.Range(0, 9).Except(single.Order(e)).Single()).ToList();
+        Assert.IsTrue(single.Order(0).Length == 8 && left.Distinct().Count() > 1, $"one image left out, another each epoch: {string.Join(",", left)}");
+        Assert.AreEqual(3, new DataLoader(ds, pipeline, new LoaderOptions { BatchSize = 4 }).BatchesPerEpoch, "by default every image is used");
+        Assert.AreEqual(9, new DataLoader(ds, pipeline, new LoaderOptions { BatchSize = 3, MinLastBatch = 2 }).Order(0).Length, "no partial batch: nothing left out");
+
+        // two ranks, global batch 2 × 2: 9 = 2 × 4 + 1 (rest 1: left out, as before), 11 = 2 × 4 + 3 (rank 1 would get one image)
+        foreach (var (count, used) in new[] { (9, 8), (11, 8), (12, 12) })
+        {
+            var data = new ImageDataset("n", ["a", "b"], Enumerable.Range(0, count).Select(i => new ImageItem($"{i}", i % 2)).ToList());
+            var ranks = Enumerable.Range(0, 2).Select(r => new DataLoader(data, pipeline, new LoaderOptions { BatchSize = 2, MinLastBatch = 2, Shard = (r, 2) })).ToList();
+            Assert.AreEqual(used, ranks.Sum(l => l.Order(0).Length), $"{count} images");
+            Assert.AreEqual(ranks[0].BatchesPerEpoch, ranks[1].BatchesPerEpoch);
+        }
+    }
+
     [TestMethod]
     public void StoppingEarlyEndsTheWorkers()
     {

@@ -358,6 +358,37 @@ public sealed class MLNetTrainerTests
         finally { withImages.LastTransformer.Dispose(); }
     }
 
+    /// <summary>ML.NET's own cross-validation and train/test split drive the trainer like any multiclass trainer: each
+    /// fold fits on its training rows and is scored by ML.NET's evaluator on the rows it held out.</summary>
+    [TestMethod]
+    public void MLNetCrossValidate_AndTrainTestSplit_RunTheTrainerPerFold()
+    {
+        var ml = new MLContext(seed: 3);
+        var data = ml.Data.LoadFromEnumerable(files.Train.Concat(files.Val));
+        var pipeline = ml.Transforms.Conversion.MapValueToKey("Label")
+            .Append(ml.MulticlassClassification.Trainers.BackboneImageClassification(Tiny() with { Epochs = 3, ValidationFraction = 0 }));
+        var folds = ml.MulticlassClassification.CrossValidate(data, pipeline, numberOfFolds: 3);
+        try
+        {
+            Assert.HasCount(3, folds);
+            Assert.AreEqual(files.Train.Count + files.Val.Count, folds.Sum(f => f.ScoredHoldOutSet.GetColumn<string>("ImagePath").Count()), "every row held out once");
+            foreach (var f in folds)
+            {
+                var trained = (ImageClassificationTransformer)((IEnumerable<ITransformer>)f.Model).Last();
+                Assert.AreEqual(files.Train.Count + files.Val.Count - f.ScoredHoldOutSet.GetColumn<string>("ImagePath").Count(), trained.History.TrainCount,
+                    "the fold trained on the other rows");
+                Assert.IsGreaterThan(0.6, f.Metrics.MicroAccuracy, $"fold {f.Fold}: 3 colour classes, chance 1/3");
+            }
+        }
+        finally
+        {
+            foreach (var f in folds) ((IEnumerable<ITransformer>)f.Model).OfType<IDisposable>().ToList().ForEach(d => d.Dispose());
+        }
+        var split = ml.Data.TrainTestSplit(data, testFraction: 0.25, seed: 1);
+        using var model = (ImageClassificationTransformer)((IEnumerable<ITransformer>)pipeline.Fit(split.TrainSet)).Last();
+        Assert.AreEqual(split.TrainSet.GetColumn<string>("ImagePath").Count(), model.History.TrainCount);
+    }
+
     [TestMethod]
     public void LabelsUnseenInTraining_ScoreWithoutCrashing()
     {

@@ -91,6 +91,20 @@ public sealed class TrainerTests
         Assert.IsNotNull(h.BestEpoch);
     }
 
+    /// <summary>A training set one image past a whole number of batches (9 images, batch 8): the last batch of one image
+    /// is left out, as BatchNorm cannot train on one value per channel (MixFormer's channel interaction pools to 1×1 before
+    /// its BatchNorm; PyTorch refuses such a batch, and the running variance became NaN, so validation failed).</summary>
+    [TestMethod]
+    public void Training_OneImagePastAWholeBatch_LeavesTheSingleImageOut_AndValidatesFinitely()
+    {
+        using var scope = TensorScope.Begin();
+        var data = ImageDataset.FromList(Colors, ColorData(3, 1).Items.Take(9).ToList());
+        using var model = new ImageClassificationEstimator(Tiny() with { Epochs = 2 }).Fit(data, ColorData(2, 2, "val"));
+        var h = model.History!;
+        Assert.AreEqual(2, h.Steps.Count, "one step of 8 images per epoch");
+        Assert.IsTrue(double.IsFinite(h.Final!.LogLoss), $"validation log-loss {h.Final.LogLoss}");
+    }
+
     /// <summary>Imbalanced classes (the largest 5x the smallest or more) unweighed in the loss get a note naming both and
     /// the two settings; balanced data, a weighed loss or a missing class get none. Through the trainer too.</summary>
     [TestMethod]
