@@ -11,7 +11,7 @@ namespace MLNetExt.Cli;
 /// `mlnetext cross-validate --data DIR|CSV [--folds 5] (--variant NAME | --arch FAMILY --config FILE.json) [train's
 /// options] --output DIR`: K-fold cross-validation with the training recipe of `train`. Prints each fold's held-out
 /// scores, their mean and spread, the pooled out-of-fold scores, the mean held-out top-1 after each epoch and the
-/// images whose labels the scores doubt; writes crossval.json, out-of-fold.csv and one fold-K.json per fold (a rerun of
+/// images whose labels the scores doubt; writes crossval.html, crossval.json, out-of-fold.csv and one fold-K.json per fold (a rerun of
 /// the same command reuses finished folds, so Ctrl-C loses at most the fold under way).
 /// </summary>
 internal static class CrossValidateCommand
@@ -27,7 +27,7 @@ internal static class CrossValidateCommand
         public readonly Option<FileInfo> Weights = new("--weights") { Description = "Pretrained weights every fold starts from (official .pth/.safetensors/.pdparams; default: random initialisation)" };
         public readonly Option<string?> Pretrained = PretrainedOption.Create();
         public readonly Option<int?> Threads = new("--threads") { Description = "libtorch intra-op threads (default: processor count)" };
-        public readonly Option<string> Output = new("--output") { Description = "Output folder (crossval.json, out-of-fold.csv, one fold-K.json per finished fold)", Required = true };
+        public readonly Option<string> Output = new("--output") { Description = "Output folder (crossval.html, crossval.json, out-of-fold.csv, one fold-K.json per finished fold)", Required = true };
         public readonly Option<bool> Plain = new("--plain") { Description = "Plain progress lines instead of live bars" };
         // what only a single run uses: its validation split, the metric that picks its epoch, its export
         public readonly TrainingKnobOptions Knobs = new("ValidationFraction", "Monitor", "ScoringPrecision");
@@ -138,7 +138,8 @@ internal static class CrossValidateCommand
                 log.WriteLine(string.Create(Inv, $"  {i.Source}: labelled {r.Classes[i.Label]} (p {i.LabelProbability:F3}), looks like {r.Classes[i.Suggested]} (p {i.SuggestedProbability:F3})"));
             if (r.LabelIssues.Count > IssuesShown) log.WriteLine($"  ... and {r.LabelIssues.Count - IssuesShown} more in {CrossValidationResult.PredictionsFileName}");
         }
-        log.WriteLine($"wrote {Path.Combine(output, CrossValidationResult.SummaryFileName)} and {Path.Combine(output, CrossValidationResult.PredictionsFileName)}");
+        log.WriteLine($"wrote {Path.Combine(output, CrossValidationResult.ReportFileName)} (the label issues as thumbnails), " +
+                      $"{Path.Combine(output, CrossValidationResult.SummaryFileName)} and {Path.Combine(output, CrossValidationResult.PredictionsFileName)}");
         log.WriteLine($"next: `./mlnetext train` with the same options on all the images (--epochs {r.BestEpoch} gave the best mean held-out top-1)");
     }
 }

@@ -101,7 +101,7 @@ internal static class DatasetCommand
             string images = $"{validation} image{(validation == 1 ? "" : "s")}";
             output.WriteLine($"Small validation set: {(valSet != null ? images : $"training's {DefaultValidationFraction:0%} split holds out about {images}")}, " +
                              $"so one image moves top-1 by {100.0 / validation:0.#} points: the kept epoch and the scores follow chance at that size; " +
-                             "a few hundred validation images make them trustworthy.");
+                             "a few hundred validation images make them trustworthy, and `mlnetext cross-validate` scores every image with a model that never trained on it.");
         }
 
         if (sizes.IsEmpty) output.WriteLine("Image sizes: no readable images");

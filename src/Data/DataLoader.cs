@@ -16,7 +16,7 @@ internal sealed record LoaderOptions
     public int Prefetch { get; init; } = 2;
     public bool DropLast { get; init; }
     /// <summary>A last batch with fewer images than this (on some rank, when sharded) is left out of the epoch. Training
-    /// sets 2: BatchNorm cannot take a batch statistic of one value (PyTorch refuses it; the running variance would
+    /// sets 2 for a model with BatchNorm: BatchNorm cannot take a batch statistic of one value (PyTorch refuses it; the running variance would
     /// become NaN), and a shuffled order drops another image each epoch.</summary>
     public int MinLastBatch { get; init; } = 1;
     /// <summary>Batch-level Mixup/CutMix; batches then carry soft <see cref="Batch.Targets"/>.</summary>

@@ -2,6 +2,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using MLNetExt.Data;
+using MLNetExt.Imaging;
 using MLNetExt.Serialization;
 
 namespace MLNetExt.Training;
@@ -67,6 +68,10 @@ public sealed class CrossValidationResult
 
     /// <summary>The per-image file a results folder receives: each image's out-of-fold prediction (CSV).</summary>
     public const string PredictionsFileName = "out-of-fold.csv";
+
+    /// <summary>The page a results folder receives: the estimate, the curves per epoch, the folds, the out-of-fold
+    /// confusion matrix and per-class table, and the label issues as thumbnails (HTML, self-contained).</summary>
+    public const string ReportFileName = "crossval.html";
 
     /// <summary>The class names, in the order of the probabilities.</summary>
     public IReadOnlyList<string> Classes { get; }
@@ -177,7 +182,13 @@ internal static class CrossValidator
         }
         // images that could not be decoded were skipped by their fold's evaluation (and reported by its training)
         var result = new CrossValidationResult(data.Classes, results, scored.Where(p => p is not null).ToList());
-        if (folder is not null) CrossValidationFile.Write(folder, result);
+        if (folder is not null)
+        {
+            var bySource = data.Items.GroupBy(i => i.Source).ToDictionary(g => g.Key, g => g.First());
+            CrossValidationFile.Write(folder, result, source => bySource.TryGetValue(source, out var item)
+                ? item.Image ?? (item.Path is { } path ? ImageDecoder.TryDecodeFile(path, out _) : ImageDecoder.Decode(item.ReadBytes()))
+                : null);
+        }
         return result;
     }
 

@@ -115,7 +115,10 @@ internal sealed class Trainer : IDisposable
             int workers = o.Workers ?? Math.Max(1, Environment.ProcessorCount);
             _trainLoader = new DataLoader(train, _plan.TrainPipeline(), new LoaderOptions
             {
-                BatchSize = o.BatchSize / (o.ProcessGroup?.WorldSize ?? 1), Shuffle = true, Seed = o.Seed ?? 0, Workers = workers, Cache = cache, MinLastBatch = 2,
+                BatchSize = o.BatchSize / (o.ProcessGroup?.WorldSize ?? 1), Shuffle = true, Seed = o.Seed ?? 0, Workers = workers, Cache = cache,
+                // BatchNorm cannot train on one value per channel: a last batch of one image (on a rank whose statistics
+                // are its own) is left out; synchronised statistics span the ranks, so there one image per rank is enough
+                MinLastBatch = _model.NamedModules().Any(m => m.Module is Nn.BatchNorm2d) && !(o.ProcessGroup is { WorldSize: > 1 } && o.SyncBatchNorm) ? 2 : 1,
                 Shard = o.ProcessGroup is { } g ? (g.Rank, g.WorldSize) : null,
                 Mixup = _plan.LinearProbe || (o.MixupAlpha <= 0 && o.CutmixAlpha <= 0) ? null
                     : new MixupCutmix(o.MixupAlpha, o.CutmixAlpha, labelSmoothing: o.LabelSmoothing),

@@ -63,7 +63,8 @@ internal sealed class TrainingPlan
         validationImages is > 0 and < SmallValidation
             ? $"the validation set holds {validationImages} images, so one image moves top-1 by {100.0 / validationImages:0.#} points: the kept epoch, " +
               "early stopping, the reported scores and a score calibration follow chance at that size; a few hundred validation images " +
-              "(a val/ folder, or a larger ValidationFraction, --val-fraction) make them trustworthy"
+              "(a val/ folder, or a larger ValidationFraction, --val-fraction) make them trustworthy; with no more images, cross-validation " +
+              "(CrossValidate, `mlnetext cross-validate`) scores every image with a model that never trained on it"
             : null;
 
     /// <summary>The validation size below which <see cref="SmallValidationNote"/> speaks.</summary>

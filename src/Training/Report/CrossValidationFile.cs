@@ -11,14 +11,17 @@ namespace MLNetExt.Training;
 /// metrics object as in metrics.json), best_epoch, epochs[] (epoch, top1, top1_std, log_loss: the mean held-out scores),
 /// per_fold[] (fold, train_count, reused, duration_seconds, held_out metrics) and label_issues[] (source, label,
 /// suggested, label_probability, suggested_probability, fold)) and <c>out-of-fold.csv</c> (one row per image: source,
-/// label, predicted, label_probability, predicted_probability, fold, suggested_label — set for a label issue). Each
-/// file is written atomically.</summary>
+/// label, predicted, label_probability, predicted_probability, fold, suggested_label — set for a label issue), and
+/// <c>crossval.html</c> (<see cref="HtmlReport.CrossValidationHtml"/>). Each file is written atomically.</summary>
 internal static class CrossValidationFile
 {
-    public static void Write(string folder, CrossValidationResult r)
+    /// <summary>Writes crossval.json, out-of-fold.csv and crossval.html (label issues shown through
+    /// <paramref name="loadImage"/>, which decodes an image from its source).</summary>
+    public static void Write(string folder, CrossValidationResult r, Func<string, Imaging.RgbImage?>? loadImage)
     {
         ReportFiles.WriteAtomic(Path.Combine(folder, CrossValidationResult.SummaryFileName), Encoding.UTF8.GetBytes(ToJson(r)));
         ReportFiles.WriteAtomic(Path.Combine(folder, CrossValidationResult.PredictionsFileName), Encoding.UTF8.GetBytes(ToCsv(r)));
+        HtmlReport.WriteCrossValidation(Path.Combine(folder, CrossValidationResult.ReportFileName), r, loadImage);
     }
 
     public static string ToJson(CrossValidationResult r)

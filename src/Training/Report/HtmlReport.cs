@@ -11,7 +11,7 @@ namespace MLNetExt.Training;
 /// the run's summary and settings, the loss curves (per step and per epoch), the validation metrics per epoch with
 /// the best epoch marked, the learning rate, the confusion matrix as a heat map, the per-class table and the hardest
 /// misclassified validation images. The markup is also well-formed XML (after the doctype).</summary>
-internal static class HtmlReport
+internal static partial class HtmlReport
 {
     /// <summary>The most misclassified images shown.</summary>
     public const int MaxThumbnails = 24;
@@ -46,9 +46,9 @@ internal static class HtmlReport
         Header(h, history);
         Settings(h, history);
         Charts(h, history);
-        Confusion(h, history);
-        PerClass(h, history);
-        Calibration(h, history);
+        Confusion(h, history.Final);
+        PerClass(h, history.Final);
+        Calibration(h, history.Final, "Validation images");
         Hardest(h, history, loadImage, explain);
         EpochTable(h, history);
 
@@ -251,10 +251,9 @@ internal static class HtmlReport
 
     // ---------------------------------------------------------------- confusion matrix
 
-    static void Confusion(StringBuilder h, TrainingHistory t)
+    static void Confusion(StringBuilder h, ClassificationMetrics? m)
     {
         h.Append("<section class=\"panel wide\"><h2>Confusion matrix</h2>");
-        var m = t.Final;
         if (m is null) { h.Append("<div class=\"empty\">no validation set</div></section>\n"); return; }
         h.Append("<p class=\"note\">Rows: true class; columns: predicted class. Colour: share of the row's images " +
             "(blue on the diagonal: correct; red off it: confusions). Hover a cell for details.</p>");
@@ -339,10 +338,9 @@ internal static class HtmlReport
 
     // ---------------------------------------------------------------- per-class table
 
-    static void PerClass(StringBuilder h, TrainingHistory t)
+    static void PerClass(StringBuilder h, ClassificationMetrics? m)
     {
         h.Append("<section class=\"panel wide\"><h2>Per class</h2>");
-        var m = t.Final;
         if (m is null) { h.Append("<div class=\"empty\">no validation set</div></section>\n"); return; }
         h.Append("<div class=\"scroll\"><table class=\"classes\"><thead><tr><th class=\"num\">#</th><th>class</th><th>precision</th><th>recall</th><th>F1</th>" +
             "<th class=\"num\">support</th><th>most often mistaken for</th></tr></thead><tbody>\n");
@@ -376,13 +374,14 @@ internal static class HtmlReport
 
     // ---------------------------------------------------------------- calibration
 
-    static void Calibration(StringBuilder h, TrainingHistory t)
+    /// <summary>The reliability panel; <paramref name="images"/> says which images were scored ("Validation images").</summary>
+    static void Calibration(StringBuilder h, ClassificationMetrics? metrics, string images)
     {
-        if (t.Final is not { Calibration: { } bins, ExpectedCalibrationError: double ece, MeanConfidence: double confidence } m) return;
+        if (metrics is not { Calibration: { } bins, ExpectedCalibrationError: double ece, MeanConfidence: double confidence } m) return;
         string lean = Math.Abs(confidence - m.Top1) < 0.01 ? "as sure as it is right, on average"
             : confidence > m.Top1 ? "over-confident: surer than it is right" : "under-confident: right more often than it is sure";
         h.Append("<section class=\"panel wide\"><h2>Calibration</h2>");
-        h.Append($"<p class=\"note\">How far the probabilities (<code>Score</code>) can be taken at their word. Validation images grouped by " +
+        h.Append($"<p class=\"note\">How far the probabilities (<code>Score</code>) can be taken at their word. {E(images)} grouped by " +
                  $"the probability of the predicted class; each bar is how often those predictions were right, the dashed line where a " +
                  $"calibrated model's bars would end. Mean confidence {Pct(confidence)} against top-1 {Pct(m.Top1)}: the model is {lean} " +
                  $"(expected calibration error {Pct(ece)}). Hover a bar for its numbers.</p>");
@@ -510,21 +509,27 @@ internal static class HtmlReport
         h.Append("</tbody></table></div></section>\n");
     }
 
-    static void Settings(StringBuilder h, TrainingHistory t)
+    static void Settings(StringBuilder h, TrainingHistory t) =>
+        Settings(h, t.Model, t.Settings, t.Classes,
+        [
+            ("monitor", t.Monitor), ("training images", t.TrainCount.ToString("N0", CultureInfo.InvariantCulture)),
+            ("validation images", t.ValCount.ToString("N0", CultureInfo.InvariantCulture)), ("duration", Duration(t.Duration)), ("stop reason", t.StopReason),
+        ]);
+
+    /// <summary>The settings table (model, the run's settings, then <paramref name="more"/>) beside the class list.</summary>
+    static void Settings(StringBuilder h, string model, IReadOnlyDictionary<string, string> settings, IReadOnlyList<string> classes, (string Key, string Value)[] more)
     {
         h.Append("<section class=\"panel two\"><div><h2>Settings</h2><table class=\"kv\"><tbody>");
-        h.Append($"<tr><th>model</th><td>{E(t.Model)}</td></tr>");
-        foreach (var (k, v) in t.Settings) h.Append($"<tr><th>{E(k)}</th><td>{E(v)}</td></tr>");
-        h.Append($"<tr><th>monitor</th><td>{E(t.Monitor)}</td></tr>");
-        h.Append($"<tr><th>training images</th><td>{t.TrainCount:N0}</td></tr><tr><th>validation images</th><td>{t.ValCount:N0}</td></tr>");
-        h.Append($"<tr><th>duration</th><td>{Duration(t.Duration)}</td></tr><tr><th>stop reason</th><td>{E(t.StopReason)}</td></tr>");
+        h.Append($"<tr><th>model</th><td>{E(model)}</td></tr>");
+        foreach (var (k, v) in settings) h.Append($"<tr><th>{E(k)}</th><td>{E(v)}</td></tr>");
+        foreach (var (k, v) in more) h.Append($"<tr><th>{E(k)}</th><td>{E(v)}</td></tr>");
         h.Append("</tbody></table></div><div>");
         // a long class list folds away so the charts stay near the top
-        bool fold = t.Classes.Count > 24;
-        h.Append(fold ? $"<details><summary><h2>Classes <span class=\"muted\">({t.Classes.Count})</span></h2></summary>"
-            : $"<h2>Classes <span class=\"muted\">({t.Classes.Count})</span></h2>");
+        bool fold = classes.Count > 24;
+        h.Append(fold ? $"<details><summary><h2>Classes <span class=\"muted\">({classes.Count})</span></h2></summary>"
+            : $"<h2>Classes <span class=\"muted\">({classes.Count})</span></h2>");
         h.Append("<ol class=\"classlist\" start=\"0\">");
-        foreach (var c in t.Classes) h.Append($"<li>{E(c)}</li>");
+        foreach (var c in classes) h.Append($"<li>{E(c)}</li>");
         h.Append(fold ? "</ol></details></div></section>\n" : "</ol></div></section>\n");
     }
 

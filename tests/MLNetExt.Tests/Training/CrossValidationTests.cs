@@ -153,6 +153,12 @@ public sealed class CrossValidationTests
             Assert.HasCount(data.Count + 1, csv);
             Assert.AreEqual(r.LabelIssues.Count, csv.Skip(1).Count(l => !l.EndsWith(',')), "suggested_label set on the label issues' rows");
             Assert.AreEqual(0, Directory.GetFiles(dir.FullName, "*.tmp").Length);
+            // the page: well-formed, one thumbnail per label issue (the images are in memory here), the folds and the curves
+            var html = File.ReadAllText(Path.Combine(dir.FullName, CrossValidationResult.ReportFileName));
+            var page = System.Xml.Linq.XDocument.Parse(html[html.IndexOf("<html", StringComparison.Ordinal)..]);
+            Assert.AreEqual(r.LabelIssues.Count, page.Descendants("img").Count(i => ((string?)i.Attribute("src"))?.StartsWith("data:image/png;base64,") == true));
+            foreach (var text in new[] { "Held-out top-1 after each epoch", "Folds", "Confusion matrix", "Label issues", "mean ± sd" })
+                StringAssert.Contains(html, text);
 
             // a rerun reuses every finished fold; a lost fold file is trained again, to the same scores
             var again = new ImageClassificationEstimator(Options()).CrossValidate(data, 3, dir.FullName);
