@@ -141,6 +141,28 @@ public sealed class TrainingProgressViewTests
         if (!interactive) Assert.IsFalse(text.Contains('\u001b'), "a non-ANSI console must not receive escape codes");
     }
 
+    /// <summary>Two runs through one view, as cross-validation's folds report: the second run's steps start again at 1
+    /// and get fresh bars under the finished ones (the final frame holds both runs' epoch bars).</summary>
+    [TestMethod]
+    public void LiveMode_ASecondRun_GetsItsOwnBars()
+    {
+        var output = new StringWriter();
+        var console = AnsiConsole.Create(new AnsiConsoleSettings
+        {
+            Ansi = AnsiSupport.Yes, ColorSystem = ColorSystemSupport.NoColors, Interactive = InteractionSupport.Yes, Out = new AnsiConsoleOutput(output),
+        });
+        console.Profile.Width = 160;
+        TrainingProgressView.RunLive(report =>
+        {
+            foreach (var p in Script().Concat(Script())) report(p);
+            return 0;
+        }, console);
+        var text = output.ToString();
+        Assert.AreEqual(2, text.Split("epoch 2/2  train loss 0.5000").Length - 1, "both runs' summaries");
+        var lastFrame = text[text.LastIndexOf("checkpoint written to best.ckpt", StringComparison.Ordinal)..];
+        Assert.AreEqual(2, lastFrame.Split("step 20/20").Length - 1, $"each run keeps its own step bar:\n{lastFrame}");
+    }
+
     [TestMethod]
     public void LiveModePassesExceptionsThrough()
     {
