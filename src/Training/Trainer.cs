@@ -11,9 +11,7 @@ using MLNetExt.Vision;
 namespace MLNetExt.Training;
 
 /// <summary>The result of a run: the kept model (best validation epoch, or the last; EMA weights when enabled), what
-/// it is, and the record of the run.</summary>
-/// <summary>A finished run: the kept model, its description, the record, and the kept model's validation scores (null
-/// without validation).</summary>
+/// it is, the record of the run, and the kept model's validation scores (null without validation).</summary>
 internal sealed record TrainingOutcome(Backbone Model, ModelDescriptor Descriptor, TrainingHistory History, EvalResult? Validation);
 
 /// <summary>
