@@ -140,6 +140,20 @@ internal static class CrossValidator
         var parts = data.Folds(folds, seed);
         var settings = TrainingKnobs.OptionsFingerprint(o);
         if (folder is not null) Directory.CreateDirectory(folder);
+        // the folds' runs would each repeat the trainer's notes (bfloat16, imbalanced classes): each is said once
+        if (o.Progress is { } progress)
+        {
+            var said = new HashSet<string>();
+            o = o with
+            {
+                Progress = p =>
+                {
+                    bool first;
+                    lock (said) first = p.Phase != TrainingPhase.Info || p.Message is null || said.Add(p.Message);
+                    if (first) progress(p);
+                },
+            };
+        }
         void Say(string text) => o.Progress?.Invoke(TrainingProgress.Note(text, o.Epochs));
 
         TrainingInterruptedException Stopped(int f, TrainingHistory? history) => new(

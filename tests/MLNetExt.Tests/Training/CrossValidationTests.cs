@@ -125,6 +125,7 @@ public sealed class CrossValidationTests
             }
             Assert.IsFalse(notes.Any(n => n.Contains("validation set", StringComparison.OrdinalIgnoreCase) && n.Contains("one image", StringComparison.OrdinalIgnoreCase)),
                 "no small-validation note per fold");
+            Assert.AreEqual(notes.Count, notes.Distinct().Count(), "each note once, not once a fold:\n" + string.Join("\n", notes));
             var (mean, sd) = r.Spread("top1");
             Assert.AreEqual(r.Folds.Average(f => f.HeldOut.Top1), mean, 1e-12);
             Assert.IsGreaterThanOrEqualTo(0.0, sd);
