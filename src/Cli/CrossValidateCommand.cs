@@ -26,7 +26,7 @@ internal static class CrossValidateCommand
         public readonly ModelOptions Model = new();
         public readonly Option<FileInfo> Weights = new("--weights") { Description = "Pretrained weights every fold starts from (official .pth/.safetensors/.pdparams; default: random initialisation)" };
         public readonly Option<string?> Pretrained = PretrainedOption.Create();
-        public readonly Option<int?> Threads = new("--threads") { Description = "libtorch intra-op threads (default: processor count)" };
+        public readonly Option<int?> Threads = TrainingKnobOptions.ThreadsOption();
         public readonly Option<string> Output = new("--output") { Description = "Output folder (crossval.html, crossval.json, out-of-fold.csv, one fold-K.json per finished fold)", Required = true };
         public readonly Option<bool> Plain = new("--plain") { Description = "Plain progress lines instead of live bars" };
         // what only a single run uses: its validation split, the metric that picks its epoch, its export
@@ -51,11 +51,7 @@ internal static class CrossValidateCommand
         var cmd = o.Command();
         cmd.SetAction(r => CliErrors.Guarded(() => TrainingKnobOptions.AsCliError(() =>
         {
-            if (r.GetValue(o.Threads) is int t)
-            {
-                if (TorchRuntime.ThreadCountProblem(t, "--threads") is { } problem) throw new ArgumentException(problem + ".");
-                TorchRuntime.Threads = t;
-            }
+            TrainingKnobOptions.ApplyThreads(r, o.Threads);
             var choice = o.Model.Resolve(r);
             if (choice.NumClasses is not null) throw new ArgumentException("--num-classes is not used by cross-validate: the classes are the data's.");
             int folds = r.GetValue(o.Folds);

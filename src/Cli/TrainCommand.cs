@@ -27,7 +27,7 @@ internal static class TrainCommand
         public readonly ModelOptions Model = new();
         public readonly Option<FileInfo> Weights = new("--weights") { Description = "Pretrained weights to start from (official .pth/.safetensors/.pdparams; default: random initialisation)" };
         public readonly Option<string?> Pretrained = PretrainedOption.Create();
-        public readonly Option<int?> Threads = new("--threads") { Description = "libtorch intra-op threads (default: processor count)" };
+        public readonly Option<int?> Threads = TrainingKnobOptions.ThreadsOption();
         public readonly Option<string> Resume = new("--resume") { Description = "Continue from a checkpoint file, or the output folder's checkpoint-last" };
         public readonly Option<string> Output = new("--output") { Description = "Output folder (model, checkpoints, metrics, report, ONNX, C# code)", Required = true };
         public readonly Option<bool> NoExport = new("--no-export") { Description = "Skip the ONNX export and the generated code" };
@@ -55,11 +55,7 @@ internal static class TrainCommand
         var cmd = o.Command();
         cmd.SetAction(r => CliErrors.Guarded(() => TrainingKnobOptions.AsCliError(() =>
         {
-            if (r.GetValue(o.Threads) is int t)
-            {
-                if (TorchRuntime.ThreadCountProblem(t, "--threads") is { } problem) throw new ArgumentException(problem + ".");
-                TorchRuntime.Threads = t;
-            }
+            TrainingKnobOptions.ApplyThreads(r, o.Threads);
             var output = r.GetValue(o.Output)!;
             var options = BuildOptions(r, o, output);
             int nproc = r.GetValue(o.Nproc);

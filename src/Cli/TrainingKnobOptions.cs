@@ -55,6 +55,17 @@ internal sealed class TrainingKnobOptions
         return new Binding(option, (r, o) => k.WithValue(o, r.GetValue(option)));
     }
 
+    /// <summary>The libtorch thread count of the verbs that train.</summary>
+    public static Option<int?> ThreadsOption() => new("--threads") { Description = "libtorch intra-op threads (default: processor count)" };
+
+    /// <summary>Sets libtorch's thread count from <paramref name="option"/> when given (refusing an impossible count).</summary>
+    public static void ApplyThreads(ParseResult r, Option<int?> option)
+    {
+        if (r.GetValue(option) is not int t) return;
+        if (Torch.TorchRuntime.ThreadCountProblem(t, option.Name) is { } problem) throw new ArgumentException(problem + ".");
+        Torch.TorchRuntime.Threads = t;
+    }
+
     /// <summary>Runs <paramref name="action"/>, turning a <see cref="TrainingOptionException"/> into an argument error
     /// under the CLI's spelling of the option.</summary>
     public static T AsCliError<T>(Func<T> action)

@@ -29,15 +29,8 @@ internal static class CrossValidationFile
         var buffer = new ArrayBufferWriter<byte>();
         using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
         {
-            var first = r.Folds[0].History;
             w.WriteStartObject();
-            w.WriteString("model", first.Model);
-            w.WriteStartArray("classes");
-            foreach (var c in r.Classes) w.WriteStringValue(c);
-            w.WriteEndArray();
-            w.WriteStartObject("settings");
-            foreach (var (k, v) in first.Settings) w.WriteString(k, v);
-            w.WriteEndObject();
+            MetricsFile.Run(w, r.Folds[0].History);   // every fold ran with the same settings
             w.WriteNumber("folds", r.Folds.Count);
             w.WriteNumber("image_count", r.Predictions.Count);
             foreach (var (name, pick) in new (string, Func<(double Mean, double Std), double>)[] { ("mean", s => s.Mean), ("std", s => s.Std) })

@@ -115,13 +115,7 @@ internal static partial class HtmlReport
         foreach (var i in r.LabelIssues.Take(shown))
         {
             h.Append($"<figure class=\"thumb\" title=\"{E(i.Source)}\"><div class=\"frame\">");
-            RgbImage? img = null;
-            string? error = null;
-            if (loadImage is not null)
-            {
-                try { img = loadImage(i.Source); }
-                catch (Exception ex) when (ex is not OutOfMemoryException) { error = ex.Message; }
-            }
+            var img = TryLoad(loadImage, i.Source, out string? error);
             if (img is not null) Thumbnail(h, img, i.Source);
             else h.Append($"<span class=\"noimg\">{E(error is null ? "no image" : "could not load: " + error)}</span>");
             h.Append("</div><figcaption>");

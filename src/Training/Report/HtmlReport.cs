@@ -435,13 +435,7 @@ internal static partial class HtmlReport
         foreach (var m in t.Hardest.Take(shown))
         {
             h.Append($"<figure class=\"thumb\" title=\"{E(m.Source)}\"><div class=\"frame\">");
-            RgbImage? img = null;
-            string? error = null;
-            if (loadImage is not null)
-            {
-                try { img = loadImage(m.Source); }
-                catch (Exception ex) when (ex is not OutOfMemoryException) { error = ex.Message; }
-            }
+            var img = TryLoad(loadImage, m.Source, out string? error);
             RgbImage? heat = null;
             if (img is not null && explain is not null)
             {
@@ -462,6 +456,19 @@ internal static partial class HtmlReport
             h.Append($"<div class=\"src\">{E(ShortSource(m.Source))}</div></figcaption></figure>\n");
         }
         h.Append("</div></section>\n");
+    }
+
+    /// <summary>The image of <paramref name="source"/>, or null with the load's error (null when there is no loader).</summary>
+    static RgbImage? TryLoad(Func<string, RgbImage?>? loadImage, string source, out string? error)
+    {
+        error = null;
+        if (loadImage is null) return null;
+        try { return loadImage(source); }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            error = ex.Message;
+            return null;
+        }
     }
 
     static void Thumbnail(StringBuilder h, RgbImage img, string source)

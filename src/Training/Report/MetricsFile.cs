@@ -34,13 +34,7 @@ internal static class MetricsFile
         using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
         {
             w.WriteStartObject();
-            w.WriteString("model", history.Model);
-            w.WriteStartArray("classes");
-            foreach (var c in history.Classes) w.WriteStringValue(c);
-            w.WriteEndArray();
-            w.WriteStartObject("settings");
-            foreach (var (k, v) in history.Settings) w.WriteString(k, v);
-            w.WriteEndObject();
+            Run(w, history);
             w.WriteNumber("train_count", history.TrainCount);
             w.WriteNumber("val_count", history.ValCount);
             w.WriteString("monitor", history.Monitor);
@@ -103,6 +97,18 @@ internal static class MetricsFile
             w.WriteEndObject();
         }
         return Encoding.UTF8.GetString(buffer.WrittenSpan);
+    }
+
+    /// <summary>What every results file opens with: model, classes and the run's settings.</summary>
+    internal static void Run(Utf8JsonWriter w, TrainingHistory history)
+    {
+        w.WriteString("model", history.Model);
+        w.WriteStartArray("classes");
+        foreach (var c in history.Classes) w.WriteStringValue(c);
+        w.WriteEndArray();
+        w.WriteStartObject("settings");
+        foreach (var (k, v) in history.Settings) w.WriteString(k, v);
+        w.WriteEndObject();
     }
 
     internal static void Metrics(Utf8JsonWriter w, ClassificationMetrics? m)
