@@ -136,6 +136,7 @@ internal static class CrossValidateCommand
         }
         log.WriteLine($"wrote {Path.Combine(output, CrossValidationResult.ReportFileName)} (the label issues as thumbnails), " +
                       $"{Path.Combine(output, CrossValidationResult.SummaryFileName)} and {Path.Combine(output, CrossValidationResult.PredictionsFileName)}");
-        log.WriteLine($"next: `./mlnetext train` with the same options on all the images (--epochs {r.BestEpoch} gave the best mean held-out top-1)");
+        log.WriteLine($"next: `./mlnetext train` with the same options on all the images (--epochs {r.BestEpoch} gave the best mean held-out top-1); " +
+                      $"with labels corrected in {CrossValidationResult.PredictionsFileName}, `--data {Path.Combine(output, CrossValidationResult.PredictionsFileName)}` trains on it");
     }
 }

@@ -183,7 +183,8 @@ public sealed class ImageDataset
     }
 
     /// <summary>A CSV (comma) or TSV (tab, for .tsv files) of <c>path,label</c> rows, paths relative to the file's
-    /// folder; an optional header row is recognised. Rows whose file is missing or unreadable are reported with their
+    /// folder; an optional header row is recognised, and with one the rows may have more columns, the path and label
+    /// being those it names (so cross-validation's out-of-fold.csv, with its labels corrected, trains as it is). Rows whose file is missing or unreadable are reported with their
     /// line number. Classes are the sorted distinct labels unless <paramref name="classes"/> is given.</summary>
     public static ImageDataset FromCsv(string csvPath, IReadOnlyList<string>? classes = null)
     {
@@ -192,21 +193,28 @@ public sealed class ImageDataset
         var baseDir = Path.GetDirectoryName(Path.GetFullPath(csvPath))!;
         var rows = new List<(string Path, string Label, int Line)>();
         var issues = new List<DatasetIssue>();
-        int lineNo = 0;
+        int lineNo = 0, width = 2, pathColumn = 0, labelColumn = 1;
         foreach (var raw in File.ReadLines(csvPath))
         {
             lineNo++;
             var line = raw.TrimEnd('\r');
             if (line.Trim().Length == 0 || line.StartsWith('#')) continue;
             var fields = SplitRow(line, sep);
-            if (fields.Count != 2)
+            // a header names the columns: then the path and label columns may sit among others (out-of-fold.csv, a
+            // spreadsheet's export)
+            if (lineNo == 1 && HeaderColumns(fields) is var (pc, lc))
             {
-                issues.Add(new DatasetIssue(csvPath, $"expected 2 fields (path{(sep == '\t' ? "<TAB>" : ",")}label), found {fields.Count}", lineNo));
+                (width, pathColumn, labelColumn) = (fields.Count, pc, lc);
                 continue;
             }
-            var (p, l) = (fields[0].Trim(), fields[1].Trim());
-            if (lineNo == 1 && l.ToLowerInvariant() is "label" or "class" or "category" && p.ToLowerInvariant() is "path" or "file" or "filename" or "image" or "img")
-                continue; // header
+            if (fields.Count != width)
+            {
+                issues.Add(new DatasetIssue(csvPath, width == 2
+                    ? $"expected 2 fields (path{(sep == '\t' ? "<TAB>" : ",")}label), found {fields.Count}"
+                    : $"expected {width} fields as the header has, found {fields.Count}", lineNo));
+                continue;
+            }
+            var (p, l) = (fields[pathColumn].Trim(), fields[labelColumn].Trim());
             if (p.Length == 0) { issues.Add(new DatasetIssue(csvPath, "empty path", lineNo)); continue; }
             if (l.Length == 0) { issues.Add(new DatasetIssue(csvPath, $"'{p}' has an empty label", lineNo)); continue; }
             rows.Add((p, l, lineNo));
@@ -230,6 +238,16 @@ public sealed class ImageDataset
         var ds = new ImageDataset(Path.GetFullPath(csvPath), names, items, issues);
         CheckClasses(ds, $"label file '{csvPath}'");
         return ds;
+    }
+
+    /// <summary>The path and label columns a header row names (path, file, filename, image, img or source; label, class
+    /// or category), or null when the row is not such a header.</summary>
+    static (int Path, int Label)? HeaderColumns(List<string> fields)
+    {
+        var names = fields.Select(f => f.Trim().ToLowerInvariant()).ToList();
+        int path = names.FindIndex(n => n is "path" or "file" or "filename" or "image" or "img" or "source");
+        int label = names.FindIndex(n => n is "label" or "class" or "category");
+        return path >= 0 && label >= 0 ? (path, label) : null;
     }
 
     static List<string> SplitRow(string line, char sep)

@@ -123,6 +123,25 @@ public sealed class DatasetTests
         StringAssert.Contains(Assert.Throws<DatasetException>(() => ImageDataset.FromCsv(csv)).Message, "at least two");
     }
 
+    /// <summary>A header naming its columns lets the rows carry more (a spreadsheet's export, cross-validation's
+    /// out-of-fold.csv): path and label are the columns it names, in any order; a row of another width is reported.</summary>
+    [TestMethod]
+    public void CsvWithAHeader_TakesThePathAndLabelColumnsItNames_AmongOthers()
+    {
+        Put("img/a.jpg", "rgb.jpg");
+        Put("img/b.png", "rgb.png");
+        var csv = Path.Combine(root, "wide.csv");
+        File.WriteAllLines(csv, ["id,Label,note,image", "1,cat,\"sits, looks\",img/a.jpg", "2,dog,,img/b.png", "3,dog,img/b.png"]);
+        var ds = ImageDataset.FromCsv(csv);
+        CollectionAssert.AreEqual(new[] { "cat", "dog" }, ds.Classes.ToArray());
+        CollectionAssert.AreEqual(new[] { "img/a.jpg", "img/b.png" }, ds.Items.Select(i => i.Name).ToArray());
+        var bad = ds.Issues.Single();
+        Assert.AreEqual(4, bad.Line);
+        StringAssert.Contains(bad.Reason, "expected 4 fields as the header has, found 3");
+        File.WriteAllLines(csv, ["source,label,predicted,label_probability", $"{Path.Combine(root, "img/a.jpg")},cat,dog,0.1", $"{Path.Combine(root, "img/b.png")},dog,dog,0.9"]);
+        Assert.AreEqual(2, ImageDataset.FromCsv(csv).Count, "out-of-fold.csv's columns, absolute paths");
+    }
+
     [TestMethod]
     public void InMemoryListAcceptsPathsBytesAndImages()
     {

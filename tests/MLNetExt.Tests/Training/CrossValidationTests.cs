@@ -244,8 +244,15 @@ public sealed class CrossValidationTests
             StringAssert.Contains(output, "out-of-fold, all 27 images");
             StringAssert.Contains(output, "mean held-out top-1 after each epoch: 1: ");
             StringAssert.Contains(output, "label issues:");
-            foreach (var f in new[] { "crossval.json", "out-of-fold.csv", "fold-1.json", "fold-2.json", "fold-3.json" })
+            foreach (var f in new[] { "crossval.html", "crossval.json", "out-of-fold.csv", "fold-1.json", "fold-2.json", "fold-3.json" })
                 Assert.IsTrue(File.Exists(Path.Combine(dir.FullName, "out", f)), f);
+            // out-of-fold.csv is training data as it stands (labels fixed in it, or rows deleted, train the next model)
+            var again = ImageDataset.FromCsv(Path.Combine(dir.FullName, "out", "out-of-fold.csv"));
+            Assert.AreEqual(27, again.Count);
+            Assert.IsEmpty(again.Issues);
+            var (train, val) = TrainCommand.LoadData(data, null);
+            CollectionAssert.AreEquivalent(train.Items.Concat(val!.Items).Select(i => (i.Path, classes[i.Label])).ToList(),
+                again.Items.Select(i => (i.Path, again.Classes[i.Label])).ToList());
 
             (code, _, error) = CliRun([.. common, "--folds", "1"]);
             Assert.AreEqual(2, code);
