@@ -315,13 +315,16 @@ public sealed class ImageDataset
         return (Subset(trainIdx, Source + " [train split]"), Subset(val, Source + " [val split]"));
     }
 
-    /// <summary>A stratified, seeded partition into <paramref name="folds"/> parts for cross-validation: each class's items
-    /// are shuffled and dealt to the parts in turn, the dealing going on from class to class so the parts differ in size by
-    /// at most one image. Part f is held out and the others train. Every class needs two images or more, so each part's
-    /// training set has every class. Item order within each set follows this dataset.</summary>
+    /// <summary>A stratified, seeded partition into <paramref name="folds"/> parts for cross-validation. The
+    /// <paramref name="together"/> groups of item indices (copies of one photo) each go whole into one part, the
+    /// largest first, each to the part with the fewest images; then each class's other items, shuffled, each to the part
+    /// with the fewest images of its class (ties: the fewest images, then the first part), so the parts differ little in
+    /// size and in each class. Part f is held out and the others train; every class needs images in two parts or more,
+    /// so each part's training set has every class. Item order within each set follows this dataset.</summary>
     /// <exception cref="ArgumentOutOfRangeException">Fewer than 2 folds, or more folds than images.</exception>
-    /// <exception cref="DatasetException">A class with fewer than two images (named, with its count).</exception>
-    public IReadOnlyList<(ImageDataset Train, ImageDataset HeldOut)> Folds(int folds, ulong seed)
+    /// <exception cref="DatasetException">A class with fewer than two images, or all of whose images are copies of one
+    /// photo (named, with the count).</exception>
+    public IReadOnlyList<(ImageDataset Train, ImageDataset HeldOut)> Folds(int folds, ulong seed, IReadOnlyList<IReadOnlyList<int>>? together = null)
     {
         if (folds < 2 || folds > Count)
             throw new ArgumentOutOfRangeException(nameof(folds), folds, $"cross-validation needs 2 to {Count} folds (the number of images)");
@@ -330,14 +333,33 @@ public sealed class ImageDataset
         var few = Enumerable.Range(0, Classes.Count).Where(c => counts[c] < 2).Select(c => $"{Classes[c]} ({counts[c]})").ToList();
         if (few.Count > 0)
             throw new DatasetException($"Cross-validation holds each image out once and trains on the rest, so every class needs at least two images; {Source} has {string.Join(", ", few)}.");
-        var fold = new int[Count];
-        int next = 0;
+        var fold = Enumerable.Repeat(-1, Count).ToArray();
+        var size = new int[folds];
+        var perClass = new int[folds, Classes.Count];
+        void Put(int item, int f)
+        {
+            fold[item] = f;
+            size[f]++;
+            perClass[f, Items[item].Label]++;
+        }
+        var groups = (together ?? []).Select(g => g.Distinct().ToList()).Where(g => g.Count > 1).ToList();
+        Rng.For(seed, -1).Shuffle(groups);
+        foreach (var g in groups.OrderByDescending(g => g.Count))   // stable: the shuffle orders groups of one size
+        {
+            if (g.Any(i => fold[i] >= 0)) throw new ArgumentException("An item is in two groups of copies.", nameof(together));
+            int f = Enumerable.Range(0, folds).MinBy(f => size[f]);
+            foreach (int i in g) Put(i, f);
+        }
         for (int c = 0; c < Classes.Count; c++)
         {
-            var idx = Enumerable.Range(0, Count).Where(i => Items[i].Label == c).ToList();
+            var idx = Enumerable.Range(0, Count).Where(i => Items[i].Label == c && fold[i] < 0).ToList();
             Rng.For(seed, c).Shuffle(idx);
-            foreach (int i in idx) fold[i] = next++ % folds;
+            foreach (int i in idx) Put(i, Enumerable.Range(0, folds).MinBy(f => (perClass[f, c], size[f], f)));
         }
+        var stuck = Enumerable.Range(0, Classes.Count).Where(c => Enumerable.Range(0, folds).Count(f => perClass[f, c] > 0) < 2).ToList();
+        if (stuck.Count > 0)
+            throw new DatasetException($"Cross-validation must train on every class while holding some of its images out, but all the images of " +
+                $"{string.Join(", ", stuck.Select(c => $"{Classes[c]} ({counts[c]})"))} are copies of one photo, which stay together in one fold; add other photos of it.");
         return Enumerable.Range(0, folds).Select(f => (
             Subset(Enumerable.Range(0, Count).Where(i => fold[i] != f), $"{Source} [fold {f + 1}/{folds} training]"),
             Subset(Enumerable.Range(0, Count).Where(i => fold[i] == f), $"{Source} [fold {f + 1}/{folds} held out]"))).ToList();

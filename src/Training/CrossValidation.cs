@@ -112,7 +112,8 @@ public sealed class CrossValidationResult
 }
 
 /// <summary>
-/// K-fold cross-validation: <see cref="ImageDataset.Folds"/> splits the data; each fold trains a model with the
+/// K-fold cross-validation: <see cref="ImageDataset.Folds"/> splits the data, copies of one photo
+/// (<see cref="ImageDuplicates"/>) kept in one fold; each fold trains a model with the
 /// options on the others for the full number of epochs (the last epoch is kept: choosing an epoch on the held-out
 /// images would flatter them) and scores its held-out images once. With a results folder, each finished fold is
 /// written there (<c>fold-K.json</c>, atomically) and a later run with the same settings and images reuses it, so an
@@ -136,10 +137,6 @@ internal static class CrossValidator
             throw new TrainingOptionException("CalibrateScores", "is not used by cross-validation: a temperature fitted on the held-out images would flatter their scores");
         if (o.ProcessGroup is not null) throw new TrainingOptionException("ProcessGroup", "is not supported by cross-validation: run it in one process");
         TrainingKnobs.Validate(o);
-        ulong seed = o.Seed ?? 0;
-        var parts = data.Folds(folds, seed);
-        var settings = TrainingKnobs.OptionsFingerprint(o);
-        if (folder is not null) Directory.CreateDirectory(folder);
         // the folds' runs would each repeat the trainer's notes (bfloat16, imbalanced classes): each is said once
         if (o.Progress is { } progress)
         {
@@ -155,6 +152,14 @@ internal static class CrossValidator
             };
         }
         void Say(string text) => o.Progress?.Invoke(TrainingProgress.Note(text, o.Epochs));
+        ulong seed = o.Seed ?? 0;
+        var copies = Copies(data, o.Workers);
+        if (copies.Count > 0)
+            Say($"{copies.Count} photo(s) are stored more than once ({copies.Sum(g => g.Count)} files): each one's copies stay in one fold, " +
+                "so no fold is scored on a photo it trained on");
+        var parts = data.Folds(folds, seed, copies);
+        var settings = TrainingKnobs.OptionsFingerprint(o);
+        if (folder is not null) Directory.CreateDirectory(folder);
 
         TrainingInterruptedException Stopped(int f, TrainingHistory? history) => new(
             $"Cross-validation stopped in fold {f + 1} of {folds}" +
@@ -263,6 +268,33 @@ internal static class CrossValidator
         }
         say($"Fold {index}/{folds}: {file} is not reused: {why}; the fold is trained again");
         return null;
+    }
+
+    /// <summary>The groups of item indices that are copies of one photo (identical files, or resized or re-encoded; see
+    /// <see cref="ImageDuplicates"/>), fingerprinted in parallel; images that cannot be decoded are left to the trainer
+    /// to report.</summary>
+    static List<IReadOnlyList<int>> Copies(ImageDataset data, int? workers)
+    {
+        var prints = new ImageFingerprint?[data.Count];
+        Parallel.For(0, data.Count, new ParallelOptions { MaxDegreeOfParallelism = workers ?? Environment.ProcessorCount }, i =>
+        {
+            var item = data.Items[i];
+            try
+            {
+                if (item.Image is { } image)   // in memory: the pixels are the content
+                    prints[i] = ImageFingerprint.Of("", item.Source, "", image.Pixels, image);
+                else
+                {
+                    var bytes = item.ReadBytes();
+                    // a reduced decode keeps the difference hash steady (as `dataset` compares)
+                    prints[i] = ImageFingerprint.Of("", item.Source, "", bytes, ImageDecoder.Decode(bytes, 64, 64));
+                }
+            }
+            catch (Exception e) when (ImageDecodeException.IsImageProblem(e)) { }
+        });
+        var index = new Dictionary<ImageFingerprint, int>(ReferenceEqualityComparer.Instance);
+        for (int i = 0; i < prints.Length; i++) if (prints[i] is { } p) index[p] = i;
+        return ImageDuplicates.Find(index.Keys.ToList()).Select(g => (IReadOnlyList<int>)g.Images.Select(p => index[p]).Order().ToList()).ToList();
     }
 
     /// <summary>For each scored row, its index in <paramref name="heldOut"/>: the rows are the held-out items in order,

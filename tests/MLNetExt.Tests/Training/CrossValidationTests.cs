@@ -55,6 +55,25 @@ public sealed class CrossValidationTests
         StringAssert.Contains(e.Message, "at least two images");
     }
 
+    /// <summary>Copies of one photo go whole into one fold (else a fold is scored on a photo it trained on); the folds
+    /// stay stratified and even around them; a class whose every image is a copy of one photo is refused by name.</summary>
+    [TestMethod]
+    public void Folds_KeepCopiesTogether_AndRefuseAClassThatIsOnePhoto()
+    {
+        var data = Uneven();   // a: 0-6, b: 7-11, c: 12-13
+        IReadOnlyList<IReadOnlyList<int>> copies = [[0, 1, 2], [7, 8], [3, 12]];
+        var folds = data.Folds(3, seed: 2, copies);
+        int FoldOf(int item) => folds.Select((f, k) => (f, k)).Single(x => x.f.HeldOut.Items.Contains(data.Items[item])).k;
+        foreach (var g in copies) Assert.AreEqual(1, g.Select(FoldOf).Distinct().Count(), $"copies {string.Join(",", g)} in one fold");
+        CollectionAssert.AreEquivalent(data.Items.ToList(), folds.SelectMany(f => f.HeldOut.Items).ToList(), "every image held out once");
+        var sizes = folds.Select(f => f.HeldOut.Count).ToList();
+        Assert.IsLessThanOrEqualTo(2, sizes.Max() - sizes.Min(), string.Join(",", sizes));
+        foreach (var (train, _) in folds) Assert.IsTrue(train.CountPerClass().All(n => n >= 1), "every class trains in every fold");
+
+        var e = Assert.ThrowsExactly<DatasetException>(() => data.Folds(3, 2, [[12, 13]]));
+        StringAssert.Contains(e.Message, "c (2) are copies of one photo");
+    }
+
     [TestMethod]
     public void LabelIssues_AreConfidentLearningsOffDiagonal_LikeliestFirst()
     {
@@ -93,6 +112,35 @@ public sealed class CrossValidationTests
     }
 
     static ImageClassificationOptions Options() => TrainerTests.Tiny() with { Epochs = 3, Workers = 1 };
+
+    /// <summary>Copies of one photo are found by cross-validation itself (a re-encoded PNG file beside its in-memory
+    /// original would be another matter: here exact copies in memory and on disk) and kept in one fold.</summary>
+    [TestMethod]
+    public void CrossValidate_FindsCopiesOfOnePhoto_AndScoresThemInOneFold()
+    {
+        var dir = Directory.CreateTempSubdirectory("mlnetext-crossval-copies-");
+        try
+        {
+            var clean = TrainerTests.ColorData(6, 5);
+            // item 0 twice more in memory, item 7 as a PNG file and a half-size PNG file
+            var file = Path.Combine(dir.FullName, "copy.png");
+            File.WriteAllBytes(file, MLNetExt.Imaging.PngEncoder.Encode(clean.Items[7].Image!));
+            var half = Path.Combine(dir.FullName, "half.png");
+            File.WriteAllBytes(half, MLNetExt.Imaging.PngEncoder.Encode(MLNetExt.Imaging.Resampler.Resize(clean.Items[7].Image!, 20, 20, MLNetExt.Imaging.Interpolation.Bilinear)));
+            var items = clean.Items.Concat([
+                clean.Items[0] with { Name = "again_0" }, clean.Items[0] with { Name = "again_1" },
+                new ImageItem(file, clean.Items[7].Label, Path: file), new ImageItem(half, clean.Items[7].Label, Path: half)]).ToList();
+            var data = new ImageDataset("colours with copies", clean.Classes, items);
+            var notes = new List<string>();
+            var r = new ImageClassificationEstimator(Options() with { Epochs = 1, Progress = p => { if (p.Message is { } m) lock (notes) notes.Add(m); } })
+                .CrossValidate(data, 3);
+            int FoldOf(string source) => r.Predictions.Single(p => p.Source == source).Fold;
+            Assert.AreEqual(1, new[] { clean.Items[0].Source, "again_0", "again_1" }.Select(FoldOf).Distinct().Count());
+            Assert.AreEqual(1, new[] { clean.Items[7].Source, file, half }.Select(FoldOf).Distinct().Count());
+            Assert.IsTrue(notes.Any(n => n.StartsWith("2 photo(s) are stored more than once (6 files)", StringComparison.Ordinal)), string.Join("\n", notes));
+        }
+        finally { dir.Delete(recursive: true); }
+    }
 
     [TestMethod]
     public void CrossValidate_ScoresEveryImageOnce_KeepsTheLastEpoch_FindsTheWrongLabels_AndReusesFinishedFolds()
