@@ -19,10 +19,14 @@ internal static class PredictCommand
         var inputs = new Argument<string[]>("images") { Description = "Image files or folders", Arity = ArgumentArity.OneOrMore };
         var topK = new Option<int>("--top-k") { Description = "Classes shown per image", DefaultValueFactory = _ => 5 };
         var json = new Option<bool>("--json") { Description = "One JSON object per image instead of text" };
+        var minScore = new Option<double?>("--min-score")
+        {
+            Description = "Answer only when the top probability reaches this (0 to 1); below it an image is marked not sure (cross-validate shows what each minimum answers and gets right)",
+        };
         var device = DeviceOption();
-        var cmd = new Command("predict", "Predict the classes of images with a trained model.") { model, inputs, topK, json, device };
+        var cmd = new Command("predict", "Predict the classes of images with a trained model.") { model, inputs, topK, json, minScore, device };
         cmd.SetAction(r => CliErrors.Guarded(() =>
-            Run(r.GetValue(model)!, r.GetValue(inputs)!, r.GetValue(topK), r.GetValue(json), Console.Out, r.GetValue(device))));
+            Run(r.GetValue(model)!, r.GetValue(inputs)!, r.GetValue(topK), r.GetValue(json), Console.Out, r.GetValue(device), r.GetValue(minScore))));
         return cmd;
     }
 
@@ -70,10 +74,11 @@ internal static class PredictCommand
         Description = "cpu | cuda | cuda:N for .onnx and .zip models (falls back to CPU with a warning when CUDA is unusable; default cpu)",
     };
 
-    internal static int Run(FileInfo modelFile, IReadOnlyList<string> inputs, int topK, bool json, TextWriter log, string? device = null)
+    internal static int Run(FileInfo modelFile, IReadOnlyList<string> inputs, int topK, bool json, TextWriter log, string? device = null, double? minScore = null)
     {
         CliErrors.RequireFile(modelFile, "--model");
         if (topK < 1) throw new ArgumentException($"--top-k must be at least 1, got {topK}.");
+        if (minScore is not (null or (>= 0 and <= 1))) throw new ArgumentException($"--min-score must lie in [0, 1], got {minScore}.");
         var files = ExpandInputs(inputs);
         IReadOnlyList<ImagePrediction> predictions;
         if (OpenScorer(modelFile, 16, device) is { } scorer)
@@ -90,18 +95,20 @@ internal static class PredictCommand
         foreach (var p in predictions)
         {
             if (p.Error is not null) failed++;
+            // below the minimum the answer is withheld, the scores still shown
+            bool? sure = minScore is double min && p.Error is null ? p.Top[0].Probability >= min : null;
             if (json)
             {
-                log.WriteLine(JsonSerializer.Serialize(new
-                {
-                    image = p.Source,
-                    error = p.Error,
-                    top = p.Top.Select(t => new { label = t.Label, probability = Math.Round(t.Probability, 6) }),
-                }));
+                var top = p.Top.Select(t => new { label = t.Label, probability = Math.Round(t.Probability, 6) });
+                // "sure" only with --min-score, so the format without it stays as it was
+                log.WriteLine(minScore is null
+                    ? JsonSerializer.Serialize(new { image = p.Source, error = p.Error, top })
+                    : JsonSerializer.Serialize(new { image = p.Source, error = p.Error, sure, top }));
                 continue;
             }
             if (p.Error is not null) { log.WriteLine($"{p.Source}\terror: {p.Error}"); continue; }
-            log.WriteLine($"{p.Source}\t{string.Join("  ", p.Top.Select(t => $"{t.Label} {t.Probability.ToString("P1", CultureInfo.InvariantCulture)}"))}");
+            string scores = string.Join("  ", p.Top.Select(t => $"{t.Label} {t.Probability.ToString("P1", CultureInfo.InvariantCulture)}"));
+            log.WriteLine(sure == false ? $"{p.Source}\tnot sure (top score under {minScore!.Value.ToString("0.###", CultureInfo.InvariantCulture)}): {scores}" : $"{p.Source}\t{scores}");
         }
         return failed == predictions.Count ? 1 : 0;
     }

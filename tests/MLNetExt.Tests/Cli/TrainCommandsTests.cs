@@ -113,6 +113,22 @@ public sealed class TrainCommandsTests
             StringAssert.StartsWith(lines[0], Path.Combine(mixed, "broken.jpg") + "\terror: ");
             StringAssert.Contains(lines[0], "empty file");
             StringAssert.StartsWith(lines[1], Path.Combine(mixed, "photo.png") + "\t");
+            // --min-score: below it an image is marked not sure (its scores still shown); an impossible minimum is refused
+            var top1Score = JsonDocument.Parse(p2.ToString().Split('\n')[0]).RootElement.GetProperty("top")[0].GetProperty("probability").GetDouble();
+            var first = ImageDataset.FindImages(val)[0];
+            var sure = new StringWriter();
+            PredictCommand.Run(new FileInfo(Path.Combine(output, "model.onnx")), [first], 2, json: false, sure, minScore: 0);
+            var unsure = new StringWriter();
+            PredictCommand.Run(new FileInfo(Path.Combine(output, "model.onnx")), [first], 2, json: false, unsure, minScore: 1);
+            Assert.DoesNotContain("not sure", sure.ToString());
+            StringAssert.StartsWith(unsure.ToString(), first + "\tnot sure (top score under 1): ");
+            StringAssert.EndsWith(unsure.ToString().TrimEnd(), sure.ToString().TrimEnd().Split('\t')[1], "the scores still shown");
+            var unsureJson = new StringWriter();
+            PredictCommand.Run(new FileInfo(Path.Combine(output, "model.onnx")), [first], 2, json: true, unsureJson, minScore: 1);
+            Assert.IsFalse(JsonDocument.Parse(unsureJson.ToString()).RootElement.GetProperty("sure").GetBoolean());
+            Assert.IsFalse(JsonDocument.Parse(p2.ToString().Split('\n')[0]).RootElement.TryGetProperty("sure", out _), "no \"sure\" without --min-score");
+            Assert.ThrowsExactly<ArgumentException>(() => PredictCommand.Run(new FileInfo(Path.Combine(output, "model.onnx")), [first], 2, json: false, sure, minScore: 1.5));
+            Assert.IsGreaterThan(0.0, top1Score);
 
             var c = new StringWriter();
             Assert.AreEqual(0, EvaluateCommand.Run(new FileInfo(Path.Combine(output, "model.zip")), val, null, 4, c));

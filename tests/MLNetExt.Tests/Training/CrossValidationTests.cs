@@ -178,6 +178,13 @@ public sealed class CrossValidationTests
             Assert.AreEqual(r.Folds.Average(f => f.HeldOut.Top1), mean, 1e-12);
             Assert.IsGreaterThanOrEqualTo(0.0, sd);
             Assert.HasCount(3, r.Epochs);
+            // answering only when sure: all at no minimum (the out-of-fold top-1), fewer and surer answers as it rises
+            Assert.AreEqual((0.0, 1.0, r.OutOfFold.Top1), (r.Selective[0].MinScore, r.Selective[0].Answered, r.Selective[0].Accuracy));
+            for (int k = 1; k < r.Selective.Count; k++) Assert.IsLessThanOrEqualTo(r.Selective[k - 1].Answered, r.Selective[k].Answered);
+            var at08 = r.Predictions.Where(p => p.Probabilities.Max() >= 0.8f).ToList();
+            var point = r.Selective.Single(p => p.MinScore == 0.8);
+            Assert.AreEqual((double)at08.Count / data.Count, point.Answered, 1e-12);
+            if (at08.Count > 0) Assert.AreEqual((double)at08.Count(p => p.Predicted == p.Label) / at08.Count, point.Accuracy, 1e-12);
             Assert.AreEqual(r.Folds.Average(f => f.History.Epochs[1].Validation!.Top1), r.Epochs[1].Top1, 1e-12);
 
             // the colours are learnt (the wrong labels cannot be), and the wrong labels are what confident learning finds
@@ -197,6 +204,7 @@ public sealed class CrossValidationTests
                 Assert.AreEqual(mean, root.GetProperty("mean").GetProperty("top1").GetDouble(), 1e-12);
                 Assert.AreEqual(r.LabelIssues.Count, root.GetProperty("label_issues").GetArrayLength());
                 Assert.AreEqual(r.BestEpoch, root.GetProperty("best_epoch").GetInt32());
+                Assert.AreEqual(CrossValidationResult.MinScores.Count, root.GetProperty("selective").GetArrayLength());
             }
             var csv = File.ReadAllLines(Path.Combine(dir.FullName, CrossValidationResult.PredictionsFileName));
             Assert.HasCount(data.Count + 1, csv);
@@ -206,7 +214,7 @@ public sealed class CrossValidationTests
             var html = File.ReadAllText(Path.Combine(dir.FullName, CrossValidationResult.ReportFileName));
             var page = System.Xml.Linq.XDocument.Parse(html[html.IndexOf("<html", StringComparison.Ordinal)..]);
             Assert.AreEqual(r.LabelIssues.Count, page.Descendants("img").Count(i => ((string?)i.Attribute("src"))?.StartsWith("data:image/png;base64,") == true));
-            foreach (var text in new[] { "Held-out top-1 after each epoch", "Folds", "Confusion matrix", "Label issues", "mean ± sd" })
+            foreach (var text in new[] { "Held-out top-1 after each epoch", "Folds", "Confusion matrix", "Label issues", "mean ± sd", "Answering only when sure" })
                 StringAssert.Contains(html, text);
 
             // a rerun reuses every finished fold; a lost fold file is trained again, to the same scores
@@ -291,6 +299,7 @@ public sealed class CrossValidationTests
             StringAssert.Contains(output, "(mean ± sd over 3 folds)");
             StringAssert.Contains(output, "out-of-fold, all 27 images");
             StringAssert.Contains(output, "mean held-out top-1 after each epoch: 1: ");
+            StringAssert.Contains(output, "answering only when sure (out of fold; predict --min-score): ");
             StringAssert.Contains(output, "label issues:");
             foreach (var f in new[] { "crossval.html", "crossval.json", "out-of-fold.csv", "fold-1.json", "fold-2.json", "fold-3.json" })
                 Assert.IsTrue(File.Exists(Path.Combine(dir.FullName, "out", f)), f);
