@@ -120,8 +120,7 @@ internal static class CrossValidateCommand
         log.WriteLine(string.Create(Inv, $"out-of-fold, all {m.Count} images: top-1 {m.Top1:P1}, top-{m.TopK} {m.Top5:P1}, macro-F1 {m.MacroF1:F3}, log-loss {m.LogLoss:F4}, calibration error {m.ExpectedCalibrationError:P1}"));
         foreach (var c in m.PerClass.Where(c => c.Support > 0).OrderBy(c => c.Recall).Take(3).Where(c => c.Recall < 1))
             log.WriteLine(string.Create(Inv, $"  {c.Class}: recall {c.Recall:P1}, precision {c.Precision:P1} ({c.Support} images)"));
-        log.WriteLine("answering only when sure (out of fold; predict --min-score): " + string.Join(", ", r.Selective.Where(p => p.MinScore > 0 && p.Answered > 0)
-            .Select(p => string.Create(Inv, $"≥ {p.MinScore:0.##}: {p.Answered:P0} answered, {p.Accuracy:P1} right"))));
+        log.WriteLine("answering only when sure (out of fold; predict --min-score): " + EvaluateCommand.SelectiveText(m));
         log.WriteLine("mean held-out top-1 after each epoch: " +
                       string.Join(", ", r.Epochs.Select(e => string.Create(Inv, $"{e.Epoch}: {e.Top1:P1}"))) + $" (best: epoch {r.BestEpoch})");
         // confident learning is only as good as the models: near the base rate it flags images the models cannot tell apart

@@ -68,6 +68,11 @@ internal static class EvaluateCommand
         return ImageDataset.FromFolder(data, classes);
     }
 
+    /// <summary>"≥ 0.5: 97 % answered, 91.2 % right, ..." for the minimum scores that leave answers.</summary>
+    internal static string SelectiveText(ClassificationMetrics m) =>
+        string.Join(", ", (m.Selective ?? []).Where(p => p.MinScore > 0 && p.Answered > 0)
+            .Select(p => string.Create(System.Globalization.CultureInfo.InvariantCulture, $"≥ {p.MinScore:0.##}: {p.Answered:P0} answered, {p.Accuracy:P1} right")));
+
     internal static void Print(ClassificationMetrics m, TextWriter log)
     {
         log.WriteLine($"images {m.Count}  top-1 {m.Top1:P2}  top-{m.TopK} {m.Top5:P2}  macro-F1 {m.MacroF1:F4}  log-loss {m.LogLoss:F4}");
@@ -78,6 +83,7 @@ internal static class EvaluateCommand
         if (m.MeanConfidence is double confidence && m.ExpectedCalibrationError is double ece)
             log.WriteLine($"calibration: mean confidence {confidence:P2} against top-1 {m.Top1:P2}, " +
                           $"expected calibration error {ece:P2}");
+        if (m.Selective is not null) log.WriteLine("answering only when sure (predict --min-score): " + SelectiveText(m));
         if (m.Classes.Count <= 20)
         {
             log.WriteLine("confusion (rows: true, columns: predicted)");

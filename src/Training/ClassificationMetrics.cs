@@ -8,10 +8,16 @@ public sealed record ClassMetrics(string Class, double Precision, double Recall,
 /// they were right.</summary>
 public sealed record CalibrationBin(double Lower, double Upper, int Count, double MeanConfidence, double Accuracy);
 
+/// <summary>What a minimum score does to a set of predictions: answering only when the top probability is at least
+/// <see cref="MinScore"/>, the model answers <see cref="Answered"/> of the images and is right on
+/// <see cref="Accuracy"/> of those (NaN when it answers none).</summary>
+public sealed record SelectivePoint(double MinScore, double Answered, double Accuracy);
+
 /// <summary>Classification metrics from predicted probabilities: top-1 and top-k accuracy, macro-F1, log-loss
 /// (mean −ln p(true), probabilities clipped to [1e-15, 1 − 1e-15], scikit-learn's rule before 1.3), per-class
 /// precision/recall/F1, the confusion matrix (rows: true class, columns: predicted class) and calibration (the
-/// expected calibration error over <see cref="CalibrationBins"/> equal-width bins of top-1 confidence, Guo et al. 2017).
+/// expected calibration error over <see cref="CalibrationBins"/> equal-width bins of top-1 confidence, Guo et al. 2017)
+/// and what answering only above a minimum score gives (<see cref="Selective"/>).
 /// A class never predicted has precision 0; a class without samples has recall 0 (scikit-learn's zero_division=0).
 /// Ties in the top-1 prediction go to the lower class index (as argmax).</summary>
 public sealed class ClassificationMetrics
@@ -49,6 +55,15 @@ public sealed class ClassificationMetrics
     /// <summary>Bins of the reliability diagram (equal widths over [0, 1]; 15 as in Guo et al.).</summary>
     public const int CalibrationBins = 15;
 
+    /// <summary>The minimum scores <see cref="Selective"/> is given for.</summary>
+    public static readonly IReadOnlyList<double> MinScores = [0, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99];
+
+    /// <summary>For each of <see cref="MinScores"/>, how many images the model would answer if it answered only that
+    /// sure, and how often it would be right: the way to choose a threshold on <c>Score</c> (an answer below it read
+    /// as "not sure", or "none of these classes"; <c>predict --min-score</c>). Null for metrics restored from a record
+    /// that did not keep each image's score.</summary>
+    public IReadOnlyList<SelectivePoint>? Selective { get; private set; }
+
     ClassificationMetrics(IReadOnlyList<string> classes, int count, double top1, double top5, int topK, double macroF1, double logLoss,
         IReadOnlyList<ClassMetrics> perClass, int[][] confusion, IReadOnlyList<CalibrationBin>? calibration)
     {
@@ -78,6 +93,7 @@ public sealed class ClassificationMetrics
         var binCorrect = new int[CalibrationBins];
         long topk = 0;
         double logLoss = 0;
+        var top = new (float Score, bool Right)[n];
         for (int i = 0; i < n; i++)
         {
             int y = labels[i];
@@ -96,11 +112,18 @@ public sealed class ClassificationMetrics
             binCount[bin]++;
             binConfidence[bin] += row[arg];
             if (arg == y) binCorrect[bin]++;
+            top[i] = (row[arg], arg == y);
             double p = Math.Clamp((double)row[y], 1e-15, 1 - 1e-15);
             logLoss -= Math.Log(p);
         }
-        return FromConfusion(classes, confusion, n == 0 ? 0 : (double)topk / n, k, n == 0 ? 0 : logLoss / n,
+        var metrics = FromConfusion(classes, confusion, n == 0 ? 0 : (double)topk / n, k, n == 0 ? 0 : logLoss / n,
             Enumerable.Range(0, CalibrationBins).Select(b => (binCount[b], binCount[b] == 0 ? 0 : binConfidence[b] / binCount[b], binCorrect[b])).ToList());
+        metrics.Selective = MinScores.Select(t =>
+        {
+            int answered = top.Count(a => a.Score >= t), right = top.Count(a => a.Score >= t && a.Right);
+            return new SelectivePoint(t, n == 0 ? 0 : (double)answered / n, answered == 0 ? double.NaN : (double)right / answered);
+        }).ToList();
+        return metrics;
     }
 
     /// <summary>The bin of a top-1 confidence: (b/B, (b+1)/B], with 0 in the first.</summary>

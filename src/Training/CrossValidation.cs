@@ -34,11 +34,6 @@ public sealed record LabelIssue(string Source, int Label, int Suggested, float L
 /// (same settings, same images) instead of trained again.</summary>
 public sealed record CrossValidationFold(int Fold, int TrainCount, ClassificationMetrics HeldOut, TrainingHistory History, bool Reused);
 
-/// <summary>What a minimum score does to the out-of-fold predictions: answering only when the top probability is at
-/// least <see cref="MinScore"/>, the model answers <see cref="Answered"/> of the images and is right on
-/// <see cref="Accuracy"/> of those (NaN when it answers none).</summary>
-public sealed record SelectivePoint(double MinScore, double Answered, double Accuracy);
-
 /// <summary>The held-out scores after one epoch, averaged over the folds (and their spread): how long to train.</summary>
 public sealed record CrossValidationEpoch(int Epoch, double Top1, double Top1StandardDeviation, double LogLoss);
 
@@ -60,12 +55,7 @@ public sealed class CrossValidationResult
         var labels = predictions.Select(p => p.Label).ToArray();
         OutOfFold = ClassificationMetrics.Compute(probabilities, labels, classes);
         LabelIssues = CrossValidator.FindLabelIssues(predictions, classes.Count);
-        Selective = MinScores.Select(t =>
-        {
-            var answered = predictions.Where(p => p.Probabilities[p.Predicted] >= t).ToList();
-            return new SelectivePoint(t, (double)answered.Count / Math.Max(1, predictions.Count),
-                answered.Count == 0 ? double.NaN : (double)answered.Count(p => p.Predicted == p.Label) / answered.Count);
-        }).ToList();
+
         int epochs = folds.Min(f => f.History.Epochs.Count);
         Epochs = Enumerable.Range(0, epochs).Select(e =>
         {
@@ -93,20 +83,13 @@ public sealed class CrossValidationResult
     /// <summary>Every image of the dataset once, in the dataset's order, scored by the model that held it out.</summary>
     public IReadOnlyList<OutOfFoldPrediction> Predictions { get; }
 
-    /// <summary>The metrics of all out-of-fold predictions together.</summary>
+    /// <summary>The metrics of all out-of-fold predictions together (their <see cref="ClassificationMetrics.Selective"/>:
+    /// the threshold on <c>Score</c> to choose for new images like these).</summary>
     public ClassificationMetrics OutOfFold { get; }
 
     /// <summary>Images whose label the out-of-fold scores doubt, likeliest mistakes first (lowest probability of the
     /// given label).</summary>
     public IReadOnlyList<LabelIssue> LabelIssues { get; }
-
-    /// <summary>The minimum scores <see cref="Selective"/> is given for.</summary>
-    public static readonly IReadOnlyList<double> MinScores = [0, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99];
-
-    /// <summary>For each of <see cref="MinScores"/>, how many images the model would answer if it answered only that
-    /// sure, and how often it would be right: the out-of-fold way to choose a threshold on <c>Score</c> (an answer
-    /// below it read as "not sure", or "none of these classes").</summary>
-    public IReadOnlyList<SelectivePoint> Selective { get; }
 
     /// <summary>The mean held-out scores after each epoch, over the folds.</summary>
     public IReadOnlyList<CrossValidationEpoch> Epochs { get; }

@@ -9,7 +9,6 @@ namespace MLNetExt.Training;
 /// <summary>Writes a <see cref="CrossValidationResult"/>: <c>crossval.json</c> (indented, snake_case: model, classes,
 /// settings, folds, image_count, mean and std of the held-out top1/top5/macro_f1/log_loss over the folds, out_of_fold (a
 /// metrics object as in metrics.json), best_epoch, epochs[] (epoch, top1, top1_std, log_loss: the mean held-out scores),
-/// selective[] (min_score, answered, accuracy: the out-of-fold predictions answered only at that top probability or more),
 /// per_fold[] (fold, train_count, reused, duration_seconds, held_out metrics) and label_issues[] (source, label,
 /// suggested, label_probability, suggested_probability, fold)) and <c>out-of-fold.csv</c> (one row per image: source,
 /// label, predicted, label_probability, predicted_probability, fold, suggested_label — set for a label issue), and
@@ -52,17 +51,6 @@ internal static class CrossValidationFile
                     MetricsFile.Number(c, "top1", e.Top1);
                     MetricsFile.Number(c, "top1_std", e.Top1StandardDeviation);
                     MetricsFile.Number(c, "log_loss", e.LogLoss);
-                    c.WriteEndObject();
-                }));
-            w.WriteEndArray();
-            w.WriteStartArray("selective");
-            foreach (var p in r.Selective)
-                MetricsFile.Row(w, MetricsFile.Compact(c =>
-                {
-                    c.WriteStartObject();
-                    MetricsFile.Number(c, "min_score", p.MinScore);
-                    MetricsFile.Number(c, "answered", p.Answered);
-                    MetricsFile.Number(c, "accuracy", p.Accuracy);
                     c.WriteEndObject();
                 }));
             w.WriteEndArray();

@@ -45,7 +45,7 @@ internal static partial class HtmlReport
         Confusion(h, m);
         PerClass(h, m);
         Calibration(h, m, "All images, each scored by the fold that held it out,");
-        Selective(h, r);
+        Selective(h, m, "out-of-fold scores, so it holds for new images like these");
         LabelIssues(h, r, loadImage);
         Settings(h, first.Model, first.Settings, r.Classes,
         [
@@ -98,23 +98,6 @@ internal static partial class HtmlReport
         var (loss, lossSd) = r.Spread("log_loss");
         h.Append($"</tbody><tfoot><tr><td>mean ± sd</td><td></td><td></td><td class=\"num\">{Pct(top1)} ± {Pct(sd)}</td><td class=\"num\">{Num(f1, "0.000")} ± {Num(f1Sd, "0.000")}</td>" +
                  $"<td class=\"num\">{Num(loss, "0.0000")} ± {Num(lossSd, "0.0000")}</td><td></td><td></td></tr></tfoot></table></div></section>\n");
-    }
-
-    static void Selective(StringBuilder h, CrossValidationResult r)
-    {
-        h.Append("<section class=\"panel wide\"><h2>Answering only when sure</h2><p class=\"note\">If an application takes the model's answer " +
-                 "only when its probability (<code>Score</code>) reaches a minimum, and otherwise says it is not sure (or that the image is of none of " +
-                 "the classes): how many of these images it would answer, and how often it would be right on those. Measured on the out-of-fold " +
-                 "scores, so it holds for new images like these (`predict --min-score` applies one).</p><div class=\"scroll\"><table><thead><tr>" +
-                 "<th class=\"num\">minimum score</th><th>answered</th><th>right among the answered</th></tr></thead><tbody>\n");
-        foreach (var p in r.Selective)
-        {
-            h.Append($"<tr{(p.Answered == 0 ? " class=\"dim\"" : "")}><td class=\"num\">{(p.MinScore == 0 ? "none" : Num(p.MinScore, "0.00"))}</td>");
-            Bar(h, p.Answered);
-            Bar(h, p.Accuracy);
-            h.Append("</tr>\n");
-        }
-        h.Append("</tbody></table></div></section>\n");
     }
 
     static void LabelIssues(StringBuilder h, CrossValidationResult r, Func<string, RgbImage?>? loadImage)

@@ -49,6 +49,7 @@ internal static partial class HtmlReport
         Confusion(h, history.Final);
         PerClass(h, history.Final);
         Calibration(h, history.Final, "Validation images");
+        Selective(h, history.Final, "validation scores of the kept model");
         Hardest(h, history, loadImage, explain);
         EpochTable(h, history);
 
@@ -386,6 +387,26 @@ internal static partial class HtmlReport
                  $"calibrated model's bars would end. Mean confidence {Pct(confidence)} against top-1 {Pct(m.Top1)}: the model is {lean} " +
                  $"(expected calibration error {Pct(ece)}). Hover a bar for its numbers.</p>");
         h.Append("<div class=\"scroll\">").Append(ReliabilitySvg(bins, m.Count)).Append("</div></section>\n");
+    }
+
+    /// <summary>The "answering only when sure" table: per minimum score, the share answered and how often right;
+    /// <paramref name="measured"/> says on what.</summary>
+    static void Selective(StringBuilder h, ClassificationMetrics? m, string measured)
+    {
+        if (m?.Selective is not { } points) return;
+        h.Append("<section class=\"panel wide\"><h2>Answering only when sure</h2><p class=\"note\">If an application takes the model's answer " +
+                 "only when its probability (<code>Score</code>) reaches a minimum, and otherwise says it is not sure (or that the image is of none of " +
+                 $"the classes): how many images it answers, and how often it is right on those. Measured on the {E(measured)} " +
+                 "(<code>predict --min-score</code> applies a minimum).</p><div class=\"scroll\"><table><thead><tr>" +
+                 "<th class=\"num\">minimum score</th><th>answered</th><th>right among the answered</th></tr></thead><tbody>\n");
+        foreach (var p in points)
+        {
+            h.Append($"<tr{(p.Answered == 0 ? " class=\"dim\"" : "")}><td class=\"num\">{(p.MinScore == 0 ? "none" : Num(p.MinScore, "0.00"))}</td>");
+            Bar(h, p.Answered);
+            Bar(h, p.Accuracy);
+            h.Append("</tr>\n");
+        }
+        h.Append("</tbody></table></div></section>\n");
     }
 
     /// <summary>The reliability diagram: one bar per confidence bin at its accuracy, the diagonal dashed.</summary>

@@ -11,8 +11,10 @@ namespace MLNetExt.Training;
 /// true_index, predicted_index, confidence, true_probability), step_count and steps[] (step, epoch, loss, lr; thinned
 /// evenly to at most <see cref="MaxSteps"/> records, first and last kept). A metrics object (val, final) holds count,
 /// top1, top5, top_k, macro_f1, log_loss, ece (expected calibration error), per_class[] (class, precision, recall, f1,
-/// support), confusion ([true][predicted] counts) and calibration[] (lower, upper, count, confidence, accuracy per
-/// confidence bin; null for a run restored from a record that did not keep it). A value that does not exist (no validation) and a non-finite number are written as null.</summary>
+/// support), confusion ([true][predicted] counts), selective[] (min_score, answered, accuracy: the images answered when
+/// only a top probability of min_score or more is taken, and how often right) and calibration[] (lower, upper, count,
+/// confidence, accuracy per confidence bin); selective and calibration are null for a run restored from a record that
+/// did not keep them. A value that does not exist (no validation) and a non-finite number are written as null.</summary>
 internal static class MetricsFile
 {
     /// <summary>The most step records written; longer runs are thinned evenly.</summary>
@@ -145,6 +147,21 @@ internal static class MetricsFile
                 c.WriteEndArray();
             }));
         w.WriteEndArray();
+        if (m.Selective is null) w.WriteNull("selective");
+        else
+        {
+            w.WriteStartArray("selective");
+            foreach (var p in m.Selective)
+                Row(w, Compact(c =>
+                {
+                    c.WriteStartObject();
+                    Number(c, "min_score", p.MinScore);
+                    Number(c, "answered", p.Answered);
+                    Number(c, "accuracy", p.Accuracy);
+                    c.WriteEndObject();
+                }));
+            w.WriteEndArray();
+        }
         if (m.Calibration is null) w.WriteNull("calibration");
         else
         {

@@ -196,4 +196,23 @@ public sealed class ClassificationMetricsTests
         Assert.AreEqual(m.Top1, restored.Top1);
         Assert.AreEqual(m.LogLoss, restored.LogLoss);
     }
+
+    /// <summary>Answering only when sure: per minimum score, the share of images whose top probability reaches it and
+    /// how often those are right (NaN when none is answered); a record restored without scores has none.</summary>
+    [TestMethod]
+    public void Selective_CountsTheAnsweredAndTheRightAmongThem_PerMinimumScore()
+    {
+        // top probabilities 0.95 (right), 0.85 (wrong), 0.65 (right), 0.55 (wrong)
+        float[] p = [0.95f, 0.05f, 0.15f, 0.85f, 0.65f, 0.35f, 0.45f, 0.55f];
+        var m = ClassificationMetrics.Compute(p, [0, 0, 0, 0], ["a", "b"]);
+        var s = m.Selective!.ToDictionary(x => x.MinScore);
+        Assert.AreEqual((1.0, 0.5), (s[0].Answered, s[0].Accuracy));
+        Assert.AreEqual((0.75, 2 / 3.0), (s[0.6].Answered, s[0.6].Accuracy));
+        Assert.AreEqual((0.5, 0.5), (s[0.8].Answered, s[0.8].Accuracy));
+        Assert.AreEqual((0.25, 1.0), (s[0.9].Answered, s[0.9].Accuracy));
+        Assert.AreEqual(0.0, s[0.99].Answered);
+        Assert.IsTrue(double.IsNaN(s[0.99].Accuracy));
+        CollectionAssert.AreEqual(ClassificationMetrics.MinScores.ToArray(), m.Selective!.Select(x => x.MinScore).ToArray());
+        Assert.IsNull(ClassificationMetrics.FromConfusion(["a", "b"], [[2, 2], [0, 0]], 1, 2, 0.5, null).Selective);
+    }
 }

@@ -179,10 +179,11 @@ public sealed class CrossValidationTests
             Assert.IsGreaterThanOrEqualTo(0.0, sd);
             Assert.HasCount(3, r.Epochs);
             // answering only when sure: all at no minimum (the out-of-fold top-1), fewer and surer answers as it rises
-            Assert.AreEqual((0.0, 1.0, r.OutOfFold.Top1), (r.Selective[0].MinScore, r.Selective[0].Answered, r.Selective[0].Accuracy));
-            for (int k = 1; k < r.Selective.Count; k++) Assert.IsLessThanOrEqualTo(r.Selective[k - 1].Answered, r.Selective[k].Answered);
+            var selective = r.OutOfFold.Selective!;
+            Assert.AreEqual((0.0, 1.0, r.OutOfFold.Top1), (selective[0].MinScore, selective[0].Answered, selective[0].Accuracy));
+            for (int k = 1; k < selective.Count; k++) Assert.IsLessThanOrEqualTo(selective[k - 1].Answered, selective[k].Answered);
             var at08 = r.Predictions.Where(p => p.Probabilities.Max() >= 0.8f).ToList();
-            var point = r.Selective.Single(p => p.MinScore == 0.8);
+            var point = selective.Single(p => p.MinScore == 0.8);
             Assert.AreEqual((double)at08.Count / data.Count, point.Answered, 1e-12);
             if (at08.Count > 0) Assert.AreEqual((double)at08.Count(p => p.Predicted == p.Label) / at08.Count, point.Accuracy, 1e-12);
             Assert.AreEqual(r.Folds.Average(f => f.History.Epochs[1].Validation!.Top1), r.Epochs[1].Top1, 1e-12);
@@ -204,7 +205,7 @@ public sealed class CrossValidationTests
                 Assert.AreEqual(mean, root.GetProperty("mean").GetProperty("top1").GetDouble(), 1e-12);
                 Assert.AreEqual(r.LabelIssues.Count, root.GetProperty("label_issues").GetArrayLength());
                 Assert.AreEqual(r.BestEpoch, root.GetProperty("best_epoch").GetInt32());
-                Assert.AreEqual(CrossValidationResult.MinScores.Count, root.GetProperty("selective").GetArrayLength());
+                Assert.AreEqual(ClassificationMetrics.MinScores.Count, root.GetProperty("out_of_fold").GetProperty("selective").GetArrayLength());
             }
             var csv = File.ReadAllLines(Path.Combine(dir.FullName, CrossValidationResult.PredictionsFileName));
             Assert.HasCount(data.Count + 1, csv);
