@@ -70,8 +70,7 @@ internal static class EvaluateCommand
 
     /// <summary>"≥ 0.5: 97 % answered, 91.2 % right, ..." for the minimum scores that leave answers.</summary>
     internal static string SelectiveText(ClassificationMetrics m) =>
-        string.Join(", ", (m.Selective ?? []).Where(p => p.MinScore > 0 && p.Answered > 0)
-            .Select(p => string.Create(System.Globalization.CultureInfo.InvariantCulture, $"≥ {p.MinScore:0.##}: {p.Answered:P0} answered, {p.Accuracy:P1} right")));
+        string.Join(", ", (m.Selective ?? []).Where(p => p.MinScore > 0 && p.Answered > 0));
 
     internal static void Print(ClassificationMetrics m, TextWriter log)
     {

@@ -80,6 +80,9 @@ internal static class ModelCard
 
         b.AppendLine("## Know before serving").AppendLine();
         b.AppendLine("- The model knows only the classes above: a photo of anything else still gets one of them, often with a high score.");
+        if (h?.Final?.Selective is { } selective && selective.Where(p => p.MinScore is 0.8 or 0.9 && p.Answered > 0).ToList() is { Count: > 0 } shown)
+            b.AppendLine("- To answer only when sure, take a prediction only when its `Score` reaches a minimum (`mlnetext predict --min-score`); " +
+                         $"on the validation images: {string.Join("; ", shown)} (every minimum in `{ModelFolder.ReportFileName}`).");
         b.AppendLine("- Scores are as trustworthy as the validation set is large and like the photos the model will see" +
                      (h?.Final is { } g ? $" (here {g.Count:N0} images)." : "."));
         if (exported)

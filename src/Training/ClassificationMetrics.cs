@@ -11,7 +11,12 @@ public sealed record CalibrationBin(double Lower, double Upper, int Count, doubl
 /// <summary>What a minimum score does to a set of predictions: answering only when the top probability is at least
 /// <see cref="MinScore"/>, the model answers <see cref="Answered"/> of the images and is right on
 /// <see cref="Accuracy"/> of those (NaN when it answers none).</summary>
-public sealed record SelectivePoint(double MinScore, double Answered, double Accuracy);
+public sealed record SelectivePoint(double MinScore, double Answered, double Accuracy)
+{
+    /// <summary>"≥ 0.8: 85 % answered, 98.0 % right" (invariant culture).</summary>
+    public override string ToString() =>
+        string.Create(System.Globalization.CultureInfo.InvariantCulture, $"≥ {MinScore:0.##}: {Answered:P0} answered, {Accuracy:P1} right");
+}
 
 /// <summary>Classification metrics from predicted probabilities: top-1 and top-k accuracy, macro-F1, log-loss
 /// (mean −ln p(true), probabilities clipped to [1e-15, 1 − 1e-15], scikit-learn's rule before 1.3), per-class

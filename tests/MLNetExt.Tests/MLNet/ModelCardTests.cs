@@ -31,6 +31,16 @@ public sealed class ModelCardTests
             StringAssert.Contains(card, $"on {f.Count} images (epoch 1 of 1)");
             StringAssert.Contains(card, "`Score = softmax(logits)`");
             StringAssert.Contains(card, "`model.safetensors`");
+            // the minimum-score guidance, from the validation scores: shown where a minimum of 0.8 or 0.9 leaves answers
+            var history = model.History!;
+            var kept = history.Final;
+            float[] sure = [.. Enumerable.Range(0, 3).SelectMany(i => new[] { i == 0 ? 0.95f : 0.025f, i == 1 ? 0.95f : 0.025f, i == 2 ? 0.95f : 0.025f })];
+            history.Final = ClassificationMetrics.Compute(sure, [0, 1, 2], classes);
+            StringAssert.Contains(ModelCard.Markdown(model, false, MLNetExt.Export.OnnxPrecision.Float32),
+                "on the validation images: ≥ 0.8: 100 % answered, 100.0 % right; ≥ 0.9: 100 % answered, 100.0 % right (every minimum in `report.html`)");
+            history.Final = ClassificationMetrics.Compute([.. sure.Select(_ => 1 / 3f)], [0, 1, 2], classes);
+            Assert.DoesNotContain("To answer only when sure", ModelCard.Markdown(model, false, MLNetExt.Export.OnnxPrecision.Float32), "no minimum of 0.8 leaves answers");
+            history.Final = kept;
             Assert.DoesNotContain("`model.onnx`", card, "not exported, not listed");
             Assert.DoesNotContain("WebApi", card);
 
