@@ -128,6 +128,12 @@ The training loss at every optimizer step and the validation accuracy at the end
    + LineChart("validation top-1 per epoch", ("top-1", "#d62728", history.Epochs.Select(e => ((double)e.Epoch, e.Validation!.Top1)).ToList())));'''),
     md('''## Confusion matrix of the kept model'''),
     code('''Show(ConfusionChart(train.Classes, history.Final!.Confusion.Select(r => r.ToArray()).ToArray()));'''),
+    md('''## Answering only when sure
+
+An application can take the model's answer only when its probability reaches a minimum, and say "not sure" otherwise
+(`mlnetext predict --min-score` does). On the validation photos: how many each minimum answers, and how often it is right.'''),
+    code('''Show("<table><tr><th>minimum score</th><th>answered</th><th>right among the answered</th></tr>" + string.Join("", history.Final!.Selective!.Select(p =>
+    $"<tr><td>{p.MinScore:0.##}</td><td>{p.Answered:P0}</td><td>{(double.IsNaN(p.Accuracy) ? "—" : p.Accuracy.ToString("P1"))}</td></tr>")) + "</table>");'''),
     md('''## A few predictions'''),
     code('''var some = val.Items.Where((_, i) => i % 38 == 0).Take(4).ToList();
 var predictions = model.Predict(some.Select(i => i.Path!).ToList(), topK: 2);

@@ -333,7 +333,7 @@ return failures == 0 ? 0 : 1;
     /// Writes a runnable ASP.NET Core web API project into <paramref name="folder"/>, built like
     /// <see cref="WriteProject"/>'s: <c>POST /predict</c> takes one encoded image (the request body, or the first file of
     /// a multipart form) and answers JSON (<c>predictedLabel</c> and the classes with their scores, best first;
-    /// <c>?top=K</c> keeps K); <c>GET /labels</c> lists the classes. Bad requests get a problem-details answer naming what
+    /// <c>?top=K</c> keeps K; <c>?minScore=P</c> adds <c>sure</c>, whether the best score reaches P); <c>GET /labels</c> lists the classes. Bad requests get a problem-details answer naming what
     /// was wrong (400: no image, not an image, too many pixels; 413: over <see cref="WebApiMaxRequestBytes"/>).
     /// </summary>
     public static void WriteWebApi(ConsumptionCodeOptions options, string folder, string consumptionFile = "../ModelConsumption.cs", string modelFile = "../model.zip")
@@ -346,9 +346,11 @@ return failures == 0 ? 0 : 1;
 // Run:  dotnet run --urls http://localhost:5000
 //   curl --data-binary @photo.jpg http://localhost:5000/predict         the image as the request body
 //   curl -F image=@photo.jpg 'http://localhost:5000/predict?top=3'      or as a form file; top: the K best classes
+//   curl --data-binary @photo.jpg 'http://localhost:5000/predict?minScore=0.8'   "sure": is the best score at least 0.8?
 //   curl http://localhost:5000/labels                                   the classes, in the model's output order
-// A prediction answers {"predictedLabel": "...", "scores": [{"label": "...", "score": 0.97}, ...]} (best first); a bad
-// request answers a problem-details JSON whose "detail" says what was wrong.
+// A prediction answers {"predictedLabel": "...", "scores": [{"label": "...", "score": 0.97}, ...]} (best first; with
+// minScore also "sure", false when the best score is under it: the report's "answering only when sure" table says
+// what each minimum answers and gets right); a bad request answers a problem-details JSON whose "detail" says what was wrong.
 using Classifier = {{cls}};
 
 const long MaxRequestBytes = {{limit}};   // an encoded image, or a form holding one
@@ -359,11 +361,12 @@ builder.WebHost.ConfigureKestrel(kestrel => kestrel.Limits.MaxRequestBodySize = 
 var app = builder.Build();
 _ = Classifier.ImagePredictEngine.Value;   // load the model now: a missing or broken model.zip stops the start, not the first request
 
-app.MapGet("/", () => Results.Text("POST an image to /predict (the request body, or a form file; ?top=K for the K best classes); GET /labels for the classes."));
+app.MapGet("/", () => Results.Text("POST an image to /predict (the request body, or a form file; ?top=K for the K best classes, ?minScore=P to be told whether the best score reaches P); GET /labels for the classes."));
 app.MapGet("/labels", () => Classifier.Labels);
-app.MapPost("/predict", async (HttpRequest request, int? top) =>
+app.MapPost("/predict", async (HttpRequest request, int? top, double? minScore) =>
 {
     if (top is < 1) return Results.Problem(statusCode: 400, detail: $"top must be at least 1; found {top}.");
+    if (minScore is not (null or (>= 0 and <= 1))) return Results.Problem(statusCode: 400, detail: $"minScore must lie in [0, 1]; found {minScore}.");
     byte[] image;
     try
     {
@@ -390,7 +393,9 @@ app.MapPost("/predict", async (HttpRequest request, int? top) =>
     {
         var result = Classifier.Predict(image);
         var scores = Classifier.GetSortedScoresWithLabels(result).Take(top ?? int.MaxValue).Select(p => new { label = p.Key, score = p.Value });
-        return Results.Ok(new { predictedLabel = result.PredictedLabel, scores });
+        return minScore is double min
+            ? Results.Ok(new { predictedLabel = result.PredictedLabel, sure = result.Score.Max() >= min, scores })
+            : Results.Ok(new { predictedLabel = result.PredictedLabel, scores });
     }
     catch (InvalidDataException e)
     {

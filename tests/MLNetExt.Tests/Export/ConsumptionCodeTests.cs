@@ -304,6 +304,14 @@ public sealed class ConsumptionCodeTests
             await BadRequest(new ByteArrayContent(new byte[ConsumptionCode.WebApiMaxRequestBytes + 1]), "larger than", System.Net.HttpStatusCode.RequestEntityTooLarge);
             var zeroTop = await http.PostAsync("/predict?top=0", new ByteArrayContent(bytes));
             Assert.AreEqual(System.Net.HttpStatusCode.BadRequest, zeroTop.StatusCode);
+            // minScore: "sure" says whether the best score reaches it; outside [0, 1] is a bad request
+            Assert.IsFalse((await Answer(await http.PostAsync("/predict", new ByteArrayContent(bytes)), System.Net.HttpStatusCode.OK)).TryGetProperty("sure", out _));
+            Assert.IsTrue((await Answer(await http.PostAsync("/predict?minScore=0", new ByteArrayContent(bytes)), System.Net.HttpStatusCode.OK)).GetProperty("sure").GetBoolean());
+            var over = await Answer(await http.PostAsync("/predict?minScore=1", new ByteArrayContent(bytes)), System.Net.HttpStatusCode.OK);
+            Assert.AreEqual(expected.Max() >= 1, over.GetProperty("sure").GetBoolean());
+            Assert.AreEqual(10, over.GetProperty("scores").GetArrayLength(), "the scores still given");
+            var badMin = await Answer(await http.PostAsync("/predict?minScore=1.5", new ByteArrayContent(bytes)), System.Net.HttpStatusCode.BadRequest);
+            StringAssert.Contains(badMin.GetProperty("detail").GetString(), "minScore must lie in [0, 1]; found 1.5");
 
             CheckPrediction(await Answer(await http.PostAsync("/predict", new ByteArrayContent(bytes)), System.Net.HttpStatusCode.OK), 10);
             Assert.IsFalse(server.HasExited, "the service keeps running after bad requests");
