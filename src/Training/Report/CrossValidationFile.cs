@@ -42,18 +42,15 @@ internal static class CrossValidationFile
             w.WritePropertyName("out_of_fold");
             MetricsFile.Metrics(w, r.OutOfFold);
             w.WriteNumber("best_epoch", r.BestEpoch);
-            w.WriteStartArray("epochs");
-            foreach (var e in r.Epochs)
-                MetricsFile.Row(w, MetricsFile.Compact(c =>
-                {
-                    c.WriteStartObject();
-                    c.WriteNumber("epoch", e.Epoch);
-                    MetricsFile.Number(c, "top1", e.Top1);
-                    MetricsFile.Number(c, "top1_std", e.Top1StandardDeviation);
-                    MetricsFile.Number(c, "log_loss", e.LogLoss);
-                    c.WriteEndObject();
-                }));
-            w.WriteEndArray();
+            MetricsFile.Rows(w, "epochs", r.Epochs, (c, e) =>
+            {
+                c.WriteStartObject();
+                c.WriteNumber("epoch", e.Epoch);
+                MetricsFile.Number(c, "top1", e.Top1);
+                MetricsFile.Number(c, "top1_std", e.Top1StandardDeviation);
+                MetricsFile.Number(c, "log_loss", e.LogLoss);
+                c.WriteEndObject();
+            });
             w.WriteStartArray("per_fold");
             foreach (var f in r.Folds)
             {
@@ -67,20 +64,17 @@ internal static class CrossValidationFile
                 w.WriteEndObject();
             }
             w.WriteEndArray();
-            w.WriteStartArray("label_issues");
-            foreach (var i in r.LabelIssues)
-                MetricsFile.Row(w, MetricsFile.Compact(c =>
-                {
-                    c.WriteStartObject();
-                    c.WriteString("source", i.Source);
-                    c.WriteString("label", r.Classes[i.Label]);
-                    c.WriteString("suggested", r.Classes[i.Suggested]);
-                    MetricsFile.Number(c, "label_probability", i.LabelProbability);
-                    MetricsFile.Number(c, "suggested_probability", i.SuggestedProbability);
-                    c.WriteNumber("fold", i.Fold);
-                    c.WriteEndObject();
-                }));
-            w.WriteEndArray();
+            MetricsFile.Rows(w, "label_issues", r.LabelIssues, (c, i) =>
+            {
+                c.WriteStartObject();
+                c.WriteString("source", i.Source);
+                c.WriteString("label", r.Classes[i.Label]);
+                c.WriteString("suggested", r.Classes[i.Suggested]);
+                MetricsFile.Number(c, "label_probability", i.LabelProbability);
+                MetricsFile.Number(c, "suggested_probability", i.SuggestedProbability);
+                c.WriteNumber("fold", i.Fold);
+                c.WriteEndObject();
+            });
             w.WriteEndObject();
         }
         return Encoding.UTF8.GetString(buffer.WrittenSpan);

@@ -124,62 +124,52 @@ internal static class MetricsFile
         Number(w, "macro_f1", m.MacroF1);
         Number(w, "log_loss", m.LogLoss);
         Number(w, "ece", m.ExpectedCalibrationError);
-        w.WriteStartArray("per_class");
-        foreach (var p in m.PerClass)
-            Row(w, Compact(c =>
-            {
-                c.WriteStartObject();
-                c.WriteString("class", p.Class);
-                Number(c, "precision", p.Precision);
-                Number(c, "recall", p.Recall);
-                Number(c, "f1", p.F1);
-                c.WriteNumber("support", p.Support);
-                c.WriteEndObject();
-            }));
-        w.WriteEndArray();
+        Rows(w, "per_class", m.PerClass, (c, p) =>
+        {
+            c.WriteStartObject();
+            c.WriteString("class", p.Class);
+            Number(c, "precision", p.Precision);
+            Number(c, "recall", p.Recall);
+            Number(c, "f1", p.F1);
+            c.WriteNumber("support", p.Support);
+            c.WriteEndObject();
+        });
         // one matrix row per line
-        w.WriteStartArray("confusion");
-        foreach (var row in m.Confusion)
-            Row(w, Compact(c =>
-            {
-                c.WriteStartArray();
-                foreach (int v in row) c.WriteNumberValue(v);
-                c.WriteEndArray();
-            }));
-        w.WriteEndArray();
-        if (m.Selective is null) w.WriteNull("selective");
-        else
+        Rows(w, "confusion", m.Confusion, (c, row) =>
         {
-            w.WriteStartArray("selective");
-            foreach (var p in m.Selective)
-                Row(w, Compact(c =>
-                {
-                    c.WriteStartObject();
-                    Number(c, "min_score", p.MinScore);
-                    Number(c, "answered", p.Answered);
-                    Number(c, "accuracy", p.Accuracy);
-                    c.WriteEndObject();
-                }));
-            w.WriteEndArray();
-        }
-        if (m.Calibration is null) w.WriteNull("calibration");
-        else
+            c.WriteStartArray();
+            foreach (int v in row) c.WriteNumberValue(v);
+            c.WriteEndArray();
+        });
+        Rows(w, "selective", m.Selective, (c, p) =>
         {
-            w.WriteStartArray("calibration");
-            foreach (var b in m.Calibration)
-                Row(w, Compact(c =>
-                {
-                    c.WriteStartObject();
-                    Number(c, "lower", b.Lower);
-                    Number(c, "upper", b.Upper);
-                    c.WriteNumber("count", b.Count);
-                    Number(c, "confidence", b.MeanConfidence);
-                    Number(c, "accuracy", b.Accuracy);
-                    c.WriteEndObject();
-                }));
-            w.WriteEndArray();
-        }
+            c.WriteStartObject();
+            Number(c, "min_score", p.MinScore);
+            Number(c, "answered", p.Answered);
+            Number(c, "accuracy", p.Accuracy);
+            c.WriteEndObject();
+        });
+        Rows(w, "calibration", m.Calibration, (c, b) =>
+        {
+            c.WriteStartObject();
+            Number(c, "lower", b.Lower);
+            Number(c, "upper", b.Upper);
+            c.WriteNumber("count", b.Count);
+            Number(c, "confidence", b.MeanConfidence);
+            Number(c, "accuracy", b.Accuracy);
+            c.WriteEndObject();
+        });
         w.WriteEndObject();
+    }
+
+    /// <summary>An array named <paramref name="name"/> with one compact element per line (null when
+    /// <paramref name="items"/> is).</summary>
+    internal static void Rows<T>(Utf8JsonWriter w, string name, IEnumerable<T>? items, Action<Utf8JsonWriter, T> write)
+    {
+        if (items is null) { w.WriteNull(name); return; }
+        w.WriteStartArray(name);
+        foreach (var item in items) Row(w, Compact(c => write(c, item)));
+        w.WriteEndArray();
     }
 
     /// <summary>Writes a compact value as the next array element on a line of its own (the indented writer does not
