@@ -184,8 +184,8 @@ public sealed class ImageDataset
 
     /// <summary>A CSV (comma) or TSV (tab, for .tsv files) of <c>path,label</c> rows, paths relative to the file's
     /// folder; an optional header row is recognised, and with one the rows may have more columns, the path and label
-    /// being those it names (so cross-validation's out-of-fold.csv, with its labels corrected, trains as it is). Rows whose file is missing or unreadable are reported with their
-    /// line number. Classes are the sorted distinct labels unless <paramref name="classes"/> is given.</summary>
+    /// being those it names (so cross-validation's out-of-fold.csv, with its labels corrected, trains as it is). Rows
+    /// whose file is missing or unreadable are reported with their line number. Classes are the sorted distinct labels unless <paramref name="classes"/> is given.</summary>
     public static ImageDataset FromCsv(string csvPath, IReadOnlyList<string>? classes = null)
     {
         if (!File.Exists(csvPath)) throw new DatasetException($"Label file '{csvPath}' does not exist.");
@@ -358,8 +358,9 @@ public sealed class ImageDataset
         }
         var stuck = Enumerable.Range(0, Classes.Count).Where(c => Enumerable.Range(0, folds).Count(f => perClass[f, c] > 0) < 2).ToList();
         if (stuck.Count > 0)
-            throw new DatasetException($"Cross-validation must train on every class while holding some of its images out, but all the images of " +
-                $"{string.Join(", ", stuck.Select(c => $"{Classes[c]} ({counts[c]})"))} are copies of one photo, which stay together in one fold; add other photos of it.");
+            throw new DatasetException($"Cross-validation must train on every class while holding some of its images out, but the images of " +
+                $"{string.Join(", ", stuck.Select(c => $"{Classes[c]} ({counts[c]})"))} all fall in one fold: they are copies of one photo, and copies stay " +
+                "together so no fold is scored on a photo it trained on; add other photos of that class.");
         return Enumerable.Range(0, folds).Select(f => (
             Subset(Enumerable.Range(0, Count).Where(i => fold[i] != f), $"{Source} [fold {f + 1}/{folds} training]"),
             Subset(Enumerable.Range(0, Count).Where(i => fold[i] == f), $"{Source} [fold {f + 1}/{folds} held out]"))).ToList();

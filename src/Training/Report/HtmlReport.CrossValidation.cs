@@ -32,7 +32,7 @@ internal static partial class HtmlReport
         var (top1, top1Sd) = r.Spread("top1");
         h.Append("<section class=\"cards\">");
         Card(h, "held-out top-1", Pct(top1), $"± {Pct(top1Sd)} over the folds (sd)", false);
-        Card(h, "out-of-fold top-1", Pct(m.Top1), $"all {m.Count:N0} images together", true);
+        Card(h, "out-of-fold top-1", Pct(m.Top1), $"all {m.Count:N0} images together", false);
         Card(h, "macro-F1", Num(m.MacroF1, "0.0000"), "out of fold", false);
         Card(h, "log-loss", Num(m.LogLoss, "0.0000"), "out of fold", false);
         if (m.ExpectedCalibrationError is double ece) Card(h, "calibration error", Pct(ece), "out of fold (ECE)", false);

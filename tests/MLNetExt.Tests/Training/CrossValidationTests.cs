@@ -71,7 +71,7 @@ public sealed class CrossValidationTests
         foreach (var (train, _) in folds) Assert.IsTrue(train.CountPerClass().All(n => n >= 1), "every class trains in every fold");
 
         var e = Assert.ThrowsExactly<DatasetException>(() => data.Folds(3, 2, [[12, 13]]));
-        StringAssert.Contains(e.Message, "c (2) are copies of one photo");
+        StringAssert.Contains(e.Message, "c (2) all fall in one fold: they are copies of one photo");
     }
 
     [TestMethod]
