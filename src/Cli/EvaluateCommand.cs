@@ -68,9 +68,9 @@ internal static class EvaluateCommand
         return ImageDataset.FromFolder(data, classes);
     }
 
-    /// <summary>"≥ 0.5: 97 % answered, 91.2 % right, ..." for the minimum scores that leave answers.</summary>
+    /// <summary>"≥ 0.5: 97 % answered, 91.2 % right; ..." for the minimum scores that leave answers.</summary>
     internal static string SelectiveText(ClassificationMetrics m) =>
-        string.Join(", ", (m.Selective ?? []).Where(p => p.MinScore > 0 && p.Answered > 0));
+        string.Join("; ", (m.Selective ?? []).Where(p => p.MinScore > 0 && p.Answered > 0));
 
     internal static void Print(ClassificationMetrics m, TextWriter log)
     {

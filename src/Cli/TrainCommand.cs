@@ -171,7 +171,10 @@ internal static class TrainCommand
             var h = model.History!;
             log.WriteLine($"{h.StopReason}; {h.Epochs.Count} epochs in {h.Duration.TotalMinutes:F1} min");
             if (h.Final is { } m)
+            {
                 log.WriteLine($"validation (epoch {h.BestEpoch}): top-1 {m.Top1:P1}, top-{m.TopK} {m.Top5:P1}, macro-F1 {m.MacroF1:F3}, log-loss {m.LogLoss:F4} on {m.Count} images");
+                if (EvaluateCommand.SelectiveText(m) is { Length: > 0 } selective) log.WriteLine("answering only when sure (predict --min-score): " + selective);
+            }
             if (!writes) return 0;
             var failed = ModelFolder.Write(model, output, export, log, options.ScoringPrecision, calibration: train);
             if (failed.Count > 0)
