@@ -155,6 +155,7 @@ internal static class CrossValidator
         }
         void Say(string text) => o.Progress?.Invoke(TrainingProgress.Note(text, o.Epochs));
         ulong seed = o.Seed ?? 0;
+        Say($"Looking for copies of one photo among the {data.Count} images (they will share a fold)");
         var copies = Copies(data, o.Workers);
         if (copies.Count > 0)
             Say($"{copies.Count} photo(s) are stored more than once ({copies.Sum(g => g.Count)} files): each one's copies stay in one fold, " +
