@@ -221,7 +221,7 @@ internal sealed class Trainer : IDisposable
         _unit.Prepare(Info, (done, total, ips, message) => Report(new TrainingProgress(TrainingPhase.Caching, 0, _o.Epochs, done, total, 0,
             TotalSteps, double.NaN, 0, ips, _clock.Elapsed, null, Message: message)));
         bool stopped = false;
-        EvalResult? bestEval = null; // the best epoch's validation, when it ran in this session
+        EvalResult? bestEval = null, lastEval = null; // the best and the last epoch's validation, when they ran in this session
         while (!stopped && _state.Epoch < _o.Epochs)
         {
             int epoch = _state.Epoch;
@@ -235,6 +235,7 @@ internal sealed class Trainer : IDisposable
                 if (eval.Probabilities.Any(float.IsNaN) || !double.IsFinite(eval.Loss))
                     throw NonFinite(epoch, _batchesPerEpoch - 1, eval.Loss, "validation output");
                 metrics = eval.Metrics(_train.Classes);
+                lastEval = eval;
             }
             var summary = new EpochSummary(epoch + 1, trainLoss, _optimizer.Groups[^1].LearningRate, imagesPerSecond, seconds, eval?.Loss, metrics);
             h.EpochList.Add(summary);
@@ -277,9 +278,10 @@ internal sealed class Trainer : IDisposable
         EvalResult? final = null;
         if (_val is not null)
         {
-            // The kept weights were validated already when their epoch ran in this session; after a resume they are
-            // scored again (identically: same weights, same data, eval mode).
-            var r = _bestWeights is not null && bestEval is not null ? bestEval : Validate(_o.Epochs);
+            // The kept weights were validated already when their epoch ran in this session (the best epoch's, or without
+            // one the last epoch's, EMA included, as validation uses the weights kept); after a resume they are scored
+            // again (identically: same weights, same data, eval mode).
+            var r = (_bestWeights is not null ? bestEval : lastEval) ?? Validate(_o.Epochs);
             if (_o.CalibrateScores) (r, descriptor) = CalibrateScores(r);
             final = r;
             h.Final = r.Metrics(_train.Classes);
