@@ -52,19 +52,9 @@ internal static class CrossValidateCommand
         cmd.SetAction(r => CliErrors.Guarded(() => TrainingKnobOptions.AsCliError(() =>
         {
             TrainingKnobOptions.ApplyThreads(r, o.Threads);
-            var choice = o.Model.Resolve(r);
-            if (choice.NumClasses is not null) throw new ArgumentException("--num-classes is not used by cross-validate: the classes are the data's.");
+            var options = o.Knobs.Recipe(r, o.Model, o.Weights, o.Pretrained, "cross-validate");
             int folds = r.GetValue(o.Folds);
             if (folds < 2) throw new ArgumentException($"--folds must be at least 2, got {folds}.");
-            var weights = r.GetValue(o.Weights);
-            if (weights is not null) CliErrors.RequireFile(weights, "--weights");
-            var options = o.Knobs.Apply(r, new ImageClassificationOptions
-            {
-                Model = choice.VariantOrFamily,
-                CustomKwargs = choice.CustomKwargs,
-                WeightsPath = weights?.FullName,
-                Pretrained = PretrainedOption.Value(r, o.Pretrained),
-            });
             var data = LoadData(r.GetValue(o.Data)!);
             if (folds > data.Count) throw new ArgumentException($"--folds {folds} is more than the {data.Count} images.");
             return Run(options, data, folds, r.GetValue(o.Output)!, r.GetValue(o.Plain), Console.Out);

@@ -91,21 +91,10 @@ internal static class TrainCommand
 
     static ImageClassificationOptions BuildOptions(ParseResult r, Options o, string output)
     {
-        var choice = o.Model.Resolve(r);
-        if (choice.NumClasses is not null) throw new ArgumentException("--num-classes is not used by train: the classes are the data's sub-folders.");
+        var recipe = o.Knobs.Recipe(r, o.Model, o.Weights, o.Pretrained, "train");
         string? resume = r.GetValue(o.Resume);
         if (resume is not null && Directory.Exists(resume)) resume = Path.Combine(resume, ModelFolder.LastCheckpointFileName);
-        var weights = r.GetValue(o.Weights);
-        if (weights is not null) CliErrors.RequireFile(weights, "--weights");
-        return o.Knobs.Apply(r, new ImageClassificationOptions
-        {
-            Model = choice.VariantOrFamily,
-            CustomKwargs = choice.CustomKwargs,
-            WeightsPath = weights?.FullName,
-            Pretrained = PretrainedOption.Value(r, o.Pretrained),
-            CheckpointDirectory = output,
-            ResumeFrom = resume,
-        });
+        return recipe with { CheckpointDirectory = output, ResumeFrom = resume };
     }
 
     /// <summary>A folder (class sub-folders, or train/ + val/) or a CSV/TSV file of path,label.</summary>

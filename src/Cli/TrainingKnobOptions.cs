@@ -55,6 +55,24 @@ internal sealed class TrainingKnobOptions
         return new Binding(option, (r, o) => k.WithValue(o, r.GetValue(option)));
     }
 
+    /// <summary>What a training verb's command line sets: the model (<c>--variant</c>, or <c>--arch</c> with
+    /// <c>--config</c>; <c>--num-classes</c> is refused, the classes being the data's), the weights to start from
+    /// (<c>--weights</c> or <c>--pretrained</c>) and every knob.</summary>
+    public ImageClassificationOptions Recipe(ParseResult r, ModelOptions model, Option<FileInfo> weights, Option<string?> pretrained, string verb)
+    {
+        var choice = model.Resolve(r);
+        if (choice.NumClasses is not null) throw new ArgumentException($"--num-classes is not used by {verb}: the classes are the data's.");
+        var file = r.GetValue(weights);
+        if (file is not null) CliErrors.RequireFile(file, weights.Name);
+        return Apply(r, new ImageClassificationOptions
+        {
+            Model = choice.VariantOrFamily,
+            CustomKwargs = choice.CustomKwargs,
+            WeightsPath = file?.FullName,
+            Pretrained = PretrainedOption.Value(r, pretrained),
+        });
+    }
+
     /// <summary>The libtorch thread count of the verbs that train.</summary>
     public static Option<int?> ThreadsOption() => new("--threads") { Description = "libtorch intra-op threads (default: processor count)" };
 
