@@ -20,13 +20,14 @@ internal static class EvaluateCommand
         var output = new Option<string>("--output") { Description = "Folder for metrics.json and report.html" };
         var batch = new Option<int>("--batch-size") { Description = "Images per batch", DefaultValueFactory = _ => 32 };
         var device = PredictCommand.DeviceOption();
-        var cmd = new Command("evaluate", "Evaluate a trained model on labelled images.") { model, data, output, batch, device };
+        var tta = PredictCommand.TtaOption();
+        var cmd = new Command("evaluate", "Evaluate a trained model on labelled images.") { model, data, output, batch, device, tta };
         cmd.SetAction(r => CliErrors.Guarded(() =>
-            Run(r.GetValue(model)!, r.GetValue(data)!, r.GetValue(output), r.GetValue(batch), Console.Out, r.GetValue(device))));
+            Run(r.GetValue(model)!, r.GetValue(data)!, r.GetValue(output), r.GetValue(batch), Console.Out, r.GetValue(device), r.GetValue(tta))));
         return cmd;
     }
 
-    internal static int Run(FileInfo modelFile, string data, string? output, int batchSize, TextWriter log, string? device = null)
+    internal static int Run(FileInfo modelFile, string data, string? output, int batchSize, TextWriter log, string? device = null, string? tta = null)
     {
         CliErrors.RequireFile(modelFile, "--model");
         if (batchSize < 1) throw new ArgumentException($"--batch-size must be at least 1, got {batchSize}.");
@@ -39,6 +40,7 @@ internal static class EvaluateCommand
             if (PredictCommand.OpenScorer(modelFile, batchSize, device) is { } scorer)
             {
                 using var _ = (IDisposable)scorer;
+                PredictCommand.RefuseTta(modelFile, tta);
                 if (scorer.Labels.Count == 0) throw new InvalidDataException($"'{modelFile.FullName}' stores no class names (export it with labels).");
                 ds = Load(data, scorer.Labels);
                 result = scorer.Evaluate(ds);
@@ -46,12 +48,15 @@ internal static class EvaluateCommand
             }
             else
             {
-                model = ImageClassificationModel.Load(modelFile.FullName);
+                model = PredictCommand.LoadModel(modelFile, tta);
                 ds = Load(data, model.Classes);
                 result = model.EvaluateDetailed(ds, batchSize);
                 name = model.Descriptor.Model;
             }
             Print(result.Metrics, log);
+            if (result.SingleView is { } single)
+                log.WriteLine($"each image averaged with its mirror image (--tta flip); the image alone: top-1 {single.Top1:P2}  top-{single.TopK} {single.Top5:P2}  " +
+                              $"macro-F1 {single.MacroF1:F4}  log-loss {single.LogLoss:F4}");
             foreach (var s in result.Skipped) log.WriteLine($"skipped: {s}");
             if (output is not null)
                 ModelFolder.WriteEvaluation(result, name, ds.Classes,

@@ -31,12 +31,16 @@ internal static class ExportCommand
         var calibrate = new Option<DirectoryInfo?>("--calibrate") { Description = "With --precision int8: a folder of images (like those the model will serve) on which to calibrate a static INT8 model: the convolutions in integer arithmetic too (pays off where convolutions dominate, e.g. SMT; bench/README.md has the figures per family)" };
         var output = new Option<FileInfo>("--output") { Description = "The .onnx file to write", Required = true };
         var mlnet = new Option<FileInfo?>("--mlnet") { Description = "Also write an ML.NET model (model.zip: input ImagePath, outputs Score and PredictedLabel; needs the class names: --labels, or --model, and preprocess mlnet)" };
+        var tta = new Option<string?>("--tta")
+        {
+            Description = "none | flip: the graph scores each image with its mirror and averages the logits (twice the compute); default: a --model's own (as trained), else none",
+        };
         var pretrained = PretrainedOption.Create();
-        var cmd = new Command("export", "Export a backbone to ONNX (outputs Score = softmax, logits).") { trained, weights, pretrained, labels, size, opset, preprocess, features, precision, calibrate, output, mlnet };
+        var cmd = new Command("export", "Export a backbone to ONNX (outputs Score = softmax, logits).") { trained, weights, pretrained, labels, size, opset, preprocess, features, precision, calibrate, tta, output, mlnet };
         model.AddTo(cmd);
         cmd.SetAction(r => CliErrors.Guarded(() =>
         {
-            var settings = Settings.Parse(r.GetValue(precision)!, r.GetValue(calibrate), r.GetValue(opset), r.GetValue(preprocess)!, r.GetValue(features));
+            var settings = Settings.Parse(r.GetValue(precision)!, r.GetValue(calibrate), r.GetValue(opset), r.GetValue(preprocess)!, r.GetValue(features), r.GetValue(tta));
             if (r.GetValue(trained) is { } file)
             {
                 // the model file fixes what these would choose: refuse them rather than ignore them
@@ -53,10 +57,13 @@ internal static class ExportCommand
     }
 
     /// <summary>What both kinds of export share: precision (and the calibration images of static INT8), opset, input
-    /// convention and the features output, checked before any model is built.</summary>
-    internal sealed record Settings(OnnxPrecision Precision, IReadOnlyList<string>? Calibration, int Opset, OnnxPreprocess Preprocess, bool Features)
+    /// convention, the features output and the test-time views (null: a trained model's own), checked before any model is
+    /// built.</summary>
+    internal sealed record Settings(OnnxPrecision Precision, IReadOnlyList<string>? Calibration, int Opset, OnnxPreprocess Preprocess, bool Features,
+        TestTimeAugmentation? Tta = null)
     {
-        public static Settings Parse(string precisionText = "fp32", DirectoryInfo? calibrate = null, int opset = 17, string preprocess = "mlnet", bool features = false)
+        public static Settings Parse(string precisionText = "fp32", DirectoryInfo? calibrate = null, int opset = 17, string preprocess = "mlnet", bool features = false,
+            string? tta = null)
         {
             var precision = OnnxExporter.PrecisionFromName(precisionText)
                 ?? throw new ArgumentException($"--precision must be 'fp32', 'fp16' or 'int8', got '{precisionText}'.");
@@ -77,12 +84,13 @@ internal static class ExportCommand
                 "none" => OnnxPreprocess.None,
                 _ => throw new ArgumentException($"--preprocess must be 'mlnet' or 'none', got '{preprocess}'."),
             };
-            return new Settings(precision, calibration, opset, mode, features);
+            return new Settings(precision, calibration, opset, mode, features, PredictCommand.ParseTta(tta));
         }
 
         public OnnxExportOptions Options => new()
         {
             Opset = Opset, Preprocess = Preprocess, IncludeFeatures = Features, Precision = Precision, CalibrationImages = Calibration,
+            TestTimeAugmentation = Tta ?? TestTimeAugmentation.None,
         };
     }
 
@@ -134,6 +142,7 @@ internal static class ExportCommand
         CliErrors.RequireFile(modelFile, "--model");
         using (var model = ImageClassificationModel.Load(modelFile.FullName))
         {
+            if (settings.Tta is { } views) model.TestTimeAugmentation = views;
             log.WriteLine($"model: {modelFile.FullName} ({model.Descriptor.Describe()})");
             Written(model.ExportOnnx(output.FullName, settings.Options), settings, log);
         }

@@ -24,9 +24,10 @@ internal static class PredictCommand
             Description = "Answer only when the top probability reaches this (0 to 1); below it an image is marked not sure (cross-validate shows what each minimum answers and gets right)",
         };
         var device = DeviceOption();
-        var cmd = new Command("predict", "Predict the classes of images with a trained model.") { model, inputs, topK, json, minScore, device };
+        var tta = TtaOption();
+        var cmd = new Command("predict", "Predict the classes of images with a trained model.") { model, inputs, topK, json, minScore, device, tta };
         cmd.SetAction(r => CliErrors.Guarded(() =>
-            Run(r.GetValue(model)!, r.GetValue(inputs)!, r.GetValue(topK), r.GetValue(json), Console.Out, r.GetValue(device), r.GetValue(minScore))));
+            Run(r.GetValue(model)!, r.GetValue(inputs)!, r.GetValue(topK), r.GetValue(json), Console.Out, r.GetValue(device), r.GetValue(minScore), r.GetValue(tta))));
         return cmd;
     }
 
@@ -74,7 +75,39 @@ internal static class PredictCommand
         Description = "cpu | cuda | cuda:N for .onnx and .zip models (falls back to CPU with a warning when CUDA is unusable; default cpu)",
     };
 
-    internal static int Run(FileInfo modelFile, IReadOnlyList<string> inputs, int topK, bool json, TextWriter log, string? device = null, double? minScore = null)
+    /// <summary>The --tta option of the scoring verbs: the views a .safetensors model averages, instead of its own.</summary>
+    internal static Option<string?> TtaOption() => new("--tta")
+    {
+        Description = "none | flip (the image and its mirror, logits averaged): the views a .safetensors model averages (default: the model's own, " +
+                      "as trained); an exported model averages the views it was exported with",
+    };
+
+    /// <summary>Opens a .safetensors model with the views <paramref name="tta"/> names (null: its own).</summary>
+    internal static ImageClassificationModel LoadModel(FileInfo modelFile, string? tta)
+    {
+        var views = ParseTta(tta);
+        var m = ImageClassificationModel.Load(modelFile.FullName);
+        if (views is { } v) m.TestTimeAugmentation = v;
+        return m;
+    }
+
+    /// <summary>The views --tta names; null when it is not given.</summary>
+    internal static Training.TestTimeAugmentation? ParseTta(string? tta) =>
+        tta is null ? null
+        : Enum.GetValues<Training.TestTimeAugmentation>().Where(v => v.ToString().ToLowerInvariant() == tta).Cast<Training.TestTimeAugmentation?>().FirstOrDefault()
+          ?? throw new ArgumentException($"--tta must be {string.Join(" or ", Enum.GetNames<Training.TestTimeAugmentation>().Select(n => n.ToLowerInvariant()))}, got '{tta}'.");
+
+    /// <summary>--tta is for libtorch models: an exported graph already holds its views.</summary>
+    internal static void RefuseTta(FileInfo modelFile, string? tta)
+    {
+        if (tta is null) return;
+        ParseTta(tta);
+        throw new ArgumentException($"--tta applies to .safetensors models (scored by libtorch); '{modelFile.Name}' averages the views it was exported " +
+            "with. Export the trained model again with them: export --model out/model.safetensors --tta flip --output model.onnx --mlnet model.zip");
+    }
+
+    internal static int Run(FileInfo modelFile, IReadOnlyList<string> inputs, int topK, bool json, TextWriter log, string? device = null, double? minScore = null,
+        string? tta = null)
     {
         CliErrors.RequireFile(modelFile, "--model");
         if (topK < 1) throw new ArgumentException($"--top-k must be at least 1, got {topK}.");
@@ -84,11 +117,12 @@ internal static class PredictCommand
         if (OpenScorer(modelFile, 16, device) is { } scorer)
         {
             using var _ = (IDisposable)scorer;
+            RefuseTta(modelFile, tta);
             predictions = scorer.Predict(files, topK);
         }
         else
         {
-            using var m = ImageClassificationModel.Load(modelFile.FullName);
+            using var m = LoadModel(modelFile, tta);
             predictions = m.Predict(files, topK);
         }
         int failed = 0;

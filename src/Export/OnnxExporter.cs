@@ -9,6 +9,7 @@ using MLNetExt.Export.Onnx;
 using MLNetExt.Export.Tracing;
 using MLNetExt.Nn;
 using MLNetExt.Torch;
+using MLNetExt.Training;
 using MLNetExt.Vision;
 
 namespace MLNetExt.Export;
@@ -72,6 +73,9 @@ public sealed record OnnxExportOptions
     /// <summary>The temperature of <c>Score = softmax(logits / T)</c> (1: plain softmax; a trained model's calibrated
     /// <see cref="Training.ModelDescriptor.ScoreTemperature"/>); <c>logits</c> stay as the network gives them.</summary>
     public double ScoreTemperature { get; init; } = 1;
+    /// <summary>Views the graph averages for each image (<see cref="TestTimeAugmentation.Flip"/>: the image and its
+    /// mirror in one batch, mean logits); a trained model's <see cref="Training.ModelDescriptor.TestTimeAugmentation"/>.</summary>
+    public TestTimeAugmentation TestTimeAugmentation { get; init; } = TestTimeAugmentation.None;
     /// <summary>The graph's arithmetic: float32 (default), INT8 (CPU serving; see <see cref="CalibrationImages"/>) or
     /// float16 (GPU serving).</summary>
     public OnnxPrecision Precision { get; init; } = OnnxPrecision.Float32;
@@ -138,6 +142,9 @@ public static class OnnxExporter
             throw new ArgumentException($"Calibration images are for a static INT8 export; the precision is {PrecisionName(options.Precision)}.", nameof(options));
         if (options.Head != OnnxHead.Classifier && (options.Labels is not null || options.IncludeFeatures))
             throw new ArgumentException("A feature export has one output: no labels and no extra features output.", nameof(options));
+        var tta = options.TestTimeAugmentation;
+        if (options.Head != OnnxHead.Classifier && tta != TestTimeAugmentation.None)
+            throw new ArgumentException("A feature export scores each image once: test-time augmentation is for classifier exports.", nameof(options));
         var outputs = options.Head == OnnxHead.Classifier ? new List<string> { options.OutputName ?? "logits", "Score" } : [options.OutputName ?? "features"];
         if (options.IncludeFeatures) outputs.Add("features");
         var inputName = options.InputName ?? (mlnet ? ImageInput : NormalizedInput);
@@ -156,11 +163,11 @@ public static class OnnxExporter
             }
             if (options.Head == OnnxHead.PooledStages)
                 return [Tensor.Cat(model.ForwardStages(x).Select(stage => stage.Mean(new long[] { 2, 3 })).ToArray(), 1)];
-            var f = model.ForwardFeatures(x);
+            var f = model.ForwardFeatures(TestTimeViews.Expand(x, tta));
             if (options.Head == OnnxHead.PreLogits) return [model.ForwardHead(f, preLogits: true)];
-            var logits = model.ForwardHead(f);
+            var logits = TestTimeViews.Merge(model.ForwardHead(f), tta);
             var score = (options.ScoreTemperature == 1 ? logits : logits.Mul(1 / options.ScoreTemperature)).Softmax(-1);
-            return options.IncludeFeatures ? new[] { logits, score, model.ForwardHead(f, preLogits: true) } : new[] { logits, score };
+            return options.IncludeFeatures ? new[] { logits, score, TestTimeViews.Merge(model.ForwardHead(f, preLogits: true), tta) } : new[] { logits, score };
         }
 
         var metadata = new List<(string, string)>
@@ -184,6 +191,7 @@ public static class OnnxExporter
             ("mlnetext.opset", options.Opset.ToString()),
             ("mlnetext.preprocess", mlnet ? "mlnet" : "none"),
             ("mlnetext.precision", PrecisionName(options.Precision)),
+            ("mlnetext.test_time_augmentation", TestTimeViews.Name(tta)),
         };
         if (options.Head != OnnxHead.Classifier) metadata.Add(("mlnetext.features", options.Head == OnnxHead.PreLogits ? "pre_logits" : "pooled_stages"));
         if (options.Labels is { } l) metadata.Add(("mlnetext.labels", string.Join("\n", l)));

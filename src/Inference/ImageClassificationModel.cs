@@ -33,8 +33,17 @@ public sealed class ImageClassificationModel : IDisposable
     /// <summary>The network (in eval mode).</summary>
     public Backbone Backbone { get; }
 
-    /// <summary>Backbone, classes and input geometry.</summary>
-    public ModelDescriptor Descriptor { get; }
+    /// <summary>Backbone, classes, input geometry, score temperature and test-time augmentation.</summary>
+    public ModelDescriptor Descriptor { get; private set; }
+
+    /// <summary>The views every prediction of this model averages (the descriptor's): setting it changes what
+    /// <see cref="Predict(RgbImage, int, string)"/>, <see cref="Evaluate"/>, <see cref="Save"/> and
+    /// <see cref="ExportOnnx"/> give from then on.</summary>
+    public TestTimeAugmentation TestTimeAugmentation
+    {
+        get => Descriptor.TestTimeAugmentation;
+        set => Descriptor = Descriptor with { TestTimeAugmentation = value };
+    }
 
     /// <summary>Class names in label order.</summary>
     public IReadOnlyList<string> Classes => Descriptor.Classes;
@@ -53,13 +62,15 @@ public sealed class ImageClassificationModel : IDisposable
     }
 
     /// <summary>Class probabilities of already-prepared images (float32 [N, 3, S, S], normalised), as [N, classes]:
-    /// <c>softmax(logits / T)</c> with the descriptor's <see cref="ModelDescriptor.ScoreTemperature"/>.</summary>
+    /// <c>softmax(logits / T)</c> with the descriptor's <see cref="ModelDescriptor.ScoreTemperature"/>, the logits
+    /// averaged over the views of its <see cref="TestTimeAugmentation"/>.</summary>
     public float[] Probabilities(Tensor images)
     {
         using var scope = TensorScope.Begin();
         using var _ = Autograd.NoGrad();
         var device = Backbone.Parameters().First().Device;
-        return Tempered(Backbone.Call(images.To(device)).To(DType.Float32)).Softmax(1).To(Device.Cpu).ToArray<float>();
+        return Tempered(TestTimeViews.Logits(Backbone.Call, images.To(device), TestTimeAugmentation).To(DType.Float32))
+            .Softmax(1).To(Device.Cpu).ToArray<float>();
     }
 
     /// <summary>Logits divided by the score temperature (the same tensor when it is 1).</summary>
@@ -155,7 +166,9 @@ public sealed class ImageClassificationModel : IDisposable
     public ClassificationMetrics Evaluate(ImageDataset data, int batchSize = 32) => EvaluateDetailed(data, batchSize).Metrics;
 
     /// <summary>Metrics, misclassified images (most confident mistakes first) and unreadable images on a labelled
-    /// dataset whose classes are this model's; <paramref name="progress"/> gets (batches done, batches).</summary>
+    /// dataset whose classes are this model's; <paramref name="progress"/> gets (batches done, batches). With a
+    /// <see cref="TestTimeAugmentation"/>, <see cref="EvaluationResult.SingleView"/> holds the metrics of the image alone,
+    /// from the same pass.</summary>
     public EvaluationResult EvaluateDetailed(ImageDataset data, int batchSize = 32, Action<int, int>? progress = null)
     {
         data.RequireClasses(Classes);
@@ -168,8 +181,14 @@ public sealed class ImageClassificationModel : IDisposable
                 using (var y = b.Labels.To(device))
                     yield return (b.Images, y, b.Indices);
         }
-        var r = Evaluator.Run(Batches(), x => Tempered(Backbone.Call(x.To(device)).To(DType.Float32)), data, done => progress?.Invoke(done, loader.BatchesPerEpoch));
-        return new EvaluationResult(r.Metrics(Classes), r.Misclassified(), loader.Skipped);
+        var tta = TestTimeAugmentation;
+        Tensor[] Logits(Tensor x)
+        {
+            var all = Backbone.Call(TestTimeViews.Expand(x.To(device), tta)).To(DType.Float32);
+            return tta == TestTimeAugmentation.None ? [Tempered(all)] : [Tempered(TestTimeViews.Merge(all, tta)), Tempered(all.Slice(0, 0, x.Size(0)))];
+        }
+        var r = Evaluator.Run(Batches(), Logits, data, done => progress?.Invoke(done, loader.BatchesPerEpoch));
+        return new EvaluationResult(r[0].Metrics(Classes), r[0].Misclassified(), loader.Skipped, r.Length > 1 ? r[1].Metrics(Classes) : null);
     }
 
     /// <summary>Writes the model as one safetensors file: the backbone's state_dict under its official names plus
@@ -217,7 +236,7 @@ public sealed class ImageClassificationModel : IDisposable
         var o = (options ?? new OnnxExportOptions()) with
         {
             Labels = Classes, ImageSize = (Descriptor.ImageSize, Descriptor.ImageSize), CropPct = options?.CropPct ?? Descriptor.CropPct,
-            ScoreTemperature = Descriptor.ScoreTemperature,
+            ScoreTemperature = Descriptor.ScoreTemperature, TestTimeAugmentation = Descriptor.TestTimeAugmentation,
         };
         return OnnxExporter.Export(Backbone, path, o);
     }

@@ -4,8 +4,10 @@ using MLNetExt.Training;
 namespace MLNetExt.Inference;
 
 /// <summary>A model's results on a labelled dataset: the metrics, the misclassified images (most confident mistakes
-/// first) and the images that could not be read.</summary>
-public sealed record EvaluationResult(ClassificationMetrics Metrics, IReadOnlyList<Misclassified> Misclassified, IReadOnlyList<DatasetIssue> Skipped);
+/// first), the images that could not be read, and for a libtorch model with test-time augmentation the metrics of the
+/// image alone (<see cref="SingleView"/>, to see what the extra views bring).</summary>
+public sealed record EvaluationResult(ClassificationMetrics Metrics, IReadOnlyList<Misclassified> Misclassified, IReadOnlyList<DatasetIssue> Skipped,
+    ClassificationMetrics? SingleView = null);
 
 /// <summary>Predictions and evaluation for any <see cref="IImageFileScorer"/> (an exported model in ONNX Runtime or an
 /// ML.NET model.zip), the same as <see cref="ImageClassificationModel"/> gives with libtorch.</summary>

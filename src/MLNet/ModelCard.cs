@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text;
 using MLNetExt.Export;
 using MLNetExt.Inference;
+using MLNetExt.Training;
 
 namespace MLNetExt.MLNet;
 
@@ -36,6 +37,8 @@ internal static class ModelCard
         b.AppendLine(d.ScoreTemperature == 1
             ? "| scores | `Score = softmax(logits)` |"
             : $"| scores | `Score = softmax(logits / {d.ScoreTemperature.ToString("0.###", CultureInfo.InvariantCulture)})`: calibrated on the validation set |");
+        if (d.TestTimeAugmentation == TestTimeAugmentation.Flip)
+            b.AppendLine("| views | each image is scored with its left-right mirror in one batch and the logits averaged (test-time augmentation, in every file below) |");
         if (h is not null)
         {
             b.AppendLine($"| data | {h.TrainCount:N0} training images, {h.ValCount:N0} validation images |");

@@ -63,22 +63,34 @@ internal sealed class Evaluator
     /// float32 softmax probabilities and summed cross-entropy, without gradients. <paramref name="afterBatch"/> sees the
     /// batches done.</summary>
     public static EvalResult Run(IEnumerable<(Tensor Images, Tensor Labels, int[] Indices)> batches, Func<Tensor, Tensor> logits,
+        ImageDataset data, Action<int>? afterBatch = null) => Run(batches, x => [logits(x)], data, afterBatch)[0];
+
+    /// <summary>As <see cref="Run(IEnumerable{ValueTuple{Tensor, Tensor, int[]}}, Func{Tensor, Tensor}, ImageDataset, Action{int}?)"/>
+    /// with several scorings of each batch in one pass (e.g. with and without test-time augmentation): one result each,
+    /// in the order <paramref name="logits"/> gives them.</summary>
+    public static EvalResult[] Run(IEnumerable<(Tensor Images, Tensor Labels, int[] Indices)> batches, Func<Tensor, Tensor[]> logits,
         ImageDataset data, Action<int>? afterBatch = null)
     {
-        var e = new Evaluator();
+        var evaluators = new List<Evaluator>();
         int done = 0;
         using (Autograd.NoGrad())
         {
             foreach (var (x, y, idx) in batches)
             {
                 using var scope = TensorScope.Begin();
-                var l = logits(x).To(DType.Float32);
-                double loss = F.CrossEntropy(l, y, reduction: Reduction.Sum).ToDouble();
-                using var cpu = l.Softmax(1).To(Device.Cpu);
-                e.Add(cpu.ToArray<float>(), idx.Select(i => data.Items[i].Label), idx.Select(i => data.Items[i].Source), loss);
+                var all = logits(x);
+                while (evaluators.Count < all.Length) evaluators.Add(new Evaluator());
+                for (int k = 0; k < all.Length; k++)
+                {
+                    var l = all[k].To(DType.Float32);
+                    double loss = F.CrossEntropy(l, y, reduction: Reduction.Sum).ToDouble();
+                    using var cpu = l.Softmax(1).To(Device.Cpu);
+                    evaluators[k].Add(cpu.ToArray<float>(), idx.Select(i => data.Items[i].Label), idx.Select(i => data.Items[i].Source), loss);
+                }
                 afterBatch?.Invoke(++done);
             }
         }
-        return e.Result($"'{data.Source}'");
+        if (evaluators.Count == 0) evaluators.Add(new Evaluator());
+        return evaluators.Select(e => e.Result($"'{data.Source}'")).ToArray();
     }
 }

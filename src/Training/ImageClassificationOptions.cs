@@ -134,6 +134,12 @@ public sealed record ImageClassificationOptions
     /// are then the calibrated ones — measured on the images T was fitted on, so optimistic. Default false.</summary>
     public bool CalibrateScores { get; init; }
 
+    /// <summary>The views the trained model averages when it predicts, in every scorer and export (see
+    /// <see cref="Training.TestTimeAugmentation"/>): with <see cref="TestTimeAugmentation.Flip"/> the kept model is
+    /// validated both ways, the run says what the mirror image brings, and the recorded validation metrics are the
+    /// averaged ones (a calibrated temperature is fitted on those). Default None.</summary>
+    public TestTimeAugmentation TestTimeAugmentation { get; init; }
+
     /// <summary>Fraction of the training set held out for validation when no validation set is given. Default 0.2.</summary>
     public double ValidationFraction { get; init; } = 0.2;
 

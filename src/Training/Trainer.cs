@@ -282,7 +282,9 @@ internal sealed class Trainer : IDisposable
             // one the last epoch's, EMA included, as validation uses the weights kept); after a resume they are scored
             // again (identically: same weights, same data, eval mode).
             var r = (_bestWeights is not null ? bestEval : lastEval) ?? Validate(_o.Epochs);
-            if (_o.CalibrateScores) (r, descriptor) = CalibrateScores(r);
+            // the served scores: the views averaged first, then a temperature fitted on what is served
+            if (_o.TestTimeAugmentation != TestTimeAugmentation.None) (r, descriptor) = AverageViews(r, descriptor);
+            if (_o.CalibrateScores) (r, descriptor) = CalibrateScores(r, descriptor);
             final = r;
             h.Final = r.Metrics(_train.Classes);
             h.HardestList.Clear();
@@ -295,7 +297,7 @@ internal sealed class Trainer : IDisposable
 
     /// <summary>Temperature scaling on the kept model's validation scores: the descriptor carries the fitted temperature
     /// (every scorer and export then divides the logits by it) and the validation result is rescored with it.</summary>
-    (EvalResult, ModelDescriptor) CalibrateScores(EvalResult r)
+    (EvalResult, ModelDescriptor) CalibrateScores(EvalResult r, ModelDescriptor descriptor)
     {
         int classes = _train.Classes.Count;
         double t = ScoreCalibration.FitTemperature(r.Probabilities, r.Labels, classes);
@@ -303,7 +305,39 @@ internal sealed class Trainer : IDisposable
         var (before, after) = (r.Metrics(_train.Classes), calibrated.Metrics(_train.Classes));
         Info($"scores calibrated on the {r.Labels.Length} validation images: temperature {t:F3} (Score = softmax(logits / {t:F3})); " +
              $"expected calibration error {before.ExpectedCalibrationError:P2} -> {after.ExpectedCalibrationError:P2}, log-loss {before.LogLoss:F4} -> {after.LogLoss:F4}");
-        return (calibrated, _descriptor with { ScoreTemperature = t });
+        return (calibrated, descriptor with { ScoreTemperature = t });
+    }
+
+    /// <summary>Test-time augmentation: the kept model scores the validation images with the views of
+    /// <see cref="ImageClassificationOptions.TestTimeAugmentation"/> (from the images, also when a probe trained on cached
+    /// features); the run says what the views change against <paramref name="single"/>, the descriptor carries them and
+    /// the validation result becomes theirs.</summary>
+    (EvalResult, ModelDescriptor) AverageViews(EvalResult single, ModelDescriptor descriptor)
+    {
+        var tta = _o.TestTimeAugmentation;
+        _model.Eval();
+        if (_o.ProcessGroup is { } group) DataParallel.BroadcastState(_model, group, buffersOnly: true);
+        var loader = _valLoader!;
+        IEnumerable<(Tensor, Tensor, int[])> Batches()
+        {
+            foreach (var b in loader.GetEpoch(0))
+                using (b)
+                using (var x = b.Images.To(_plan.Device))
+                using (var y = b.Labels.To(_plan.Device))
+                    yield return (x, y, b.Indices);
+        }
+        EvalResult r;
+        using (_plan.Autocast ? Torch.Autocast.Enable(_plan.Device.Type) : null)
+            r = Evaluator.Run(Batches(), x => TestTimeViews.Logits(_model.Call, x, tta), _valShard ?? _val!, done =>
+                Report(new TrainingProgress(TrainingPhase.Validating, _o.Epochs, _o.Epochs, done, loader.BatchesPerEpoch,
+                    _state.GlobalStep, TotalSteps, double.NaN, _optimizer.Groups[^1].LearningRate, 0, _clock.Elapsed, Eta())));
+        if (_valShard is not null) r = Gathered(r, _o.ProcessGroup!);
+        var (before, after) = (single.Metrics(_train.Classes), r.Metrics(_train.Classes));
+        bool worse = after.Top1 <= before.Top1 && after.LogLoss >= before.LogLoss;
+        Info($"the kept model scores each image with its mirror image (TestTimeAugmentation {TestTimeViews.Name(tta)}, --tta): on the " +
+             $"{r.Labels.Length} validation images top-1 {before.Top1:P2} -> {after.Top1:P2}, log-loss {before.LogLoss:F4} -> {after.LogLoss:F4}" +
+             (worse ? "; the mirror image does not help on these images, and scoring without it (--tta none) is twice as fast" : ""));
+        return (r, descriptor with { TestTimeAugmentation = tta });
     }
 
     /// <summary>After the first epoch this session runs (every image has been read once by then): the images that could not

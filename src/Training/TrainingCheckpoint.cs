@@ -8,10 +8,12 @@ using MLNetExt.Imaging;
 namespace MLNetExt.Training;
 
 /// <summary>What a saved classifier is: the backbone (variant, or family + custom kwargs), its classes, the
-/// evaluation geometry and the temperature its probabilities are computed at (<c>softmax(logits / T)</c>: 1 unless
-/// training calibrated the scores). Stored as JSON in the safetensors metadata of model files and training checkpoints.</summary>
+/// evaluation geometry, the temperature its probabilities are computed at (<c>softmax(logits / T)</c>: 1 unless
+/// training calibrated the scores) and the views it averages when it predicts. Stored as JSON in the safetensors metadata
+/// of model files and training checkpoints.</summary>
 public sealed record ModelDescriptor(string Model, JsonObject? CustomKwargs, IReadOnlyList<string> Classes, int ImageSize,
-    IReadOnlyList<double> Mean, IReadOnlyList<double> Std, double CropPct, string Interpolation, double ScoreTemperature = 1)
+    IReadOnlyList<double> Mean, IReadOnlyList<double> Std, double CropPct, string Interpolation, double ScoreTemperature = 1,
+    TestTimeAugmentation TestTimeAugmentation = TestTimeAugmentation.None)
 {
     /// <summary>The safetensors metadata key holding the descriptor.</summary>
     public const string MetadataKey = "mlnetext.model";
@@ -39,6 +41,7 @@ public sealed record ModelDescriptor(string Model, JsonObject? CustomKwargs, IRe
         ["crop_pct"] = CropPct,
         ["interpolation"] = Interpolation,
         ["score_temperature"] = ScoreTemperature,
+        ["test_time_augmentation"] = TestTimeViews.Name(TestTimeAugmentation),
         ["library_version"] = LibraryInfo.Version,
     }.ToJsonString();
 
@@ -49,7 +52,8 @@ public sealed record ModelDescriptor(string Model, JsonObject? CustomKwargs, IRe
 
     /// <summary>"mixformer_b0, 2 classes (ants, bees), 64 px": what the user trained, for messages.</summary>
     public string Describe() =>
-        $"{Model}{(CustomKwargs is null ? "" : " (custom)")}, {Classes.Count} classes ({string.Join(", ", Classes.Take(5))}{(Classes.Count > 5 ? ", ..." : "")}), {ImageSize} px";
+        $"{Model}{(CustomKwargs is null ? "" : " (custom)")}, {Classes.Count} classes ({string.Join(", ", Classes.Take(5))}{(Classes.Count > 5 ? ", ..." : "")}), {ImageSize} px" +
+        (TestTimeAugmentation == TestTimeAugmentation.Flip ? ", scored with its mirror image" : "");
 
     /// <summary>Parses a descriptor; <paramref name="source"/> names the file in errors.</summary>
     public static ModelDescriptor Parse(string json, string source)
@@ -59,6 +63,8 @@ public sealed record ModelDescriptor(string Model, JsonObject? CustomKwargs, IRe
             var o = JsonNode.Parse(json)!.AsObject();
             double temperature = o["score_temperature"]?.GetValue<double>() ?? 1;   // absent before scores were calibrated
             if (!(temperature > 0) || double.IsInfinity(temperature)) throw new FormatException($"score_temperature must be a positive number; found {temperature}.");
+            var ttaText = o["test_time_augmentation"]?.GetValue<string>() ?? "none";   // absent before models averaged views
+            var tta = TestTimeViews.FromName(ttaText) ?? throw new FormatException($"test_time_augmentation must be none or flip; found '{ttaText}'.");
             return new ModelDescriptor(
                 o["model"]!.GetValue<string>(),
                 o["custom_kwargs"] as JsonObject,
@@ -68,7 +74,7 @@ public sealed record ModelDescriptor(string Model, JsonObject? CustomKwargs, IRe
                 o["std"]!.AsArray().Select(v => v!.GetValue<double>()).ToList(),
                 o["crop_pct"]!.GetValue<double>(),
                 o["interpolation"]!.GetValue<string>(),
-                temperature);
+                temperature, tta);
         }
         catch (Exception e) when (e is JsonException or NullReferenceException or InvalidOperationException or FormatException)
         {

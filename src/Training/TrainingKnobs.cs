@@ -259,6 +259,9 @@ internal static class TrainingKnobs
         K("CalibrateScores", "--calibrate-scores", "After training, fit a temperature on the validation set so the probabilities (Score) are as sure as " +
             "the model is right (temperature scaling; the predicted classes do not change)", o => o.CalibrateScores, (o, v) => o with { CalibrateScores = v },
             settingsKey: "calibrate_scores", show: (o, _) => o.CalibrateScores ? "temperature fitted on the validation set" : "off"),
+        K("TestTimeAugmentation", "--tta", "Views the trained model averages when it predicts: none | flip (the image and its mirror; " +
+            "twice the compute; the run reports what it brings on the validation set)", o => o.TestTimeAugmentation,
+            (o, v) => o with { TestTimeAugmentation = v }, settingsKey: "test_time_augmentation"),
     ];
 
     static ImageClassificationOptions WithPrecision(ImageClassificationOptions o, string text) =>
