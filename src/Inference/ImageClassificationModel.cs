@@ -81,8 +81,9 @@ public sealed class ImageClassificationModel : IDisposable
 
     /// <summary>Where the model found the evidence for class <paramref name="classIndex"/> (default: the class it
     /// predicts) in <paramref name="image"/>: Grad-CAM over the last stage's feature map, on the image as the evaluation
-    /// pipeline crops it (see <see cref="ClassActivationMap"/>). Needs gradients, so only this libtorch model explains
-    /// (not its ONNX export); its parameters and their gradients are left as they were.</summary>
+    /// pipeline crops it (see <see cref="ClassActivationMap"/>), the image alone whatever the model's
+    /// <see cref="TestTimeAugmentation"/>. Needs gradients, so only this libtorch model explains (not its ONNX export); its
+    /// parameters and their gradients are left as they were.</summary>
     public ClassActivationMap Explain(RgbImage image, int? classIndex = null)
     {
         ArgumentNullException.ThrowIfNull(image);
