@@ -137,6 +137,9 @@ internal static class CrossValidator
                 "stopping on the held-out images would flatter their scores; the mean held-out score after each epoch shows where training stops paying");
         if (o.CalibrateScores)
             throw new TrainingOptionException("CalibrateScores", "is not used by cross-validation: a temperature fitted on the held-out images would flatter their scores");
+        if (o.TeacherPath is not null)
+            throw new TrainingOptionException("TeacherPath", "is not used by cross-validation: a teacher trained on these images has seen each fold's " +
+                "held-out ones and would pass on what it learned from them, flattering their scores");
         if (o.ProcessGroup is not null) throw new TrainingOptionException("ProcessGroup", "is not supported by cross-validation: run it in one process");
         TrainingKnobs.Validate(o);
         // the folds' runs would each repeat the trainer's notes (bfloat16, imbalanced classes): each is said once

@@ -114,6 +114,22 @@ public sealed record ImageClassificationOptions
     /// <summary>Class weights for imbalanced data. Default None.</summary>
     public ClassWeighting ClassWeighting { get; init; } = ClassWeighting.None;
 
+    /// <summary>Knowledge distillation: a model written by training (its <c>model.safetensors</c>, or a checkpoint) with the
+    /// data's classes in order, typically a larger backbone, whose scores the model also learns to match: the loss becomes
+    /// (1 − <see cref="DistillationWeight"/>) · cross-entropy + <see cref="DistillationWeight"/> · T² · KL(teacher ‖
+    /// student) at temperature T = <see cref="DistillationTemperature"/>, the teacher scoring the very images (augmented,
+    /// mixed) the student trains on. Null: no teacher. Not with a linear probe on cached features (the teacher needs
+    /// the images; set <see cref="CacheFeatures"/> false), nor in cross-validation.</summary>
+    public string? TeacherPath { get; init; }
+
+    /// <summary>With a <see cref="TeacherPath"/>: the weight α of the teacher's term, in (0, 1] (1: the labels are not
+    /// used). Default 0.5.</summary>
+    public double DistillationWeight { get; init; } = 0.5;
+
+    /// <summary>With a <see cref="TeacherPath"/>: the temperature T both models' scores are softened by in the teacher's
+    /// term (above 1 the teacher's ranking of the wrong classes counts more). Default 1.</summary>
+    public double DistillationTemperature { get; init; } = 1;
+
     /// <summary>Keep an exponential moving average of the weights and evaluate/export it. Default false.</summary>
     public bool Ema { get; init; }
 

@@ -40,6 +40,7 @@ internal sealed class Trainer : IDisposable
     readonly WeightEma? _ema;
     readonly GradientReducer? _reducer;   // data-parallel: gradients averaged over the ranks during the backward
     readonly Tensor? _classWeights;
+    readonly DistillationTeacher? _teacher;
     readonly DataLoader _trainLoader;
     readonly DataLoader? _valLoader;
     bool _skipsReported;
@@ -87,6 +88,12 @@ internal sealed class Trainer : IDisposable
             var cfg = _plan.Config;
             _descriptor = new ModelDescriptor(o.CustomKwargs is null ? _model.Variant : o.Model, o.CustomKwargs, train.Classes, _plan.ImageSize,
                 cfg.Mean, cfg.Std, cfg.CropPct, cfg.Interpolation);
+            if (o.TeacherPath is { } teacherPath)
+            {
+                _teacher = DistillationTeacher.Load(teacherPath, train.Classes, _plan.ImageSize, cfg.Mean, cfg.Std, _plan.Device, _plan.Autocast);
+                Info($"distilling from {_teacher.Describe(teacherPath)}: loss = {1 - o.DistillationWeight:0.###} x cross-entropy + " +
+                     $"{o.DistillationWeight:0.###} x T² KL(teacher || model) at T = {o.DistillationTemperature:0.###}");
+            }
             var fingerprint = _plan.Fingerprint(_model, train, val);
             if (resumed is not null)
             {
@@ -132,6 +139,9 @@ internal sealed class Trainer : IDisposable
             _unit = _plan.LinearProbe && o.CacheFeatures && o.ProcessGroup is null
                 ? new CachedProbeUnit(_model, o, _plan.Device, _plan.Autocast, _trainLoader, valLoader)
                 : new BackboneUnit(_model, o, _plan.Device, _plan.Autocast, _trainLoader, valLoader);
+            if (_teacher is not null && _unit is CachedProbeUnit)
+                throw new TrainingOptionException("TeacherPath", "needs the training images, which a linear probe on cached features never looks at again; " +
+                                                                 "set CacheFeatures = false (--cache-features false) to distil into a probe");
             _batchesPerEpoch = _trainLoader.BatchesPerEpoch;
             _stepsPerEpoch = (_batchesPerEpoch + o.AccumulationSteps - 1) / o.AccumulationSteps;
             _schedule = _plan.Schedule(_stepsPerEpoch);
@@ -451,17 +461,11 @@ internal sealed class Trainer : IDisposable
             localImages / Math.Max(1e-9, clock.Elapsed.TotalSeconds));
     }
 
-    /// <summary>Cross-entropy with label smoothing and class weights; with soft targets (Mixup/CutMix, smoothing already
-    /// inside) −Σ w_c t_c log p_c / Σ w_c t_c over the batch, which is torch's weighted cross-entropy for one-hot targets.</summary>
-    Tensor Loss(TrainBatch b)
-    {
-        var logits = _unit.Forward(b.Inputs);
-        var logits32 = logits.DType == DType.Float32 ? logits : logits.To(DType.Float32);
-        if (b.Targets is not { } targets) return F.CrossEntropy(logits32, b.Labels, _classWeights, labelSmoothing: _o.LabelSmoothing);
-        var logp = logits32.LogSoftmax(1);
-        var weighted = _classWeights is null ? targets : targets.Mul(_classWeights);
-        return weighted.Mul(logp).Sum().Neg().Div(_classWeights is null ? (double)targets.Shape[0] : weighted.Sum().ToDouble());
-    }
+    /// <summary>The loss of a micro-batch (<see cref="TrainingLoss.Compute"/>): cross-entropy with the run's smoothing,
+    /// class weights and Mixup/CutMix targets, and the teacher's term when distilling.</summary>
+    Tensor Loss(TrainBatch b) =>
+        TrainingLoss.Compute(_unit.Forward(b.Inputs), b.Labels, b.Targets, _classWeights, _o.LabelSmoothing,
+            _teacher?.Logits(b.Inputs), _o.DistillationWeight, _o.DistillationTemperature);
 
     /// <summary>The per-micro-step seed (dropout, drop path): SplitMix64 of (seed, step).</summary>
     static ulong Mix(ulong seed, long step)
@@ -662,6 +666,7 @@ internal sealed class Trainer : IDisposable
         _reducer?.Dispose();
         _unit?.Dispose();
         _classWeights?.Dispose();
+        _teacher?.Dispose();
         if (_bestWeights is not null) foreach (var (_, t) in _bestWeights) t.Dispose();
     }
 }

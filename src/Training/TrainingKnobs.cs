@@ -228,6 +228,17 @@ internal static class TrainingKnobs
         K("EmaDecay", "--ema", "Keep an EMA of the weights with this decay (e.g. 0.999) and keep/export it", o => o.Ema ? o.EmaDecay : (double?)null,
             (o, v) => o with { Ema = v is not null, EmaDecay = v ?? new ImageClassificationOptions().EmaDecay }, v => v is null or (> 0 and < 1), "in (0, 1)",
             fingerprintKey: "ema", settingsKey: "ema", show: (o, _) => o.Ema ? Num(o.EmaDecay) : "off"),
+        K("TeacherPath", "--teacher", "Knowledge distillation: a model.safetensors written by train with the same classes (e.g. a larger backbone) whose " +
+            "scores the model also learns to match", o => o.TeacherPath, (o, v) => o with { TeacherPath = v },
+            fingerprintKey: "teacher", fingerprint: (o, _) => o.TeacherPath is { } t ? DistillationTeacher.Fingerprint(t) : null,
+            settingsKey: "teacher", show: (o, _) => o.TeacherPath is { } t
+                ? $"{t} (weight {Num(o.DistillationWeight)}, temperature {Num(o.DistillationTemperature)})" : "none"),
+        K("DistillationWeight", "--distill-weight", "With --teacher: weight of the teacher's term in the loss, in (0, 1] (1: labels unused)",
+            o => o.DistillationWeight, (o, v) => o with { DistillationWeight = v }, v => v is > 0 and <= 1, "in (0, 1]",
+            fingerprintKey: "distill_weight", fingerprint: (o, _) => o.TeacherPath is null ? null : o.DistillationWeight),
+        K("DistillationTemperature", "--distill-temperature", "With --teacher: temperature of the teacher's and the model's scores in its term",
+            o => o.DistillationTemperature, (o, v) => o with { DistillationTemperature = v }, v => v > 0 && double.IsFinite(v), "positive",
+            fingerprintKey: "distill_temperature", fingerprint: (o, _) => o.TeacherPath is null ? null : o.DistillationTemperature),
         K("GradClipNorm", "--grad-clip", "Max global gradient norm (0: no clipping)", o => o.GradClipNorm, (o, v) => o with { GradClipNorm = v },
             v => v is null or > 0, "positive", fingerprintKey: "grad_clip", settingsKey: "grad_clip", show: (o, _) => o.GradClipNorm is double c ? Num(c) : "off",
             fromCli: v => v is > 0 ? v : null),
