@@ -52,6 +52,17 @@ internal sealed class ExportedClassifier : IDisposable
         return path;
     }
 
+    /// <summary>The Score column of image files through the ML.NET model.zip made from <paramref name="onnx"/> (written
+    /// beside it): what an application with only the Microsoft.ML packages gets.</summary>
+    public static float[][] MLNetScores(string onnx, IEnumerable<string> images)
+    {
+        var zip = Path.ChangeExtension(onnx, ".zip");
+        MLNetModelFile.Save(onnx, zip);
+        var ml = new MLContext();
+        return MLNetModelFile.Load(ml, zip, out _).Transform(ml.Data.LoadFromEnumerable(images.Select(i => new ImageRow { ImagePath = i }).ToList()))
+            .GetColumn<float[]>("Score").ToArray();
+    }
+
     public void Dispose() => Dir.Delete(recursive: true);
 }
 

@@ -1,12 +1,9 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using Microsoft.ML;
-using Microsoft.ML.Data;
 using MLNetExt.Cli;
 using MLNetExt.Data;
 using MLNetExt.Export;
 using MLNetExt.Inference;
-using MLNetExt.MLNet;
 using MLNetExt.OnnxRuntime;
 using MLNetExt.Tests.MLNet;
 using MLNetExt.Torch;
@@ -166,11 +163,7 @@ public sealed class TestTimeAugmentationTests
                 for (int i = 0; i < images.Count; i++)
                     foreach (var top in ours[i].Top)
                         Assert.AreEqual(top.Probability, scores[i].Scores![Array.IndexOf(Classes, top.Label)], 2e-5f, $"ONNX image {i}, {top.Label}");
-                var zip = Path.Combine(dir.FullName, "model.zip");
-                MLNetModelFile.Save(onnx, zip);
-                var ml = new MLContext();
-                var mlScores = MLNetModelFile.Load(ml, zip, out _).Transform(ml.Data.LoadFromEnumerable(images.Select(i => new ImageRow { ImagePath = i }).ToList()))
-                    .GetColumn<float[]>("Score").ToArray();
+                var mlScores = ExportedClassifier.MLNetScores(onnx, images);
                 for (int i = 0; i < images.Count; i++)
                     for (int k = 0; k < Classes.Length; k++)
                         Assert.AreEqual(scores[i].Scores![k], mlScores[i][k], (float)Tolerances.OnnxExportParity, $"ML.NET image {i}, class {k}");
