@@ -41,6 +41,8 @@ internal sealed class Trainer : IDisposable
     readonly GradientReducer? _reducer;   // data-parallel: gradients averaged over the ranks during the backward
     readonly Tensor? _classWeights;
     readonly DistillationTeacher? _teacher;
+    readonly ModelDescriptor? _continued;   // the description of a model training wrote, when the weights are one
+    readonly bool _continuedSizeNote;
     readonly DataLoader _trainLoader;
     readonly DataLoader? _valLoader;
     bool _skipsReported;
@@ -62,6 +64,11 @@ internal sealed class Trainer : IDisposable
 
     Trainer(ImageClassificationOptions o, ImageDataset train, ImageDataset? val)
     {
+        // training on from a model training wrote: at its input size unless another is asked for
+        _continued = ContinuedTraining.Read(o.WeightsPath);
+        bool continuedSize = _continued is not null && o.ImageSize is null;
+        if (continuedSize) o = o with { ImageSize = _continued!.ImageSize };
+        _continuedSizeNote = continuedSize;
         (_o, _train, _val) = (o, train, val);
         _store = new CheckpointStore(o.CheckpointDirectory, Info);
         TrainingState? resumed = null;
@@ -211,6 +218,12 @@ internal sealed class Trainer : IDisposable
             foreach (var (key, value) in sized) overrides[key] = value?.DeepClone();
         if (_o.WeightsPath is not null && !resuming)
         {
+            if (_continued is not null)
+            {
+                var (continued, note) = ContinuedTraining.Build(_continued, _o, _train.Classes, overrides, _continuedSizeNote);
+                Info(note);
+                return continued;
+            }
             var (model, load) = Backbones.Load(_o.Model, _o.WeightsPath, classes, _o.CustomKwargs?.DeepClone().AsObject(), overrides);
             if (load.SkippedHeadKeys.Count > 0)
                 Info($"Loaded {load.LoadedKeys.Count} tensors from {_o.WeightsPath}; the classifier ({string.Join(", ", load.SkippedHeadKeys)}) starts fresh for {classes} classes.");
