@@ -56,14 +56,19 @@ internal sealed class TrainingKnobOptions
     }
 
     /// <summary>What a training verb's command line sets: the model (<c>--variant</c>, or <c>--arch</c> with
-    /// <c>--config</c>; <c>--num-classes</c> is refused, the classes being the data's), the weights to start from
-    /// (<c>--weights</c> or <c>--pretrained</c>) and every knob.</summary>
+    /// <c>--config</c>, or none when <c>--weights</c> is a model a training run wrote, whose own it is; <c>--num-classes</c>
+    /// is refused, the classes being the data's), the weights to start from (<c>--weights</c> or <c>--pretrained</c>) and
+    /// every knob.</summary>
     public ImageClassificationOptions Recipe(ParseResult r, ModelOptions model, Option<FileInfo> weights, Option<string?> pretrained, string verb)
     {
-        var choice = model.Resolve(r);
-        if (choice.NumClasses is not null) throw new ArgumentException($"--num-classes is not used by {verb}: the classes are the data's.");
         var file = r.GetValue(weights);
         if (file is not null) CliErrors.RequireFile(file, weights.Name);
+        // --weights of a model a training run wrote says its own architecture when none is given
+        bool unnamed = r.GetValue(model.Variant) is null && r.GetValue(model.Config) is null && r.GetValue(model.Arch) is null;
+        var choice = unnamed && file is not null && ModelDescriptor.TryRead(file.FullName) is { } trained
+            ? new ModelOptions.Choice(trained.Model, trained.CustomKwargs, r.GetValue(model.NumClasses))
+            : model.Resolve(r);
+        if (choice.NumClasses is not null) throw new ArgumentException($"--num-classes is not used by {verb}: the classes are the data's.");
         return Apply(r, new ImageClassificationOptions
         {
             Model = choice.VariantOrFamily,

@@ -71,6 +71,12 @@ public sealed class ContinueTrainingTests
                 Assert.IsTrue(messages.Any(msg => msg.Contains("ImageSize (--image-size) 32, the size it was trained at")), string.Join("\n", messages));
             }
 
+            // the command line: --weights of a trained model needs no --variant or --config, the file says
+            var parsed = MLNetExt.Cli.TrainCommand.OptionsOf("--data", "d", "--weights", modelFile, "--output", "o");
+            Assert.AreEqual("mixformer", parsed.Model);
+            Assert.IsTrue(System.Text.Json.Nodes.JsonNode.DeepEquals(TrainerTests.TinyKwargs(), parsed.CustomKwargs));
+            Assert.AreEqual(modelFile, parsed.WeightsPath);
+
             // the same classes: everything continues, the classifier included
             var same = new List<string>();
             Trainer.Run(TrainerTests.Tiny() with { Epochs = 1, ValidationFraction = 0, WeightsPath = modelFile, Progress = p => { if (p.Message is { } m) same.Add(m); } },
