@@ -113,6 +113,44 @@ public sealed class TestTimeAugmentationTests
         finally { dir.Delete(recursive: true); }
     }
 
+    /// <summary>The mirror-averaging graph in every precision: INT8 (dynamic, and static calibrated on images) and FP16
+    /// exports with views stay as close to the float32 export with views as the precisions promise.</summary>
+    [TestMethod]
+    public void Export_WithFlip_InEveryPrecision_StaysCloseToFloat32()
+    {
+        var dir = Directory.CreateTempSubdirectory("mlnetext-tta-precision-");
+        try
+        {
+            using var scope = TensorScope.Begin();
+            using var backbone = Backbones.CreateCustom("transxnet", MLNetExt.Tests.Export.TinyConfig.Kwargs);
+            backbone.LoadStateDict(MLNetExt.Tests.Export.TinyConfig.Weights);
+            var images = Enumerable.Range(0, 4).Select(i => ExportedClassifier.WritePicture(dir.FullName, $"c{i}.png", 140, 120, i)).ToList();
+            var random = new Random(2);
+            var crop = EvalCrop.For(112, 112, backbone.PretrainedConfig.CropPct);
+            int n = 2, size = 3 * crop.ResizeHeight * crop.ResizeWidth;
+            var x = Enumerable.Range(0, n * size).Select(_ => (float)(random.NextDouble() * 255)).ToArray();
+            float[] Logits(OnnxExportOptions options, string name)
+            {
+                var file = Path.Combine(dir.FullName, name);
+                OnnxExporter.Export(backbone, file, options with { ImageSize = (112, 112), TestTimeAugmentation = TestTimeAugmentation.Flip });
+                using var session = OnnxSession.FromFile(file, new OnnxSessionOptions { IntraOpThreads = 1 });
+                using var run = session.Run(OnnxExporter.ImageInput, OnnxTensor.FromArray(x, n, 3, crop.ResizeHeight, crop.ResizeWidth));
+                return run["logits"].ToArray<float>();
+            }
+            static double Cosine(float[] u, float[] v) =>
+                u.Zip(v, (a, b) => (double)a * b).Sum() / Math.Sqrt(u.Sum(a => (double)a * a) * v.Sum(b => (double)b * b));
+            var fp32 = Logits(new OnnxExportOptions(), "fp32.onnx");
+            var dynamic = Logits(new OnnxExportOptions { Precision = OnnxPrecision.Int8, Int8MinSide = 1 }, "int8.onnx");
+            var calibrated = Logits(new OnnxExportOptions { Precision = OnnxPrecision.Int8, Int8MinSide = 1, CalibrationImages = images }, "static.onnx");
+            var half = Logits(new OnnxExportOptions { Precision = OnnxPrecision.Float16 }, "fp16.onnx");
+            Assert.IsGreaterThanOrEqualTo(Tolerances.Int8LogitsCosine, Cosine(fp32, dynamic), "dynamic INT8 with views");
+            Assert.IsGreaterThanOrEqualTo(Tolerances.Int8LogitsCosine, Cosine(fp32, calibrated), "static INT8 with views");
+            double largest = fp32.Max(v => Math.Abs(v));
+            Assert.IsLessThanOrEqualTo(Tolerances.Float16Relative * largest, fp32.Zip(half, (a, b) => Math.Abs(a - b)).Max(), "FP16 with views");
+        }
+        finally { dir.Delete(recursive: true); }
+    }
+
     /// <summary>The libtorch model scores softmax(mean logits) of both views, its evaluation reports the image alone too
     /// (equal to the model without views), and the choice survives Save/Load and reaches its ONNX export and the ML.NET
     /// model.zip (same scores on image files); descriptors without the key read as none, a wrong value is named.</summary>
