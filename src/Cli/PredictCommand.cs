@@ -92,10 +92,10 @@ internal static class PredictCommand
     }
 
     /// <summary>The views --tta names; null when it is not given.</summary>
-    internal static Training.TestTimeAugmentation? ParseTta(string? tta) =>
+    internal static Export.TestTimeAugmentation? ParseTta(string? tta) =>
         tta is null ? null
-        : Enum.GetValues<Training.TestTimeAugmentation>().Where(v => v.ToString().ToLowerInvariant() == tta).Cast<Training.TestTimeAugmentation?>().FirstOrDefault()
-          ?? throw new ArgumentException($"--tta must be {string.Join(" or ", Enum.GetNames<Training.TestTimeAugmentation>().Select(n => n.ToLowerInvariant()))}, got '{tta}'.");
+        : Enum.GetValues<Export.TestTimeAugmentation>().Where(v => v.ToString().ToLowerInvariant() == tta).Cast<Export.TestTimeAugmentation?>().FirstOrDefault()
+          ?? throw new ArgumentException($"--tta must be {string.Join(" or ", Enum.GetNames<Export.TestTimeAugmentation>().Select(n => n.ToLowerInvariant()))}, got '{tta}'.");
 
     /// <summary>--tta is for libtorch models: an exported graph already holds its views.</summary>
     internal static void RefuseTta(FileInfo modelFile, string? tta)

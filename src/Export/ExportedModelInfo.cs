@@ -49,7 +49,7 @@ public sealed record ExportedModelInfo
     /// <summary>The temperature of the graph's <c>Score = softmax(logits / T)</c> (1 for models exported before it was recorded).</summary>
     public double ScoreTemperature { get; init; } = 1;
     /// <summary>The views the graph averages for each image (none for models exported before it was recorded).</summary>
-    public Training.TestTimeAugmentation TestTimeAugmentation { get; init; }
+    public TestTimeAugmentation TestTimeAugmentation { get; init; }
 
     /// <summary>The training evaluation pipeline at the network size.</summary>
     internal ImagePipeline EvalPipeline() =>
@@ -145,8 +145,8 @@ public sealed record ExportedModelInfo
             Backbone = meta.GetValueOrDefault("mlnetext.backbone", ""), Variant = meta.GetValueOrDefault("mlnetext.variant", ""),
             ScoreTemperature = meta.ContainsKey("mlnetext.score_temperature") ? Doubles("mlnetext.score_temperature", 1)[0] : 1,
             TestTimeAugmentation = meta.TryGetValue("mlnetext.test_time_augmentation", out var tta)
-                ? Training.TestTimeViews.FromName(tta) ?? throw Bad("mlnetext.test_time_augmentation", "'none' or 'flip'")
-                : Training.TestTimeAugmentation.None,
+                ? TestTimeViews.FromName(tta) ?? throw Bad("mlnetext.test_time_augmentation", "'none' or 'flip'")
+                : TestTimeAugmentation.None,
         };
         if (!(info.ScoreTemperature > 0)) throw Bad("mlnetext.score_temperature", "a positive number");
         var node = inputs.FirstOrDefault(i => i.Name == input)

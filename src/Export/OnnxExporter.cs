@@ -9,7 +9,6 @@ using MLNetExt.Export.Onnx;
 using MLNetExt.Export.Tracing;
 using MLNetExt.Nn;
 using MLNetExt.Torch;
-using MLNetExt.Training;
 using MLNetExt.Vision;
 
 namespace MLNetExt.Export;

@@ -205,27 +205,7 @@ public sealed class ImageClassificationModel : IDisposable
     /// <summary>Loads a model written by <see cref="Save"/>, or the current weights of a training checkpoint.</summary>
     public static ImageClassificationModel Load(string path)
     {
-        if (!File.Exists(path)) throw new FileNotFoundException($"Model file '{path}' does not exist.", path);
-        if (!SafeTensors.IsSafeTensorsFile(path))
-            throw new InvalidDataException($"'{path}' is not an MLNetExt model (expected a .safetensors file written by Save or `mlnetext train`; ONNX models are run with OnnxImageScorer).");
-        using var sd = SafeTensors.Load(path);
-        if (!sd.Metadata.TryGetValue(ModelDescriptor.MetadataKey, out var json))
-            throw new InvalidDataException($"'{path}' has no '{ModelDescriptor.MetadataKey}' metadata: it holds weights only. Load raw weights with Backbones.Load and a variant name.");
-        var descriptor = ModelDescriptor.Parse(json, path);
-        bool checkpoint = sd.Metadata.ContainsKey(TrainingCheckpoint.StateKey);
-        var weights = checkpoint
-            ? sd.Where(kv => kv.Key.StartsWith("model.", StringComparison.Ordinal)).Select(kv => new KeyValuePair<string, Tensor>(kv.Key[6..], kv.Value)).ToList()
-            : sd.ToList();
-        var backbone = descriptor.CreateBackbone();
-        try
-        {
-            backbone.LoadStateDict(weights);
-        }
-        catch
-        {
-            backbone.Dispose();
-            throw;
-        }
+        var (backbone, descriptor) = TrainedModelFile.Load(path);
         return new ImageClassificationModel(backbone, descriptor, null);
     }
 

@@ -2,7 +2,6 @@ using System.Globalization;
 using System.Text;
 using MLNetExt.Export;
 using MLNetExt.Inference;
-using MLNetExt.Training;
 
 namespace MLNetExt.MLNet;
 

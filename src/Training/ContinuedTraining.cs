@@ -34,9 +34,7 @@ internal static class ContinuedTraining
         try
         {
             using var file = SafeTensors.Load(path);
-            IEnumerable<KeyValuePair<string, Tensor>> weights = file.Metadata.ContainsKey(TrainingCheckpoint.StateKey)
-                ? file.Where(kv => kv.Key.StartsWith("model.", StringComparison.Ordinal)).Select(kv => new KeyValuePair<string, Tensor>(kv.Key[6..], kv.Value))
-                : file;
+            var weights = TrainedModelFile.Weights(file);
             var known = classes.Select(c => trained.Classes.ToList().IndexOf(c)).ToArray();   // -1: new
             using var scope = TensorScope.Begin();
             var fresh = model.StateDict().ToDictionary(kv => kv.Key, kv => kv.Value);

@@ -1,5 +1,4 @@
 using System.Security.Cryptography;
-using MLNetExt.Inference;
 using MLNetExt.Nn;
 using MLNetExt.Torch;
 using MLNetExt.Vision;
@@ -84,8 +83,7 @@ internal sealed class DistillationTeacher : IDisposable
         if (!descriptor.Classes.SequenceEqual(classes))
             throw new TrainingOptionException("TeacherPath", $"must have the data's classes in order [{string.Join(", ", classes)}]; '{path}' has " +
                                                              $"[{string.Join(", ", descriptor.Classes)}]");
-        var model = ImageClassificationModel.Load(path);
-        var network = model.Backbone;   // the model holds nothing else: its backbone is kept, the wrapper dropped
+        var (network, _) = TrainedModelFile.Load(path);
         network.To(device);
         return new DistillationTeacher(network, descriptor, studentSize, mean, std, device, autocast);
     }

@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using MLNetExt.Export;
 
 namespace MLNetExt.Training;
 

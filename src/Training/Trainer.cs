@@ -7,6 +7,7 @@ using MLNetExt.Serialization;
 using MLNetExt.Torch;
 using MLNetExt.Transforms;
 using MLNetExt.Vision;
+using MLNetExt.Export;
 
 namespace MLNetExt.Training;
 

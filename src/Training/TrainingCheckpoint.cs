@@ -4,6 +4,7 @@ using MLNetExt.Serialization;
 using MLNetExt.Torch;
 using MLNetExt.Vision;
 using MLNetExt.Imaging;
+using MLNetExt.Export;
 
 namespace MLNetExt.Training;
 
@@ -80,6 +81,40 @@ public sealed record ModelDescriptor(string Model, JsonObject? CustomKwargs, IRe
         {
             throw new InvalidDataException($"'{source}': the model description in its metadata ('{MetadataKey}') is invalid: {e.Message}", e);
         }
+    }
+}
+
+/// <summary>The files a training run writes as models: model.safetensors (the backbone's state_dict with the descriptor)
+/// and training checkpoints (the same tensors under <c>model.</c>, beside the EMA and optimizer state).</summary>
+internal static class TrainedModelFile
+{
+    /// <summary>The backbone tensors of a model file or checkpoint, under their state_dict names.</summary>
+    public static IEnumerable<KeyValuePair<string, Tensor>> Weights(StateDict file) =>
+        file.Metadata.ContainsKey(TrainingCheckpoint.StateKey)
+            ? file.Where(kv => kv.Key.StartsWith("model.", StringComparison.Ordinal)).Select(kv => new KeyValuePair<string, Tensor>(kv.Key[6..], kv.Value))
+            : file;
+
+    /// <summary>The backbone a model file or checkpoint describes, with its weights, and the description.</summary>
+    public static (Backbone Backbone, ModelDescriptor Descriptor) Load(string path)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"Model file '{path}' does not exist.", path);
+        if (!SafeTensors.IsSafeTensorsFile(path))
+            throw new InvalidDataException($"'{path}' is not an MLNetExt model (expected a .safetensors file written by Save or `mlnetext train`; ONNX models are run with OnnxImageScorer).");
+        using var sd = SafeTensors.Load(path);
+        if (!sd.Metadata.TryGetValue(ModelDescriptor.MetadataKey, out var json))
+            throw new InvalidDataException($"'{path}' has no '{ModelDescriptor.MetadataKey}' metadata: it holds weights only. Load raw weights with Backbones.Load and a variant name.");
+        var descriptor = ModelDescriptor.Parse(json, path);
+        var backbone = descriptor.CreateBackbone();
+        try
+        {
+            backbone.LoadStateDict(Weights(sd).ToList());
+        }
+        catch
+        {
+            backbone.Dispose();
+            throw;
+        }
+        return (backbone, descriptor);
     }
 }
 

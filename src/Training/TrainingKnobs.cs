@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json.Nodes;
 using MLNetExt.Torch;
+using MLNetExt.Export;
 
 namespace MLNetExt.Training;
 

@@ -1,9 +1,9 @@
 using MLNetExt.Torch;
 
-namespace MLNetExt.Training;
+namespace MLNetExt.Export;
 
 /// <summary>What a trained model scores besides the image itself when it predicts (test-time augmentation). Carried by
-/// the model (<see cref="ModelDescriptor.TestTimeAugmentation"/>), so every scorer of it — libtorch, its ONNX export,
+/// the model (<see cref="Training.ModelDescriptor.TestTimeAugmentation"/>), so every scorer of it — libtorch, its ONNX export,
 /// the ML.NET model.zip — gives the same scores.</summary>
 public enum TestTimeAugmentation
 {
