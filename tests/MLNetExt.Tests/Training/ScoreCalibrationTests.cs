@@ -17,7 +17,8 @@ namespace MLNetExt.Tests.Training;
 [TestClass]
 public sealed class ScoreCalibrationTests
 {
-    static float[] Softmax(double[] z, int classes, double t)
+    /// <summary>Row-wise softmax(z / t) of row-major [rows, classes] values, in float64.</summary>
+    internal static float[] Softmax(double[] z, int classes, double t)
     {
         var p = new float[z.Length];
         for (int r = 0; r < z.Length / classes; r++)

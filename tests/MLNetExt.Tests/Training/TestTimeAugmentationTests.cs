@@ -39,17 +39,7 @@ public sealed class TestTimeAugmentationTests
 
     static float[] Mean(float[] a, float[] b) => a.Zip(b, (u, v) => (u + v) / 2).ToArray();
 
-    static float[] Softmax(float[] z, int classes)
-    {
-        var p = new float[z.Length];
-        for (int r = 0; r < z.Length / classes; r++)
-        {
-            var row = z.AsSpan(r * classes, classes);
-            double max = row.ToArray().Max(), sum = row.ToArray().Sum(v => Math.Exp(v - max));
-            for (int j = 0; j < classes; j++) p[r * classes + j] = (float)(Math.Exp(row[j] - max) / sum);
-        }
-        return p;
-    }
+    static float[] Softmax(float[] z, int classes) => ScoreCalibrationTests.Softmax(z.Select(v => (double)v).ToArray(), classes, 1);
 
     static void Close(float[] expected, float[] actual, double tolerance, string what)
     {
@@ -66,6 +56,14 @@ public sealed class TestTimeAugmentationTests
         return new ImageClassificationModel(descriptor.CreateBackbone(), descriptor, null);
     }
 
+    /// <summary>The tiny TransXNet of the export fixtures (112 px, 10 classes) with its perturbed weights.</summary>
+    static Backbone TinyTransXNet()
+    {
+        var backbone = Backbones.CreateCustom("transxnet", MLNetExt.Tests.Export.TinyConfig.Kwargs);
+        backbone.LoadStateDict(MLNetExt.Tests.Export.TinyConfig.Weights);
+        return backbone;
+    }
+
     /// <summary>The exported graph (normalised input, batch 3 and 1) outputs the mean logits and features of each image and
     /// its mirror, and Score = softmax of those logits; the metadata names the views; a feature export refuses them.</summary>
     [TestMethod]
@@ -75,8 +73,7 @@ public sealed class TestTimeAugmentationTests
         try
         {
             using var scope = TensorScope.Begin();
-            using var backbone = Backbones.CreateCustom("transxnet", MLNetExt.Tests.Export.TinyConfig.Kwargs);
-            backbone.LoadStateDict(MLNetExt.Tests.Export.TinyConfig.Weights);
+            using var backbone = TinyTransXNet();
             backbone.Eval();
             var onnx = Path.Combine(dir.FullName, "flip.onnx");
             OnnxExporter.Export(backbone, onnx, new OnnxExportOptions
@@ -122,8 +119,7 @@ public sealed class TestTimeAugmentationTests
         try
         {
             using var scope = TensorScope.Begin();
-            using var backbone = Backbones.CreateCustom("transxnet", MLNetExt.Tests.Export.TinyConfig.Kwargs);
-            backbone.LoadStateDict(MLNetExt.Tests.Export.TinyConfig.Weights);
+            using var backbone = TinyTransXNet();
             var images = Enumerable.Range(0, 4).Select(i => ExportedClassifier.WritePicture(dir.FullName, $"c{i}.png", 140, 120, i)).ToList();
             var random = new Random(2);
             var crop = EvalCrop.For(112, 112, backbone.PretrainedConfig.CropPct);
