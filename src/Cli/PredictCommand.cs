@@ -23,11 +23,17 @@ internal static class PredictCommand
         {
             Description = "Answer only when the top probability reaches this (0 to 1); below it an image is marked not sure (cross-validate shows what each minimum answers and gets right)",
         };
+        var leastSure = new Option<int?>("--least-sure")
+        {
+            Description = "Only the N images the model is least sure of (the smallest gap between its two best classes), most doubtful first: " +
+                          "the unlabelled photos worth labelling next",
+        };
         var device = DeviceOption();
         var tta = TtaOption();
-        var cmd = new Command("predict", "Predict the classes of images with a trained model.") { model, inputs, topK, json, minScore, device, tta };
+        var cmd = new Command("predict", "Predict the classes of images with a trained model.") { model, inputs, topK, json, minScore, leastSure, device, tta };
         cmd.SetAction(r => CliErrors.Guarded(() =>
-            Run(r.GetValue(model)!, r.GetValue(inputs)!, r.GetValue(topK), r.GetValue(json), Console.Out, r.GetValue(device), r.GetValue(minScore), r.GetValue(tta))));
+            Run(r.GetValue(model)!, r.GetValue(inputs)!, r.GetValue(topK), r.GetValue(json), Console.Out, r.GetValue(device), r.GetValue(minScore), r.GetValue(tta),
+                r.GetValue(leastSure))));
         return cmd;
     }
 
@@ -106,44 +112,63 @@ internal static class PredictCommand
             "with. Export the trained model again with them: export --model out/model.safetensors --tta flip --output model.onnx --mlnet model.zip");
     }
 
+    /// <summary>How sure a prediction is: the gap between its two best classes' probabilities (its one probability for a
+    /// model of one class); the least sure are the most informative to label (margin sampling, Scheffer et al. 2001).</summary>
+    internal static float Margin(ImagePrediction p) => p.Top.Count > 1 ? p.Top[0].Probability - p.Top[1].Probability : p.Top[0].Probability;
+
     internal static int Run(FileInfo modelFile, IReadOnlyList<string> inputs, int topK, bool json, TextWriter log, string? device = null, double? minScore = null,
-        string? tta = null)
+        string? tta = null, int? leastSure = null)
     {
         CliErrors.RequireFile(modelFile, "--model");
         if (topK < 1) throw new ArgumentException($"--top-k must be at least 1, got {topK}.");
         if (minScore is not (null or (>= 0 and <= 1))) throw new ArgumentException($"--min-score must lie in [0, 1], got {minScore}.");
+        if (leastSure is < 1) throw new ArgumentException($"--least-sure must be at least 1, got {leastSure}.");
         var files = ExpandInputs(inputs);
+        // ranking needs the two best classes whatever --top-k shows
+        int scored = leastSure is null ? topK : Math.Max(topK, 2);
         IReadOnlyList<ImagePrediction> predictions;
         if (OpenScorer(modelFile, 16, device) is { } scorer)
         {
             using var _ = (IDisposable)scorer;
             RefuseTta(modelFile, tta);
-            predictions = scorer.Predict(files, topK);
+            predictions = scorer.Predict(files, scored);
         }
         else
         {
             using var m = LoadModel(modelFile, tta);
-            predictions = m.Predict(files, topK);
+            predictions = m.Predict(files, scored);
         }
-        int failed = 0;
+        int failed = predictions.Count(p => p.Error is not null);
+        bool allFailed = failed == predictions.Count;
+        if (leastSure is int n)
+        {
+            // the least sure first, then the files that could not be read (each still listed with its reason)
+            var ranked = predictions.Where(p => p.Error is null).OrderBy(Margin).ThenBy(p => p.Source, StringComparer.Ordinal).Take(n).ToList();
+            if (!json)
+                log.WriteLine($"the {ranked.Count} of {predictions.Count - failed} images the model is least sure of (smallest gap between its two best classes), most doubtful first:");
+            predictions = ranked.Concat(predictions.Where(p => p.Error is not null)).ToList();
+        }
         foreach (var p in predictions)
         {
-            if (p.Error is not null) failed++;
             // below the minimum the answer is withheld, the scores still shown
             bool? sure = minScore is double min && p.Error is null ? p.Top[0].Probability >= min : null;
+            var shown = p.Top.Take(topK).ToList();
+            float? gap = leastSure is not null && p.Error is null ? Margin(p) : null;
             if (json)
             {
-                var top = p.Top.Select(t => new { label = t.Label, probability = Math.Round(t.Probability, 6) });
-                // "sure" only with --min-score, so the format without it stays as it was
-                log.WriteLine(minScore is null
-                    ? JsonSerializer.Serialize(new { image = p.Source, error = p.Error, top })
-                    : JsonSerializer.Serialize(new { image = p.Source, error = p.Error, sure, top }));
+                // "sure" only with --min-score and "gap" only with --least-sure, so the format without them stays as it was
+                var row = new Dictionary<string, object?> { ["image"] = p.Source, ["error"] = p.Error };
+                if (minScore is not null) row["sure"] = sure;
+                if (leastSure is not null) row["gap"] = gap is float g ? Math.Round(g, 6) : null;
+                row["top"] = shown.Select(t => new { label = t.Label, probability = Math.Round(t.Probability, 6) });
+                log.WriteLine(JsonSerializer.Serialize(row));
                 continue;
             }
             if (p.Error is not null) { log.WriteLine($"{p.Source}\terror: {p.Error}"); continue; }
-            string scores = string.Join("  ", p.Top.Select(t => $"{t.Label} {t.Probability.ToString("P1", CultureInfo.InvariantCulture)}"));
+            string scores = string.Join("  ", shown.Select(t => $"{t.Label} {t.Probability.ToString("P1", CultureInfo.InvariantCulture)}")) +
+                            (gap is float m ? $"  (gap {m.ToString("P1", CultureInfo.InvariantCulture)})" : "");
             log.WriteLine(sure == false ? $"{p.Source}\tnot sure (top score under {minScore!.Value.ToString("0.###", CultureInfo.InvariantCulture)}): {scores}" : $"{p.Source}\t{scores}");
         }
-        return failed == predictions.Count ? 1 : 0;
+        return allFailed ? 1 : 0;
     }
 }

@@ -48,7 +48,7 @@ public sealed class TestTimeAugmentationTests
     }
 
     /// <summary>The tiny MixFormer of the trainer tests at 32 px with 3 classes and fresh weights.</summary>
-    static ImageClassificationModel TinyModel(TestTimeAugmentation tta = TestTimeAugmentation.None)
+    internal static ImageClassificationModel TinyModel(TestTimeAugmentation tta = TestTimeAugmentation.None)
     {
         TorchRuntime.ManualSeed(3);
         var descriptor = new ModelDescriptor("mixformer", TrainerTests.TinyKwargs(), Classes, 32, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225],
