@@ -46,6 +46,8 @@ internal static class ModelCard
                              $"log-loss {f.LogLoss.ToString("0.0000", CultureInfo.InvariantCulture)}" +
                              (f.ExpectedCalibrationError is double ece ? $", calibration error {P(ece)}" : "") +
                              $" on {f.Count:N0} images{(h.BestEpoch is int e ? $" (epoch {e} of {h.Epochs.Count})" : "")} |");
+            if (h.Settings.TryGetValue("teacher", out var teacher) && teacher != "none")
+                b.AppendLine($"| teacher | distilled from {Md(teacher)} |");
             b.AppendLine($"| training | {h.Epochs.Count} epoch{(h.Epochs.Count == 1 ? "" : "s")} in {h.Duration.TotalMinutes.ToString("0.#", CultureInfo.InvariantCulture)} min; {Md(h.StopReason)}; " +
                          $"every setting in `{ModelFolder.MetricsFileName}` |");
         }

@@ -78,6 +78,8 @@ public sealed class DistillationTests
                 runs[weight] = (Agreement(says, teacherSays), Agreement(says, truth));
                 if (weight > 0) StringAssert.Contains(s.History.Settings["teacher"], "(weight 1, temperature 2)");
                 else Assert.AreEqual("none", s.History.Settings["teacher"]);
+                var card = MLNetExt.MLNet.ModelCard.Markdown(student, exported: false, MLNetExt.Export.OnnxPrecision.Float32);
+                Assert.AreEqual(weight > 0, card.Contains("| teacher | distilled from "), "the model card names the teacher");
             }
             Assert.IsGreaterThan(runs[0].WithTeacher + 0.3, runs[1].WithTeacher, $"agreement with the teacher: labels {runs[0].WithTeacher:P0}, distilled {runs[1].WithTeacher:P0}");
             Assert.IsLessThan(runs[0].WithLabels - 0.3, runs[1].WithLabels, $"right on the labels: labels {runs[0].WithLabels:P0}, distilled {runs[1].WithLabels:P0}");
