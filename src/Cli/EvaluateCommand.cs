@@ -59,8 +59,13 @@ internal static class EvaluateCommand
                               $"macro-F1 {single.MacroF1:F4}  log-loss {single.LogLoss:F4}");
             foreach (var s in result.Skipped) log.WriteLine($"skipped: {s}");
             if (output is not null)
-                ModelFolder.WriteEvaluation(result, name, ds.Classes,
-                    new Dictionary<string, string> { ["evaluated"] = modelFile.FullName, ["data"] = ds.Source }, output, log, model);
+            {
+                var settings = new Dictionary<string, string> { ["evaluated"] = modelFile.FullName, ["data"] = ds.Source };
+                // the report's numbers are the averaged views' when the libtorch model averages them
+                if (model is { TestTimeAugmentation: not Export.TestTimeAugmentation.None } m)
+                    settings["test_time_augmentation"] = m.TestTimeAugmentation.ToString().ToLowerInvariant();
+                ModelFolder.WriteEvaluation(result, name, ds.Classes, settings, output, log, model);
+            }
         }
         finally { model?.Dispose(); }
         return 0;

@@ -287,8 +287,11 @@ public sealed class TestTimeAugmentationTests
             Assert.AreNotEqual(plain.ToString(), flip.ToString());
 
             var evaluated = new StringWriter();
-            Assert.AreEqual(0, EvaluateCommand.Run(file, data, null, 4, evaluated, tta: "flip"));
+            var report = Path.Combine(dir.FullName, "eval");
+            Assert.AreEqual(0, EvaluateCommand.Run(file, data, report, 4, evaluated, tta: "flip"));
             StringAssert.Contains(evaluated.ToString(), "each image averaged with its mirror image (--tta flip); the image alone: top-1 ");
+            using (var metrics = JsonDocument.Parse(File.ReadAllText(Path.Combine(report, "metrics.json"))))
+                Assert.AreEqual("flip", metrics.RootElement.GetProperty("settings").GetProperty("test_time_augmentation").GetString(), "the report says its numbers are the views'");
             var notFlipped = new StringWriter();
             Assert.AreEqual(0, EvaluateCommand.Run(file, data, null, 4, notFlipped));
             Assert.DoesNotContain("mirror", notFlipped.ToString());
