@@ -37,10 +37,9 @@ internal static class EvaluateCommand
         ImageClassificationModel? model = null;   // the libtorch model also explains the hardest images in the report
         try
         {
-            if (PredictCommand.OpenScorer(modelFile, batchSize, device) is { } scorer)
+            if (PredictCommand.OpenScorer(modelFile, batchSize, device, tta) is { } scorer)
             {
                 using var _ = (IDisposable)scorer;
-                PredictCommand.RefuseTta(modelFile, tta);
                 if (scorer.Labels.Count == 0) throw new InvalidDataException($"'{modelFile.FullName}' stores no class names (export it with labels).");
                 ds = Load(data, scorer.Labels);
                 result = scorer.Evaluate(ds);

@@ -52,8 +52,9 @@ internal static class PredictCommand
     }
 
     /// <summary>The scorer of an exported model: ONNX Runtime for .onnx, ML.NET for an ML.NET model.zip; null for a
-    /// .safetensors model (scored by libtorch).</summary>
-    internal static IImageFileScorer? OpenScorer(FileInfo modelFile, int batchSize, string? device = null)
+    /// .safetensors model (scored by libtorch). <paramref name="tta"/> (--tta) is refused for an exported model before
+    /// it is opened: its graph holds its views.</summary>
+    internal static IImageFileScorer? OpenScorer(FileInfo modelFile, int batchSize, string? device = null, string? tta = null)
     {
         int? cuda = null;
         if (device is not null)
@@ -63,7 +64,9 @@ internal static class PredictCommand
             catch (FormatException e) { throw new ArgumentException($"--device: {e.Message}"); }
             if (d.Type == Torch.DeviceType.Cuda) cuda = Math.Max(d.Index, 0);
         }
-        switch (modelFile.Extension.ToLowerInvariant())
+        var kind = modelFile.Extension.ToLowerInvariant();
+        if (kind is ".onnx" or ".zip") RefuseTta(modelFile, tta);
+        switch (kind)
         {
             case ".onnx": return new OnnxImageScorer(modelFile.FullName, new OnnxRuntime.OnnxSessionOptions { CudaDeviceId = cuda }, batchSize);
             case ".zip": return new MLNet.MLNetImageScorer(modelFile.FullName, new Microsoft.ML.MLContext { GpuDeviceId = cuda, FallbackToCpu = true });
@@ -99,12 +102,10 @@ internal static class PredictCommand
 
     /// <summary>The views --tta names; null when it is not given.</summary>
     internal static Export.TestTimeAugmentation? ParseTta(string? tta) =>
-        tta is null ? null
-        : Enum.GetValues<Export.TestTimeAugmentation>().Where(v => v.ToString().ToLowerInvariant() == tta).Cast<Export.TestTimeAugmentation?>().FirstOrDefault()
-          ?? throw new ArgumentException($"--tta must be {string.Join(" or ", Enum.GetNames<Export.TestTimeAugmentation>().Select(n => n.ToLowerInvariant()))}, got '{tta}'.");
+        tta is null ? null : (Export.TestTimeAugmentation)TrainingKnobOptions.EnumValue(typeof(Export.TestTimeAugmentation), "--tta", tta);
 
     /// <summary>--tta is for libtorch models: an exported graph already holds its views.</summary>
-    internal static void RefuseTta(FileInfo modelFile, string? tta)
+    static void RefuseTta(FileInfo modelFile, string? tta)
     {
         if (tta is null) return;
         ParseTta(tta);
@@ -127,10 +128,9 @@ internal static class PredictCommand
         // ranking needs the two best classes whatever --top-k shows
         int scored = leastSure is null ? topK : Math.Max(topK, 2);
         IReadOnlyList<ImagePrediction> predictions;
-        if (OpenScorer(modelFile, 16, device) is { } scorer)
+        if (OpenScorer(modelFile, 16, device, tta) is { } scorer)
         {
             using var _ = (IDisposable)scorer;
-            RefuseTta(modelFile, tta);
             predictions = scorer.Predict(files, scored);
         }
         else

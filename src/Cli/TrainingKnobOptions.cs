@@ -32,20 +32,22 @@ internal sealed class TrainingKnobOptions
         var type = Nullable.GetUnderlyingType(k.ValueType) ?? k.ValueType;
         if (type.IsEnum)
         {
-            // enums are spelled in lower case: --class-weights balanced
-            var names = Enum.GetNames(type).Select(n => n.ToLowerInvariant()).ToList();
             var text = new Option<string>(k.CommandLineName!) { Description = k.Description, DefaultValueFactory = _ => k.DefaultValue?.ToString()?.ToLowerInvariant() ?? "none" };
-            return new Binding(text, (r, o) =>
-            {
-                var v = r.GetValue(text)!;
-                int i = names.IndexOf(v);
-                if (i < 0) throw new ArgumentException($"{k.CommandLineName} must be {string.Join(" or ", names)}, got '{v}'.");
-                return k.WithValue(o, Enum.GetValues(type).GetValue(i));
-            });
+            return new Binding(text, (r, o) => k.WithValue(o, EnumValue(type, k.CommandLineName!, r.GetValue(text)!)));
         }
         // System.CommandLine parses and describes each option by its own type
         return (Binding)typeof(TrainingKnobOptions).GetMethod(nameof(Typed), System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Static)!
             .MakeGenericMethod(k.ValueType).Invoke(null, [k])!;
+    }
+
+    /// <summary>The value of <paramref name="type"/> that <paramref name="option"/> spells <paramref name="text"/>: enums
+    /// are spelled in lower case (<c>--class-weights balanced</c>); another spelling is refused with the accepted ones.</summary>
+    public static object EnumValue(Type type, string option, string text)
+    {
+        var names = Enum.GetNames(type).Select(n => n.ToLowerInvariant()).ToList();
+        int i = names.IndexOf(text);
+        if (i < 0) throw new ArgumentException($"{option} must be {string.Join(" or ", names)}, got '{text}'.");
+        return Enum.GetValues(type).GetValue(i)!;
     }
 
     static Binding Typed<T>(TrainingOptionInfo k)

@@ -35,7 +35,8 @@ internal static class ContinuedTraining
         {
             using var file = SafeTensors.Load(path);
             var weights = TrainedModelFile.Weights(file);
-            var known = classes.Select(c => trained.Classes.ToList().IndexOf(c)).ToArray();   // -1: new
+            var old = trained.Classes.ToList();
+            var known = classes.Select(c => old.IndexOf(c)).ToArray();   // -1: new
             using var scope = TensorScope.Begin();
             var fresh = model.StateDict().ToDictionary(kv => kv.Key, kv => kv.Value);
             var head = model.ClassifierKeys.ToHashSet();

@@ -152,7 +152,7 @@ public sealed record ImageClassificationOptions
     public bool CalibrateScores { get; init; }
 
     /// <summary>The views the trained model averages when it predicts, in every scorer and export (see
-    /// <see cref="Training.TestTimeAugmentation"/>): with <see cref="TestTimeAugmentation.Flip"/> the kept model is
+    /// <see cref="Export.TestTimeAugmentation"/>): with <see cref="TestTimeAugmentation.Flip"/> the kept model is
     /// validated both ways, the run says what the mirror image brings, and the recorded validation metrics are the
     /// averaged ones (a calibrated temperature is fitted on those). Default None.</summary>
     public TestTimeAugmentation TestTimeAugmentation { get; init; }

@@ -54,6 +54,34 @@ internal abstract class TrainUnit(Backbone model, Device device, bool autocast) 
         return ForwardCore(x);
     }
 
+    /// <summary>Logits of the whole model on images (autocast as the run says), whatever the unit trains on: what the
+    /// trained model serves.</summary>
+    public Tensor ForwardImages(Tensor images)
+    {
+        using var cast = Autocast ? Torch.Autocast.Enable(Device.Type) : null;
+        return Model.Call(images);
+    }
+
+    /// <summary>The images of <paramref name="loader"/>'s one evaluation pass on <paramref name="device"/> (images,
+    /// labels, dataset indices), freed after each is consumed.</summary>
+    public static IEnumerable<(Tensor Images, Tensor Labels, int[] Indices)> ImageBatches(DataLoader loader, Device device)
+    {
+        foreach (var b in loader.GetEpoch(0))
+        {
+            using (b)
+            {
+                var x = b.Images.To(device);
+                var y = b.Labels.To(device);
+                try { yield return (x, y, b.Indices); }
+                finally
+                {
+                    x.Dispose();
+                    y.Dispose();
+                }
+            }
+        }
+    }
+
     protected abstract Tensor ForwardCore(Tensor x);
 
     /// <summary>Copies the trained state into the backbone (the probe's layer into the classifier); nothing when they
@@ -158,23 +186,7 @@ internal sealed class BackboneUnit : TrainUnit
         }
     }
 
-    public override IEnumerable<(Tensor Images, Tensor Labels, int[] Indices)> ValidationBatches()
-    {
-        foreach (var b in _val!.GetEpoch(0))
-        {
-            using (b)
-            {
-                var x = b.Images.To(Device);
-                var y = b.Labels.To(Device);
-                try { yield return (x, y, b.Indices); }
-                finally
-                {
-                    x.Dispose();
-                    y.Dispose();
-                }
-            }
-        }
-    }
+    public override IEnumerable<(Tensor Images, Tensor Labels, int[] Indices)> ValidationBatches() => ImageBatches(_val!, Device);
 
     public override int ValidationBatchCount => _val?.BatchesPerEpoch ?? 0;
 

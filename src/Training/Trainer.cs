@@ -42,8 +42,6 @@ internal sealed class Trainer : IDisposable
     readonly GradientReducer? _reducer;   // data-parallel: gradients averaged over the ranks during the backward
     readonly Tensor? _classWeights;
     readonly DistillationTeacher? _teacher;
-    readonly ModelDescriptor? _continued;   // the description of a model training wrote, when the weights are one
-    readonly bool _continuedSizeNote;
     readonly DataLoader _trainLoader;
     readonly DataLoader? _valLoader;
     bool _skipsReported;
@@ -66,10 +64,9 @@ internal sealed class Trainer : IDisposable
     Trainer(ImageClassificationOptions o, ImageDataset train, ImageDataset? val)
     {
         // training on from a model training wrote: at its input size unless another is asked for
-        _continued = ContinuedTraining.Read(o.WeightsPath);
-        bool continuedSize = _continued is not null && o.ImageSize is null;
-        if (continuedSize) o = o with { ImageSize = _continued!.ImageSize };
-        _continuedSizeNote = continuedSize;
+        var continued = ContinuedTraining.Read(o.WeightsPath);
+        bool sizeFromModel = continued is not null && o.ImageSize is null;
+        if (sizeFromModel) o = o with { ImageSize = continued!.ImageSize };
         (_o, _train, _val) = (o, train, val);
         _store = new CheckpointStore(o.CheckpointDirectory, Info);
         TrainingState? resumed = null;
@@ -90,7 +87,7 @@ internal sealed class Trainer : IDisposable
             lock (SeededInit)
             {
                 TorchRuntime.ManualSeed(o.Seed ?? 0);
-                _model = BuildModel(train.Classes.Count, resumeTensors is not null);
+                _model = BuildModel(train.Classes.Count, resumeTensors is not null, continued, sizeFromModel);
             }
             _plan = new TrainingPlan(o, _model);
             var cfg = _plan.Config;
@@ -211,7 +208,7 @@ internal sealed class Trainer : IDisposable
         return (groups, trainer._classWeights?.To(Device.Cpu).ToArray<float>());
     }
 
-    Backbone BuildModel(int classes, bool resuming)
+    Backbone BuildModel(int classes, bool resuming, ModelDescriptor? continued, bool sizeFromModel)
     {
         var overrides = new System.Text.Json.Nodes.JsonObject { ["drop_path_rate"] = TrainingPlan.DropPath(_o) };
         // a model built for one resolution (TransNeXt) is built for the training size, its weights unchanged
@@ -219,11 +216,11 @@ internal sealed class Trainer : IDisposable
             foreach (var (key, value) in sized) overrides[key] = value?.DeepClone();
         if (_o.WeightsPath is not null && !resuming)
         {
-            if (_continued is not null)
+            if (continued is not null)
             {
-                var (continued, note) = ContinuedTraining.Build(_continued, _o, _train.Classes, overrides, _continuedSizeNote);
+                var (fromModel, note) = ContinuedTraining.Build(continued, _o, _train.Classes, overrides, sizeFromModel);
                 Info(note);
-                return continued;
+                return fromModel;
             }
             var (model, load) = Backbones.Load(_o.Model, _o.WeightsPath, classes, _o.CustomKwargs?.DeepClone().AsObject(), overrides);
             if (load.SkippedHeadKeys.Count > 0)
@@ -339,23 +336,8 @@ internal sealed class Trainer : IDisposable
     (EvalResult, ModelDescriptor) AverageViews(EvalResult single, ModelDescriptor descriptor)
     {
         var tta = _o.TestTimeAugmentation;
-        _model.Eval();
-        if (_o.ProcessGroup is { } group) DataParallel.BroadcastState(_model, group, buffersOnly: true);
-        var loader = _valLoader!;
-        IEnumerable<(Tensor, Tensor, int[])> Batches()
-        {
-            foreach (var b in loader.GetEpoch(0))
-                using (b)
-                using (var x = b.Images.To(_plan.Device))
-                using (var y = b.Labels.To(_plan.Device))
-                    yield return (x, y, b.Indices);
-        }
-        EvalResult r;
-        using (_plan.Autocast ? Torch.Autocast.Enable(_plan.Device.Type) : null)
-            r = Evaluator.Run(Batches(), x => TestTimeViews.Logits(_model.Call, x, tta), _valShard ?? _val!, done =>
-                Report(new TrainingProgress(TrainingPhase.Validating, _o.Epochs, _o.Epochs, done, loader.BatchesPerEpoch,
-                    _state.GlobalStep, TotalSteps, double.NaN, _optimizer.Groups[^1].LearningRate, 0, _clock.Elapsed, Eta())));
-        if (_valShard is not null) r = Gathered(r, _o.ProcessGroup!);
+        var r = Validate(_o.Epochs, TrainUnit.ImageBatches(_valLoader!, _plan.Device), _valLoader!.BatchesPerEpoch,
+            x => TestTimeViews.Logits(_unit.ForwardImages, x, tta));
         var (before, after) = (single.Metrics(_train.Classes), r.Metrics(_train.Classes));
         bool worse = after.Top1 <= before.Top1 && after.LogLoss >= before.LogLoss;
         Info($"the kept model scores each image with its mirror image (TestTimeAugmentation {TestTimeViews.Name(tta)}, --tta): on the " +
@@ -492,14 +474,18 @@ internal sealed class Trainer : IDisposable
 
     // ---------------------------------------------------------------- validation and the kept weights
 
-    EvalResult Validate(int epoch)
+    EvalResult Validate(int epoch) => Validate(epoch, _unit.ValidationBatches(), _unit.ValidationBatchCount, _unit.Forward);
+
+    /// <summary>This rank's share of the validation set scored by <paramref name="logits"/> in eval mode, put together
+    /// over the ranks.</summary>
+    EvalResult Validate(int epoch, IEnumerable<(Tensor Images, Tensor Labels, int[] Indices)> batches, int batchCount, Func<Tensor, Tensor> logits)
     {
         bool wasTraining = _model.Training;
         _model.Eval();
         // data-parallel: every rank validates rank 0's model (BatchNorm statistics are per process while training)
         if (_o.ProcessGroup is { } group) DataParallel.BroadcastState(_model, group, buffersOnly: true);
-        var r = Evaluator.Run(_unit.ValidationBatches(), _unit.Forward, _valShard ?? _val!, done =>
-            Report(new TrainingProgress(TrainingPhase.Validating, Math.Min(epoch + 1, _o.Epochs), _o.Epochs, done, _unit.ValidationBatchCount,
+        var r = Evaluator.Run(batches, logits, _valShard ?? _val!, done =>
+            Report(new TrainingProgress(TrainingPhase.Validating, Math.Min(epoch + 1, _o.Epochs), _o.Epochs, done, batchCount,
                 _state.GlobalStep, TotalSteps, double.NaN, _optimizer.Groups[^1].LearningRate, 0, _clock.Elapsed, Eta())));
         if (_valShard is not null) r = Gathered(r, _o.ProcessGroup!);
         if (wasTraining) _model.Train();
